@@ -1,0 +1,46 @@
+# dawnchorus — `make demo` runs the main job on the embedded defaults; `make test` runs the suite.
+# Both create .venv and install the pinned set first (torch's CPU build before anything else:
+# a plain `torch` requirement would pull a multi-GB CUDA build).
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Real clips to mix into the demo deployment, if present (never committed).
+CLIPS ?= $(wildcard ../shared/data/clips)
+DEMO_DIR ?= demo
+PYTEST_ARGS ?=
+
+export RAY_USAGE_STATS_ENABLED := 0
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	# torchaudio's Kaldi fbank is the test oracle for our plain-torch fbank; it cannot be
+	# imported as a package beside the CPU torch, so it lives apart and tests load one file.
+	$(PY) -m pip install -q --no-deps --target $(VENV)/torchaudio-oracle torchaudio==2.11.0
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO_DIR)
+	$(VENV)/bin/dawnchorus demo --out $(DEMO_DIR) $(if $(CLIPS),--clips $(CLIPS),)
+
+test: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) bench/bench_naturelm.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,132 @@
+"""The model-backend interface every model implements, and the registry that loads them by name.
+
+A backend is a plain class (no Ray, no Prefect): the pipeline hands it a batch of fixed-length
+windows at the backend's own sample rate and gets back one or more `Prediction`s per
+(window, task). Ray wraps it in an actor; tests call it directly.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+#: Tasks every backend understands. `detect`: is an animal vocalising (one answer, P(yes)).
+#: `classify`: which species (ranked answers, each with its probability).
+TASKS: tuple[str, ...] = ("detect", "classify")
+
+
+class BackendError(RuntimeError):
+    """A backend cannot be built or run: bad options, missing or mismatched weights."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One answer of a backend to one task about one window of a batch."""
+
+    item: int  # row of the batch this answers
+    task: str  # one of TASKS (or a custom prompt's task name)
+    prompt_id: str  # which prompt / head produced it, stable across runs
+    answer_text: str  # the raw answer (model text, or the model's label string)
+    label: str | None  # normalised label: common name for a species; "animal" for detect
+    scientific_name: str | None  # None when the answer is not a known species
+    score: float  # probability in [0, 1]
+    rank: int = 1  # 1 = best answer for this (window, task)
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What the driver needs to know of a backend without running it."""
+
+    model_id: str
+    settings: dict[str, Any]
+    sample_rate_hz: int
+
+
+class ModelBackend(abc.ABC):
+    """A model that answers tasks about batches of audio windows.
+
+    Subclasses set `name` and `sample_rate_hz` and load their weights once in `__init__`.
+    """
+
+    name: str
+    sample_rate_hz: int
+
+    @property
+    @abc.abstractmethod
+    def model_id(self) -> str:
+        """Model name plus a digest of its weights, e.g. ``birdnet-v2.4@sha256:0123abcd4567``."""
+
+    @abc.abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """Everything besides the weights that changes answers (prompts, top-k, generation).
+
+        JSON-serialisable; it enters the run's config fingerprint.
+        """
+
+    @classmethod
+    def describe(cls, **options: Any) -> "BackendInfo":
+        """Identity, settings and sample rate for these options, for the run's fingerprint.
+
+        The driver calls this before any worker loads the model. The default builds the backend;
+        backends whose weights are expensive to load override it to read only a digest.
+        """
+        backend = cls(**options)
+        return BackendInfo(backend.model_id, backend.settings(), backend.sample_rate_hz)
+
+    @abc.abstractmethod
+    def predict(
+        self, audio: np.ndarray, valid_samples: np.ndarray, tasks: Sequence[str]
+    ) -> list[Prediction]:
+        """Answer `tasks` for each window.
+
+        audio: (B, S) float32 in [-1, 1] at `sample_rate_hz`; windows shorter than S were
+        zero-padded at the end. valid_samples: (B,) int, samples of real audio per row.
+        """
+
+
+def check_batch(audio: np.ndarray, valid_samples: np.ndarray) -> None:
+    """Validate a batch handed to `ModelBackend.predict`; raise ValueError saying what is wrong."""
+    if audio.ndim != 2:
+        raise ValueError(f"audio must be (batch, samples), got shape {audio.shape}")
+    if audio.dtype != np.float32:
+        raise ValueError(f"audio must be float32, got {audio.dtype}")
+    if valid_samples.shape != (audio.shape[0],):
+        raise ValueError(
+            f"valid_samples must have shape ({audio.shape[0]},), got {valid_samples.shape}"
+        )
+    if np.any(valid_samples < 0) or np.any(valid_samples > audio.shape[1]):
+        raise ValueError("valid_samples must lie in [0, samples per window]")
+
+
+#: name -> "module:Class"; imported lazily so that a BirdNET run never imports torch.
+BACKENDS: dict[str, str] = {
+    "birdnet": "naturelm_core.birdnet:BirdNETBackend",
+    "naturelm": "naturelm_core.naturelm_backend:NatureLMBackend",
+    "placeholder": "naturelm_core.placeholder:PlaceholderBackend",
+}
+
+
+def backend_class(name: str) -> type[ModelBackend]:
+    """The class registered as `name`, imported on first use."""
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        raise BackendError(
+            f"unknown model {name!r}; expected one of {sorted(BACKENDS)}"
+        ) from None
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def load_backend(name: str, **options: Any) -> ModelBackend:
+    """Build the backend registered as `name` with its keyword options."""
+    return backend_class(name)(**options)
+
+
+def describe_backend(name: str, **options: Any) -> BackendInfo:
+    """Identity, settings and sample rate of the backend `name` with these options."""
+    return backend_class(name).describe(**options)
