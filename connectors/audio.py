@@ -1,0 +1,452 @@
+"""Audio headers, window planning and streaming window decode.
+
+- :func:`read_header` reads only a recording's header (format, rate, channels, length, the
+  AudioMoth comment, GUANO metadata) - discovery calls it for every file, so it never touches
+  sample data.
+- :func:`plan_windows` cuts a recording's duration into analysis windows with an explicit tail
+  policy; :func:`plan_windows_frames` does the same in exact integer frames.
+- :func:`iter_windows` decodes just the requested windows (seek + read per window), mixes or
+  splits channels, and resamples each to the model's rate.
+
+Files are opened through fsspec, so local files and s3fs objects (HTTP range reads) work alike.
+Window and hop lengths come from the caller (the model decides them); nothing here is
+model-specific.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import fsspec
+import numpy as np
+import soundfile as sf
+import soxr
+
+from connectors.errors import InputError
+
+log = logging.getLogger(__name__)
+
+HEADER_BLOCK_SIZE_BYTES = 64 * 1024
+"""fsspec read block when reading headers: s3fs's default (50 MiB read-ahead) would download
+most of a recording just to learn its length."""
+WINDOW_BLOCK_SIZE_BYTES = 1024 * 1024
+"""fsspec read block when decoding windows; reads larger than this are fetched as asked."""
+RESAMPLE_MARGIN_S = 0.1
+"""Native audio read on each side of a window, so the resampler's filter sees real neighbours
+and a window decodes the same whatever other windows are requested with it."""
+MAX_METADATA_CHUNK_BYTES = 1024 * 1024
+"""Larger LIST/guan chunks are skipped rather than read (they are a few hundred bytes)."""
+_MAX_RIFF_CHUNKS = 4096  # bound on the chunk walk, against corrupt size fields that loop
+_RIFF_SIZE_PLACEHOLDERS = (0, 0xFFFFFFFF)  # written by recorders before the size is known
+
+TAIL_POLICIES = ("pad", "drop", "shift")
+CHANNEL_POLICIES = ("mean", "each")
+
+
+@dataclass(frozen=True)
+class AudioHeader:
+    """What a recording's header says about it."""
+
+    frames: int
+    """Frames per channel the header declares (for a truncated WAV, more than the file holds)."""
+    sample_rate_hz: int
+    channels: int
+    duration_s: float
+    format: str
+    """libsndfile's major format: ``WAV``, ``WAVEX``, ``RF64``, ``FLAC``, ``OGG``, ``MP3``."""
+    subtype: str
+    """Sample encoding: ``PCM_16``, ``FLOAT``, ``VORBIS``, ``MPEG_LAYER_III`` ..."""
+    comment: str | None
+    """RIFF LIST/INFO ICMT (where AudioMoth writes its comment), else the file's comment tag."""
+    guano: dict[str, Any] | None
+    """GUANO metadata (``{"GUANO|Version": "1.0", "Timestamp": datetime, ...}``) if present."""
+    truncated: bool = False
+    """True when the file holds fewer sample bytes than its header declares."""
+
+
+def read_header(fs: fsspec.AbstractFileSystem, path: str, uri: str | None = None) -> AudioHeader:
+    """Read a recording's header through ``fs``; never reads sample data.
+
+    Raises InputError(uri, reason) for an empty, corrupt or unrecognised file, or one with no
+    frames or channels.
+    """
+    uri = uri or path
+    try:
+        handle = fs.open(path, "rb", block_size=HEADER_BLOCK_SIZE_BYTES)
+    except FileNotFoundError:
+        raise InputError(uri, "file not found") from None
+    except OSError as exc:
+        raise InputError(uri, f"cannot open: {exc}") from exc
+    with handle:
+        size_bytes = _size(handle)
+        if size_bytes == 0:
+            raise InputError(uri, "empty file (0 bytes)")
+        handle.seek(0)
+        try:
+            with sf.SoundFile(handle) as snd:
+                frames, sample_rate_hz, channels = snd.frames, snd.samplerate, snd.channels
+                major, subtype, tag_comment = snd.format, snd.subtype, snd.comment
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            raise InputError(uri, f"not a recognised audio format: {_libsndfile_reason(exc)}") from exc
+        riff = _walk_riff(handle, size_bytes, uri) if major in ("WAV", "WAVEX", "RF64") else None
+
+    if sample_rate_hz <= 0:
+        raise InputError(uri, f"invalid sample rate {sample_rate_hz} Hz")
+    if channels <= 0:
+        raise InputError(uri, "no audio channels (0 channels)")
+    truncated = False
+    if riff is not None and riff.declared_frames is not None and riff.declared_frames > frames:
+        log.warning(
+            "%s: header declares %d frames, file holds %d (truncated)", uri, riff.declared_frames, frames
+        )
+        frames, truncated = riff.declared_frames, True
+    if frames <= 0:
+        raise InputError(uri, "no audio frames (0 frames)")
+    comment = riff.comment if riff is not None and riff.comment else ((tag_comment or "").strip() or None)
+    return AudioHeader(
+        frames=frames,
+        sample_rate_hz=sample_rate_hz,
+        channels=channels,
+        duration_s=frames / sample_rate_hz,
+        format=major,
+        subtype=subtype,
+        comment=comment,
+        guano=riff.guano if riff is not None else None,
+        truncated=truncated,
+    )
+
+
+def _size(handle: BinaryIO) -> int:
+    handle.seek(0, 2)
+    return handle.tell()
+
+
+def _libsndfile_reason(exc: Exception) -> str:
+    # libsndfile messages start "Error opening <repr of the file object>: "; keep the reason.
+    text = str(exc)
+    return text.split(": ", 1)[1] if text.startswith("Error opening") and ": " in text else text
+
+
+@dataclass(frozen=True)
+class _RiffInfo:
+    declared_frames: int | None
+    comment: str | None
+    guano: dict[str, Any] | None
+
+
+def _walk_riff(handle: BinaryIO, size_bytes: int, uri: str) -> _RiffInfo:
+    """Walk a WAV's chunk headers, seeking over the data chunk, for metadata and declared length.
+
+    Tolerant: a short read or a bad chunk ends the walk with what was found so far, since
+    libsndfile has already accepted the file.
+    """
+    handle.seek(0)
+    riff_id, _, wave_id = struct.unpack("<4sI4s", _read_exact(handle, 12) or b"\0" * 12)
+    if riff_id not in (b"RIFF", b"RF64") or wave_id != b"WAVE":
+        return _RiffInfo(None, None, None)
+    block_align = None
+    data_size = None
+    data_start = None
+    ds64_data_size = None
+    comment = None
+    guano_meta = None
+    position = 12
+    for _ in range(_MAX_RIFF_CHUNKS):
+        if position + 8 > size_bytes:
+            break
+        handle.seek(position)
+        chunk_header = _read_exact(handle, 8)
+        if chunk_header is None:
+            break
+        chunk_id, chunk_size = struct.unpack("<4sI", chunk_header)
+        body_start = position + 8
+        if chunk_id == b"fmt " and chunk_size >= 16:
+            body = _read_exact(handle, 16)
+            if body is not None:
+                block_align = struct.unpack("<HHIIH", body[:14])[4]
+        elif chunk_id == b"ds64" and chunk_size >= 16:
+            body = _read_exact(handle, 16)
+            if body is not None:
+                ds64_data_size = struct.unpack("<QQ", body)[1]
+        elif chunk_id == b"data":
+            data_start = body_start
+            data_size = ds64_data_size if (riff_id == b"RF64" and ds64_data_size is not None) else chunk_size
+            if data_size in _RIFF_SIZE_PLACEHOLDERS:
+                data_size = None
+            if data_size is None or body_start + data_size > size_bytes:
+                break  # the data runs to the end of the file: nothing after it to read
+            chunk_size = data_size if riff_id == b"RF64" else chunk_size
+        elif chunk_id == b"LIST" and 4 <= chunk_size <= MAX_METADATA_CHUNK_BYTES:
+            body = _read_exact(handle, chunk_size)
+            if body is not None and body[:4] == b"INFO":
+                comment = _info_comment(body[4:]) or comment
+        elif chunk_id == b"guan" and chunk_size <= MAX_METADATA_CHUNK_BYTES:
+            body = _read_exact(handle, chunk_size)
+            if body is not None:
+                guano_meta = _parse_guano(body, uri)
+        # Chunks are word-aligned: an odd size is followed by one pad byte.
+        position = body_start + chunk_size + (chunk_size & 1)
+
+    declared_frames = None
+    if block_align and data_size is not None and data_start is not None:
+        declared_frames = data_size // block_align
+    return _RiffInfo(declared_frames, comment, guano_meta)
+
+
+def _read_exact(handle: BinaryIO, count: int) -> bytes | None:
+    data = handle.read(count)
+    return data if len(data) == count else None
+
+
+def _info_comment(body: bytes) -> str | None:
+    """The ICMT entry of a LIST/INFO body, decoded."""
+    position = 0
+    while position + 8 <= len(body):
+        entry_id, entry_size = struct.unpack("<4sI", body[position : position + 8])
+        value = body[position + 8 : position + 8 + entry_size]
+        if entry_id == b"ICMT":
+            text = _decode_text(value).strip("\x00").strip()
+            return text or None
+        position += 8 + entry_size + (entry_size & 1)
+    return None
+
+
+def _decode_text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def _parse_guano(body: bytes, uri: str) -> dict[str, Any] | None:
+    import guano  # only WAVs with a guan chunk need it
+
+    try:
+        parsed = guano.GuanoFile.from_string(_decode_text(body).strip("\x00"))
+    except (ValueError, TypeError) as exc:
+        log.warning("%s: unreadable GUANO metadata ignored: %s", uri, exc)
+        return None
+    return dict(parsed.items()) or None
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """One planned analysis window of a recording."""
+
+    index: int
+    offset_s: float
+    """Start of the window from the start of the recording."""
+    duration_s: float
+    """Seconds of real audio in the window (less than the window length when padded)."""
+    padded: bool
+    """True when the window runs past the end of the recording and is zero-padded."""
+
+
+def plan_windows(
+    duration_s: float, window_s: float = 10.0, hop_s: float | None = None, tail: str = "pad"
+) -> list[WindowSpec]:
+    """Cut ``duration_s`` of audio into windows of ``window_s`` starting every ``hop_s``.
+
+    ``hop_s`` defaults to ``window_s`` (no overlap). Tail policies:
+
+    - ``"pad"``: cover everything; the last window is zero-padded if it runs past the end
+      (a recording shorter than one window gives one padded window).
+    - ``"drop"``: full windows only.
+    - ``"shift"``: full windows, plus - if audio remains after the last - one full window
+      ending exactly at the end (overlapping its predecessor). A recording shorter than one
+      window gives none.
+
+    Computed on a microsecond grid, so 10 s windows over 30 s give exactly 3. Use
+    :func:`plan_windows_frames` when the frame count is known.
+    """
+    _check_window_args(window_s, hop_s, tail)
+    if not math.isfinite(duration_s) or duration_s < 0:
+        raise ValueError(f"duration_s must be a finite number >= 0, got {duration_s!r}")
+    ticks_per_s = 1_000_000
+    hop = window_s if hop_s is None else hop_s
+    total, window, hop_ticks = (round(value * ticks_per_s) for value in (duration_s, window_s, hop))
+    return _plan(total, window, hop_ticks, tail, ticks_per_s)
+
+
+def plan_windows_frames(
+    frames: int, sample_rate_hz: int, window_s: float = 10.0, hop_s: float | None = None, tail: str = "pad"
+) -> list[WindowSpec]:
+    """:func:`plan_windows` in whole frames: window starts fall exactly on sample boundaries."""
+    _check_window_args(window_s, hop_s, tail)
+    if sample_rate_hz <= 0:
+        raise ValueError(f"sample_rate_hz must be > 0, got {sample_rate_hz!r}")
+    if frames < 0:
+        raise ValueError(f"frames must be >= 0, got {frames!r}")
+    hop = window_s if hop_s is None else hop_s
+    window_frames = round(window_s * sample_rate_hz)
+    hop_frames = round(hop * sample_rate_hz)
+    if window_frames < 1 or hop_frames < 1:
+        raise ValueError(f"window_s and hop_s must each cover at least one frame at {sample_rate_hz} Hz")
+    return _plan(frames, window_frames, hop_frames, tail, sample_rate_hz)
+
+
+def _check_window_args(window_s: float, hop_s: float | None, tail: str) -> None:
+    if not (isinstance(window_s, (int, float)) and math.isfinite(window_s) and window_s > 0):
+        raise ValueError(f"window_s must be a finite number > 0, got {window_s!r}")
+    if hop_s is not None and not (isinstance(hop_s, (int, float)) and math.isfinite(hop_s) and hop_s > 0):
+        raise ValueError(f"hop_s must be a finite number > 0, got {hop_s!r}")
+    if tail not in TAIL_POLICIES:
+        raise ValueError(f"tail must be one of {', '.join(TAIL_POLICIES)}, got {tail!r}")
+
+
+def _plan(total: int, window: int, hop: int, tail: str, ticks_per_s: int) -> list[WindowSpec]:
+    """Window plan in integer ticks (frames, or microseconds); times converted once at the end."""
+    if total <= 0 or window <= 0 or hop <= 0:
+        return []
+    full = (total - window) // hop + 1 if total >= window else 0
+    starts = [k * hop for k in range(full)]
+    if tail == "pad":
+        count = 1 if total <= window else -(-(total - window) // hop) + 1  # ceil division
+        starts = [k * hop for k in range(count)]
+    elif tail == "shift" and full > 0 and starts[-1] + window < total:
+        starts.append(total - window)
+    return [
+        WindowSpec(
+            index=index,
+            offset_s=start / ticks_per_s,
+            duration_s=min(window, total - start) / ticks_per_s,
+            padded=start + window > total,
+        )
+        for index, start in enumerate(starts)
+    ]
+
+
+@dataclass
+class DecodedWindow:
+    """One window's samples at the target rate, for one channel or the channel mean."""
+
+    index: int
+    channel: int
+    """0 = mean of all channels; 1..N = that channel (Raven's 1-based numbering)."""
+    samples: np.ndarray
+    """float32, exactly ``round(window_s * target_rate_hz)`` samples, zero-padded."""
+    valid_samples: int
+    """How many leading samples are real audio; the rest is padding."""
+    status: str
+    """``"ok"``, or ``"empty"``: no real samples decoded (past the real end of a truncated file)
+    or digital silence (every sample exactly 0)."""
+
+
+def iter_windows(
+    fs: fsspec.AbstractFileSystem,
+    path: str,
+    header: AudioHeader,
+    windows: Sequence[WindowSpec],
+    window_s: float,
+    target_rate_hz: int,
+    channel_policy: str = "mean",
+    uri: str | None = None,
+) -> Iterator[DecodedWindow]:
+    """Decode ``windows`` of one recording, reading only what each needs.
+
+    Each window is read with :data:`RESAMPLE_MARGIN_S` of native audio on both sides (clipped to
+    the file), resampled with soxr and trimmed, so its samples do not depend on which other
+    windows are requested. ``channel_policy="mean"`` yields one window (channel 0) per spec,
+    ``"each"`` one per channel (1..N). Audio past the real end of a file shorter than its header
+    declares is zero, with ``valid_samples`` counting only what was decoded.
+
+    Raises InputError naming the window's offset if libsndfile fails to decode it.
+    """
+    uri = uri or path
+    if channel_policy not in CHANNEL_POLICIES:
+        raise ValueError(f"channel_policy must be one of {', '.join(CHANNEL_POLICIES)}, got {channel_policy!r}")
+    if not (math.isfinite(window_s) and window_s > 0):
+        raise ValueError(f"window_s must be a finite number > 0, got {window_s!r}")
+    if not target_rate_hz or target_rate_hz <= 0:
+        raise ValueError(f"target_rate_hz must be > 0, got {target_rate_hz!r}")
+    native_hz = header.sample_rate_hz
+    window_frames = round(window_s * native_hz)
+    out_samples = round(window_s * target_rate_hz)
+    # The margin is a whole number of resampling periods, so the window start maps to an exact
+    # output sample and trimming never shifts the window by a fraction of a sample.
+    period = native_hz // math.gcd(native_hz, int(target_rate_hz))
+    margin_frames = (round(RESAMPLE_MARGIN_S * native_hz) // period) * period
+
+    try:
+        handle = fs.open(path, "rb", block_size=WINDOW_BLOCK_SIZE_BYTES)
+    except OSError as exc:
+        raise InputError(uri, f"cannot open: {exc}") from exc
+    with handle:
+        try:
+            snd = sf.SoundFile(handle)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise InputError(uri, f"not a recognised audio format: {_libsndfile_reason(exc)}") from exc
+        with snd:
+            if snd.samplerate != native_hz or snd.channels != header.channels:
+                raise InputError(
+                    uri,
+                    f"file changed since its header was read: {snd.samplerate} Hz x {snd.channels} ch,"
+                    f" header said {native_hz} Hz x {header.channels} ch",
+                )
+            # libsndfile reports what it can actually read; a truncated file holds less than
+            # its header declared.
+            readable_frames = min(snd.frames, header.frames)
+            for spec in windows:
+                yield from _decode_window(
+                    snd, spec, readable_frames, window_frames, margin_frames, period,
+                    native_hz, int(target_rate_hz), out_samples, channel_policy, header.channels, uri,
+                )
+
+
+def _decode_window(
+    snd: sf.SoundFile,
+    spec: WindowSpec,
+    readable_frames: int,
+    window_frames: int,
+    margin_frames: int,
+    period: int,
+    native_hz: int,
+    target_rate_hz: int,
+    out_samples: int,
+    channel_policy: str,
+    channels: int,
+    uri: str,
+) -> Iterator[DecodedWindow]:
+    start = round(spec.offset_s * native_hz)
+    end = start + window_frames
+    out_channels = [0] if channel_policy == "mean" else list(range(1, channels + 1))
+    if start >= readable_frames:
+        for channel in out_channels:
+            yield DecodedWindow(spec.index, channel, np.zeros(out_samples, np.float32), 0, "empty")
+        return
+
+    before = (min(margin_frames, start) // period) * period
+    span_start = start - before
+    span_end = min(end + margin_frames, readable_frames)
+    try:
+        snd.seek(span_start)
+        # Plain seek + read, not blocks(): blocks() repeats stale samples at the end of MP3s.
+        span = snd.read(span_end - span_start, dtype="float32", always_2d=True)  # (F, C)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise InputError(
+            uri, f"decode failed in window {spec.index} at offset {spec.offset_s:.3f} s: {exc}"
+        ) from exc
+    # MP3 frame counts are estimates, so a read may return less than asked.
+    real_frames = max(0, min(span_start + len(span), end) - start)
+    if channel_policy == "mean" and channels > 1:
+        span = span.mean(axis=1, keepdims=True, dtype=np.float32)  # (F, 1)
+    silent = ~np.any(span[before : before + real_frames] != 0, axis=0)  # (C,)
+
+    if native_hz != target_rate_hz and len(span):
+        resampled = soxr.resample(span, native_hz, target_rate_hz)  # (F', C)
+    else:
+        resampled = span
+    out_start = before * target_rate_hz // native_hz
+    valid = min(out_samples, round(real_frames * target_rate_hz / native_hz))
+    piece = resampled[out_start : out_start + valid]  # (valid, C)
+    valid = len(piece)
+    for column, channel in enumerate(out_channels):
+        samples = np.zeros(out_samples, np.float32)
+        samples[:valid] = piece[:, column]
+        status = "empty" if valid == 0 or silent[column] else "ok"
+        yield DecodedWindow(spec.index, channel, samples, valid, status)

@@ -1,0 +1,344 @@
+"""Source storage: open a source root, list its recordings, read its deployment metadata.
+
+A source root is a local folder, a ``file://`` URI or ``s3://bucket/prefix``. Under it, each
+first-level folder is one field deployment (one recorder at one site for one period)::
+
+    <root>/deployments.csv            optional metadata, one row per deployment
+    <root>/<deployment_id>/.../*.WAV  recordings, any depth below the deployment folder
+
+Everything goes through fsspec (``fs.find``, ``fs.open``), so no code here assumes a local path.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import posixpath
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from connectors.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+"""Recording extensions, matched case-insensitively (AudioMoth writes ``.WAV``)."""
+
+DEPLOYMENTS_FILE = "deployments.csv"
+
+# The usual AWS variables and the S3FileSystem argument each one feeds. botocore reads most of
+# them itself, but passing them explicitly makes storage_options overrides predictable.
+_AWS_ENV_TO_S3FS = {
+    "AWS_ACCESS_KEY_ID": "key",
+    "AWS_SECRET_ACCESS_KEY": "secret",
+    "AWS_SESSION_TOKEN": "token",
+}
+
+
+def open_root(
+    uri: str, storage_options: dict | None = None
+) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Open a source root; return ``(fs, root)`` with ``root`` the path ``fs`` understands.
+
+    ``root`` has no trailing slash; for local roots it is absolute, for S3 it is
+    ``bucket/prefix`` (no scheme). S3 credentials and endpoint come from the usual AWS
+    environment variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_SESSION_TOKEN``, ``AWS_ENDPOINT_URL``), overridden by ``storage_options``.
+    The region is left to botocore (``AWS_DEFAULT_REGION``): passing ``us-east-1`` explicitly
+    breaks bucket creation on S3-compatible servers.
+
+    Raises ConfigError for an unsupported scheme, an S3 URI without a bucket, or a missing local
+    root.
+    """
+    if not isinstance(uri, str) or not uri.strip():
+        raise ConfigError(f"source URI is empty: {uri!r}")
+    uri = uri.strip()
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return _open_local(uri, storage_options)
+    scheme = scheme.lower()
+    if scheme == "file":
+        return _open_local(rest, storage_options)
+    if scheme in ("s3", "s3a"):
+        return _open_s3(uri, rest, storage_options)
+    raise ConfigError(f"source URI {uri!r}: unsupported scheme {scheme!r} (use a local path, file:// or s3://)")
+
+
+def _open_local(path: str, storage_options: dict | None) -> tuple[fsspec.AbstractFileSystem, str]:
+    root = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(root):
+        what = "is not a folder" if os.path.exists(root) else "does not exist"
+        raise ConfigError(f"source root {root} {what}")
+    fs = LocalFileSystem(**(storage_options or {}))
+    # fsspec's local paths use forward slashes on every platform.
+    return fs, fs._strip_protocol(root).rstrip("/") or "/"
+
+
+def _open_s3(uri: str, rest: str, storage_options: dict | None) -> tuple[fsspec.AbstractFileSystem, str]:
+    import s3fs  # only needed for s3:// roots
+
+    if not rest.split("/", 1)[0]:
+        raise ConfigError(f"source URI {uri!r}: no bucket name")
+    root = rest.rstrip("/")
+    options: dict[str, Any] = {}
+    for env_name, arg in _AWS_ENV_TO_S3FS.items():
+        if os.environ.get(env_name):
+            options[arg] = os.environ[env_name]
+    client_kwargs: dict[str, Any] = {}
+    endpoint_url = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint_url:
+        client_kwargs["endpoint_url"] = endpoint_url
+    user = dict(storage_options or {})
+    client_kwargs.update(user.pop("client_kwargs", None) or {})
+    options.update(user)
+    if client_kwargs:
+        options["client_kwargs"] = client_kwargs
+    try:
+        fs = s3fs.S3FileSystem(**options)
+    except TypeError as exc:
+        raise ConfigError(f"source URI {uri!r}: bad storage_options: {exc}") from exc
+    return fs, root
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    """One recording found under a source root."""
+
+    key: str
+    """Path relative to the root, forward slashes (``dep1/2023/20231119_210000.WAV``)."""
+    uri: str
+    """Full URI: ``s3://bucket/prefix/dep1/a.WAV`` or an absolute local path."""
+    path: str
+    """What ``fs.open`` takes."""
+    deployment_id: str
+    """First path component under the root; the root's own base name for files directly in it."""
+    size_bytes: int
+    etag: str | None
+    """S3 ETag without quotes; None where the storage has none (local files)."""
+    mtime: datetime | None
+    """Last modification time, UTC aware; None if the storage does not report one."""
+
+    @property
+    def version_tag(self) -> str:
+        """ETag if known, else the ISO mtime; with ``size_bytes`` it detects changed files.
+
+        Empty when the storage reports neither, so that only the size can detect a change.
+        """
+        if self.etag:
+            return self.etag
+        if self.mtime is not None:
+            return self.mtime.isoformat()
+        return ""
+
+
+def list_recordings(fs: fsspec.AbstractFileSystem, root: str) -> list[SourceObject]:
+    """All recordings under ``root``, sorted by key, from one recursive listing.
+
+    Only files with an :data:`AUDIO_EXTENSIONS` extension (any case) are kept. Hidden entries -
+    any path component starting with ``.``, e.g. the ``._name.WAV`` files macOS leaves on SD
+    cards - are skipped.
+    """
+    root = root.rstrip("/")
+    listing = fs.find(root, detail=True)
+    root_name = posixpath.basename(root) or root
+    scheme = _uri_scheme(fs)
+    found = []
+    for path, info in listing.items():
+        if info.get("type", "file") != "file":
+            continue
+        key = _relative_key(path, root)
+        if key is None:
+            log.debug("skipping %s: not under root %s", path, root)
+            continue
+        parts = key.split("/")
+        if any(part.startswith(".") for part in parts):
+            continue
+        if not parts[-1].lower().endswith(AUDIO_EXTENSIONS):
+            continue
+        found.append(
+            SourceObject(
+                key=key,
+                uri=f"{scheme}{path}" if scheme else path,
+                path=path,
+                deployment_id=parts[0] if len(parts) > 1 else root_name,
+                size_bytes=int(info.get("size") or 0),
+                etag=_etag(info),
+                mtime=_mtime(info),
+            )
+        )
+    found.sort(key=lambda obj: obj.key)
+    return found
+
+
+def _uri_scheme(fs: fsspec.AbstractFileSystem) -> str:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol in ("file", "local"):
+        return ""
+    # s3fs lists ("s3", "s3a"); the canonical URI uses the first.
+    return f"{protocol}://"
+
+
+def _relative_key(path: str, root: str) -> str | None:
+    path = path.rstrip("/")
+    if root == "/":
+        return path.lstrip("/") or None
+    if not path.startswith(root + "/"):
+        return None
+    return path[len(root) + 1 :]
+
+
+def _etag(info: dict) -> str | None:
+    etag = info.get("ETag") or info.get("etag")
+    if not etag:
+        return None
+    return str(etag).strip('"')
+
+
+def _mtime(info: dict) -> datetime | None:
+    # s3fs reports LastModified (a datetime), the local filesystem mtime (epoch seconds); other
+    # fsspec backends use the remaining names, sometimes as ISO text.
+    for name in ("LastModified", "last_modified", "mtime", "updated", "created"):
+        value = info.get(name)
+        if isinstance(value, (int, float)):
+            return datetime.fromtimestamp(value, tz=timezone.utc)
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                return value.replace(tzinfo=timezone.utc)
+            return value.astimezone(timezone.utc)
+    return None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One row of ``deployments.csv``: one recorder at one site for one period."""
+
+    deployment_id: str
+    site_id: str | None = None
+    latitude: float | None = None
+    """Decimal degrees, WGS84, in [-90, 90]."""
+    longitude: float | None = None
+    """Decimal degrees, WGS84, in [-180, 180]."""
+    recorder: str | None = None
+    timezone: str | None = None
+    """IANA zone of the recorder's clock and of local display (``Europe/Berlin``)."""
+    start: datetime | None = None
+    """Deployment start; aware if the CSV gave an offset or the row has a timezone, else naive."""
+    end: datetime | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+    """Every other column, as text."""
+
+
+_KNOWN_COLUMNS = ("deployment_id", "site_id", "latitude", "longitude", "recorder", "timezone", "start", "end")
+
+
+def read_deployments(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Deployment]:
+    """Read ``<root>/deployments.csv`` into ``{deployment_id: Deployment}``; ``{}`` if absent.
+
+    Column names are matched after stripping spaces and lower-casing. Raises ConfigError naming
+    the file, the line and the reason for: no ``deployment_id`` column, an empty or duplicate
+    id, a latitude/longitude that is not a number or out of range, a time zone zoneinfo does not
+    know, or a start/end that is not ISO 8601 (or ends before it starts).
+    """
+    path = f"{root.rstrip('/')}/{DEPLOYMENTS_FILE}"
+    if not fs.exists(path):
+        return {}
+    with fs.open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        # utf-8-sig: spreadsheets often save CSV with a byte-order mark.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc})") from exc
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ConfigError(f"{path}: empty file, expected a header row with deployment_id") from None
+    columns = [name.strip().lower() for name in header]
+    if "deployment_id" not in columns:
+        raise ConfigError(f"{path}, line 1: no deployment_id column (found {', '.join(columns) or 'nothing'})")
+    deployments: dict[str, Deployment] = {}
+    first_line: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(columns):
+            raise ConfigError(f"{path}, line {line}: {len(row)} fields but the header has {len(columns)}")
+        values = {name: (row[i].strip() if i < len(row) else "") for i, name in enumerate(columns)}
+        deployment = _parse_deployment_row(values, f"{path}, line {line}")
+        if deployment.deployment_id in deployments:
+            raise ConfigError(
+                f"{path}, line {line}: duplicate deployment_id {deployment.deployment_id!r}"
+                f" (first on line {first_line[deployment.deployment_id]})"
+            )
+        deployments[deployment.deployment_id] = deployment
+        first_line[deployment.deployment_id] = line
+    return deployments
+
+
+def _parse_deployment_row(values: dict[str, str], where: str) -> Deployment:
+    deployment_id = values["deployment_id"]
+    if not deployment_id:
+        raise ConfigError(f"{where}: empty deployment_id")
+    tz_name = values.get("timezone") or None
+    tz = None
+    if tz_name is not None:
+        try:
+            tz = ZoneInfo(tz_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"{where}: unknown timezone {tz_name!r} (expected an IANA name such as Europe/Berlin)"
+            ) from None
+    start = _parse_datetime(values.get("start"), tz, "start", where)
+    end = _parse_datetime(values.get("end"), tz, "end", where)
+    if start is not None and end is not None and (start.tzinfo is None) == (end.tzinfo is None) and end < start:
+        raise ConfigError(f"{where}: end {end.isoformat()} is before start {start.isoformat()}")
+    return Deployment(
+        deployment_id=deployment_id,
+        site_id=values.get("site_id") or None,
+        latitude=_parse_coordinate(values.get("latitude"), "latitude", 90.0, where),
+        longitude=_parse_coordinate(values.get("longitude"), "longitude", 180.0, where),
+        recorder=values.get("recorder") or None,
+        timezone=tz_name,
+        start=start,
+        end=end,
+        extra={name: value for name, value in values.items() if name not in _KNOWN_COLUMNS},
+    )
+
+
+def _parse_coordinate(text: str | None, name: str, limit: float, where: str) -> float | None:
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{where}: {name} {text!r} is not a number") from None
+    if not math.isfinite(value) or not -limit <= value <= limit:
+        raise ConfigError(f"{where}: {name} {text} is outside [-{limit:g}, {limit:g}]")
+    return value
+
+
+def _parse_datetime(text: str | None, tz: ZoneInfo | None, name: str, where: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{where}: {name} {text!r} is not an ISO 8601 date/time") from None
+    if value.tzinfo is None and tz is not None:
+        value = value.replace(tzinfo=tz)
+    return value

@@ -1,0 +1,259 @@
+"""When did a recording start? Parse start times from file names and header metadata.
+
+The rule (:func:`resolve_start_time`), in three steps:
+
+1. **Start time** - the first source that yields one, in this order: the file name
+   (:func:`parse_filename_time`), the AudioMoth WAV comment (:func:`parse_audiomoth_comment`),
+   the GUANO ``Timestamp`` (:func:`parse_guano_timestamp`). If none does, the start time is
+   unknown (``start_utc=None``, ``time_source="unknown"``) - never "now" or the file's mtime,
+   which would put detections at plausible but wrong times.
+2. **The clock's zone**, needed when that time is naive (a wall-clock reading without an
+   offset, as in AudioMoth and Song Meter names). An explicit offset wins, looked up in this
+   order: the time itself (an ISO name such as ``20231119T210000+0930``), the AudioMoth comment's
+   ``(UTC+h)``, an offset in the GUANO Timestamp. Recorders write the name and the header from
+   the same clock, so the header's offset applies to the name's wall time. Without an explicit
+   offset the deployment's IANA zone is used, DST-correct through zoneinfo (an ambiguous or
+   skipped wall time during a DST change resolves with ``fold=0``, the earlier offset). Without
+   that either, the clock is assumed to run on UTC (``tz_source="assumed_utc"``), AudioMoth's
+   default.
+3. **The zone for local display** (``tz_name``): the deployment's zone if given, else the
+   clock's fixed offset (``"UTC+09:30"``), else ``"UTC"``. When the start time is unknown,
+   ``tz_name`` is the deployment's zone, or None.
+
+``time_source`` and ``tz_source`` record which source gave each answer, so an analysis can
+exclude assumed times.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from connectors.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+TIME_SOURCES = ("filename", "audiomoth_comment", "guano", "unknown")
+TZ_SOURCES = ("filename", "audiomoth_comment", "guano", "deployment", "assumed_utc", "unknown")
+
+# Years outside this range in a name are taken as a coincidental digit run, not a date.
+MIN_YEAR = 1970
+MAX_YEAR = 2099
+
+
+@dataclass(frozen=True)
+class StartTime:
+    """A recording's start time and where it came from (see the module docstring)."""
+
+    start_utc: datetime | None
+    """Aware, UTC; None when no source gave a start time."""
+    tz_name: str | None
+    """Zone for local display: an IANA name or a fixed offset written ``UTC+09:30``."""
+    time_source: str
+    """One of :data:`TIME_SOURCES`."""
+    tz_source: str
+    """Which source fixed the offset used to compute ``start_utc``; one of :data:`TZ_SOURCES`."""
+
+
+# ISO 8601 basic (20231119T210000+0930) or extended (2023-11-19T21:00:00+09:30); the date must
+# not continue a longer run of digits or letters.
+_ISO_BASIC = re.compile(
+    r"(?<![0-9A-Za-z])(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(Z|[+-]\d{2}(?:\d{2})?)?(?!\d)"
+)
+_ISO_EXTENDED = re.compile(
+    r"(?<![0-9A-Za-z])(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(Z|[+-]\d{2}(?::?\d{2})?)?(?!\d)"
+)
+# YYYYMMDD_HHMMSS, alone (AudioMoth) or after a prefix (Song Meter: S4A03895_20190522_060000).
+# SM3BAT writes '$' instead of '_' between date and time when its clock is GPS-synced.
+_DATE_TIME = re.compile(r"(?:^|(?<=[_\-. ]))(\d{4})(\d{2})(\d{2})[_$](\d{2})(\d{2})(\d{2})(?!\d)")
+
+_AUDIOMOTH_COMMENT = re.compile(
+    r"Recorded at (\d{1,2}):(\d{2}):(\d{2}) (\d{1,2})/(\d{1,2})/(\d{4}) "
+    r"\(UTC(?:([+-])(\d{1,2})(?::(\d{2}))?)?\)"
+)
+
+
+def parse_filename_time(name: str) -> tuple[datetime, str] | None:
+    """Start time written in a recording's file name, with the pattern that matched.
+
+    Returns ``(datetime, pattern)``, pattern one of ``"iso"``, ``"audiomoth"`` (the stem begins
+    with ``YYYYMMDD_HHMMSS``) or ``"songmeter"`` (a prefix, then ``_YYYYMMDD_HHMMSS``). The
+    datetime is naive unless the name carries an offset (``Z``, ``+0930``, ``+09:30``). Names
+    without a date, or whose digits do not form a real date and time, give None.
+    """
+    stem = posixpath.basename(name.replace("\\", "/"))
+    for pattern in (_ISO_EXTENDED, _ISO_BASIC):
+        for match in pattern.finditer(stem):
+            parsed = _build_datetime(match.groups()[:6], match.group(7))
+            if parsed is not None:
+                return parsed, "iso"
+    for match in _DATE_TIME.finditer(stem):
+        parsed = _build_datetime(match.groups()[:6], None)
+        if parsed is not None:
+            return parsed, "audiomoth" if match.start() == 0 else "songmeter"
+    return None
+
+
+def _build_datetime(fields: tuple[str, ...], offset: str | None) -> datetime | None:
+    year, month, day, hour, minute, second = (int(value) for value in fields)
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        return None
+    try:
+        value = datetime(year, month, day, hour, minute, second)
+    except ValueError:  # month 13, hour 25, 30 February ...
+        return None
+    if offset is None:
+        return value
+    tz = _parse_offset(offset)
+    return None if tz is None else value.replace(tzinfo=tz)
+
+
+def _parse_offset(text: str) -> timezone | None:
+    """``Z``, ``+09``, ``+0930`` or ``+09:30`` as a fixed zone; None if out of range."""
+    if text == "Z":
+        return timezone.utc
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    hours = int(digits[:2])
+    minutes = int(digits[2:4] or 0)
+    if hours > 14 or minutes > 59:
+        return None
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def parse_audiomoth_comment(text: str) -> datetime | None:
+    """Start time in an AudioMoth WAV comment, aware with the comment's fixed offset.
+
+    The comment reads e.g. ``"Recorded at 22:08:00 20/09/2022 (UTC+8) by AudioMoth
+    24E1440360379295 at low gain ..."`` (day/month/year); the zone is ``(UTC)``, ``(UTC-5)`` or
+    ``(UTC+10:30)``. Only the leading "Recorded at ..." part is read, because the rest of the
+    wording changed across firmware versions. None if the text does not match or the date is
+    impossible.
+    """
+    if not text:
+        return None
+    match = _AUDIOMOTH_COMMENT.search(text)
+    if match is None:
+        return None
+    hour, minute, second, day, month, year = (int(match.group(i)) for i in range(1, 7))
+    sign, offset_hours, offset_minutes = match.group(7), match.group(8), match.group(9)
+    offset = timedelta(0)
+    if sign:
+        offset = timedelta(hours=int(offset_hours), minutes=int(offset_minutes or 0))
+        if sign == "-":
+            offset = -offset
+    if abs(offset) > timedelta(hours=14):
+        return None
+    try:
+        return datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
+    except ValueError:
+        return None
+
+
+def parse_guano_timestamp(meta: dict[str, Any]) -> datetime | None:
+    """The GUANO ``Timestamp`` (ISO 8601) as a datetime; naive when it has no offset.
+
+    Accepts the raw text or the datetime the ``guano`` package already coerced it to; a value
+    that does not parse gives None (logged).
+    """
+    if not meta:
+        return None
+    value = meta.get("Timestamp")
+    if value is None:
+        value = meta.get("GUANO|Timestamp")
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return _with_fixed_offset(value)
+    text = str(value).strip()
+    if not text:
+        return None
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text.replace(" ", "T", 1))
+    except ValueError:
+        log.warning("GUANO Timestamp %r is not ISO 8601; ignoring it", text)
+        return None
+    return _with_fixed_offset(parsed)
+
+
+def _with_fixed_offset(value: datetime) -> datetime:
+    # guano uses its own tzinfo classes; normalise to datetime.timezone for clean comparisons.
+    if value.tzinfo is None:
+        return value
+    offset = value.utcoffset()
+    return value.replace(tzinfo=timezone(offset) if offset else timezone.utc)
+
+
+def offset_zone_name(offset: timedelta) -> str:
+    """A fixed offset written as a zone name: ``UTC``, ``UTC+09:30``, ``UTC-05:00``."""
+    if not offset:
+        return "UTC"
+    sign = "-" if offset < timedelta(0) else "+"
+    minutes = int(abs(offset).total_seconds()) // 60
+    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def resolve_start_time(
+    name: str,
+    header_comment: str | None,
+    guano: dict[str, Any] | None,
+    deployment_tz: str | None,
+) -> StartTime:
+    """Apply the module's rule to a file name, its header comment, its GUANO metadata and the
+    deployment's IANA zone (any of the last three may be None).
+
+    Raises ConfigError if ``deployment_tz`` is not a zone zoneinfo knows.
+    """
+    deployment_zone = _zone(deployment_tz) if deployment_tz else None
+    from_name = parse_filename_time(name)
+    from_comment = parse_audiomoth_comment(header_comment) if header_comment else None
+    from_guano = parse_guano_timestamp(guano) if guano else None
+
+    # (source, datetime or None) in precedence order.
+    candidates = [
+        ("filename", from_name[0] if from_name else None),
+        ("audiomoth_comment", from_comment),
+        ("guano", from_guano),
+    ]
+    found = [(source, value) for source, value in candidates if value is not None]
+    if not found:
+        return StartTime(
+            start_utc=None,
+            tz_name=deployment_tz,
+            time_source="unknown",
+            tz_source="deployment" if deployment_tz else "unknown",
+        )
+    time_source, local = found[0]
+
+    clock: tzinfo
+    explicit = [(source, value.tzinfo) for source, value in found if value.tzinfo is not None]
+    if explicit:
+        tz_source, clock = explicit[0]
+    elif deployment_zone is not None:
+        tz_source, clock = "deployment", deployment_zone
+    else:
+        tz_source, clock = "assumed_utc", timezone.utc
+
+    aware = local if local.tzinfo is not None else local.replace(tzinfo=clock)
+    start_utc = aware.astimezone(timezone.utc)
+    if deployment_tz:
+        tz_name = deployment_tz
+    elif tz_source == "assumed_utc":
+        tz_name = "UTC"
+    else:
+        tz_name = offset_zone_name(aware.utcoffset())
+    return StartTime(start_utc=start_utc, tz_name=tz_name, time_source=time_source, tz_source=tz_source)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown time zone {name!r} (expected an IANA name such as Europe/Berlin)") from None
