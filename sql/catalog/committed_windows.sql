@@ -1,0 +1,6 @@
+-- purpose: the resume journal: windows already committed under one config fingerprint
+-- grain: one row per recording and channel; parameters: $1 = config_fingerprint
+select recording_id, channel, list(window_index order by window_index) as window_indexes
+from windows
+where config_fingerprint = $1
+group by recording_id, channel
