@@ -1,0 +1,170 @@
+"""`dawnchorus`: run the pipeline, query the catalog, build the demo, build tiny test checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger("dawnchorus")
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--option {text!r}: expected KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", required=True, help="source root: folder, file:// or s3://")
+    p.add_argument("--results", required=True, help="results folder (catalog.sqlite + data/)")
+    p.add_argument("--model", default="birdnet", help="birdnet (default), naturelm, placeholder")
+    p.add_argument("--weights", help="NatureLM release folder or URI (config.json + model.safetensors)")
+    p.add_argument("--llama", help="Llama base folder or URI (Hugging Face format)")
+    p.add_argument("--option", action="append", type=_parse_option, default=[],
+                   metavar="KEY=VALUE", help="backend option, e.g. top_k=5 (repeatable)")
+    p.add_argument("--task", action="append", dest="tasks", choices=["detect", "classify"],
+                   help="task to ask (repeatable; default: detect and classify)")
+    p.add_argument("--window-s", type=float, default=10.0)
+    p.add_argument("--hop-s", type=float)
+    p.add_argument("--tail", choices=["pad", "drop", "shift"], default="pad")
+    p.add_argument("--channels", choices=["mean", "each"], default="mean")
+    p.add_argument("--windows-per-unit", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--model-actors", type=int, default=1)
+    p.add_argument("--deployment", action="append", dest="deployments",
+                   help="only this deployment id (repeatable)")
+    p.add_argument("--retry-failed", action="store_true", help="plan failed windows again")
+    p.add_argument("--flow", choices=["nightly", "backfill"], default="nightly")
+
+
+def settings_from_args(args: argparse.Namespace):
+    from flows.settings import RunSettings
+
+    options = dict(args.option)
+    if args.weights:
+        options["weights"] = args.weights
+    if args.llama:
+        options["llama"] = args.llama
+    fields: dict[str, Any] = dict(
+        source=args.source, results=args.results, model=args.model, model_options=options,
+        window_s=args.window_s, hop_s=args.hop_s, tail=args.tail, channel_policy=args.channels,
+        windows_per_unit=args.windows_per_unit, batch_size=args.batch_size,
+        model_actors=args.model_actors, retry_failed=args.retry_failed,
+        deployments=tuple(args.deployments) if args.deployments else None,
+    )
+    if args.tasks:
+        fields["tasks"] = tuple(args.tasks)
+    return RunSettings(**fields)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows.nightly import backfill, nightly
+
+    settings = settings_from_args(args)
+    flow = backfill if args.flow == "backfill" else nightly
+    summary = flow(settings)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0 if summary["status"] == "completed" else 1
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from flows.query import run_query
+
+    table = run_query(args.results, args.sql, threshold=args.threshold)
+    if args.format == "csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, sys.stdout.buffer)
+    else:
+        from flows.query import format_table
+
+        print(format_table(table))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.demo import build_demo
+    from flows.query import format_table, run_query
+    from flows.nightly import nightly
+    from flows.settings import RunSettings
+
+    out = Path(args.out)
+    info = build_demo(out, clips_dir=Path(args.clips) if args.clips else None)
+    settings = RunSettings(source=str(info.source_root), results=str(out / "results"),
+                           model=args.model)
+    summary = nightly(settings)
+    print(json.dumps(summary, indent=2, default=str))
+    print("\nSpecies by local hour (top-1 per window, score >= catalog threshold):")
+    print(format_table(run_query(settings.results, "from species_by_hour", threshold=None)))
+    print(f"\nCatalog: {Path(settings.results).resolve() / 'catalog.sqlite'}")
+    print(f'Query it: dawnchorus query --results {settings.results} "select * from detections limit 10"')
+    return 0 if summary["status"] == "completed" else 1
+
+
+def cmd_tiny_naturelm(args: argparse.Namespace) -> int:
+    from naturelm_core.tiny import build_tiny_checkpoint
+
+    naturelm_dir, llama_dir = build_tiny_checkpoint(Path(args.out))
+    print(f"NatureLM release: {naturelm_dir}\nLlama base:       {llama_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dawnchorus", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="analyse new or changed recordings (the nightly flow)")
+    _add_run_arguments(run)
+    run.set_defaults(func=cmd_run)
+
+    query = sub.add_parser("query", help="read-only SQL on the catalog")
+    query.add_argument("--results", required=True)
+    query.add_argument("--format", choices=["table", "csv"], default="table")
+    query.add_argument("--threshold", type=float,
+                       help="detection threshold for the detections view (default: the catalog's)")
+    query.add_argument("sql")
+    query.set_defaults(func=cmd_query)
+
+    demo = sub.add_parser("demo", help="build a demo deployment, run nightly on it, summarise")
+    demo.add_argument("--out", default="demo")
+    demo.add_argument("--clips", help="folder of real clips with manifest.csv to mix in")
+    demo.add_argument("--model", default="birdnet")
+    demo.set_defaults(func=cmd_demo)
+
+    dev = sub.add_parser("dev", help="developer tools")
+    dev_sub = dev.add_subparsers(dest="dev_command", required=True)
+    tiny = dev_sub.add_parser("tiny-naturelm", help="build a tiny random NatureLM checkpoint")
+    tiny.add_argument("--out", required=True)
+    tiny.set_defaults(func=cmd_tiny_naturelm)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from pydantic import ValidationError
+
+    from connectors.errors import ConfigError
+    from naturelm_core.backend import BackendError
+
+    try:
+        return args.func(args)
+    except (ConfigError, BackendError, ValidationError) as exc:
+        print(f"dawnchorus: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

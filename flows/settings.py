@@ -1,0 +1,92 @@
+"""The one typed settings object every flow takes, and the config fingerprint derived from it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from naturelm_core.backend import BACKENDS, TASKS
+
+#: Resampler identity, part of the fingerprint: changing it changes every window's samples.
+RESAMPLER = "soxr-HQ"
+
+
+class RunSettings(BaseModel):
+    """What to analyse, with which model, and where results go."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(description="Source root: a local folder, file:// or s3://bucket/prefix")
+    results: str = Field(description="Results folder holding catalog.sqlite and data/")
+    model: str = Field("birdnet", description="Model backend: " + ", ".join(sorted(BACKENDS)))
+    model_options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword options of the backend (weights paths, top_k...)"
+    )
+    tasks: tuple[str, ...] = Field(TASKS, description="Tasks asked of every window")
+    window_s: float = Field(10.0, gt=0, description="Window length, seconds")
+    hop_s: float | None = Field(None, gt=0, description="Hop between window starts (default: window_s)")
+    tail: Literal["pad", "drop", "shift"] = Field(
+        "pad", description="Last partial window: pad and flag it, drop it, or shift it back"
+    )
+    channel_policy: Literal["mean", "each"] = Field(
+        "mean", description="Mean to mono (channel 0), or each channel on its own (1..N)"
+    )
+    windows_per_unit: int = Field(
+        30, gt=0, description="Work-unit size: a crash loses at most this many windows"
+    )
+    batch_size: int = Field(16, gt=0, description="Windows per model call")
+    model_actors: int = Field(1, gt=0, description="Model replicas (one per GPU in production)")
+    decode_cpus: float = Field(1.0, gt=0, description="Logical CPUs reserved per decode task")
+    actor_cpus: float = Field(1.0, ge=0, description="Logical CPUs reserved per model actor")
+    actor_gpus: float = Field(0.0, ge=0, description="GPUs per model actor")
+    deployments: tuple[str, ...] | None = Field(
+        None, description="Only these deployment ids (backfills); None = all"
+    )
+    retry_failed: bool = Field(False, description="Plan windows that failed before again")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options for the source (s3fs key, endpoint...)"
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown or not tasks:
+            raise ValueError(f"tasks {list(tasks)}: expected a non-empty subset of {list(TASKS)}")
+        return tasks
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        if model not in BACKENDS:
+            raise ValueError(f"model {model!r}: expected one of {sorted(BACKENDS)}")
+        return model
+
+    @model_validator(mode="after")
+    def _hop_fits(self) -> "RunSettings":
+        if self.hop_s is not None and self.hop_s > self.window_s:
+            raise ValueError(f"hop_s ({self.hop_s}) must not exceed window_s ({self.window_s})")
+        return self
+
+    @property
+    def effective_hop_s(self) -> float:
+        return self.hop_s if self.hop_s is not None else self.window_s
+
+
+def config_fingerprint(settings: RunSettings, model_id: str, model_settings: dict[str, Any]) -> str:
+    """Hash of everything that changes answers; results of two fingerprints never mix."""
+    answer_changing = {
+        "model_id": model_id,
+        "model_settings": model_settings,
+        "tasks": sorted(settings.tasks),
+        "window_s": settings.window_s,
+        "hop_s": settings.effective_hop_s,
+        "tail": settings.tail,
+        "channel_policy": settings.channel_policy,
+        "resampler": RESAMPLER,
+    }
+    canonical = json.dumps(answer_changing, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

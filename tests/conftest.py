@@ -1,0 +1,76 @@
+"""Shared fixtures: a real Prefect server (temporary database), a local Ray cluster, a moto S3
+server on 127.0.0.1. Each starts once per session, only when a test asks for it, and is stopped
+at the end."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Before prefect or ray are imported anywhere: quiet, local, throwaway state.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="dawnchorus-prefect-"))
+os.environ.setdefault("DAWNCHORUS_DUCKDB_EXTENSIONS",
+                      str(Path(tempfile.gettempdir()) / "dawnchorus-duckdb-extensions"))
+# Ray must never join a cluster a developer happens to have configured.
+os.environ.pop("RAY_ADDRESS", None)
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real Prefect API server on a temporary database, for the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray cluster shared by the session's flow tests."""
+    import ray
+
+    from flows.pipeline import ensure_ray
+
+    ensure_ray()
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on 127.0.0.1 (a real listening socket, reachable from Ray workers)."""
+    from s3server import moto_s3_server
+
+    with moto_s3_server() as server:
+        saved = {k: os.environ.get(k) for k in server.env}
+        os.environ.update(server.env)
+        try:
+            yield server
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def clips_dir() -> Path:
+    """The real-recordings folder named by DAWNCHORUS_TEST_CLIPS (CI sets it), else skip."""
+    value = os.environ.get("DAWNCHORUS_TEST_CLIPS")
+    if not value:
+        pytest.skip("DAWNCHORUS_TEST_CLIPS is not set (CI sets it to ../shared/data/clips)")
+    path = Path(value)
+    if not (path / "manifest.csv").exists():
+        pytest.skip(f"{path} has no manifest.csv")
+    return path
