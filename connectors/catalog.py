@@ -156,9 +156,8 @@ class Catalog:
 
     # -- reads -------------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
-        return self.con.execute(sql, params).fetch_arrow_table() if params else self.con.execute(
-            sql
-        ).fetch_arrow_table()
+        cursor = self.con.execute(sql, params) if params else self.con.execute(sql)
+        return cursor.to_arrow_table()
 
     def query_file(self, name: str, params: Sequence[Any] | None = None) -> pa.Table:
         return self.query(sql_text(name), params)

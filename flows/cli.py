@@ -154,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Every Prefect API call is an httpx INFO line; keep the terminal for progress.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from pydantic import ValidationError
 
     from connectors.errors import ConfigError

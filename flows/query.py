@@ -30,7 +30,7 @@ def run_query(results: str, sql: str, threshold: float | None = None) -> pa.Tabl
                         [str(threshold)])
         for name in ANALYSES:
             con.execute(f"create temp view {name} as {sql_text('analyses/' + name)}")
-        return con.execute(sql).fetch_arrow_table()
+        return con.execute(sql).to_arrow_table()
 
 
 def format_table(table: pa.Table, max_rows: int = 200) -> str:
