@@ -65,13 +65,22 @@ def settings_from_args(args: argparse.Namespace):
     return RunSettings(**fields)
 
 
+def _run_flow(flow: Any, settings: Any) -> dict[str, Any]:
+    """Run a flow and print its summary; an incomplete run still has one."""
+    from flows.nightly import IncompleteRunError
+
+    try:
+        summary = flow(settings)
+    except IncompleteRunError as exc:
+        summary = exc.summary
+    print(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from flows.nightly import backfill, nightly
 
-    settings = settings_from_args(args)
-    flow = backfill if args.flow == "backfill" else nightly
-    summary = flow(settings)
-    print(json.dumps(summary, indent=2, default=str))
+    summary = _run_flow(backfill if args.flow == "backfill" else nightly, settings_from_args(args))
     return 0 if summary["status"] == "completed" else 1
 
 
@@ -100,8 +109,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     info = build_demo(out, clips_dir=Path(args.clips) if args.clips else None)
     settings = RunSettings(source=str(info.source_root), results=str(out / "results"),
                            model=args.model)
-    summary = nightly(settings)
-    print(json.dumps(summary, indent=2, default=str))
+    summary = _run_flow(nightly, settings)
     print("\nSpecies by local hour (top-1 per window, score >= catalog threshold):")
     print(format_table(run_query(settings.results, "from species_by_hour", threshold=None)))
     print(f"\nCatalog: {Path(settings.results).resolve() / 'catalog.sqlite'}")

@@ -33,6 +33,14 @@ RUNS_SCHEMA = pa.schema([
 ])
 
 
+class IncompleteRunError(RuntimeError):
+    """Some planned units did not commit; the run is recorded as failed (a re-run resumes them)."""
+
+    def __init__(self, summary: dict[str, Any]):
+        super().__init__(f"run {summary['run_id']} did not commit every unit: {json.dumps(summary)}")
+        self.summary = summary
+
+
 def code_version() -> str:
     try:
         return version("dawnchorus")
@@ -142,7 +150,10 @@ def run_pipeline(settings: RunSettings, flow_name: str) -> dict[str, Any]:
                                         model_id, counts, datetime.now(timezone.utc)))
     counts["report"] = report_task(settings, run_id, counts)
     logger.info("run %s %s: %s", run_id, status, json.dumps(counts))
-    return {"run_id": run_id, "status": status, "config_fingerprint": fingerprint, **counts}
+    summary = {"run_id": run_id, "status": status, "config_fingerprint": fingerprint, **counts}
+    if status != "completed":
+        raise IncompleteRunError(summary)  # the flow run ends Failed, where schedulers look
+    return summary
 
 
 @flow(name="nightly", log_prints=False)

@@ -19,8 +19,10 @@ class RunSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    source: str = Field(description="Source root: a local folder, file:// or s3://bucket/prefix")
-    results: str = Field(description="Results folder holding catalog.sqlite and data/")
+    source: str = Field(
+        min_length=1, description="Source root: a local folder, file:// or s3://bucket/prefix"
+    )
+    results: str = Field(min_length=1, description="Results folder holding catalog.sqlite and data/")
     model: str = Field("birdnet", description="Model backend: " + ", ".join(sorted(BACKENDS)))
     model_options: dict[str, Any] = Field(
         default_factory=dict, description="Keyword options of the backend (weights paths, top_k...)"
