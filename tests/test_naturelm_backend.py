@@ -173,3 +173,17 @@ def test_describe_names_a_missing_release(tmp_path):
     with pytest.raises(BackendError, match="missing"):
         (tmp_path / "empty").mkdir()
         NatureLMBackend.describe(weights=str(tmp_path / "empty"), llama=str(tmp_path / "empty"))
+
+
+def test_weights_load_from_s3_through_a_real_s3_server(tiny, backend, s3_server, tmp_path):
+    naturelm_dir, llama_dir, labels = tiny
+    bucket = s3_server.make_bucket("models")
+    s3_server.upload_tree(naturelm_dir, f"{bucket}/naturelm-audio")
+    s3_server.upload_tree(llama_dir, f"{bucket}/llama")
+    remote = NatureLMBackend(weights=f"{bucket}/naturelm-audio", llama=f"{bucket}/llama",
+                             max_new_tokens=8, labels_path=str(labels), cache_dir=str(tmp_path))
+    assert remote.model_id == backend.model_id
+    assert remote.settings() == backend.settings()
+    audio = _batch()[:2]
+    valid = np.full(2, WINDOW_SAMPLES)
+    assert remote.predict(audio, valid, ["detect"]) == backend.predict(audio, valid, ["detect"])
