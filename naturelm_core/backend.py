@@ -102,6 +102,16 @@ def check_batch(audio: np.ndarray, valid_samples: np.ndarray) -> None:
         raise ValueError("valid_samples must lie in [0, samples per window]")
 
 
+def check_tasks(backend: str, tasks: Sequence[str], supported: Sequence[str]) -> list[str]:
+    """The tasks asked, each once in the order asked; an unsupported one is a ValueError."""
+    unknown = [task for task in tasks if task not in supported]
+    if unknown:
+        raise ValueError(
+            f"{backend} backend does not support task(s) {unknown}; supported: {list(supported)}"
+        )
+    return list(dict.fromkeys(tasks))
+
+
 #: name -> "module:Class"; imported lazily so that a BirdNET run never imports torch.
 BACKENDS: dict[str, str] = {
     "birdnet": "naturelm_core.birdnet:BirdNETBackend",

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from naturelm_core.backend import BackendError, ModelBackend, Prediction, check_batch
+from naturelm_core.backend import BackendError, ModelBackend, Prediction, check_batch, check_tasks
 from naturelm_core.labels import (
     BIRDNET_LABELS_FILE,
     birdnet_asset,
@@ -217,13 +217,8 @@ class BirdNETBackend(ModelBackend):
     def predict(
         self, audio: np.ndarray, valid_samples: np.ndarray, tasks: Sequence[str]
     ) -> list[Prediction]:
-        unknown = [task for task in tasks if task not in SUPPORTED_TASKS]
-        if unknown:
-            raise ValueError(
-                f"BirdNET backend does not support task(s) {unknown}; supported: {SUPPORTED_TASKS}"
-            )
+        wanted = check_tasks("BirdNET", tasks, SUPPORTED_TASKS)
         check_batch(audio, valid_samples)
-        wanted = list(dict.fromkeys(tasks))  # each task answered once, in the order asked
         if not wanted:
             return []
         scores, scored = self.window_scores(audio, valid_samples)

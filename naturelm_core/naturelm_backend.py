@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from naturelm_core import prompts as P
-from naturelm_core.backend import BackendError, BackendInfo, ModelBackend, Prediction, check_batch
+from naturelm_core.backend import BackendError, BackendInfo, ModelBackend, Prediction, check_batch, check_tasks
 from naturelm_core.beats import SAMPLE_RATE_HZ
 from naturelm_core.checkpoint import (
     RELEASE_CONFIG_FILE,
@@ -134,14 +134,11 @@ class NatureLMBackend(ModelBackend):
         return self._settings
 
     def predict(self, audio: np.ndarray, valid_samples: np.ndarray, tasks: Sequence[str]) -> list[Prediction]:
-        unknown = [t for t in tasks if t not in PROMPTS]
-        if unknown:
-            raise ValueError(f"naturelm backend does not support task(s) {unknown}; supported: {sorted(PROMPTS)}")
+        wanted = check_tasks("naturelm", tasks, sorted(PROMPTS))
         check_batch(audio, valid_samples)
         if audio.shape[1] > WINDOW_SAMPLES:
             raise ValueError(f"naturelm takes windows of at most {WINDOW_S} s ({WINDOW_SAMPLES} samples), got {audio.shape[1]}")
         rows = np.flatnonzero(valid_samples > 0)
-        wanted = list(dict.fromkeys(tasks))
         if rows.size == 0 or not wanted:
             return []
         batch = np.zeros((rows.size, WINDOW_SAMPLES), dtype=np.float32)  # (R, 160000), zero-padded

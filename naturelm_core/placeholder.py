@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from naturelm_core.backend import BackendError, ModelBackend, Prediction, check_batch
+from naturelm_core.backend import BackendError, ModelBackend, Prediction, check_batch, check_tasks
 
 SUPPORTED_TASKS = ("detect", "classify")
 FREQUENCY_STEP_HZ = 100  # classify labels are rounded to this
@@ -96,14 +96,8 @@ class PlaceholderBackend(ModelBackend):
     def predict(
         self, audio: np.ndarray, valid_samples: np.ndarray, tasks: Sequence[str]
     ) -> list[Prediction]:
-        unknown = [task for task in tasks if task not in SUPPORTED_TASKS]
-        if unknown:
-            raise ValueError(
-                f"placeholder backend does not support task(s) {unknown}; "
-                f"supported: {SUPPORTED_TASKS}"
-            )
+        wanted = check_tasks("placeholder", tasks, SUPPORTED_TASKS)
         check_batch(audio, valid_samples)
-        wanted = list(dict.fromkeys(tasks))
         predictions: list[Prediction] = []
         for item in range(audio.shape[0]):
             n_valid = int(valid_samples[item])
