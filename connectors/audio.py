@@ -371,6 +371,8 @@ def iter_windows(
     # output sample and trimming never shifts the window by a fraction of a sample.
     period = native_hz // math.gcd(native_hz, int(target_rate_hz))
     margin_frames = (round(RESAMPLE_MARGIN_S * native_hz) // period) * period
+    if native_hz == target_rate_hz:
+        margin_frames = 0  # nothing is resampled, so no filter needs context
 
     try:
         handle = fs.open(path, "rb", block_size=WINDOW_BLOCK_SIZE_BYTES)
