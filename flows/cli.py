@@ -100,7 +100,9 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from flows.demo import build_demo
+    import pyarrow as pa
+
+    from flows.demo import build_demo, compare_with_truth
     from flows.query import format_table, run_query
     from flows.nightly import nightly
     from flows.settings import RunSettings
@@ -112,6 +114,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = _run_flow(nightly, settings)
     print("\nSpecies by local hour (top-1 per window, score >= catalog threshold):")
     print(format_table(run_query(settings.results, "from species_by_hour", threshold=None)))
+    top1 = run_query(settings.results, "from top1_per_window").to_pylist()
+    truth = compare_with_truth(info.truth_csv, top1)
+    hits = sum(row["match"] for row in truth)
+    print(f"\nCalls mixed into the demo and the top-1 answer in their window "
+          f"({hits} of {len(truth)} named right; synthetic calls are no species):")
+    print(format_table(pa.Table.from_pylist(truth)))
     print(f"\nCatalog: {Path(settings.results).resolve() / 'catalog.sqlite'}")
     print(f'Query it: dawnchorus query --results {settings.results} "select * from detections limit 10"')
     return 0 if summary["status"] == "completed" else 1

@@ -7,7 +7,7 @@ import pyarrow as pa
 from connectors.catalog import Catalog, sql_text
 
 #: Named analyses in sql/analyses/ that `from <name>` may refer to.
-ANALYSES = ("species_by_hour",)
+ANALYSES = ("species_by_hour", "top1_per_window")
 
 
 def run_query(results: str, sql: str, threshold: float | None = None) -> pa.Table:
