@@ -46,6 +46,8 @@ PREDICTIONS_SCHEMA = pa.schema([
     ("rank", pa.int32()), ("answer_text", pa.string()), ("label", pa.string()),
     ("scientific_name", pa.string()), ("score", pa.float64()),
 ])
+MAX_BLOCKS = 1024
+
 FAILURES_SCHEMA = pa.schema([("recording_id", pa.string()), ("error", pa.string())])
 
 
@@ -213,7 +215,10 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
 
     ensure_ray()
     by_id = {u.unit_id: u for u in units}
-    ds = ray.data.from_items([u.as_dict() for u in units], override_num_blocks=len(units))
+    # One block per unit lets every unit start on its own worker; past a thousand, blocks of a
+    # few units each keep Ray's scheduling overhead flat on very large backlogs.
+    ds = ray.data.from_items([u.as_dict() for u in units],
+                             override_num_blocks=min(len(units), MAX_BLOCKS))
     ds = ds.flat_map(decode_unit, fn_kwargs={"options": decode}, num_cpus=decode_cpus)
     ds = ds.map_batches(
         Predictor,
