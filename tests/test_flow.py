@@ -232,3 +232,30 @@ def test_flow_over_s3(deployment, tmp_path, s3_server):
     assert all(r["status"] == "ok" for r in recs)
     assert rows(tmp_path, "select count(*) as n from windows where status = 'ok'")[0]["n"] == \
         summary["windows"] == 2 * int(np.ceil(DURATION_S / 10)) + 3
+
+
+def test_bad_metadata_stops_the_run_before_any_work(deployment, tmp_path, capsys):
+    from flows.cli import main
+
+    source = tmp_path / "source"
+    shutil.copytree(deployment, source)
+    (source / "deployments.csv").write_text(
+        "deployment_id,latitude,longitude,timezone\ndep-a,123.0,0.0,Europe/London\n",
+        encoding="utf-8")
+    code = main(["run", "--source", str(source), "--results", str(tmp_path / "res"),
+                 "--model", "placeholder"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "deployments.csv" in err and "latitude" in err
+    assert rows(tmp_path / "res", "select count(*) as n from recordings")[0]["n"] == 0
+
+
+def test_missing_weights_are_named_before_any_work(deployment, tmp_path, capsys):
+    from flows.cli import main
+
+    missing = tmp_path / "no-such-release"
+    code = main(["run", "--source", str(deployment), "--results", str(tmp_path / "res"),
+                 "--model", "naturelm", "--weights", str(missing), "--llama", str(missing)])
+    assert code == 2
+    assert str(missing) in capsys.readouterr().err
+    assert not (tmp_path / "res" / "catalog.sqlite").exists()
