@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from anywhere in the repo
 
-from bench.bench_decode import synth_chunk, write_recording  # noqa: E402
+from bench.bench_decode import load_average, synth_chunk, write_recording  # noqa: E402
 from connectors.audio import plan_windows  # noqa: E402
 from flows.pipeline import DecodeOptions, Predictor, decode_unit  # noqa: E402
 from naturelm_core.birdnet import CHUNK_SAMPLES, SAMPLE_RATE_HZ, BirdNETBackend, chunk_starts  # noqa: E402
@@ -97,13 +97,6 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def _load_average() -> float | None:
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=32, help="10-s windows per measured pass")
@@ -149,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
             predict_all(backend, audio[:1], 1)
         predictor(decoded[E2E_FILES[0][0]][0])
 
-        load_before = _load_average()
+        load_before = load_average()
         times: dict[str, list[float]] = {name: [] for name in methods}
         for _ in range(args.rounds):
             for name, fn in methods.items():
@@ -180,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
             "batch_windows": args.batch_windows, "rounds": args.rounds, "tasks": list(TASKS),
             "threads": backends[1].num_threads, "model_id": backends[1].model_id,
             "timing": "fastest of the interleaved rounds",
-            "load_average_1min_before": load_before, "load_average_1min_after": _load_average(),
+            "load_average_1min_before": load_before, "load_average_1min_after": load_average(),
             "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d"),
         },

@@ -301,7 +301,7 @@ def _ratios(runs: dict, size_bytes: int) -> dict:
     return out
 
 
-def _load_average() -> float | None:
+def load_average() -> float | None:
     try:
         return float(Path("/proc/loadavg").read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
             files.append(write_recording(Path(tmp) / "stereo.flac", args.flac_minutes * 60, FLAC_RATE_HZ, 2, "FLAC"))
         generate_s = time.perf_counter() - started
         generator_peak_mb = _rss_mb("VmHWM")
-        load_before = _load_average()
+        load_before = load_average()
         reports = [measure_file(path, methods, args.rounds) for path in files]
 
     result = {
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> dict:
             "window_s": WINDOW_S, "methods": list(methods), "target_rates_hz": list(TARGET_RATES_HZ),
             "timing": "fastest of the interleaved rounds; peak RSS the highest",
             "generate_s": generate_s, "generator_peak_rss_mb": generator_peak_mb,
-            "load_average_1min_before": load_before, "load_average_1min_after": _load_average(),
+            "load_average_1min_before": load_before, "load_average_1min_after": load_average(),
             "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d"),
         },
