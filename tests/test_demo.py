@@ -142,7 +142,7 @@ def test_build_logs_progress(tmp_path, caplog):
 
 def test_same_seed_gives_identical_bytes(tmp_path):
     a = build_demo(tmp_path / "a", seed=7, minutes=0.4)
-    b = build_demo(tmp_path / "b", seed=7, minutes=0.4)
+    build_demo(tmp_path / "b", seed=7, minutes=0.4)
     c = build_demo(tmp_path / "c", seed=8, minutes=0.4)
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
