@@ -99,7 +99,8 @@ def discover(source: str, storage_options: dict[str, Any], only: tuple[str, ...]
     deployments = read_deployments(fs, root)
     objects = list_recordings(fs, root)
     if only is not None:
-        objects = [o for o in objects if o.deployment_id in set(only)]
+        wanted = set(only)
+        objects = [o for o in objects if o.deployment_id in wanted]
     log.info("discovered %d recordings in %d deployments under %s", len(objects),
              len({o.deployment_id for o in objects}), source)
     return Discovery(objects=objects, deployments=deployments)

@@ -230,7 +230,8 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
         num_gpus=actor_gpus,
     )
     pending: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    total_windows = sum(len(u.windows) for u in units)
+    committed: set[str] = set()
+    total_rows = sum(u.expected_rows for u in units)
     started = time.monotonic()
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         for row in batch.to_pylist():
@@ -240,6 +241,7 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
                 continue
             windows, predictions, failures = unit_tables(unit, pending.pop(unit.unit_id), ctx)
             catalog.commit_unit(windows, predictions, failures)
+            committed.add(unit.unit_id)
             result.units += 1
             result.windows += windows.num_rows
             result.windows_failed += sum(s == "failed" for s in windows["status"].to_pylist())
@@ -248,10 +250,11 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
             log.info("committed unit %d/%d (%s, windows %d-%d) — %.1f windows/s",
                      result.units, len(units), unit.uri, unit.windows[0][0], unit.windows[-1][0],
                      result.windows / max(elapsed, 1e-9))
-    result.uncommitted_units = sorted(pending)
-    if pending:
-        log.error("%d units returned incomplete and were not committed: %s", len(pending),
-                  ", ".join(sorted(pending)))
-    log.info("processed %d of %d planned windows in %.1f s", result.windows, total_windows,
+    # A unit whose rows never came back at all is as uncommitted as one that came back short.
+    result.uncommitted_units = sorted(set(by_id) - committed)
+    if result.uncommitted_units:
+        log.error("%d units were not committed (a re-run plans them again): %s",
+                  len(result.uncommitted_units), ", ".join(result.uncommitted_units))
+    log.info("committed %d of %d planned window rows in %.1f s", result.windows, total_rows,
              time.monotonic() - started)
     return result

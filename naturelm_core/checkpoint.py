@@ -323,14 +323,9 @@ def load_naturelm(weights: str, llama: str, device: str = "cpu", cache_dir: Path
     release_dir = resolve_folder(weights, [RELEASE_CONFIG_FILE, RELEASE_WEIGHTS_FILE], cache_dir, "release folder")
     config = read_release_config(release_dir)  # bad configuration fails before the big copy
     llama_dir = resolve_folder(llama, ["config.json"], cache_dir, "Llama folder")
-    parsed = parse_device(device)
-    llama_model, tokenizer = load_llama(llama_dir, parsed)
-    try:
-        model = NatureLM(config, llama_model, tokenizer)
-    except ValueError as exc:
-        raise CheckpointError(f"{release_dir} with Llama folder {llama_dir}: {exc}") from None
+    model = build_model(config, llama_dir, device)
     load_release_weights(model, release_dir / RELEASE_WEIGHTS_FILE)
-    return LoadedModel(model.to(parsed).eval(), release_dir / RELEASE_WEIGHTS_FILE, llama_dir)
+    return LoadedModel(model, release_dir / RELEASE_WEIGHTS_FILE, llama_dir)
 
 
 # ------------------------------------------------------------------------------ digests
