@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))  # run from anywhere in the repo
 from bench.bench_decode import load_average, synth_chunk, write_recording  # noqa: E402
 from connectors.audio import plan_windows  # noqa: E402
 from flows.pipeline import DecodeOptions, Predictor, decode_unit  # noqa: E402
-from naturelm_core.birdnet import CHUNK_SAMPLES, SAMPLE_RATE_HZ, BirdNETBackend, chunk_starts  # noqa: E402
+from naturelm_core.birdnet.backend import CHUNK_SAMPLES, SAMPLE_RATE_HZ, BirdNETBackend, chunk_starts  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "birdnet.json"
 WINDOW_S = 10.0

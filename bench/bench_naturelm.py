@@ -34,11 +34,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repo
 
-from naturelm_core import prompts as P  # noqa: E402
-from naturelm_core.checkpoint import load_naturelm  # noqa: E402
-from naturelm_core.engine import Engine, EngineConfig  # noqa: E402
-from naturelm_core.naturelm import GenerationOptions  # noqa: E402
-from naturelm_core.tiny import TinyDims, build_tiny_checkpoint  # noqa: E402
+from naturelm_core.naturelm import prompts as P  # noqa: E402
+from naturelm_core.naturelm.checkpoint import load_naturelm  # noqa: E402
+from naturelm_core.naturelm.engine import Engine, EngineConfig  # noqa: E402
+from naturelm_core.naturelm.model import GenerationOptions  # noqa: E402
+from naturelm_core.naturelm.tiny import TinyDims, build_tiny_checkpoint  # noqa: E402
 
 SAMPLE_RATE_HZ = 16_000
 RESULTS = Path(__file__).resolve().parent / "results" / "naturelm.json"

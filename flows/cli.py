@@ -126,7 +126,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_tiny_naturelm(args: argparse.Namespace) -> int:
-    from naturelm_core.tiny import build_tiny_checkpoint
+    from naturelm_core.naturelm.tiny import build_tiny_checkpoint
 
     naturelm_dir, llama_dir = build_tiny_checkpoint(Path(args.out))
     print(f"NatureLM release: {naturelm_dir}\nLlama base:       {llama_dir}")

@@ -114,8 +114,8 @@ def check_tasks(backend: str, tasks: Sequence[str], supported: Sequence[str]) ->
 
 #: name -> "module:Class"; imported lazily so that a BirdNET run never imports torch.
 BACKENDS: dict[str, str] = {
-    "birdnet": "naturelm_core.birdnet:BirdNETBackend",
-    "naturelm": "naturelm_core.naturelm_backend:NatureLMBackend",
+    "birdnet": "naturelm_core.birdnet.backend:BirdNETBackend",
+    "naturelm": "naturelm_core.naturelm.backend:NatureLMBackend",
     "placeholder": "naturelm_core.placeholder:PlaceholderBackend",
 }
 

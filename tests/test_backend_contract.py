@@ -19,7 +19,7 @@ from naturelm_core.backend import BACKENDS, ModelBackend, Prediction, load_backe
 Factory = Callable[[pytest.TempPathFactory], ModelBackend]
 
 def tiny_naturelm(tmp: pytest.TempPathFactory) -> ModelBackend:
-    from naturelm_core.tiny import build_tiny_checkpoint
+    from naturelm_core.naturelm.tiny import build_tiny_checkpoint
 
     weights, llama = build_tiny_checkpoint(tmp.mktemp("tiny-naturelm"))
     return load_backend("naturelm", weights=str(weights), llama=str(llama), max_new_tokens=4)

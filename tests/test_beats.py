@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from naturelm_core.beats import (
+from naturelm_core.naturelm.beats import (
     BEATs,
     BEATsConfig,
     MultiheadAttention,

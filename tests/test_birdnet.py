@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from naturelm_core.backend import BackendError
-from naturelm_core.birdnet import BIRDNET_MODEL_FILE, BirdNETBackend, chunk_starts
+from naturelm_core.birdnet.backend import BIRDNET_MODEL_FILE, BirdNETBackend, chunk_starts
 from naturelm_core.labels import (
     Species,
     SpeciesIndex,

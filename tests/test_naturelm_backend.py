@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from naturelm_core.backend import TASKS, BackendError, Prediction, load_backend
-from naturelm_core.engine import WindowAnswer
-from naturelm_core.naturelm_backend import WINDOW_SAMPLES, NatureLMBackend
-from naturelm_core.tiny import TINY_SPECIES, build_tiny_checkpoint
+from naturelm_core.naturelm.engine import WindowAnswer
+from naturelm_core.naturelm.backend import WINDOW_SAMPLES, NatureLMBackend
+from naturelm_core.naturelm.tiny import TINY_SPECIES, build_tiny_checkpoint
 
 SAMPLE_RATE_HZ = 16_000
 #: BirdNET-style labels for the tiny species (scientific names are facts, not model output).

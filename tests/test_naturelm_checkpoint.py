@@ -15,17 +15,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from naturelm_core.backend import BackendError
-from naturelm_core.beats import BEATsConfig
-from naturelm_core.checkpoint import (
+from naturelm_core.naturelm.beats import BEATsConfig
+from naturelm_core.naturelm.checkpoint import (
     EMBED_KEY,
     EMBED_MODULE_KEY,
     CheckpointError,
     load_naturelm,
     weights_digest,
 )
-from naturelm_core.naturelm import NatureLMConfig
-from naturelm_core.qformer import QFormerConfig
-from naturelm_core.tiny import TinyDims, build_tiny_checkpoint
+from naturelm_core.naturelm.model import NatureLMConfig
+from naturelm_core.naturelm.qformer import QFormerConfig
+from naturelm_core.naturelm.tiny import TinyDims, build_tiny_checkpoint
 
 LORA_KEY = re.compile(
     r"^llama_model\.base_model\.model\.model\.layers\.(\d+)\.self_attn\.([qkvo])_proj\.lora_([AB])\.default\.weight$"

@@ -18,7 +18,7 @@ import soxr
 from connectors.catalog import Catalog
 from flows.nightly import nightly
 from flows.settings import RunSettings
-from naturelm_core.birdnet import BirdNETBackend
+from naturelm_core.birdnet.backend import BirdNETBackend
 from naturelm_core.labels import split_birdnet_label
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server", "ray_local")]

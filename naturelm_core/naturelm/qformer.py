@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from naturelm_core.beats import BEATsConfig, SAMPLE_RATE_HZ, num_fbank_frames
+from naturelm_core.naturelm.beats import BEATsConfig, SAMPLE_RATE_HZ, num_fbank_frames
 
 # The reference turns seconds into tokens at 1500 tokens per 30 s, a constant inherited from
 # SALMONN/Whisper (BEATs really yields 49.6 tokens/s); kept because the model was trained so.

@@ -20,10 +20,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from naturelm_core import prompts as P
+from naturelm_core.naturelm import prompts as P
 from naturelm_core.backend import BackendError, BackendInfo, ModelBackend, Prediction, check_batch, check_tasks
-from naturelm_core.beats import SAMPLE_RATE_HZ
-from naturelm_core.checkpoint import (
+from naturelm_core.naturelm.beats import SAMPLE_RATE_HZ
+from naturelm_core.naturelm.checkpoint import (
     RELEASE_CONFIG_FILE,
     RELEASE_WEIGHTS_FILE,
     llm_dtype_for,
@@ -34,9 +34,9 @@ from naturelm_core.checkpoint import (
     resolve_folder,
     weights_digest,
 )
-from naturelm_core.engine import Engine, EngineConfig
+from naturelm_core.naturelm.engine import Engine, EngineConfig
 from naturelm_core.labels import SpeciesIndex
-from naturelm_core.naturelm import GenerationOptions
+from naturelm_core.naturelm.model import GenerationOptions
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Attribute names equal the published checkpoint's top-level names (`beats`, `ln_audio`,
 `audio_Qformer`, `audio_query_tokens`, `audio_llama_proj`, `llama_model`), so that
-`naturelm_core.checkpoint` copies release tensors in one-to-one. Building and loading live there;
+`naturelm_core.naturelm.checkpoint` copies release tensors in one-to-one. Building and loading live there;
 this file holds the config, the module, prompt assembly with left padding, generation and the
 scores (facts: `reference/naturelm-audio.md` §1, §3.3, §3.4).
 
@@ -33,9 +33,9 @@ from peft.tuners.lora import LoraLayer
 from torch import nn
 from transformers import GenerationConfig
 
-from naturelm_core import prompts as P
-from naturelm_core.beats import BEATs, BEATsConfig
-from naturelm_core.qformer import QFormer, QFormerConfig, split_windows, window_size_tokens
+from naturelm_core.naturelm import prompts as P
+from naturelm_core.naturelm.beats import BEATs, BEATsConfig
+from naturelm_core.naturelm.qformer import QFormer, QFormerConfig, split_windows, window_size_tokens
 
 logger = logging.getLogger(__name__)
 

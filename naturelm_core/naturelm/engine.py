@@ -20,8 +20,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from naturelm_core.naturelm import GenerationOptions, NatureLM
-from naturelm_core.prompts import DEFAULT_PROMPTS, Prompt
+from naturelm_core.naturelm.model import GenerationOptions, NatureLM
+from naturelm_core.naturelm.prompts import DEFAULT_PROMPTS, Prompt
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from naturelm_core.backend import BackendError
-from naturelm_core.naturelm import NatureLM, NatureLMConfig
+from naturelm_core.naturelm.model import NatureLM, NatureLMConfig
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from naturelm_core import checkpoint, prompts
-from naturelm_core.beats import BEATsConfig
-from naturelm_core.naturelm import NatureLM, NatureLMConfig
-from naturelm_core.qformer import QFormerConfig
+from naturelm_core.naturelm import checkpoint, prompts
+from naturelm_core.naturelm.beats import BEATsConfig
+from naturelm_core.naturelm.model import NatureLM, NatureLMConfig
+from naturelm_core.naturelm.qformer import QFormerConfig
 
 logger = logging.getLogger(__name__)
 
