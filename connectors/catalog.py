@@ -8,31 +8,77 @@ Layout under the results root::
 
     catalog.sqlite      the DuckLake catalog (metadata, snapshots)
     data/<table>/deployment_id=…/date=…/*.parquet
+    run.lock            the run lock (`connectors.locks`)
 
-Every statement lives in a `.sql` file of the `dawnchorus_sql` package; Python only registers Arrow
-tables and binds parameters.
+Two doors, one contract:
+
+- :class:`Catalog` writes. Its typed methods take and return the row dataclasses of
+  `connectors.tables` (one definition per table); callers never spell a column or write SQL.
+  Opening it upgrades an older catalog (`sql/migrations/`, versioned) and refreshes the views;
+  a catalog newer than this code is refused.
+- :class:`CatalogReader` reads, locked down: one SELECT statement at a time, classified by
+  DuckDB's own parser; no table function outside a short allow-list (the sqlite extension opens
+  files through SQLite itself, outside DuckDB's file-system guard); no file outside the data
+  folder; configuration locked. `dawnchorus query`, reports and exports go through it.
+
+Statements live in `.sql` files of the `dawnchorus_sql` package; Python registers Arrow tables
+and binds parameters. The data path is always the catalog's own folder, so a results folder that
+is moved or copied still opens.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
+import json
 import logging
+import math
 import os
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import duckdb
 import pyarrow as pa
 
 from connectors.errors import ConfigError
+from connectors.tables import (
+    DEPLOYMENTS,
+    PREDICTIONS,
+    RECORDINGS,
+    RUNS,
+    SETTINGS,
+    WINDOWS,
+    DeploymentRow,
+    PredictionRow,
+    RecordingRow,
+    RunRow,
+    SettingRow,
+    WindowRow,
+)
 
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.sqlite"
 DATA_DIR = "data"
 LAKE = "lake"
-#: Schema files, in order, run once on a new catalog.
-SCHEMA_FILES = ("001_tables", "002_partitioning", "003_views", "004_settings")
+SCHEMA_VERSION_KEY = "schema_version"
+VIEWS_DIGEST_KEY = "views_sha256"
+DETECTION_THRESHOLD_KEY = "detection_threshold"
+
+#: Table functions a read-only query may call; every other one is refused (sqlite_scan,
+#: sqlite_attach, query, read_*, glob ... reach outside the catalog or run other SQL).
+READ_ONLY_TABLE_FUNCTIONS = frozenset({
+    "range", "generate_series", "unnest", "ducklake_snapshots", "ducklake_table_info",
+    "duckdb_tables", "duckdb_columns", "duckdb_views",
+})
+#: Databases a read-only query may name (lake = the catalog; temp holds our analysis views).
+READ_ONLY_DATABASES = frozenset({"", LAKE, "temp", "system"})
+#: Analyses with no parameters, offered to `dawnchorus query` as views (`from species_by_hour`).
+ANALYSIS_VIEWS = ("species_by_hour", "top1_per_window")
+
+
+# -------------------------------------------------------------------------------- SQL files
 
 
 def sql_text(name: str) -> str:
@@ -56,6 +102,26 @@ def sql_statements(name: str) -> list[str]:
     return statements
 
 
+def _folder_files(folder: str) -> list[str]:
+    """`folder/<stem>` names of the .sql files in a package folder, sorted."""
+    root = importlib.resources.files("dawnchorus_sql").joinpath(folder)
+    return sorted(f"{folder}/{p.name[:-4]}" for p in root.iterdir() if p.name.endswith(".sql"))
+
+
+#: The migrations, in order; the catalog's schema version is the number applied.
+MIGRATIONS: tuple[str, ...] = tuple(_folder_files("migrations"))
+SCHEMA_VERSION = len(MIGRATIONS)
+VIEWS: tuple[str, ...] = tuple(_folder_files("views"))
+
+
+def views_digest() -> str:
+    text = "\n".join(sql_text(v) for v in VIEWS)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# -------------------------------------------------------------------------------- connection
+
+
 def _extension_dir() -> str:
     default = Path.home() / ".cache" / "dawnchorus" / "duckdb-extensions"
     return os.environ.get("DAWNCHORUS_DUCKDB_EXTENSIONS", str(default))
@@ -73,49 +139,109 @@ def connect_duckdb() -> duckdb.DuckDBPyConnection:
     return con
 
 
-class Catalog:
-    """A DuckLake catalog under a local results folder, attached as `lake` and made default."""
+def results_root(results: str | os.PathLike) -> Path:
+    """The local results folder a results argument names; ConfigError for what cannot be one."""
+    text = str(results)
+    if not text.strip():
+        raise ConfigError("results folder is empty")
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    if "://" in text:
+        raise ConfigError(
+            f"results {results!r}: only a local folder is supported for the catalog "
+            "(object-storage data paths are planned)"
+        )
+    root = Path(text).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"results folder {root} is a file, not a folder")
+    return root
 
-    def __init__(self, results_root: str | os.PathLike, read_only: bool = False):
-        root = str(results_root)
-        if root.startswith("file://"):
-            root = root[len("file://") :]
-        if "://" in root:
-            raise ConfigError(
-                f"results root {results_root!r}: only a local folder is supported for the catalog "
-                "(keep catalog.sqlite on local disk; object-storage data paths are planned)"
-            )
-        self.root = Path(root).resolve()
+
+def _attach(con: duckdb.DuckDBPyConnection, root: Path, read_only: bool) -> None:
+    catalog_path = root / CATALOG_FILE
+    # ATTACH takes no prepared parameters; the paths are ours, quoted here and nowhere else.
+    root_sql = str(root).replace("'", "''")
+    # The data path is always this folder's own data/: a moved or copied results folder opens
+    # (DuckLake keeps file paths relative to it; OVERRIDE_DATA_PATH ignores the stored one).
+    # Inlining would keep small commits inside the SQLite file; we want Parquet data files.
+    options = [f"DATA_PATH '{root_sql}/{DATA_DIR}/'", "OVERRIDE_DATA_PATH true",
+               "DATA_INLINING_ROW_LIMIT 0"]
+    if read_only:
+        options.append("READ_ONLY")
+    try:
+        con.execute(f"ATTACH 'ducklake:sqlite:{root_sql}/{CATALOG_FILE}' AS {LAKE} ({', '.join(options)})")
+    except duckdb.Error as exc:
+        raise ConfigError(f"catalog {catalog_path}: cannot open it: {_first_line(exc)}") from None
+    con.execute(f"USE {LAKE}")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+class _Transaction:
+    def __init__(self, con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]):
+        self.con, self.tables = con, tables
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        for name, table in self.tables.items():
+            self.con.register(name, table)
+        self.con.execute("BEGIN TRANSACTION")
+        return self.con
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        try:
+            self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            for name in self.tables:
+                self.con.unregister(name)
+
+
+def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    tables = con.execute(
+        "select count(*) from duckdb_tables() where database_name = ?", [LAKE]
+    ).fetchone()[0]
+    if tables == 0:
+        return 0
+    row = con.execute(sql_text("catalog/get_setting"), [SCHEMA_VERSION_KEY]).fetchone()
+    return int(row[0]) if row else 1  # version 1 catalogs recorded no version
+
+
+def _setting(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    row = con.execute(sql_text("catalog/get_setting"), [key]).fetchone()
+    return row[0] if row else None
+
+
+def _refuse_newer(version: int, where: Path) -> None:
+    if version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"catalog {where / CATALOG_FILE} has schema version {version}, newer than this "
+            f"dawnchorus understands ({SCHEMA_VERSION}): upgrade dawnchorus to open it"
+        )
+
+
+def _needs_upgrade(con: duckdb.DuckDBPyConnection) -> bool:
+    return _schema_version(con) < SCHEMA_VERSION or _setting(con, VIEWS_DIGEST_KEY) != views_digest()
+
+
+# -------------------------------------------------------------------------------- the writer
+
+
+class Catalog:
+    """The catalog of one local results folder, open for writing (attached as `lake`)."""
+
+    def __init__(self, results: str | os.PathLike):
+        self.root = results_root(results)
         self.catalog_path = self.root / CATALOG_FILE
         self.data_path = self.root / DATA_DIR
-        if read_only and not self.catalog_path.exists():
-            raise ConfigError(f"no catalog at {self.catalog_path}: run `dawnchorus run` first")
-        self.read_only = read_only
-        self.con = connect_duckdb()
-        self._attach()
-
-    def _attach(self) -> None:
-        if not self.read_only:
+        try:
             self.data_path.mkdir(parents=True, exist_ok=True)
-        new = not self.catalog_path.exists()
-        options = [f"DATA_PATH '{self.data_path}/'"]
-        # Inlining would keep small commits inside the SQLite file; we want Parquet data files.
-        options.append("DATA_INLINING_ROW_LIMIT 0")
-        if self.read_only:
-            options.append("READ_ONLY")
-        # ATTACH takes no prepared parameters; the paths are ours, quoted here and nowhere else.
-        path = str(self.catalog_path).replace("'", "''")
-        self.con.execute(f"ATTACH 'ducklake:sqlite:{path}' AS {LAKE} ({', '.join(options)})")
-        self.con.execute(f"USE {LAKE}")
-        if new and not self.read_only:
-            self._create_schema()
-
-    def _create_schema(self) -> None:
-        log.info("creating catalog %s", self.catalog_path)
-        with self.transaction():
-            for name in SCHEMA_FILES:
-                for statement in sql_statements(f"schema/{name}"):
-                    self.con.execute(statement)
+        except OSError as exc:
+            raise ConfigError(f"results folder {self.root}: cannot create it: "
+                              f"{exc.strerror or exc}") from None
+        self.con = connect_duckdb()
+        _attach(self.con, self.root, read_only=False)
+        self._upgrade()
 
     def close(self) -> None:
         self.con.close()
@@ -126,73 +252,271 @@ class Catalog:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    # -- transactions ------------------------------------------------------------------------
-    class _Transaction:
-        def __init__(self, con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]):
-            self.con, self.tables = con, tables
+    # -- schema ------------------------------------------------------------------------------
+    def _upgrade(self) -> None:
+        """Apply the migrations this catalog lacks, one transaction each; refresh the views."""
+        version = _schema_version(self.con)
+        _refuse_newer(version, self.root)
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            name = MIGRATIONS[number - 1]
+            log.info("catalog %s: migrating to schema version %d (%s)", self.catalog_path, number, name)
+            with self._transaction() as con:
+                for statement in sql_statements(name):
+                    con.execute(statement)
+                self._put_setting(con, SCHEMA_VERSION_KEY, str(number))
+        if _setting(self.con, VIEWS_DIGEST_KEY) != views_digest():
+            with self._transaction() as con:
+                for view in VIEWS:
+                    for statement in sql_statements(view):
+                        con.execute(statement)
+                self._put_setting(con, VIEWS_DIGEST_KEY, views_digest())
 
-        def __enter__(self) -> duckdb.DuckDBPyConnection:
-            for name, table in self.tables.items():
-                self.con.register(name, table)
-            self.con.execute("BEGIN TRANSACTION")
-            return self.con
+    @property
+    def schema_version(self) -> int:
+        return _schema_version(self.con)
 
-        def __exit__(self, exc_type: Any, *rest: Any) -> None:
-            try:
-                self.con.execute("ROLLBACK" if exc_type else "COMMIT")
-            finally:
-                for name in self.tables:
-                    self.con.unregister(name)
+    # -- plumbing ------------------------------------------------------------------------------
+    def _transaction(self, **tables: pa.Table) -> _Transaction:
+        return _Transaction(self.con, tables)
 
-    def transaction(self, **tables: pa.Table) -> "Catalog._Transaction":
-        """`with catalog.transaction(_name=arrow_table): ...` — registered inputs, one commit."""
-        return Catalog._Transaction(self.con, tables)
-
-    def run_file(self, name: str, params: Sequence[Any] | None = None, **tables: pa.Table) -> None:
-        """Run every statement of `sql/<name>.sql` in one transaction."""
-        with self.transaction(**tables) as con:
+    def _run_file(self, name: str, params: Sequence[Any] | None = None, **tables: pa.Table) -> None:
+        with self._transaction(**tables) as con:
             for statement in sql_statements(name):
-                con.execute(statement, params) if params else con.execute(statement)
+                con.execute(statement, params) if params is not None else con.execute(statement)
 
-    # -- reads -------------------------------------------------------------------------------
-    def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
-        cursor = self.con.execute(sql, params) if params else self.con.execute(sql)
-        return cursor.to_arrow_table()
+    def _query_file(self, name: str, params: Sequence[Any] | None = None,
+                    **tables: pa.Table) -> pa.Table:
+        for table_name, table in tables.items():
+            self.con.register(table_name, table)
+        try:
+            return self.con.execute(sql_text(name), params).to_arrow_table()
+        finally:
+            for table_name in tables:
+                self.con.unregister(table_name)
 
-    def query_file(self, name: str, params: Sequence[Any] | None = None) -> pa.Table:
-        return self.query(sql_text(name), params)
+    @staticmethod
+    def _put_setting(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+        con.register("_setting", SETTINGS.to_arrow([SettingRow(key, value)]))
+        try:
+            for statement in sql_statements("catalog/set_setting"):
+                con.execute(statement)
+        finally:
+            con.unregister("_setting")
 
-    def known_recordings(self) -> pa.Table:
-        return self.query_file("catalog/known_recordings")
+    # -- settings ------------------------------------------------------------------------------
+    def setting(self, key: str) -> str | None:
+        return _setting(self.con, key)
 
-    def committed_windows(self, config_fingerprint: str) -> dict[tuple[str, int], set[int]]:
-        rows = self.query_file("catalog/committed_windows", [config_fingerprint]).to_pylist()
-        return {(r["recording_id"], r["channel"]): set(r["window_indexes"]) for r in rows}
+    def set_setting(self, key: str, value: str) -> None:
+        with self._transaction() as con:
+            self._put_setting(con, key, value)
 
-    # -- writes ------------------------------------------------------------------------------
-    def replace_recordings(self, new_recordings: pa.Table, superseded_ids: Sequence[str]) -> None:
+    # -- deployments and recordings ------------------------------------------------------------
+    def upsert_deployments(self, rows: Sequence[DeploymentRow]) -> None:
+        """Replace the rows of these deployments (by deployment_id) in one transaction."""
+        if rows:
+            self._run_file("catalog/replace_deployments", _deployments=DEPLOYMENTS.to_arrow(rows))
+
+    def known_recordings(self) -> list[RecordingRow]:
+        """Every recording version the catalog holds."""
+        return RECORDINGS.from_arrow(self._query_file("catalog/known_recordings"))
+
+    def register_recordings(self, new: Sequence[RecordingRow], superseded_ids: Sequence[str]) -> None:
+        """Add new recording versions and drop superseded ones with their rows, in one transaction."""
         superseded = pa.table({"recording_id": pa.array(list(superseded_ids), pa.string())})
-        self.run_file(
-            "catalog/replace_recordings", _superseded=superseded, _new_recordings=new_recordings
+        self._run_file("catalog/replace_recordings", _superseded=superseded,
+                       _new_recordings=RECORDINGS.to_arrow(new))
+
+    def plannable_recordings(self, recording_ids: Sequence[str]) -> list[RecordingRow]:
+        """The readable recordings among `recording_ids`, by uri."""
+        ids = pa.table({"recording_id": pa.array(list(recording_ids), pa.string())})
+        return RECORDINGS.from_arrow(self._query_file("catalog/plannable_recordings", _ids=ids))
+
+    # -- windows and predictions ---------------------------------------------------------------
+    def committed_windows(self, config_fingerprint: str, *, retry_failed: bool = False
+                          ) -> dict[tuple[str, int], set[int]]:
+        """(recording_id, channel) -> window indexes already committed under this fingerprint.
+
+        With `retry_failed`, failed windows do not count as committed, so they are planned again.
+        """
+        table = self._query_file("catalog/committed_windows", [config_fingerprint, retry_failed])
+        return {(r["recording_id"], r["channel"]): set(r["window_indexes"]) for r in table.to_pylist()}
+
+    def commit_unit(self, windows: Sequence[WindowRow], predictions: Sequence[PredictionRow]) -> None:
+        """One unit's effort rows and predictions: all or nothing.
+
+        A window committed again after failing replaces its failed row. Every score must be a
+        finite probability: the inference stage fails windows whose model output is not one, so
+        a bad score here is a bug, refused before it can reach a detection.
+        """
+        for p in predictions:
+            if not (isinstance(p.score, float) and math.isfinite(p.score) and 0.0 <= p.score <= 1.0):
+                raise ValueError(
+                    f"refusing to commit score {p.score!r} for recording {p.recording_id} window "
+                    f"{p.window_index} ({p.task}): scores must be finite probabilities"
+                )
+        self._run_file("catalog/commit_unit", _unit_windows=WINDOWS.to_arrow(windows),
+                       _unit_predictions=PREDICTIONS.to_arrow(predictions))
+
+    # -- runs ----------------------------------------------------------------------------------
+    def start_run(self, run: RunRow) -> None:
+        self._run_file("catalog/start_run", _run=RUNS.to_arrow([run]))
+
+    def finish_run(self, run: RunRow) -> None:
+        self._run_file("catalog/finish_run", _run=RUNS.to_arrow([run]))
+
+    def mark_interrupted(self, noticed_at: datetime, by_run_id: str) -> list[str]:
+        """Mark every run still `running` but `by_run_id` as interrupted; their run ids.
+
+        Call it only while holding the results folder's run lock: then no other run is alive.
+        """
+        with self._transaction() as con:
+            dead = [r[0] for r in con.execute(sql_text("catalog/running_runs"), [by_run_id]).fetchall()]
+            if dead:
+                for statement in sql_statements("catalog/mark_interrupted"):
+                    con.execute(statement, [noticed_at, by_run_id])
+        return dead
+
+    def runs(self) -> list[RunRow]:
+        return RUNS.from_arrow(self._query_file("catalog/runs"))
+
+
+# -------------------------------------------------------------------------------- the reader
+
+
+class QueryRefused(ConfigError):
+    """A read-only query tried something outside the catalog, or failed; one readable line."""
+
+
+class CatalogReader:
+    """The catalog, read-only and locked down (see the module docstring).
+
+    `threshold` replaces the catalog's detection threshold for this reader's queries.
+    """
+
+    def __init__(self, results: str | os.PathLike, *, threshold: float | None = None):
+        self.root = results_root(results)
+        self.catalog_path = self.root / CATALOG_FILE
+        if not self.catalog_path.exists():
+            raise ConfigError(f"no catalog at {self.catalog_path}: run `dawnchorus run` first")
+        self.con = connect_duckdb()
+        _attach(self.con, self.root, read_only=True)
+        version = _schema_version(self.con)
+        _refuse_newer(version, self.root)
+        if _needs_upgrade(self.con):
+            self._upgrade_then_reattach()
+        self._prepare(threshold)
+        self._lock_down()
+
+    def _upgrade_then_reattach(self) -> None:
+        self.con.execute("USE memory")
+        self.con.execute(f"DETACH {LAKE}")
+        try:
+            Catalog(self.root).close()
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(
+                f"catalog {self.catalog_path} needs an upgrade to schema version {SCHEMA_VERSION} "
+                f"and it could not be written here: {_first_line(exc)}"
+            ) from None
+        _attach(self.con, self.root, read_only=True)
+
+    def _prepare(self, threshold: float | None) -> None:
+        con = self.con
+        if threshold is not None:
+            if not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
+                raise ConfigError(f"threshold {threshold}: expected a probability in [0, 1]")
+            # A temporary `settings` shadows the catalog's for this connection only; the
+            # detections view reads its threshold from there.
+            con.execute(sql_text("reader/shadow_settings"), [DETECTION_THRESHOLD_KEY])
+            con.execute(sql_text("reader/set_threshold"), [DETECTION_THRESHOLD_KEY, str(float(threshold))])
+        for name in ANALYSIS_VIEWS:
+            # Names are ours (a fixed tuple); a view body cannot take parameters.
+            con.execute(f"create temp view {name} as {sql_text('analyses/' + name)}")
+
+    def _lock_down(self) -> None:
+        con = self.con
+        data = str(self.root / DATA_DIR) + "/"
+        con.execute("SET allowed_directories = ?", [[data]])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "CatalogReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- queries -------------------------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        """Run one read-only SELECT; QueryRefused (one line) for anything else or any failure."""
+        check_read_only(self.con, sql)
+        try:
+            cursor = self.con.execute(sql, params) if params is not None else self.con.execute(sql)
+            return cursor.to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryRefused(f"query failed: {_first_line(exc)}") from None
+
+    def analysis(self, name: str, params: Sequence[Any] | None = None) -> pa.Table:
+        """Run the analysis `sql/analyses/<name>.sql` with its parameters."""
+        return self.query(sql_text(f"analyses/{name}"), params)
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse anything but one SELECT that names only the catalog and allowed table functions.
+
+    Classified by DuckDB's own parser (statement types, then the statement's syntax tree), never
+    by matching text.
+    """
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryRefused(f"query refused: {_first_line(exc)}") from None
+    if len(statements) != 1:
+        raise QueryRefused(f"query refused: one statement at a time, got {len(statements)}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise QueryRefused(
+            f"query refused: only SELECT queries may run here, got {kind.name} "
+            "(the catalog is read-only; nothing else can be attached, set or written)"
         )
+    tree = json.loads(con.execute("select json_serialize_sql(?)", [sql]).fetchone()[0])
+    if tree.get("error"):
+        raise QueryRefused("query refused: only plain SELECT queries may run here "
+                           f"({tree.get('error_message', 'not a SELECT')})")
+    other_databases = {
+        name for (name,) in con.execute("select database_name from duckdb_databases()").fetchall()
+    } - READ_ONLY_DATABASES
+    for node in _nodes(tree):
+        kind = node.get("type")
+        if kind == "TABLE_FUNCTION":
+            name = (node.get("function") or {}).get("function_name", "?")
+            if name not in READ_ONLY_TABLE_FUNCTIONS:
+                raise QueryRefused(
+                    f"query refused: table function {name}() is not allowed "
+                    f"(allowed: {', '.join(sorted(READ_ONLY_TABLE_FUNCTIONS))})"
+                )
+        elif kind == "BASE_TABLE":
+            # `a.b` names schema a (or database a); either must not be another database.
+            named = {node.get("catalog_name", ""), node.get("schema_name", "")}
+            hidden = any(n.startswith("__ducklake_metadata") for n in named)  # DuckLake's own
+            if hidden or named & other_databases or node.get("catalog_name", "") not in READ_ONLY_DATABASES:
+                raise QueryRefused(
+                    f"query refused: {node.get('table_name', '?')} is not in the catalog"
+                )
 
-    def replace_deployments(self, deployments: pa.Table) -> None:
-        self.run_file("catalog/replace_deployments", _deployments=deployments)
 
-    def commit_unit(self, windows: pa.Table, predictions: pa.Table, failures: pa.Table) -> None:
-        """One unit's effort rows, predictions and recording failures: all or nothing."""
-        self.run_file(
-            "catalog/commit_unit",
-            _unit_windows=windows,
-            _unit_predictions=predictions,
-            _unit_failures=failures,
-        )
-
-    def forget_failed_windows(self, config_fingerprint: str) -> None:
-        self.run_file("catalog/retry_failed", [config_fingerprint])
-
-    def start_run(self, run: pa.Table) -> None:
-        self.run_file("catalog/start_run", _run=run)
-
-    def finish_run(self, run: pa.Table) -> None:
-        self.run_file("catalog/finish_run", _run=run)
+def _nodes(tree: Any) -> Iterator[dict[str, Any]]:
+    """Every dict in a json_serialize_sql tree."""
+    stack = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)

@@ -1,36 +1,23 @@
-"""Read-only SQL on the catalog: `dawnchorus query`, the demo summary, and tests."""
+"""Read-only SQL on the catalog: `dawnchorus query`, the demo summary, and tests.
+
+Everything goes through `connectors.catalog.CatalogReader`, locked down: one SELECT at a time,
+nothing outside the catalog.
+"""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-from connectors.catalog import Catalog, sql_text
-
-#: Named analyses in sql/analyses/ that `from <name>` may refer to.
-ANALYSES = ("species_by_hour", "top1_per_window")
+from connectors.catalog import CatalogReader
 
 
 def run_query(results: str, sql: str, threshold: float | None = None) -> pa.Table:
-    """Run `sql` read-only. `threshold` overrides the detections view's threshold for this query.
+    """Run one read-only SELECT. `threshold` overrides the detections view's threshold.
 
-    Named analyses (`from species_by_hour`) are available as temporary views.
+    Named analyses without parameters (`from species_by_hour`) are available as views.
     """
-    with Catalog(results, read_only=True) as catalog:
-        con = catalog.con
-        if threshold is not None:
-            if not 0.0 <= threshold <= 1.0:
-                raise ValueError(f"threshold {threshold}: expected a probability in [0, 1]")
-            # A temporary `settings` shadows the catalog's for this connection only; the
-            # detections view reads its threshold from there.
-            con.execute(
-                "create temp table settings as "
-                "select * from lake.settings where key <> 'detection_threshold'"
-            )
-            con.execute("insert into temp.settings values ('detection_threshold', ?)",
-                        [str(threshold)])
-        for name in ANALYSES:
-            con.execute(f"create temp view {name} as {sql_text('analyses/' + name)}")
-        return con.execute(sql).to_arrow_table()
+    with CatalogReader(results, threshold=threshold) as catalog:
+        return catalog.query(sql)
 
 
 def format_table(table: pa.Table, max_rows: int = 200) -> str:

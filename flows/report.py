@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from connectors.catalog import Catalog
+from connectors.catalog import CatalogReader
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +28,29 @@ def markdown_table(table: pa.Table, limit: int = 50) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(catalog: Catalog, results: str, run_id: str, counts: dict[str, Any]) -> str:
-    """Write reports/<run_id>/{summary.md,failures.csv}; publish the summary as an artifact."""
-    species = catalog.query_file("analyses/run_species_counts", [run_id])
-    failures = catalog.query_file("analyses/run_failures", [run_id])
-    out = Path(catalog.root) / "reports" / run_id
+def write_report(results: str, run_id: str, counts: dict[str, Any],
+                 skipped: list[Any] | None = None) -> str:
+    """Write reports/<run_id>/{summary.md,failures.csv,skipped.csv}; publish the summary as an
+    artifact. `skipped` lists the source paths that were not analysed, each with its reason."""
+    with CatalogReader(results) as catalog:
+        species = catalog.analysis("run_species_counts", [run_id])
+        failures = catalog.analysis("run_failures", [run_id])
+        out = catalog.root / "reports" / run_id
+    skipped_rows = pa.Table.from_pylist(
+        [{"path": getattr(s, "path", str(s)), "reason": getattr(s, "reason", "")} for s in skipped or []],
+        pa.schema([("path", pa.string()), ("reason", pa.string())]),
+    )
     out.mkdir(parents=True, exist_ok=True)
     counts_md = "\n".join(f"- {k.replace('_', ' ')}: {v}" for k, v in counts.items())
     summary = (
         f"# dawnchorus run {run_id}\n\n{counts_md}\n\n"
         f"## Detections (top-1, catalog threshold) per deployment and species\n\n"
         f"{markdown_table(species)}\n## Failures\n\n{markdown_table(failures)}"
+        f"\n## Source paths not analysed\n\n{markdown_table(skipped_rows)}"
     )
     (out / "summary.md").write_text(summary, encoding="utf-8")
-    with open(out / "failures.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(failures.column_names)
-        writer.writerows([list(r.values()) for r in failures.to_pylist()])
+    _write_csv(out / "failures.csv", failures)
+    _write_csv(out / "skipped.csv", skipped_rows)
     try:
         from prefect.artifacts import create_markdown_artifact
 
@@ -54,3 +60,10 @@ def write_report(catalog: Catalog, results: str, run_id: str, counts: dict[str, 
         log.warning("could not publish the run summary artifact", exc_info=True)
     log.info("report written to %s", out)
     return str(out / "summary.md")
+
+
+def _write_csv(path: Path, table: pa.Table) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(table.column_names)
+        writer.writerows([list(r.values()) for r in table.to_pylist()])

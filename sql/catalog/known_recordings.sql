@@ -1,4 +1,3 @@
 -- purpose: what the catalog already holds, to tell new and changed recordings from known ones
 -- grain: one row per recording version held
-select recording_id, uri, size_bytes, etag, mtime, status
-from recordings
+select * from recordings

@@ -1,6 +1,5 @@
--- purpose: the views ecologists query
+-- purpose: the view ecologists query for detections
 -- inputs: predictions, windows, recordings, deployments, settings
-
 -- detections: one row per classify answer whose score passes the catalog's detection threshold
 -- (settings key 'detection_threshold'; `dawnchorus query --threshold` or the detections_at macro
 -- choose another at query time), with absolute and local times and the deployment's site.
@@ -43,25 +42,6 @@ final as (
     inner join recordings as r on r.recording_id = p.recording_id
     left join deployments as d on d.deployment_id = p.deployment_id
     where p.task = 'classify'
-)
-
-select * from final;
-
--- effort: one row per deployment, UTC date and fingerprint: how much audio was analysed, failed or
--- empty. Lets an analysis tell "not analysed" from "nothing heard".
-create or replace view effort as
-with final as (
-    select
-        deployment_id,
-        date,
-        config_fingerprint,
-        count(*) as windows,
-        count(*) filter (where status = 'ok') as windows_ok,
-        count(*) filter (where status = 'empty') as windows_empty,
-        count(*) filter (where status = 'failed') as windows_failed,
-        sum(duration_s) filter (where status = 'ok') as seconds_analysed
-    from windows
-    group by deployment_id, date, config_fingerprint
 )
 
 select * from final;

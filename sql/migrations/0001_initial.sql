@@ -1,6 +1,6 @@
--- purpose: the tables ecologists query; created once per catalog (DuckLake, attached as `lake`)
--- grain: see docs/tables.md (one row per deployment / recording / planned window / answer / run)
--- inputs: none; run by connectors.catalog.Catalog.ensure_schema on a new catalog
+-- purpose: version 1 of the catalog, as the first release created it (tables, partitioning,
+-- default settings). Frozen history: never edit; add a migration instead.
+
 
 create table if not exists deployments (
     deployment_id varchar not null,
@@ -95,3 +95,8 @@ create table if not exists settings (
     key varchar not null,
     value varchar not null
 );
+
+alter table windows set partitioned by (deployment_id, date);
+alter table predictions set partitioned by (deployment_id, date);
+
+insert into settings values ('detection_threshold', '0.5');

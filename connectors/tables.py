@@ -1,0 +1,253 @@
+"""The catalog's tables, each defined once: a frozen row dataclass whose fields are the columns.
+
+Every field carries its Arrow type and a description (`column(...)`), so the one definition gives
+the Arrow schema writers build batches with, the SQL type a test checks the catalog against
+(`tests/test_catalog_schema.py`), and the column list of `docs/tables.md` (checked by the same
+test). The DDL history that creates and upgrades these tables lives in `sql/migrations/`; the
+schema test proves that a catalog at the newest version has exactly these columns and types.
+
+Callers build rows as dataclasses (`WindowRow(...)`) and hand them to `connectors.catalog`; no
+caller spells a column name as a string or writes SQL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, ClassVar, Generic, Iterable, Sequence, TypeVar
+
+import pyarrow as pa
+
+Row = TypeVar("Row")
+
+UTC_TIME = pa.timestamp("us", tz="UTC")
+WALL_TIME = pa.timestamp("us")
+
+
+def column(arrow_type: pa.DataType, doc: str, *, nullable: bool = True) -> Any:
+    """A dataclass field that is a catalog column of `arrow_type`, described by `doc`."""
+    return dataclasses.field(metadata={"arrow": arrow_type, "doc": doc, "nullable": nullable})
+
+
+#: Arrow type -> the SQL type DuckDB reports for it (DuckLake keeps DuckDB's types).
+_SQL_TYPES: dict[pa.DataType, str] = {
+    pa.string(): "VARCHAR",
+    pa.bool_(): "BOOLEAN",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.date32(): "DATE",
+    UTC_TIME: "TIMESTAMP WITH TIME ZONE",
+    WALL_TIME: "TIMESTAMP",
+}
+
+
+def sql_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_list(arrow_type):
+        return sql_type(arrow_type.value_type) + "[]"
+    return _SQL_TYPES[arrow_type]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    arrow_type: pa.DataType
+    doc: str
+    nullable: bool
+
+    @property
+    def sql_type(self) -> str:
+        return sql_type(self.arrow_type)
+
+
+@dataclass(frozen=True)
+class Table(Generic[Row]):
+    """One catalog table: its name, its row dataclass, its grain and its partitioning."""
+
+    name: str
+    row: type[Row]
+    grain: str
+    partitioned_by: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return tuple(
+            Column(f.name, f.metadata["arrow"], f.metadata["doc"], f.metadata["nullable"])
+            for f in dataclasses.fields(self.row)  # type: ignore[arg-type]
+        )
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.arrow_type, c.nullable) for c in self.columns])
+
+    def to_arrow(self, rows: Iterable[Row]) -> pa.Table:
+        """Rows of this table as an Arrow table with exactly the table's schema."""
+        rows = list(rows)
+        for r in rows:
+            if not isinstance(r, self.row):
+                raise TypeError(f"{self.name}: expected {self.row.__name__} rows, got {type(r).__name__}")
+        data = {c.name: [getattr(r, c.name) for r in rows] for c in self.columns}
+        return pa.table(data, schema=self.schema)
+
+    def from_arrow(self, table: pa.Table) -> list[Row]:
+        """Typed rows from an Arrow table holding (at least) this table's columns."""
+        names = [c.name for c in self.columns]
+        return [self.row(**{n: r[n] for n in names}) for r in table.select(names).to_pylist()]
+
+
+# ------------------------------------------------------------------------------------ rows
+
+
+@dataclass(frozen=True)
+class DeploymentRow:
+    """One field deployment: one recorder at one site for one period."""
+
+    deployment_id: str = column(pa.string(), "the first folder under the source root", nullable=False)
+    site_id: str | None = column(pa.string(), "from deployments.csv")
+    latitude: float | None = column(pa.float64(), "decimal degrees, WGS 84")
+    longitude: float | None = column(pa.float64(), "decimal degrees, WGS 84")
+    recorder: str | None = column(pa.string(), "free text, e.g. AudioMoth 1.2")
+    timezone: str | None = column(pa.string(), "IANA zone of the site: local times, nights, diel analyses")
+    start_utc: datetime | None = column(UTC_TIME, "deployment start, if given")
+    end_utc: datetime | None = column(UTC_TIME, "deployment end, if given")
+    extra: str | None = column(pa.string(), "JSON object of any further deployments.csv columns")
+    updated_run_id: str | None = column(pa.string(), "the run that last wrote this row")
+    clock_timezone: str | None = column(
+        pa.string(), "zone of the recorder's clock, for naive file-name and header times")
+
+
+@dataclass(frozen=True)
+class RecordingRow:
+    """One version of one recording file (a changed file is a new recording_id)."""
+
+    recording_id: str = column(pa.string(), "hash of uri + size + ETag/mtime", nullable=False)
+    deployment_id: str = column(pa.string(), "", nullable=False)
+    uri: str = column(pa.string(), "full URI: s3://... or an absolute path", nullable=False)
+    object_key: str = column(pa.string(), "path below the source root", nullable=False)
+    size_bytes: int | None = column(pa.int64(), "size when discovered (change detection)")
+    etag: str | None = column(pa.string(), "S3 ETag when discovered (change detection)")
+    mtime: datetime | None = column(UTC_TIME, "modification time when discovered")
+    duration_s: float | None = column(pa.float64(), "from the header")
+    frames: int | None = column(pa.int64(), "frames per channel the header declares")
+    sample_rate_hz: int | None = column(pa.int32(), "native sample rate")
+    channels: int | None = column(pa.int32(), "channel count")
+    format: str | None = column(pa.string(), "WAV, FLAC, MP3, OGG ...")
+    subtype: str | None = column(pa.string(), "PCM_16, FLOAT, VORBIS ...")
+    start_utc: datetime | None = column(UTC_TIME, "recording start; NULL when nothing gives it")
+    tz_name: str | None = column(pa.string(), "zone for local times (the deployment's site zone)")
+    time_source: str | None = column(pa.string(), "what gave the start time")
+    tz_source: str | None = column(pa.string(), "which rule fixed the clock's offset")
+    status: str = column(pa.string(), "ok (readable) or failed (header unreadable)", nullable=False)
+    error: str | None = column(pa.string(), "why it is unreadable")
+    run_id: str = column(pa.string(), "the run that discovered this version", nullable=False)
+    discovered_at: datetime | None = column(UTC_TIME, "when it was discovered")
+
+    @property
+    def version_tag(self) -> str:
+        """What change detection compares besides the size (as `storage.SourceObject`)."""
+        if self.etag:
+            return self.etag
+        return self.mtime.isoformat() if self.mtime is not None else ""
+
+
+@dataclass(frozen=True)
+class WindowRow:
+    """One planned window of one recording and channel under one fingerprint: the effort table
+    and the resume journal."""
+
+    run_id: str = column(pa.string(), "the run that analysed it", nullable=False)
+    config_fingerprint: str = column(pa.string(), "hash of everything that changes answers", nullable=False)
+    recording_id: str = column(pa.string(), "", nullable=False)
+    deployment_id: str = column(pa.string(), "", nullable=False)
+    channel: int = column(pa.int16(), "0 = mean of all channels; 1..N = that channel", nullable=False)
+    window_index: int = column(pa.int32(), "0-based position in the recording", nullable=False)
+    offset_s: float = column(pa.float64(), "window start from the start of the file", nullable=False)
+    window_s: float = column(pa.float64(), "nominal window length", nullable=False)
+    duration_s: float = column(pa.float64(), "seconds of real audio in the window", nullable=False)
+    start_utc: datetime | None = column(UTC_TIME, "recording start + offset_s")
+    start_local: datetime | None = column(WALL_TIME, "start_utc as wall-clock time in tz_name")
+    date: date | None = column(pa.date32(), "UTC date of start_utc (partition key)")
+    status: str = column(pa.string(), "ok, empty or failed", nullable=False)
+    padded: bool = column(pa.bool_(), "the window runs past the real end of the audio", nullable=False)
+    error: str | None = column(pa.string(), "why it failed")
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    """One answer of a model to one task about one window and channel."""
+
+    run_id: str = column(pa.string(), "", nullable=False)
+    model_id: str = column(pa.string(), "model name + weights digest", nullable=False)
+    config_fingerprint: str = column(pa.string(), "", nullable=False)
+    recording_id: str = column(pa.string(), "", nullable=False)
+    deployment_id: str = column(pa.string(), "", nullable=False)
+    channel: int = column(pa.int16(), "", nullable=False)
+    window_index: int = column(pa.int32(), "", nullable=False)
+    offset_s: float = column(pa.float64(), "", nullable=False)
+    start_utc: datetime | None = column(UTC_TIME, "")
+    start_local: datetime | None = column(WALL_TIME, "")
+    date: date | None = column(pa.date32(), "")
+    task: str = column(pa.string(), "detect or classify", nullable=False)
+    prompt_id: str = column(pa.string(), "which prompt or model head answered", nullable=False)
+    rank: int = column(pa.int32(), "1 = the best answer for this window and task", nullable=False)
+    answer_text: str | None = column(pa.string(), "raw answer: model text or label")
+    label: str | None = column(pa.string(), "normalised: common name; animal for detect")
+    scientific_name: str | None = column(pa.string(), "NULL when not a known species")
+    score: float = column(pa.float64(), "probability in [0, 1], always finite", nullable=False)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One flow run."""
+
+    STATUSES: ClassVar[tuple[str, ...]] = ("running", "completed", "failed", "interrupted")
+
+    run_id: str = column(pa.string(), "YYYYMMDDTHHMMSSZ-xxxxxxxx", nullable=False)
+    flow: str = column(pa.string(), "nightly or backfill", nullable=False)
+    started_at: datetime = column(UTC_TIME, "", nullable=False)
+    finished_at: datetime | None = column(UTC_TIME, "")
+    status: str = column(pa.string(), "running, completed, failed or interrupted", nullable=False)
+    parameters: str | None = column(pa.string(), "JSON of the run settings, credentials removed")
+    config_fingerprint: str | None = column(pa.string(), "")
+    model_id: str | None = column(pa.string(), "")
+    code_version: str | None = column(pa.string(), "dawnchorus version")
+    counts: str | None = column(pa.string(), "JSON: recordings, units, windows, predictions, skipped paths")
+    host: str | None = column(pa.string(), "machine the run's driver ran on")
+    pid: int | None = column(pa.int64(), "process id of the run's driver")
+    interrupted_at: datetime | None = column(UTC_TIME, "when a later run noticed this one had died")
+
+
+@dataclass(frozen=True)
+class SettingRow:
+    """A catalog-wide setting (detection_threshold, schema_version, views_sha256)."""
+
+    key: str = column(pa.string(), "", nullable=False)
+    value: str = column(pa.string(), "", nullable=False)
+
+
+DEPLOYMENTS = Table("deployments", DeploymentRow, "one row per deployment")
+RECORDINGS = Table("recordings", RecordingRow, "one row per version of a recording file")
+WINDOWS = Table("windows", WindowRow, "one row per planned window, channel and fingerprint",
+                partitioned_by=("deployment_id", "date"))
+PREDICTIONS = Table("predictions", PredictionRow, "one row per window, channel, task and answer",
+                    partitioned_by=("deployment_id", "date"))
+RUNS = Table("runs", RunRow, "one row per flow run")
+SETTINGS = Table("settings", SettingRow, "one row per setting")
+
+#: Every table of the catalog, by name.
+TABLES: dict[str, Table[Any]] = {
+    t.name: t for t in (DEPLOYMENTS, RECORDINGS, WINDOWS, PREDICTIONS, RUNS, SETTINGS)
+}
+
+
+def replace(row: Row, **changes: Any) -> Row:
+    """A copy of a frozen row with some columns changed."""
+    return dataclasses.replace(row, **changes)  # type: ignore[type-var]
+
+
+def rows_of(table: Table[Row], items: Sequence[dict[str, Any]]) -> list[Row]:
+    """Typed rows from plain dicts keyed by column name (e.g. rows read back from DuckDB)."""
+    return [table.row(**item) for item in items]

@@ -1,0 +1,2 @@
+-- purpose: every run, oldest first
+select * from runs order by started_at

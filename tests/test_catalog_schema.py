@@ -1,0 +1,114 @@
+"""The catalog owns its contract: every table's one definition (`connectors.tables`) equals what a
+catalog at the newest schema version holds, for a new catalog and for one upgraded from version 1;
+views reach old catalogs; a catalog newer than the code is refused; docs/tables.md names every
+column."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from connectors.catalog import (
+    SCHEMA_VERSION,
+    Catalog,
+    CatalogReader,
+    connect_duckdb,
+    sql_statements,
+    views_digest,
+)
+from connectors.errors import ConfigError
+from connectors.tables import TABLES
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "tables.md"
+
+
+def catalog_columns(catalog: Catalog, table: str) -> list[tuple[str, str, bool]]:
+    rows = catalog.con.execute(f"describe lake.{table}").fetchall()  # name, type, null, ...
+    return [(r[0], r[1], r[2] == "YES") for r in rows]
+
+
+def defined_columns(table: str) -> list[tuple[str, str, bool]]:
+    return [(c.name, c.sql_type, c.nullable) for c in TABLES[table].columns]
+
+
+def make_version_1_catalog(root: Path) -> None:
+    """A catalog as the first release left it: version-1 tables, no version recorded, an old view,
+    and a readable recording that version 1 had marked failed because one window failed."""
+    root.mkdir(parents=True)
+    (root / "data").mkdir()
+    con = connect_duckdb()
+    con.execute(f"ATTACH 'ducklake:sqlite:{root}/catalog.sqlite' AS lake "
+                f"(DATA_PATH '{root}/data/', DATA_INLINING_ROW_LIMIT 0)")
+    con.execute("USE lake")
+    for statement in sql_statements("migrations/0001_initial"):
+        con.execute(statement)
+    con.execute("create view detections as select 1 as stale")
+    con.execute("""insert into recordings (recording_id, deployment_id, uri, object_key,
+                   duration_s, status, error, run_id)
+                   values ('r1', 'd', '/a.wav', 'd/a.wav', 30.0, 'failed', 'window 2 failed', 'old'),
+                          ('r2', 'd', '/b.wav', 'd/b.wav', null, 'failed', 'not audio', 'old')""")
+    con.close()
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
+def test_a_new_catalog_holds_exactly_the_defined_columns(tmp_path, table):
+    with Catalog(tmp_path / "r") as catalog:
+        assert catalog_columns(catalog, table) == defined_columns(table)
+
+
+def test_a_version_1_catalog_is_upgraded_to_the_definitions(tmp_path):
+    root = tmp_path / "old"
+    make_version_1_catalog(root)
+    with Catalog(root) as catalog:
+        assert catalog.schema_version == SCHEMA_VERSION
+        for table in TABLES:
+            assert catalog_columns(catalog, table) == defined_columns(table), table
+        recordings = {r.recording_id: r for r in catalog.known_recordings()}
+        detections = catalog.con.execute("describe detections").fetchall()
+    # A readable recording is ok again (its windows keep their own failures); an unreadable
+    # one stays failed with its reason.
+    assert (recordings["r1"].status, recordings["r1"].error) == ("ok", None)
+    assert (recordings["r2"].status, recordings["r2"].error) == ("failed", "not audio")
+    # The stale view was replaced by the current one.
+    assert "stale" not in [r[0] for r in detections] and "score" in [r[0] for r in detections]
+
+
+def test_a_reader_upgrades_an_old_catalog_before_it_reads(tmp_path):
+    root = tmp_path / "old"
+    make_version_1_catalog(root)
+    with CatalogReader(root) as reader:
+        assert reader.query("select count(*) as n from detections").to_pylist() == [{"n": 0}]
+        settings = {r["key"]: r["value"]
+                    for r in reader.query("select key, value from settings").to_pylist()}
+    assert settings["schema_version"] == str(SCHEMA_VERSION)
+    assert settings["views_sha256"] == views_digest()
+
+
+def test_a_catalog_newer_than_the_code_is_refused(tmp_path):
+    root = tmp_path / "r"
+    with Catalog(root) as catalog:
+        catalog.set_setting("schema_version", str(SCHEMA_VERSION + 1))
+    for opener in (Catalog, CatalogReader):
+        with pytest.raises(ConfigError, match=rf"schema version {SCHEMA_VERSION + 1}.*upgrade dawnchorus"):
+            opener(root)
+
+
+def test_a_results_path_that_is_a_file_is_a_config_error(tmp_path):
+    path = tmp_path / "results"
+    path.write_text("not a folder")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        Catalog(path)
+
+
+def test_docs_name_every_column_of_every_table():
+    text = DOCS.read_text(encoding="utf-8")
+    sections = dict(re.findall(r"^## (\w+)[^\n]*\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S))
+    for name, table in TABLES.items():
+        assert name in sections, f"docs/tables.md has no section for {name}"
+        documented = set(re.findall(r"\w+", " ".join(
+            line.split("|")[1] for line in sections[name].splitlines() if line.startswith("| ")
+        )))
+        missing = [c.name for c in table.columns if c.name not in documented]
+        assert not missing, f"docs/tables.md, {name}: undocumented columns {missing}"
