@@ -36,7 +36,9 @@ sys.path.insert(0, str(REPO))  # run from anywhere in the repo
 
 from bench.bench_decode import load_average, synth_chunk, write_recording  # noqa: E402
 from connectors.audio import plan_windows  # noqa: E402
-from flows.pipeline import DecodeOptions, Predictor, decode_unit  # noqa: E402
+from flows.stages import DecodeOptions, Predictor, decode_unit  # noqa: E402
+from connectors.storage import object_version  # noqa: E402
+from fsspec.implementations.local import LocalFileSystem  # noqa: E402
 from naturelm_core.birdnet.backend import CHUNK_SAMPLES, SAMPLE_RATE_HZ, BirdNETBackend, chunk_starts  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "birdnet.json"
@@ -66,13 +68,15 @@ def predict_all(backend: BirdNETBackend, audio: np.ndarray, batch_windows: int) 
 
 
 def make_units(path: Path, duration_s: float, batch_windows: int) -> list[dict]:
-    """Units of `batch_windows` consecutive windows, shaped as `flows.plan.Unit.as_dict` ships them."""
+    """Units of `batch_windows` consecutive windows, shaped as `flows.plan.Unit.as_item` ships them."""
     specs = plan_windows(duration_s, WINDOW_S, tail="pad")
+    size_bytes, version_tag = object_version(LocalFileSystem(), str(path))
     units = []
     for first in range(0, len(specs), batch_windows):
         span = specs[first : first + batch_windows]
         units.append({
             "unit_id": f"{path.name}:{first}", "uri": str(path), "path": str(path), "channels": [0],
+            "size_bytes": size_bytes, "version_tag": version_tag,
             "windows": [[s.index, s.offset_s, s.duration_s, s.padded] for s in span],
         })
     return units
@@ -87,6 +91,8 @@ def as_batch(rows: list[dict]) -> dict[str, np.ndarray]:
         "status": np.array([r["status"] for r in rows], dtype=object),
         "error": np.array([r["error"] for r in rows], dtype=object),
         "valid_samples": np.array([r["valid_samples"] for r in rows], np.int64),
+        "duration_s": np.array([r["duration_s"] for r in rows], np.float64),
+        "padded": np.array([r["padded"] for r in rows], bool),
         "audio": np.stack([r["audio"] for r in rows]),  # (B, 480000)
     }
 

@@ -333,8 +333,14 @@ class DecodedWindow:
     valid_samples: int
     """How many leading samples are real audio; the rest is padding."""
     status: str
-    """``"ok"``, or ``"empty"``: no real samples decoded (past the real end of a truncated file)
-    or digital silence (every sample exactly 0)."""
+    """``"ok"``; ``"empty"``: no real samples decoded (past the real end of a truncated file)
+    or digital silence (every sample exactly 0); ``"failed"``: the audio holds NaN or infinite
+    samples (``error`` says so, and the samples are zeroed, never handed to a model)."""
+    duration_s: float
+    """Seconds of real audio in the window, counted in native frames (0 when nothing decoded)."""
+    padded: bool
+    """True when the window runs past the real end of the audio (zero-padded)."""
+    error: str | None = None
 
 
 def iter_windows(
@@ -419,7 +425,8 @@ def _decode_window(
     out_channels = [0] if channel_policy == "mean" else list(range(1, channels + 1))
     if start >= readable_frames:
         for channel in out_channels:
-            yield DecodedWindow(spec.index, channel, np.zeros(out_samples, np.float32), 0, "empty")
+            yield DecodedWindow(spec.index, channel, np.zeros(out_samples, np.float32), 0, "empty",
+                                duration_s=0.0, padded=True)
         return
 
     before = (min(margin_frames, start) // period) * period
@@ -435,8 +442,14 @@ def _decode_window(
         ) from exc
     # MP3 frame counts are estimates, so a read may return less than asked.
     real_frames = max(0, min(span_start + len(span), end) - start)
+    # A float file can hold NaN or inf; one in the window or its resampling margin would spread
+    # through the filter and the model. Such a window fails with its reason (never "repaired":
+    # zeroing samples would invent silence and count it as analysed effort).
+    finite = np.isfinite(span).all(axis=0)  # (C,)
     if channel_policy == "mean" and channels > 1:
+        finite = finite.all(keepdims=True)  # (1,)
         span = span.mean(axis=1, keepdims=True, dtype=np.float32)  # (F, 1)
+    span = np.where(finite, span, np.float32(0))  # (F, C): a bad channel is zeroed, then failed
     silent = ~np.any(span[before : before + real_frames] != 0, axis=0)  # (C,)
 
     if native_hz != target_rate_hz and len(span):
@@ -447,8 +460,15 @@ def _decode_window(
     valid = min(out_samples, round(real_frames * target_rate_hz / native_hz))
     piece = resampled[out_start : out_start + valid]  # (valid, C)
     valid = len(piece)
+    duration_s = real_frames / native_hz
+    padded = real_frames < window_frames
     for column, channel in enumerate(out_channels):
         samples = np.zeros(out_samples, np.float32)
+        if not finite[column]:
+            yield DecodedWindow(spec.index, channel, samples, 0, "failed", duration_s, padded,
+                                error=f"{uri}: non-finite samples (NaN or inf) in window {spec.index} "
+                                      f"at offset {spec.offset_s:.3f} s")
+            continue
         samples[:valid] = piece[:, column]
         status = "empty" if valid == 0 or silent[column] else "ok"
-        yield DecodedWindow(spec.index, channel, samples, valid, status)
+        yield DecodedWindow(spec.index, channel, samples, valid, status, duration_s, padded)

@@ -342,3 +342,15 @@ def _parse_datetime(text: str | None, tz: ZoneInfo | None, name: str, where: str
     if value.tzinfo is None and tz is not None:
         value = value.replace(tzinfo=tz)
     return value
+
+
+def object_version(fs: fsspec.AbstractFileSystem, path: str) -> tuple[int, str]:
+    """``(size_bytes, version_tag)`` of one object now, as `list_recordings` saw it at discovery.
+
+    Decoding compares them with what discovery recorded, so a file rewritten in between is
+    refused instead of decoded against its stale header.
+    """
+    info = fs.info(path)
+    listed = SourceObject(key="", uri=path, path=path, deployment_id="",
+                          size_bytes=int(info.get("size") or 0), etag=_etag(info), mtime=_mtime(info))
+    return listed.size_bytes, listed.version_tag

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import pyarrow as pa
-
 from connectors.audio import read_header
 from connectors.catalog import Catalog
 from connectors.errors import InputError
+from connectors.tables import DeploymentRow, RecordingRow, replace
 from connectors.storage import Deployment, SourceObject, list_recordings, open_root, read_deployments
 from connectors.timeparse import resolve_start_time
 
@@ -26,47 +25,6 @@ log = logging.getLogger(__name__)
 #: Header reads are I/O bound (one or two small range requests each on object storage).
 HEADER_THREADS = 8
 
-RECORDINGS_SCHEMA = pa.schema(
-    [
-        ("recording_id", pa.string()),
-        ("deployment_id", pa.string()),
-        ("uri", pa.string()),
-        ("object_key", pa.string()),
-        ("size_bytes", pa.int64()),
-        ("etag", pa.string()),
-        ("mtime", pa.timestamp("us", tz="UTC")),
-        ("duration_s", pa.float64()),
-        ("frames", pa.int64()),
-        ("sample_rate_hz", pa.int32()),
-        ("channels", pa.int32()),
-        ("format", pa.string()),
-        ("subtype", pa.string()),
-        ("start_utc", pa.timestamp("us", tz="UTC")),
-        ("tz_name", pa.string()),
-        ("time_source", pa.string()),
-        ("tz_source", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("run_id", pa.string()),
-        ("discovered_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
-
-DEPLOYMENTS_SCHEMA = pa.schema(
-    [
-        ("deployment_id", pa.string()),
-        ("site_id", pa.string()),
-        ("latitude", pa.float64()),
-        ("longitude", pa.float64()),
-        ("recorder", pa.string()),
-        ("timezone", pa.string()),
-        ("start_utc", pa.timestamp("us", tz="UTC")),
-        ("end_utc", pa.timestamp("us", tz="UTC")),
-        ("extra", pa.string()),
-        ("updated_run_id", pa.string()),
-    ]
-)
-
 
 @dataclass
 class Discovery:
@@ -74,6 +32,7 @@ class Discovery:
 
     objects: list[SourceObject]
     deployments: dict[str, Deployment]
+    skipped: list[Any] = field(default_factory=list)  # listed paths that are not recordings
 
 
 @dataclass
@@ -107,56 +66,42 @@ def discover(source: str, storage_options: dict[str, Any], only: tuple[str, ...]
 
 
 def _recording_row(obj: SourceObject, fs: Any, deployment: Deployment | None, run_id: str,
-                   now: datetime) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "recording_id": recording_id(obj),
-        "deployment_id": obj.deployment_id,
-        "uri": obj.uri,
-        "object_key": obj.key,
-        "size_bytes": obj.size_bytes,
-        "etag": obj.etag,
-        "mtime": obj.mtime,
-        "run_id": run_id,
-        "discovered_at": now,
-        "status": "ok",
-        "error": None,
-    }
+                   now: datetime) -> RecordingRow:
+    """The catalog row of one new recording version: its header and start time, or why not."""
+    row = RecordingRow(
+        recording_id=recording_id(obj), deployment_id=obj.deployment_id, uri=obj.uri,
+        object_key=obj.key, size_bytes=obj.size_bytes, etag=obj.etag, mtime=obj.mtime,
+        duration_s=None, frames=None, sample_rate_hz=None, channels=None, format=None,
+        subtype=None, start_utc=None, tz_name=None, time_source=None, tz_source=None,
+        status="ok", error=None, run_id=run_id, discovered_at=now,
+    )
     try:
         header = read_header(fs, obj.path, uri=obj.uri)
     except InputError as exc:
-        row.update(status="failed", error=exc.reason)
-        return row
+        return replace(row, status="failed", error=exc.reason)
     except Exception as exc:  # a bad file must never stop the run; record why it failed
-        row.update(status="failed", error=f"unreadable: {type(exc).__name__}: {exc}")
-        return row
+        return replace(row, status="failed", error=f"unreadable: {type(exc).__name__}: {exc}")
     start = resolve_start_time(
         obj.key.rsplit("/", 1)[-1], header.comment, header.guano,
         deployment.timezone if deployment else None,
     )
-    row.update(
-        duration_s=header.duration_s,
-        frames=header.frames,
-        sample_rate_hz=header.sample_rate_hz,
-        channels=header.channels,
-        format=header.format,
-        subtype=header.subtype,
-        start_utc=start.start_utc,
-        tz_name=start.tz_name,
-        time_source=start.time_source,
-        tz_source=start.tz_source,
+    return replace(
+        row, duration_s=header.duration_s, frames=header.frames,
+        sample_rate_hz=header.sample_rate_hz, channels=header.channels, format=header.format,
+        subtype=header.subtype, start_utc=start.start_utc, tz_name=start.tz_name,
+        time_source=start.time_source, tz_source=start.tz_source,
     )
-    return row
 
 
 def sync_recordings(catalog: Catalog, source: str, storage_options: dict[str, Any],
                     discovery: Discovery, run_id: str) -> SyncResult:
     """Register new and changed recordings (headers read once, in threads) in one transaction."""
     fs, _ = open_root(source, storage_options)
-    known = catalog.known_recordings().to_pylist()
-    known_ids = {r["recording_id"] for r in known}
+    known = catalog.known_recordings()
+    known_ids = {r.recording_id for r in known}
     ids_by_uri: dict[str, list[str]] = {}
     for r in known:
-        ids_by_uri.setdefault(r["uri"], []).append(r["recording_id"])
+        ids_by_uri.setdefault(r.uri, []).append(r.recording_id)
 
     result = SyncResult(current_ids=[recording_id(o) for o in discovery.objects])
     todo = [o for o, rid in zip(discovery.objects, result.current_ids) if rid not in known_ids]
@@ -172,11 +117,11 @@ def sync_recordings(catalog: Catalog, source: str, storage_options: dict[str, An
             todo,
         ))
     for row in rows:
-        if row["status"] == "failed":
-            log.warning("recording failed: %s: %s", row["uri"], row["error"])
-            result.failed.append({"uri": row["uri"], "error": row["error"]})
+        if row.status == "failed":
+            log.warning("recording failed: %s: %s", row.uri, row.error)
+            result.failed.append({"uri": row.uri, "error": row.error})
     if rows or superseded:
-        catalog.replace_recordings(pa.Table.from_pylist(rows, RECORDINGS_SCHEMA), superseded)
+        catalog.register_recordings(rows, superseded)
     log.info("recordings: %d new, %d changed, %d unchanged, %d failed", result.new,
              result.changed, result.unchanged, len(result.failed))
     return result
@@ -188,17 +133,17 @@ def sync_deployments(catalog: Catalog, discovery: Discovery, run_id: str) -> Non
     seen = {o.deployment_id for o in discovery.objects}
     for dep_id in sorted(seen | set(discovery.deployments)):
         d = discovery.deployments.get(dep_id)
-        rows.append({
-            "deployment_id": dep_id,
-            "site_id": d.site_id if d else None,
-            "latitude": d.latitude if d else None,
-            "longitude": d.longitude if d else None,
-            "recorder": d.recorder if d else None,
-            "timezone": d.timezone if d else None,
-            "start_utc": d.start if d else None,
-            "end_utc": d.end if d else None,
-            "extra": json.dumps(d.extra, default=str) if d and d.extra else None,
-            "updated_run_id": run_id,
-        })
-    if rows:
-        catalog.replace_deployments(pa.Table.from_pylist(rows, DEPLOYMENTS_SCHEMA))
+        rows.append(DeploymentRow(
+            deployment_id=dep_id,
+            site_id=d.site_id if d else None,
+            latitude=d.latitude if d else None,
+            longitude=d.longitude if d else None,
+            recorder=d.recorder if d else None,
+            timezone=d.timezone if d else None,
+            start_utc=d.start if d else None,
+            end_utc=d.end if d else None,
+            extra=json.dumps(d.extra, default=str) if d and d.extra else None,
+            updated_run_id=run_id,
+            clock_timezone=None,
+        ))
+    catalog.upsert_deployments(rows)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connectors.audio import plan_windows
+from connectors.audio import WindowSpec, plan_windows
 from connectors.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,17 @@ def zone(tz_name: str | None) -> tzinfo:
 
 @dataclass(frozen=True)
 class Unit:
-    """One work unit: consecutive windows of one recording. Plain data, shipped to Ray workers."""
+    """One work unit: consecutive windows of one recording, all its channels."""
 
     unit_id: str
     recording_id: str
     deployment_id: str
     uri: str
-    path: str
+    path: str  # what fs.open takes
+    size_bytes: int  # as discovered: decoding refuses a file that changed since
+    version_tag: str
     channels: tuple[int, ...]  # 0 = mean of all channels; 1..N = each channel
-    windows: tuple[tuple[int, float, float, bool], ...]  # (index, offset_s, duration_s, padded)
+    windows: tuple[WindowSpec, ...]
     start_utc: datetime | None
     tz_name: str | None
 
@@ -55,16 +57,36 @@ class Unit:
     def expected_rows(self) -> int:
         return len(self.windows) * len(self.channels)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_item(self) -> dict[str, Any]:
+        """What a decode task needs, as plain data (Ray Data rows are dicts)."""
         return {
-            "unit_id": self.unit_id,
-            "recording_id": self.recording_id,
-            "deployment_id": self.deployment_id,
-            "uri": self.uri,
-            "path": self.path,
+            "unit_id": self.unit_id, "uri": self.uri, "path": self.path,
+            "size_bytes": self.size_bytes, "version_tag": self.version_tag,
             "channels": list(self.channels),
-            "windows": [list(w) for w in self.windows],
+            "windows": [[w.index, w.offset_s, w.duration_s, w.padded] for w in self.windows],
         }
+
+
+@dataclass(frozen=True)
+class UnitItem:
+    """A unit as a decode task receives it (`Unit.as_item`)."""
+
+    unit_id: str
+    uri: str
+    path: str
+    size_bytes: int
+    version_tag: str
+    channels: tuple[int, ...]
+    windows: tuple[WindowSpec, ...]
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> "UnitItem":
+        return cls(
+            unit_id=item["unit_id"], uri=item["uri"], path=item["path"],
+            size_bytes=int(item["size_bytes"]), version_tag=item["version_tag"],
+            channels=tuple(int(c) for c in item["channels"]),
+            windows=tuple(WindowSpec(int(i), float(o), float(d), bool(p)) for i, o, d, p in item["windows"]),
+        )
 
 
 def _path_for(uri: str) -> str:
@@ -73,36 +95,36 @@ def _path_for(uri: str) -> str:
 
 
 def plan_units(catalog: Catalog, current_ids: list[str], *, fingerprint: str, window_s: float,
-               hop_s: float, tail: str, channel_policy: str, windows_per_unit: int) -> list[Unit]:
-    """Units covering every planned window of the listed ok recordings not yet committed."""
-    wanted = set(current_ids)
-    recordings = [
-        r for r in catalog.query(
-            "select * from recordings where status = 'ok' order by uri"
-        ).to_pylist()
-        if r["recording_id"] in wanted
-    ]
-    committed = catalog.committed_windows(fingerprint)
+               hop_s: float, tail: str, channel_policy: str, windows_per_unit: int,
+               retry_failed: bool = False) -> list[Unit]:
+    """Units covering every planned window of the readable listed recordings not yet committed.
+
+    With `retry_failed`, windows that failed before are planned again (their failed rows are
+    replaced when the retry commits).
+    """
+    recordings = catalog.plannable_recordings(current_ids)
+    committed = catalog.committed_windows(fingerprint, retry_failed=retry_failed)
     units: list[Unit] = []
     for rec in recordings:
-        channels = (0,) if channel_policy == "mean" else tuple(range(1, rec["channels"] + 1))
-        specs = plan_windows(rec["duration_s"], window_s=window_s, hop_s=hop_s, tail=tail)
-        done = set.intersection(*(committed.get((rec["recording_id"], c), set()) for c in channels))
+        channels = (0,) if channel_policy == "mean" else tuple(range(1, rec.channels + 1))
+        specs = plan_windows(rec.duration_s, window_s=window_s, hop_s=hop_s, tail=tail)
+        done = set.intersection(*(committed.get((rec.recording_id, c), set()) for c in channels))
         todo = [s for s in specs if s.index not in done]
         for start in range(0, len(todo), windows_per_unit):
-            chunk = todo[start : start + windows_per_unit]
-            windows = tuple((s.index, s.offset_s, s.duration_s, s.padded) for s in chunk)
-            unit_key = f"{rec['recording_id']}:{fingerprint}:{windows[0][0]}-{windows[-1][0]}"
+            chunk = tuple(todo[start : start + windows_per_unit])
+            unit_key = f"{rec.recording_id}:{fingerprint}:{chunk[0].index}-{chunk[-1].index}"
             units.append(Unit(
                 unit_id=hashlib.sha256(unit_key.encode()).hexdigest()[:16],
-                recording_id=rec["recording_id"],
-                deployment_id=rec["deployment_id"],
-                uri=rec["uri"],
-                path=_path_for(rec["uri"]),
+                recording_id=rec.recording_id,
+                deployment_id=rec.deployment_id,
+                uri=rec.uri,
+                path=_path_for(rec.uri),
+                size_bytes=rec.size_bytes or 0,
+                version_tag=rec.version_tag,
                 channels=channels,
-                windows=windows,
-                start_utc=rec["start_utc"],
-                tz_name=rec["tz_name"],
+                windows=chunk,
+                start_utc=rec.start_utc,
+                tz_name=rec.tz_name,
             ))
     log.info("planned %d units (%d windows) over %d recordings", len(units),
              sum(len(u.windows) for u in units), len(recordings))
