@@ -65,12 +65,12 @@ def settings_from_args(args: argparse.Namespace):
     return RunSettings(**fields)
 
 
-def _run_flow(flow: Any, settings: Any) -> dict[str, Any]:
+def _run_flow(flow: Any, settings: Any, run_id: str | None = None) -> dict[str, Any]:
     """Run a flow and print its summary; an incomplete run still has one."""
     from flows.nightly import IncompleteRunError
 
     try:
-        summary = flow(settings)
+        summary = flow(settings, run_id)
     except IncompleteRunError as exc:
         summary = exc.summary
     print(json.dumps(summary, indent=2, default=str))
@@ -78,9 +78,18 @@ def _run_flow(flow: Any, settings: Any) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.nightly import backfill, nightly
+    from connectors.catalog import results_root
+    from connectors.locks import RunLock
+    from flows.nightly import backfill, new_run_id, nightly
+    from flows.redact import install_log_redaction
 
-    summary = _run_flow(backfill if args.flow == "backfill" else nightly, settings_from_args(args))
+    settings = settings_from_args(args)
+    install_log_redaction(settings.storage_options)
+    run_id = new_run_id()
+    # Take the results folder before Prefect starts: a busy or impossible folder is refused at
+    # once, in one line; the flow re-enters the lock this process holds.
+    with RunLock(results_root(settings.results), run_id):
+        summary = _run_flow(backfill if args.flow == "backfill" else nightly, settings, run_id)
     return 0 if summary["status"] == "completed" else 1
 
 
@@ -164,7 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: Exception) -> str:
+    """A user error as one readable line (pydantic lists each bad field as `field: reason`)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+    return " ".join(str(exc).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from flows.redact import install_log_redaction
+
+    install_log_redaction()  # the AWS credential variables never reach a log line
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -172,6 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Every Prefect API call is an httpx INFO line; keep the terminal for progress.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    from flows.console import quiet_user_error_tracebacks
+
+    quiet_user_error_tracebacks()
     from pydantic import ValidationError
 
     from connectors.errors import ConfigError
@@ -180,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, BackendError, ValidationError) as exc:
-        print(f"dawnchorus: error: {exc}", file=sys.stderr)
+        print(f"dawnchorus: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -1,36 +1,41 @@
 """Prefect flows: `nightly` (new and changed recordings) and `backfill` (chosen deployments/model).
 
 Thin tasks around the plain functions of discover / plan / pipeline / report; the flow body only
-wires them. Retries only where repeating is safe (listing and header reads are read-only).
+wires them. Retries only where repeating is safe (listing and header reads are read-only), and
+never for a configuration error, which no retry can fix.
+
+One run at a time per results folder (`connectors.locks.RunLock`): a second run fails fast naming
+the holder. The run that takes the lock marks runs that died without finishing `interrupted`,
+then resumes their work: every committed unit stays, every other one is planned again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, Callable
 
-import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from connectors.catalog import Catalog
+from connectors.catalog import Catalog, results_root
+from connectors.errors import ConfigError
+from connectors.locks import RunLock
+from connectors.storage import AUDIO_EXTENSIONS
+from connectors.tables import RunRow, replace
 from flows import discover as discover_mod
 from flows import report as report_mod
-from flows.pipeline import CommitContext, DecodeOptions, ProcessResult, process_units
+from flows.pipeline import ProcessResult, process_units
 from flows.plan import Unit, plan_units
 from flows.settings import RunSettings, config_fingerprint
+from flows.stages import CommitContext, DecodeOptions
 from naturelm_core.backend import describe_backend
-
-RUNS_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("flow", pa.string()),
-    ("started_at", pa.timestamp("us", tz="UTC")), ("finished_at", pa.timestamp("us", tz="UTC")),
-    ("status", pa.string()), ("parameters", pa.string()), ("config_fingerprint", pa.string()),
-    ("model_id", pa.string()), ("code_version", pa.string()), ("counts", pa.string()),
-])
 
 
 class IncompleteRunError(RuntimeError):
@@ -48,6 +53,11 @@ def code_version() -> str:
         return "unknown"
 
 
+def _not_a_config_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry condition: I/O hiccups are retried, configuration errors are not."""
+    return not isinstance(state.data, ConfigError)
+
+
 @task(name="identify-model", cache_policy=NO_CACHE)
 def identify_model(settings: RunSettings) -> tuple[str, dict[str, Any], str, int]:
     """Model id, settings, fingerprint and sample rate; missing weights stop the run here."""
@@ -56,7 +66,8 @@ def identify_model(settings: RunSettings) -> tuple[str, dict[str, Any], str, int
     return info.model_id, info.settings, fingerprint, info.sample_rate_hz
 
 
-@task(name="discover", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="discover", retries=2, retry_delay_seconds=5, retry_condition_fn=_not_a_config_error,
+      cache_policy=NO_CACHE)
 def discover_task(settings: RunSettings) -> discover_mod.Discovery:
     return discover_mod.discover(settings.source, settings.storage_options, settings.deployments)
 
@@ -74,18 +85,18 @@ def register_task(settings: RunSettings, discovery: discover_mod.Discovery,
 @task(name="plan", cache_policy=NO_CACHE)
 def plan_task(settings: RunSettings, current_ids: list[str], fingerprint: str) -> list[Unit]:
     with Catalog(settings.results) as catalog:
-        if settings.retry_failed:
-            catalog.forget_failed_windows(fingerprint)
         return plan_units(
             catalog, current_ids, fingerprint=fingerprint, window_s=settings.window_s,
             hop_s=settings.effective_hop_s, tail=settings.tail,
             channel_policy=settings.channel_policy, windows_per_unit=settings.windows_per_unit,
+            retry_failed=settings.retry_failed,
         )
 
 
 @task(name="process", cache_policy=NO_CACHE)
 def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerprint: str,
-                 model_id: str, sample_rate_hz: int) -> ProcessResult:
+                 model_id: str, sample_rate_hz: int,
+                 on_commit: Callable[[ProcessResult, Unit], None] | None = None) -> ProcessResult:
     decode = DecodeOptions(
         source=settings.source, storage_options=settings.storage_options,
         window_s=settings.window_s, sample_rate_hz=sample_rate_hz,
@@ -99,56 +110,70 @@ def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerpr
             model_options=settings.model_options, tasks=settings.tasks,
             batch_size=settings.batch_size, model_actors=settings.model_actors,
             decode_cpus=settings.decode_cpus, actor_cpus=settings.actor_cpus,
-            actor_gpus=settings.actor_gpus,
+            actor_gpus=settings.actor_gpus, on_commit=on_commit,
         )
 
 
 @task(name="report", cache_policy=NO_CACHE)
-def report_task(settings: RunSettings, run_id: str, counts: dict[str, Any]) -> str:
-    with Catalog(settings.results) as catalog:
-        return report_mod.write_report(catalog, settings.results, run_id, counts)
+def report_task(settings: RunSettings, run_id: str, counts: dict[str, Any],
+                skipped: list[Any]) -> str:
+    return report_mod.write_report(settings.results, run_id, counts, skipped)
 
 
-def _run_row(run_id: str, flow_name: str, started: datetime, status: str, settings: RunSettings,
-             fingerprint: str | None, model_id: str | None, counts: dict[str, Any] | None,
-             finished: datetime | None = None) -> pa.Table:
-    return pa.Table.from_pylist([{
-        "run_id": run_id, "flow": flow_name, "started_at": started, "finished_at": finished,
-        "status": status, "parameters": settings.model_dump_json(),
-        "config_fingerprint": fingerprint, "model_id": model_id, "code_version": code_version(),
-        "counts": json.dumps(counts) if counts is not None else None,
-    }], RUNS_SCHEMA)
+def new_run_id() -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
-def run_pipeline(settings: RunSettings, flow_name: str) -> dict[str, Any]:
+def _skipped_counts(skipped: list[Any]) -> dict[str, int]:
+    return dict(sorted(Counter(getattr(s, "reason", str(s)) for s in skipped).items()))
+
+
+def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = None) -> dict[str, Any]:
     """discover → register → plan → process → report, recording the run in `runs`."""
     logger = get_run_logger()
-    run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-    started = datetime.now(timezone.utc)
-    model_id, _, fingerprint, sample_rate_hz = identify_model(settings)
-    with Catalog(settings.results) as catalog:
-        catalog.start_run(_run_row(run_id, flow_name, started, "running", settings, fingerprint,
-                                   model_id, None))
-    counts: dict[str, Any] = {}
-    status = "failed"
-    try:
-        discovery = discover_task(settings)
-        sync = register_task(settings, discovery, run_id)
-        units = plan_task(settings, sync.current_ids, fingerprint)
-        result = process_task(settings, units, run_id, fingerprint, model_id, sample_rate_hz)
-        counts = {
-            "recordings_listed": len(sync.current_ids), "recordings_new": sync.new,
-            "recordings_changed": sync.changed, "recordings_failed": len(sync.failed),
-            "units_planned": len(units), "units_committed": result.units,
-            "windows": result.windows, "windows_failed": result.windows_failed,
-            "predictions": result.predictions,
-        }
-        status = "completed" if not result.uncommitted_units else "failed"
-    finally:
+    run_id = run_id or new_run_id()
+    with RunLock(results_root(settings.results), run_id) as lock:
+        started = datetime.now(timezone.utc)
+        model_id, _, fingerprint, sample_rate_hz = identify_model(settings)
+        run = RunRow(
+            run_id=run_id, flow=flow_name, started_at=started, finished_at=None, status="running",
+            parameters=settings.public_json(), config_fingerprint=fingerprint, model_id=model_id,
+            code_version=code_version(), counts=None, host=socket.gethostname(), pid=os.getpid(),
+            interrupted_at=None,
+        )
         with Catalog(settings.results) as catalog:
-            catalog.finish_run(_run_row(run_id, flow_name, started, status, settings, fingerprint,
-                                        model_id, counts, datetime.now(timezone.utc)))
-    counts["report"] = report_task(settings, run_id, counts)
+            dead = catalog.mark_interrupted(started, run_id)
+            catalog.start_run(run)
+        if dead:
+            logger.warning("marked %d run(s) that died without finishing as interrupted: %s%s; "
+                           "this run resumes their work", len(dead), ", ".join(dead),
+                           f" (last held by {lock.previous.describe()})" if lock.previous else "")
+        counts: dict[str, Any] = {}
+        skipped: list[Any] = []
+        status = "failed"
+        try:
+            discovery = discover_task(settings)
+            skipped = discovery.skipped
+            if not discovery.objects:
+                logger.warning("no recordings under %s (looked for %s files, any case, in "
+                               "deployment folders)", settings.source, ", ".join(AUDIO_EXTENSIONS))
+            sync = register_task(settings, discovery, run_id)
+            units = plan_task(settings, sync.current_ids, fingerprint)
+            result = process_task(settings, units, run_id, fingerprint, model_id, sample_rate_hz)
+            counts = {
+                "recordings_listed": len(sync.current_ids), "recordings_new": sync.new,
+                "recordings_changed": sync.changed, "recordings_failed": len(sync.failed),
+                "paths_skipped": _skipped_counts(skipped),
+                "units_planned": len(units), "units_committed": result.units,
+                "windows": result.windows, "windows_failed": result.windows_failed,
+                "predictions": result.predictions,
+            }
+            status = "completed" if not result.uncommitted_units else "failed"
+        finally:
+            with Catalog(settings.results) as catalog:
+                catalog.finish_run(replace(run, status=status, counts=json.dumps(counts),
+                                           finished_at=datetime.now(timezone.utc)))
+        counts["report"] = report_task(settings, run_id, counts, skipped)
     logger.info("run %s %s: %s", run_id, status, json.dumps(counts))
     summary = {"run_id": run_id, "status": status, "config_fingerprint": fingerprint, **counts}
     if status != "completed":
@@ -157,15 +182,15 @@ def run_pipeline(settings: RunSettings, flow_name: str) -> dict[str, Any]:
 
 
 @flow(name="nightly", log_prints=False)
-def nightly(settings: RunSettings) -> dict[str, Any]:
+def nightly(settings: RunSettings, run_id: str | None = None) -> dict[str, Any]:
     """Analyse every new or changed recording under the source root (scheduled nightly)."""
-    return run_pipeline(settings, "nightly")
+    return run_pipeline(settings, "nightly", run_id)
 
 
 @flow(name="backfill", log_prints=False)
-def backfill(settings: RunSettings) -> dict[str, Any]:
+def backfill(settings: RunSettings, run_id: str | None = None) -> dict[str, Any]:
     """Analyse chosen deployments (settings.deployments), e.g. with a new model or prompt."""
-    return run_pipeline(settings, "backfill")
+    return run_pipeline(settings, "backfill", run_id)
 
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
+from flows.redact import mask_secrets
 from naturelm_core.backend import BACKENDS, TASKS
+
+#: Options that may hold credentials: masked whenever settings are written as JSON (the runs
+#: table, Prefect's flow-run parameters, reports), kept as given in memory. A deployment run
+#: therefore takes its credentials from the worker's environment (AWS_* variables, an instance
+#: role), never from its parameters.
+Options = Annotated[dict[str, Any], PlainSerializer(mask_secrets, when_used="json")]
 
 #: Resampler identity, part of the fingerprint: changing it changes every window's samples.
 RESAMPLER = "soxr-HQ"
@@ -24,7 +31,7 @@ class RunSettings(BaseModel):
     )
     results: str = Field(min_length=1, description="Results folder holding catalog.sqlite and data/")
     model: str = Field("birdnet", description="Model backend: " + ", ".join(sorted(BACKENDS)))
-    model_options: dict[str, Any] = Field(
+    model_options: Options = Field(
         default_factory=dict, description="Keyword options of the backend (weights paths, top_k...)"
     )
     tasks: tuple[str, ...] = Field(TASKS, description="Tasks asked of every window")
@@ -48,7 +55,7 @@ class RunSettings(BaseModel):
         None, description="Only these deployment ids (backfills); None = all"
     )
     retry_failed: bool = Field(False, description="Plan windows that failed before again")
-    storage_options: dict[str, Any] = Field(
+    storage_options: Options = Field(
         default_factory=dict, description="fsspec options for the source (s3fs key, endpoint...)"
     )
 
@@ -76,6 +83,10 @@ class RunSettings(BaseModel):
     @property
     def effective_hop_s(self) -> float:
         return self.hop_s if self.hop_s is not None else self.window_s
+
+    def public_json(self) -> str:
+        """These settings as JSON with every credential masked: what a run stores and shows."""
+        return self.model_dump_json()
 
 
 def config_fingerprint(settings: RunSettings, model_id: str, model_settings: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from connectors.catalog import Catalog
+from connectors.catalog import Catalog, CatalogReader
 from synth_audio import make_deployment
 
 pytestmark = pytest.mark.slow
@@ -206,7 +206,7 @@ def test_backfill_runs_on_a_process_worker(server, client, tmp_path):
     # The run's parameters are the ones given on the command line, not the deployment's.
     assert flow_run.parameters["settings"]["model"] == "placeholder"
 
-    with Catalog(results, read_only=True) as catalog:
+    with CatalogReader(results) as catalog:
         windows = catalog.query(
             "select r.uri, r.deployment_id, count(*) as n, count(*) filter "
             "(where w.status = 'ok') as n_ok from windows w join recordings r "

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors.catalog import Catalog
+from connectors.catalog import Catalog, CatalogReader
 from flows.nightly import nightly
 from flows.query import run_query
 from flows.settings import RunSettings
@@ -49,7 +49,7 @@ def settings_for(source: Path | str, results: Path, **overrides) -> RunSettings:
 
 
 def rows(results: Path, sql: str, params=None) -> list[dict]:
-    with Catalog(results, read_only=True) as catalog:
+    with CatalogReader(results) as catalog:
         return catalog.query(sql, params).to_pylist()
 
 

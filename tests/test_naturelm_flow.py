@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from connectors.catalog import Catalog
+from connectors.catalog import Catalog, CatalogReader
 from flows.cli import main
 from synth_audio import make_deployment
 
@@ -30,7 +30,7 @@ def test_cli_runs_naturelm_end_to_end(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["status"] == "completed"
 
-    with Catalog(tmp_path / "res", read_only=True) as catalog:
+    with CatalogReader(tmp_path / "res") as catalog:
         preds = catalog.query("select * from predictions order by window_index, task").to_pylist()
         windows = catalog.query("select * from windows order by window_index").to_pylist()
     assert [w["window_index"] for w in windows] == [0, 1, 2]

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from connectors.catalog import Catalog
+from connectors.catalog import Catalog, CatalogReader
 from flows.nightly import nightly
 from flows.settings import RunSettings
 from naturelm_core.birdnet.backend import BirdNETBackend
@@ -60,7 +60,7 @@ def test_pipeline_top1_matches_or_beats_direct_birdnet(clips_dir, tmp_path):
                                   model="birdnet", tasks=("classify",)))
     assert summary["status"] == "completed" and summary["recordings_failed"] == 0
 
-    with Catalog(tmp_path / "res", read_only=True) as catalog:
+    with CatalogReader(tmp_path / "res") as catalog:
         top = catalog.query("""
             select r.object_key, arg_max(p.scientific_name, p.score) as species
             from predictions p join recordings r using (recording_id)

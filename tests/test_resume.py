@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.catalog import Catalog
+from connectors.catalog import Catalog, CatalogReader
 from flows.nightly import nightly
 from flows.settings import RunSettings
 from synth_audio import make_deployment
@@ -28,7 +28,7 @@ def committed_windows(results: Path) -> int:
     if not (results / "catalog.sqlite").exists():
         return 0
     try:
-        with Catalog(results, read_only=True) as catalog:
+        with CatalogReader(results) as catalog:
             return catalog.query("select count(*) as n from windows").to_pylist()[0]["n"]
     except Exception:  # the catalog may be mid-creation
         return 0
@@ -65,14 +65,19 @@ def test_a_killed_run_resumes_without_loss_or_duplicates(tmp_path):
                                   model="placeholder", windows_per_unit=2, batch_size=2))
     assert summary["status"] == "completed"
     assert summary["windows"] == total - before
-    with Catalog(results, read_only=True) as catalog:
+    with CatalogReader(results) as catalog:
         counts = catalog.query("""
             select count(*) as windows, count(distinct (recording_id, window_index)) as distinct_windows
             from windows""").to_pylist()[0]
         preds = catalog.query("""
             select count(*) as n from predictions where task = 'detect'""").to_pylist()[0]["n"]
-        runs = catalog.query("select status from runs order by started_at").to_pylist()
+        runs = catalog.query(
+            "select status, interrupted_at, finished_at, pid from runs order by started_at"
+        ).to_pylist()
     assert counts == {"windows": total, "distinct_windows": total}
     assert preds == total
-    # The killed run stays visible as never finished; the resuming run completed.
-    assert [r["status"] for r in runs] == ["running", "completed"]
+    # The killed run is told apart from one in progress: the next run found it dead and marked
+    # it interrupted, with when it noticed; the resuming run completed.
+    assert [r["status"] for r in runs] == ["interrupted", "completed"]
+    assert runs[0]["interrupted_at"] is not None and runs[0]["finished_at"] is None
+    assert runs[0]["pid"] == proc.pid and runs[1]["pid"] == os.getpid()
