@@ -16,7 +16,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup browser demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -31,11 +31,19 @@ $(STAMP): pyproject.toml requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q --no-deps --target $(VENV)/torchaudio-oracle torchaudio==2.11.0
 	touch $(STAMP)
 
+# The tests drive a real browser: Debian's chromium and its driver, installed once when missing
+# (apt-get, as root, the way CI and a fresh dev machine run; selenium never downloads a driver).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		echo "installing chromium + chromium-driver for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	$(VENV)/bin/dawnchorus demo --out $(DEMO_DIR) $(if $(CLIPS),--clips $(CLIPS),)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -65,6 +65,16 @@ def s3_server():
 
 
 @pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium (Debian's package, driven by selenium) for the session."""
+    from browser import start_browser
+
+    driver = start_browser()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="session")
 def clips_dir() -> Path:
     """The real-recordings folder named by DAWNCHORUS_TEST_CLIPS (CI sets it), else skip."""
     value = os.environ.get("DAWNCHORUS_TEST_CLIPS")
