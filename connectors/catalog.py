@@ -34,6 +34,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -438,12 +440,17 @@ class CatalogReader:
     def _lock_down(self) -> None:
         con = self.con
         data = str(self.root / DATA_DIR) + "/"
+        # DuckDB always allows its own spill folder, by default `.tmp` under the working
+        # directory — where anything else may lie. Give it an empty private folder instead.
+        self._spill = tempfile.mkdtemp(prefix="dawnchorus-reader-")
+        con.execute("SET temp_directory = ?", [self._spill])
         con.execute("SET allowed_directories = ?", [[data]])
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
 
     def close(self) -> None:
         self.con.close()
+        shutil.rmtree(self._spill, ignore_errors=True)
 
     def __enter__(self) -> "CatalogReader":
         return self

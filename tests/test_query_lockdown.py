@@ -111,6 +111,19 @@ def escapes(results, outside) -> list[str]:
     ]
 
 
+def test_files_under_the_working_directory_are_out_of_reach(results, tmp_path, monkeypatch):
+    """DuckDB allows its spill folder (by default `.tmp` under the working directory) even when
+    external access is off; the reader's spill folder is its own, empty one."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / ".tmp" / "secret.csv").write_text("token\nhunter2\n", encoding="utf-8")
+    with CatalogReader(results) as reader:
+        for sql in (f"select * from '{tmp_path / '.tmp' / 'secret.csv'}'",
+                    "select * from '.tmp/secret.csv'"):
+            with pytest.raises(QueryRefused):
+                reader.query(sql)
+
+
 def test_every_escape_is_refused_and_changes_nothing(results, outside):
     before = state(results)
     outside_before = sorted(p.name for p in outside.iterdir())
