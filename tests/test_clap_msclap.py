@@ -196,6 +196,14 @@ def test_pooled_text_token_is_the_end_of_text_hidden_state_of_the_unpadded_promp
     np.testing.assert_allclose(model.text_embeddings([prompt])[0].numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_trimming_the_padding_columns_equals_msclaps_full_77_token_batch(model):
+    prompts = ["this is the sound of rain", "this is the sound of Common Chiffchaff calling", "a frog!"]
+    enc = tokenize_prompts(model.tokenizer, prompts)  # (3, 77), as msclap feeds GPT-2
+    with torch.no_grad():
+        full = model.caption_encoder(enc["input_ids"], enc["attention_mask"], model.tokenizer.pad_token_id)
+    np.testing.assert_allclose(model.text_embeddings(prompts).numpy(), full.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_text_batched_equals_one_at_a_time_and_too_long_prompts_are_refused(model):
     prompts = ["this is the sound of rain", "this is the sound of Eurasian Wren", "a"]
     batched = model.text_embeddings(prompts)

@@ -180,8 +180,13 @@ class MSClap(nn.Module):
         if any("!" in p for p in prompts):
             logger.warning("a prompt contains '!': msclap pools such prompts before their end-of-text token")
         enc = tokenize_prompts(self.tokenizer, prompts, self.config.text_max_tokens)
+        # GPT-2 is causal and the pooled row lies before the padding, so the all-padding columns
+        # beyond the longest prompt change nothing: drop them (a 12-token prompt costs 12, not 77).
+        used = int(enc["attention_mask"].sum(-1).max())
         return self.caption_encoder(
-            enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device), self.tokenizer.pad_token_id
+            enc["input_ids"][:, :used].to(self.device),
+            enc["attention_mask"][:, :used].to(self.device),
+            self.tokenizer.pad_token_id,
         )
 
     def logits(self, audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
