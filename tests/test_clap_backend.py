@@ -192,13 +192,16 @@ def test_candidates_per_window_equal_a_backend_with_that_label_set(folders, fami
 
 def test_labels_resolve_to_birdnet_species_and_a_labels_file_works(folders, tmp_path):
     labels_file = tmp_path / "labels.txt"
-    labels_file.write_text("# my site\nTroglodytes troglodytes_Eurasian Wren\nstrix aluco\n\nwind in reeds\n", encoding="utf-8")
+    labels_file.write_text(
+        "# my site\nTroglodytes troglodytes_Eurasian Wren\nstrix aluco\n\nwind in reeds\nengine_noise\n", encoding="utf-8"
+    )
     b = load_backend("clap", labels_file=str(labels_file), top_k=3, **folders["transformers"])
     got = [(l.name, l.common_name, l.scientific_name) for l in b.prompts.labels]
     assert got == [
         ("Troglodytes troglodytes_Eurasian Wren", "Eurasian Wren", "Troglodytes troglodytes"),
         ("strix aluco", "Tawny Owl", "Strix aluco"),
         ("wind in reeds", "wind in reeds", None),
+        ("engine_noise", "engine_noise", None),  # not "Genus species_Common name": a free name
     ]
     assert b.prompts.label_prompts()[1] == "This is a sound of Tawny Owl."
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Iterable, Sequence
 from naturelm_core.labels import SpeciesIndex, normalise_name, split_birdnet_label
 
 TEMPLATE_FIELDS = ("common_name", "scientific_name")
+#: "Genus species[ subspecies]_Common name", as BirdNET writes its labels.
+_BIRDNET_LABEL = re.compile(r"^[A-Z][a-z-]+ [a-z-]+(?: [a-z-]+)?_[^_]+$")
 
 #: Each family's evaluated wording. MS-CLAP 2023's ESC-50 example (93.9 %) uses "this is the
 #: sound of <class>"; transformers' zero-shot pipeline (LAION) uses "This is a sound of {}.".
@@ -84,7 +87,7 @@ def resolve_label(name: str, species: SpeciesIndex | None) -> Label:
     text = " ".join(str(name).split())
     if not text:
         raise ValueError("empty label name")
-    if "_" in text:
+    if _BIRDNET_LABEL.match(text):
         parsed = split_birdnet_label(text)
         return Label(text, parsed.common_name, parsed.scientific_name)
     if species is not None:
