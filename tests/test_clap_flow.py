@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from connectors.catalog import Catalog
+from connectors.catalog import CatalogReader
 from flows.cli import main
 from naturelm_core.clap.tiny import build_tiny_msclap
 from synth_audio import make_deployment
@@ -29,7 +29,7 @@ def test_cli_runs_msclap_zero_shot_end_to_end_on_seven_second_windows(tmp_path, 
     ])  # fmt: skip
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["status"] == "completed"
-    with Catalog(tmp_path / "res", read_only=True) as catalog:
+    with CatalogReader(tmp_path / "res") as catalog:
         preds = catalog.query("select * from predictions order by window_index, task, rank").to_pylist()
         windows = catalog.query("select * from windows order by window_index").to_pylist()
     # 17.5 s in 7-s windows: 0, 7 and a padded 14 s tail; each answered from its own audio.

@@ -249,7 +249,8 @@ class ClapBackend(ModelBackend):
             raise ClapCheckpointError(f"clap: cannot build the model: {exc}") from None
         self.embedding_dim = int(self._runner.embedding_dim)
         self._text_cache: dict[str, torch.Tensor] = {}
-        self._species = None  # built on the first candidate list that needs it
+        self._species: SpeciesIndex | None = None  # built on the first candidate list
+        self._species_loaded = False
         try:
             self._label_text = self._texts(self.prompts.label_prompts()) if self.prompts.labels else None
             self._detect_text = self._texts([*self.prompts.detect_prompts, *self.prompts.background_prompts])
@@ -369,8 +370,8 @@ class ClapBackend(ModelBackend):
         keep = [(r, c) for r, c in zip(rows.tolist(), clips) if len(candidates_per_window[r])]
         if not keep:
             return []
-        if self._species is None:
-            self._species = _species_index(self._resolved.species_labels)
+        if not self._species_loaded:
+            self._species, self._species_loaded = _species_index(self._resolved.species_labels), True
         embeds = _normalise(self._audio([c for _, c in keep]))  # (R, D)
         predictions: list[Prediction] = []
         for n, (item, _) in enumerate(keep):
