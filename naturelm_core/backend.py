@@ -44,16 +44,23 @@ class BackendInfo:
     model_id: str
     settings: dict[str, Any]
     sample_rate_hz: int
+    #: Longest window the model takes as it is (None: any length). The driver cuts windows of at
+    #: most this length, so no model-side crop (random in CLAP) ever fires.
+    native_window_s: float | None = None
 
 
 class ModelBackend(abc.ABC):
     """A model that answers tasks about batches of audio windows.
 
     Subclasses set `name` and `sample_rate_hz` and load their weights once in `__init__`.
+    Backends with a fixed input length set `native_window_s`; backends with audio embeddings set
+    `embedding_dim` and implement `embed`.
     """
 
     name: str
     sample_rate_hz: int
+    native_window_s: float | None = None  # longest window taken as is; None = any length
+    embedding_dim: int | None = None  # width of `embed`'s vectors; None = no embeddings
 
     @property
     @abc.abstractmethod
@@ -75,7 +82,7 @@ class ModelBackend(abc.ABC):
         backends whose weights are expensive to load override it to read only a digest.
         """
         backend = cls(**options)
-        return BackendInfo(backend.model_id, backend.settings(), backend.sample_rate_hz)
+        return BackendInfo(backend.model_id, backend.settings(), backend.sample_rate_hz, backend.native_window_s)
 
     @abc.abstractmethod
     def predict(
@@ -86,6 +93,14 @@ class ModelBackend(abc.ABC):
         audio: (B, S) float32 in [-1, 1] at `sample_rate_hz`; windows shorter than S were
         zero-padded at the end. valid_samples: (B,) int, samples of real audio per row.
         """
+
+    def embed(self, audio: np.ndarray, valid_samples: np.ndarray) -> np.ndarray:
+        """One embedding per window: (B, embedding_dim) float32; batched equals one at a time.
+
+        Same batch layout as `predict`; every row must hold valid samples (ValueError otherwise).
+        Backends without embeddings (`embedding_dim` None) raise BackendError.
+        """
+        raise BackendError(f"the {self.name} backend has no audio embeddings")
 
 
 def check_batch(audio: np.ndarray, valid_samples: np.ndarray) -> None:
@@ -115,6 +130,7 @@ def check_tasks(backend: str, tasks: Sequence[str], supported: Sequence[str]) ->
 #: name -> "module:Class"; imported lazily so that a BirdNET run never imports torch.
 BACKENDS: dict[str, str] = {
     "birdnet": "naturelm_core.birdnet.backend:BirdNETBackend",
+    "clap": "naturelm_core.clap.backend:ClapBackend",
     "naturelm": "naturelm_core.naturelm.backend:NatureLMBackend",
     "placeholder": "naturelm_core.placeholder:PlaceholderBackend",
 }

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from naturelm_core.backend import BACKENDS, ModelBackend, Prediction, load_backend
+from naturelm_core.backend import BACKENDS, BackendError, ModelBackend, Prediction, load_backend
 
 Factory = Callable[[pytest.TempPathFactory], ModelBackend]
 
@@ -25,10 +25,32 @@ def tiny_naturelm(tmp: pytest.TempPathFactory) -> ModelBackend:
     return load_backend("naturelm", weights=str(weights), llama=str(llama), max_new_tokens=4)
 
 
+CLAP_LABELS = ["Eurasian Wren", "Common Chiffchaff", "Tawny Owl"]
+
+
+def tiny_msclap(tmp: pytest.TempPathFactory) -> ModelBackend:
+    from naturelm_core.clap.tiny import build_tiny_msclap
+
+    weights, text_dir, config = build_tiny_msclap(tmp.mktemp("tiny-msclap"))
+    return load_backend("clap", weights=str(weights), text_model=str(text_dir), model_config=str(config),
+                        labels=CLAP_LABELS, top_k=3, batch_size=2)
+
+
+def tiny_transformers_clap(tmp: pytest.TempPathFactory) -> ModelBackend:
+    from naturelm_core.clap.tiny import build_tiny_transformers_clap
+
+    folder = build_tiny_transformers_clap(tmp.mktemp("tiny-clap"))
+    return load_backend("clap", weights=str(folder), labels=CLAP_LABELS, top_k=3, batch_size=2)
+
+
+#: Factory name -> factory; a name is a registered backend, or `<backend>-<variant>` for a second
+#: configuration of one (the clap backend has two checkpoint families).
 CONTRACT_FACTORIES: dict[str, Factory] = {
     "birdnet": lambda tmp: load_backend("birdnet", num_threads=1, chunk_batch_size=4, top_k=3),
     "placeholder": lambda tmp: load_backend("placeholder"),
     "naturelm": tiny_naturelm,
+    "clap": tiny_msclap,
+    "clap-transformers": tiny_transformers_clap,
 }
 #: Registered backends with no cheap factory yet; each entry says what is missing.
 PENDING_FACTORIES: dict[str, str] = {}
@@ -128,9 +150,25 @@ def test_bad_batch_shapes_raise_value_error(backend, audio, valid):
         backend.predict(audio, valid, ["detect"])
 
 
-def test_model_id_is_stable_and_settings_serialise(backend, tmp_path_factory):
-    again = CONTRACT_FACTORIES[backend.name](tmp_path_factory)
+def test_model_id_is_stable_and_settings_serialise(backend, request, tmp_path_factory):
+    again = CONTRACT_FACTORIES[request.node.callspec.params["backend"]](tmp_path_factory)
     assert backend.model_id == again.model_id
     assert backend.model_id.startswith(f"{backend.name}") and "@" in backend.model_id
     assert json.loads(json.dumps(backend.settings())) == backend.settings()
     assert backend.settings() == again.settings()
+
+
+def test_embeddings_are_fixed_size_float32_and_batched_equals_one_at_a_time(backend):
+    audio, valid = make_batch(backend.sample_rate_hz)
+    audio, valid = audio[:2], valid[:2]  # embed needs valid samples in every row
+    if backend.embedding_dim is None:  # no embeddings: says so by name
+        with pytest.raises(BackendError, match="no audio embeddings"):
+            backend.embed(audio, valid)
+        return
+    batched = backend.embed(audio, valid)
+    assert batched.shape == (2, backend.embedding_dim) and batched.dtype == np.float32
+    assert np.all(np.isfinite(batched))
+    single = np.concatenate([backend.embed(audio[i : i + 1], valid[i : i + 1]) for i in range(2)])
+    np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError):
+        backend.embed(*make_batch(backend.sample_rate_hz))  # its third row has no valid samples

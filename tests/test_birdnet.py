@@ -130,6 +130,30 @@ def test_batching_is_bit_identical_across_chunk_batch_sizes(birdnet):
         np.testing.assert_array_equal(batched[w], alone[0])
 
 
+def test_embedding_is_the_mean_global_avg_pool_tensor_of_the_windows_chunks(birdnet):
+    """Oracle: the same model with every intermediate tensor kept, read at GLOBAL_AVG_POOL."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    audio = np.stack([bird_like(10.0, seed=8), bird_like(10.0, seed=9)])  # (2, 480000)
+    valid = np.array([10 * RATE_HZ, 4 * RATE_HZ])  # chunks at 0, 3, 6, 7 s and at 0, 3 s
+    ours = birdnet.embed(audio, valid)
+    oracle = Interpreter(model_path=str(birdnet.model_path), num_threads=1, experimental_preserve_all_tensors=True)
+    (pool,) = [d["index"] for d in oracle.get_tensor_details() if d["name"] == "model/GLOBAL_AVG_POOL/Mean"]
+    expected = []
+    for w, starts_s in enumerate([(0, 3, 6, 7), (0, 3)]):
+        chunks = np.stack([audio[w, s * RATE_HZ : (s + 3) * RATE_HZ] for s in starts_s])  # (N, 144000)
+        oracle.resize_tensor_input(0, list(chunks.shape))
+        oracle.allocate_tensors()
+        oracle.set_tensor(0, chunks)
+        oracle.invoke()
+        expected.append(oracle.get_tensor(pool).mean(axis=0))
+    assert ours.shape == (2, 1024) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, np.stack(expected), atol=5e-5)
+    assert np.abs(ours[0] - ours[1]).max() > 1e-2
+    with pytest.raises(ValueError, match=r"rows \[1\] have no valid samples"):
+        birdnet.embed(audio, np.array([RATE_HZ, 0]))
+
+
 def test_sensitivity_scales_the_logit(birdnet):
     audio, valid = one_window(bird_like(6.0, seed=7), 6.0)
     base, _ = birdnet.window_scores(audio, valid)

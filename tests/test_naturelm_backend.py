@@ -187,3 +187,18 @@ def test_weights_load_from_s3_through_a_real_s3_server(tiny, backend, s3_server,
     audio = _batch()[:2]
     valid = np.full(2, WINDOW_SAMPLES)
     assert remote.predict(audio, valid, ["detect"]) == backend.predict(audio, valid, ["detect"])
+
+
+def test_embed_is_the_mean_of_the_windows_projected_audio_tokens(backend):
+    import torch
+
+    audio = _batch(3 * SAMPLE_RATE_HZ)  # short windows: zero-padded to 10 s as for predict
+    valid = np.full(3, audio.shape[1])
+    vectors = backend.embed(audio, valid)
+    padded = np.zeros((3, WINDOW_SAMPLES), np.float32)
+    padded[:, : audio.shape[1]] = audio
+    tokens = backend.model.encode_audio(torch.from_numpy(padded))  # (B, N, D)
+    assert vectors.shape == (3, backend.embedding_dim) == (3, tokens.shape[-1])
+    np.testing.assert_allclose(vectors, tokens.float().mean(dim=1).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"rows \[1\] have no valid samples"):
+        backend.embed(audio, np.array([10, 0, 10]))

@@ -36,6 +36,10 @@ assert CHUNK_SAMPLES == CHUNK_S * SAMPLE_RATE_HZ
 
 #: Names the chunking rule in `settings()`, so a change of rule changes the config fingerprint.
 CHUNK_LAYOUT = "hop-3s-last-end-aligned-skip-padding"
+#: The class layer (logits = embedding @ W^T + b) and the embedding width, by tensor name.
+CLASS_WEIGHT_TENSOR = "model/CLASS_DENSE_LAYER/MatMul"
+CLASS_BIAS_TENSOR = "model/CLASS_DENSE_LAYER/BiasAdd/ReadVariableOp/resource"
+EMBEDDING_DIM = 1024
 SUPPORTED_TASKS = ("detect", "classify")
 
 
@@ -97,6 +101,7 @@ class BirdNETBackend(ModelBackend):
 
     name = "birdnet"
     sample_rate_hz = SAMPLE_RATE_HZ
+    embedding_dim = EMBEDDING_DIM
 
     def __init__(
         self,
@@ -156,6 +161,16 @@ class BirdNETBackend(ModelBackend):
             )
         self._interpreter.allocate_tensors()
         self._batch_rows = int(input_detail["shape"][0])
+        by_name = {d["name"]: d for d in self._interpreter.get_tensor_details()}
+        class_layer = [by_name.get(CLASS_WEIGHT_TENSOR), by_name.get(CLASS_BIAS_TENSOR)]
+        expected = [(len(self.labels), EMBEDDING_DIM), (len(self.labels),)]
+        self._class_layer: tuple[int, int] | None = None
+        if all(d is not None and tuple(d["shape"]) == shape for d, shape in zip(class_layer, expected)):
+            self._class_layer = (int(class_layer[0]["index"]), int(class_layer[1]["index"]))
+        else:  # another model file: answers work, embeddings do not
+            self.embedding_dim = None
+            logger.warning("%s: no class layer %r %s; no embeddings", self.model_path, CLASS_WEIGHT_TENSOR, expected[0])
+        self._solver: tuple[np.ndarray, np.ndarray] | None = None
         logger.info(
             "loaded %s (%d classes, %d threads)", self.model_id, len(self.labels), self.num_threads
         )
@@ -186,6 +201,22 @@ class BirdNETBackend(ModelBackend):
         self._interpreter.invoke()
         return self._interpreter.get_tensor(self._output_index).copy()
 
+    def _chunk_jobs(self, audio: np.ndarray, valid_samples: np.ndarray) -> list[tuple[int, int]]:
+        """(window, start sample) of every chunk to run: chunks that start before the valid end."""
+        check_batch(audio, valid_samples)
+        starts = chunk_starts(audio.shape[1])
+        return [(w, s) for w in range(audio.shape[0]) for s in starts if s < valid_samples[w]]
+
+    def _iter_chunk_logits(self, audio: np.ndarray, jobs: list[tuple[int, int]]):
+        """(jobs of one interpreter batch, their logits (N, C)), pooled across windows."""
+        for first in range(0, len(jobs), self.chunk_batch_size):
+            batch_jobs = jobs[first : first + self.chunk_batch_size]
+            chunks = np.zeros((len(batch_jobs), CHUNK_SAMPLES), dtype=np.float32)  # (N, 144000)
+            for row, (w, s) in enumerate(batch_jobs):
+                piece = audio[w, s : s + CHUNK_SAMPLES]  # shorter only for windows < 3 s
+                chunks[row, : piece.shape[0]] = piece
+            yield batch_jobs, self._run_chunks(chunks)
+
     def window_scores(
         self, audio: np.ndarray, valid_samples: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -195,24 +226,53 @@ class BirdNETBackend(ModelBackend):
         before the window's valid end; rows with no scored chunk (valid_samples == 0) are
         all-zero and marked False.
         """
-        check_batch(audio, valid_samples)
-        n_windows, window_samples = audio.shape
-        starts = chunk_starts(window_samples)
-        # Every (window, start) pair to score, pooled across windows to fill interpreter batches.
-        jobs = [(w, s) for w in range(n_windows) for s in starts if s < valid_samples[w]]
-        scores = np.zeros((n_windows, len(self.labels)), dtype=np.float32)
-        scored = np.zeros(n_windows, dtype=bool)
-        for first in range(0, len(jobs), self.chunk_batch_size):
-            batch_jobs = jobs[first : first + self.chunk_batch_size]
-            chunks = np.zeros((len(batch_jobs), CHUNK_SAMPLES), dtype=np.float32)  # (N, 144000)
-            for row, (w, s) in enumerate(batch_jobs):
-                piece = audio[w, s : s + CHUNK_SAMPLES]  # shorter only for windows < 3 s
-                chunks[row, : piece.shape[0]] = piece
-            probs = _sigmoid(self.sensitivity * self._run_chunks(chunks)).astype(np.float32)
+        jobs = self._chunk_jobs(audio, valid_samples)
+        scores = np.zeros((audio.shape[0], len(self.labels)), dtype=np.float32)
+        scored = np.zeros(audio.shape[0], dtype=bool)
+        for batch_jobs, logits in self._iter_chunk_logits(audio, jobs):
+            probs = _sigmoid(self.sensitivity * logits).astype(np.float32)
             for row, (w, _) in enumerate(batch_jobs):
                 np.maximum(scores[w], probs[row], out=scores[w])
                 scored[w] = True
         return scores, scored
+
+    def _embedding_solver(self) -> tuple[np.ndarray, np.ndarray]:
+        """(pinv(W).T (C, 1024), b (C,)) of the class layer logits = e W^T + b, built once."""
+        if self._class_layer is None:
+            raise BackendError(f"{self.model_path}: this model file exposes no embedding (no class layer found)")
+        if self._solver is None:
+            weight_index, bias_index = self._class_layer
+            weight = self._interpreter.get_tensor(weight_index).astype(np.float64)  # (C, 1024)
+            bias = self._interpreter.get_tensor(bias_index).astype(np.float64)  # (C,)
+            # pinv(W) = (W^T W)^-1 W^T: W has full column rank (condition number ~41, so ~1.7e3
+            # for W^T W, harmless in float64) and this is ~9x faster than an SVD-based pinv.
+            pinv = np.linalg.solve(weight.T @ weight, weight.T)  # (1024, C)
+            self._solver = (pinv.T, bias)
+        return self._solver
+
+    def embed(self, audio: np.ndarray, valid_samples: np.ndarray) -> np.ndarray:
+        """(B, 1024) float32: per window, the mean over its scored 3-s chunks of BirdNET's
+        GLOBAL_AVG_POOL embedding (the layer before the class layer).
+
+        LiteRT frees intermediate tensors, so the embedding is not read from the graph: the class
+        layer is affine and overdetermined (6522 logits from 1024 inputs, condition number ~41),
+        so e = pinv(W) (logits - b) recovers it from the logits of the same invoke (max error
+        ~5e-6 against the tensor read with experimental_preserve_all_tensors, which costs 7x the
+        memory). Values are clamped at 0: the layer averages a ReLU.
+        """
+        pinv_t, bias = self._embedding_solver()
+        jobs = self._chunk_jobs(audio, valid_samples)
+        empty = sorted(set(range(audio.shape[0])) - {w for w, _ in jobs})
+        if empty:
+            raise ValueError(f"BirdNET embed: rows {empty} have no valid samples")
+        sums = np.zeros((audio.shape[0], EMBEDDING_DIM), dtype=np.float64)
+        counts = np.zeros(audio.shape[0], dtype=np.int64)
+        for batch_jobs, logits in self._iter_chunk_logits(audio, jobs):
+            chunk_embeddings = np.maximum((logits.astype(np.float64) - bias) @ pinv_t, 0.0)  # (N, 1024)
+            for row, (w, _) in enumerate(batch_jobs):
+                sums[w] += chunk_embeddings[row]
+                counts[w] += 1
+        return (sums / counts[:, None]).astype(np.float32)
 
     def predict(
         self, audio: np.ndarray, valid_samples: np.ndarray, tasks: Sequence[str]

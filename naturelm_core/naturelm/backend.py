@@ -94,6 +94,7 @@ class NatureLMBackend(ModelBackend):
         except ValueError as exc:
             raise BackendError(f"naturelm options: {exc}") from None
         self.engine = Engine(self.model, list(PROMPTS.values()), config)
+        self.embedding_dim = int(self.model.audio_llama_proj.out_features)  # the LLM's width
         self._model_id = _model_id(loaded.weights_file)
         self._settings = _settings(
             self.model.config.prompt_template, config, self.model.merging_alpha,
@@ -148,6 +149,23 @@ class NatureLMBackend(ModelBackend):
             item = int(rows[answer.item])
             predictions.append(self._prediction(item, answer.prompt, answer.text, answer.score))
         return predictions
+
+    def embed(self, audio: np.ndarray, valid_samples: np.ndarray) -> np.ndarray:
+        """(B, LLM width) float32: the mean of each window's projected audio tokens.
+
+        Windows are zero-padded to 10 s as for `predict`, so a short window's mean includes the
+        tokens of its padding, as the model's answers do. Every row needs valid samples.
+        """
+        check_batch(audio, valid_samples)
+        if audio.shape[1] > WINDOW_SAMPLES:
+            raise ValueError(f"naturelm takes windows of at most {WINDOW_S} s ({WINDOW_SAMPLES} samples), got {audio.shape[1]}")
+        empty = np.flatnonzero(valid_samples == 0).tolist()
+        if empty:
+            raise ValueError(f"naturelm embed: rows {empty} have no valid samples")
+        batch = np.zeros((audio.shape[0], WINDOW_SAMPLES), dtype=np.float32)  # (B, 160000), zero-padded
+        batch[:, : audio.shape[1]] = audio
+        tokens = self.engine.encode(batch)  # (B, N, D) in the LLM dtype
+        return tokens.float().mean(dim=1).cpu().numpy().astype(np.float32)
 
     def _prediction(self, item: int, prompt: P.Prompt, text: str, score: float) -> Prediction:
         label, scientific = None, None
