@@ -17,7 +17,14 @@ from connectors.audio import read_header
 from connectors.catalog import Catalog
 from connectors.errors import InputError
 from connectors.tables import DeploymentRow, RecordingRow, replace
-from connectors.storage import Deployment, SourceObject, list_recordings, open_root, read_deployments
+from connectors.storage import (
+    Deployment,
+    SkippedPath,
+    SourceObject,
+    list_recordings,
+    open_root,
+    read_deployments,
+)
 from connectors.timeparse import resolve_start_time
 
 log = logging.getLogger(__name__)
@@ -32,7 +39,8 @@ class Discovery:
 
     objects: list[SourceObject]
     deployments: dict[str, Deployment]
-    skipped: list[Any] = field(default_factory=list)  # listed paths that are not recordings
+    skipped: list[SkippedPath] = field(default_factory=list)  # listed paths that are not recordings
+    empty_warning: str | None = None  # when no recording was found: root, extensions, what was skipped
 
 
 @dataclass
@@ -56,13 +64,14 @@ def discover(source: str, storage_options: dict[str, Any], only: tuple[str, ...]
     """List recordings and deployment metadata; bad metadata raises ConfigError before any work."""
     fs, root = open_root(source, storage_options)
     deployments = read_deployments(fs, root)
-    objects = list_recordings(fs, root)
+    listing = list_recordings(fs, root)
     if only is not None:
-        wanted = set(only)
-        objects = [o for o in objects if o.deployment_id in wanted]
-    log.info("discovered %d recordings in %d deployments under %s", len(objects),
-             len({o.deployment_id for o in objects}), source)
-    return Discovery(objects=objects, deployments=deployments)
+        listing = listing.for_deployments(only)
+    objects = listing.objects
+    log.info("discovered %d recordings in %d deployments under %s (%d other paths skipped)", len(objects),
+             len({o.deployment_id for o in objects}), source, len(listing.skipped))
+    return Discovery(objects=objects, deployments=deployments, skipped=listing.skipped,
+                     empty_warning=listing.empty_warning())
 
 
 def _recording_row(obj: SourceObject, fs: Any, deployment: Deployment | None, run_id: str,
