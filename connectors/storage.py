@@ -33,6 +33,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from connectors.errors import ConfigError
+from connectors.timeparse import canonical_zone_name
 
 log = logging.getLogger(__name__)
 
@@ -480,7 +481,11 @@ class Deployment:
     """Decimal degrees, WGS84, in [-180, 180]."""
     recorder: str | None = None
     timezone: str | None = None
-    """IANA zone of the recorder's clock and of local display (``Europe/Berlin``)."""
+    """IANA zone of the site (``Europe/Berlin``): local times, diel analyses, and the clock of
+    recorders whose convention is local time (Song Meter names, naive GUANO times)."""
+    clock_timezone: str | None = None
+    """Zone the recorder's clock was set to, an IANA name or a fixed offset stored as
+    ``UTC±hh:mm``; None when not given (the recorder's convention applies, docs/time.md)."""
     start: datetime | None = None
     """Deployment start; aware if the CSV gave an offset or the row has a timezone, else naive."""
     end: datetime | None = None
@@ -488,7 +493,9 @@ class Deployment:
     """Every other column, as text."""
 
 
-_KNOWN_COLUMNS = ("deployment_id", "site_id", "latitude", "longitude", "recorder", "timezone", "start", "end")
+_KNOWN_COLUMNS = (
+    "deployment_id", "site_id", "latitude", "longitude", "recorder", "timezone", "clock_timezone", "start", "end",
+)
 
 
 def read_deployments(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Deployment]:
@@ -496,8 +503,9 @@ def read_deployments(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Depl
 
     Column names are matched after stripping spaces and lower-casing. Raises ConfigError naming
     the file, the line and the reason for: no ``deployment_id`` column, an empty or duplicate
-    id, a latitude/longitude that is not a number or out of range, a time zone zoneinfo does not
-    know, or a start/end that is not ISO 8601 (or ends before it starts).
+    id, a latitude/longitude that is not a number or out of range, a ``timezone`` zoneinfo does
+    not know, a ``clock_timezone`` that is neither an IANA name nor ``UTC±hh:mm``, or a
+    start/end that is not ISO 8601 (or ends before it starts).
     """
     path = f"{root.rstrip('/')}/{DEPLOYMENTS_FILE}"
     if not fs.exists(path):
@@ -548,8 +556,15 @@ def _parse_deployment_row(values: dict[str, str], where: str) -> Deployment:
             tz = ZoneInfo(tz_name)
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(
-                f"{where}: unknown timezone {tz_name!r} (expected an IANA name such as Europe/Berlin)"
+                f"{where}, column timezone: unknown time zone {tz_name!r}"
+                " (expected an IANA name such as Europe/Berlin)"
             ) from None
+    clock_tz_name = values.get("clock_timezone") or None
+    if clock_tz_name is not None:
+        try:
+            clock_tz_name = canonical_zone_name(clock_tz_name)
+        except ValueError as exc:
+            raise ConfigError(f"{where}, column clock_timezone: {exc}") from None
     start = _parse_datetime(values.get("start"), tz, "start", where)
     end = _parse_datetime(values.get("end"), tz, "end", where)
     if start is not None and end is not None and (start.tzinfo is None) == (end.tzinfo is None) and end < start:
@@ -561,6 +576,7 @@ def _parse_deployment_row(values: dict[str, str], where: str) -> Deployment:
         longitude=_parse_coordinate(values.get("longitude"), "longitude", 180.0, where),
         recorder=values.get("recorder") or None,
         timezone=tz_name,
+        clock_timezone=clock_tz_name,
         start=start,
         end=end,
         extra={name: value for name, value in values.items() if name not in _KNOWN_COLUMNS},

@@ -93,6 +93,7 @@ def _recording_row(obj: SourceObject, fs: Any, deployment: Deployment | None, ru
     start = resolve_start_time(
         obj.key.rsplit("/", 1)[-1], header.comment, header.guano,
         deployment.timezone if deployment else None,
+        deployment.clock_timezone if deployment else None,
     )
     return replace(
         row, duration_s=header.duration_s, frames=header.frames,
@@ -153,6 +154,6 @@ def sync_deployments(catalog: Catalog, discovery: Discovery, run_id: str) -> Non
             end_utc=d.end if d else None,
             extra=json.dumps(d.extra, default=str) if d and d.extra else None,
             updated_run_id=run_id,
-            clock_timezone=None,
+            clock_timezone=d.clock_timezone if d else None,
         ))
     catalog.upsert_deployments(rows)

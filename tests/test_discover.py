@@ -1,5 +1,5 @@
 """flows.discover on real local files: what the listing skipped reaches Discovery, and each
-recording's start time is resolved with its deployment's zones. (Registering in the catalog
+recording's start time is resolved with its deployment's clock zone. (Registering in the catalog
 is covered by the flow tests.)"""
 
 from __future__ import annotations
@@ -43,3 +43,19 @@ def test_empty_source_comes_with_a_warning_line(tmp_path: Path) -> None:
         f"no recordings under {root}: looked for .wav, .flac, .mp3, .ogg files (any case) at any depth;"
         " skipped 1 other paths (1 not_audio)")
 
+
+def test_recording_row_reads_the_clock_zone_of_its_deployment(tmp_path: Path) -> None:
+    root = tmp_path / "survey"
+    _silence(root / "dep1" / "20240501_040000.WAV")
+    (root / "deployments.csv").write_text(
+        "deployment_id,timezone,clock_timezone\ndep1,America/Denver,\ndep2,America/Denver,UTC-06:00\n")
+    discovery = discover(str(root), {}, None)
+    (obj,) = discovery.objects
+    fs = fsspec.filesystem("file")
+    now = datetime.now(timezone.utc)
+    row = _recording_row(obj, fs, discovery.deployments["dep1"], "run-1", now)
+    assert row["start_utc"] == datetime(2024, 5, 1, 4, 0, tzinfo=timezone.utc)  # AudioMoth: UTC
+    assert (row["tz_source"], row["tz_name"]) == ("recorder_convention", "America/Denver")
+    row = _recording_row(obj, fs, discovery.deployments["dep2"], "run-1", now)
+    assert row["start_utc"] == datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+    assert row["tz_source"] == "clock_timezone"

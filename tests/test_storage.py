@@ -403,3 +403,35 @@ def test_read_deployments_rejects_end_before_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="line 2.*before start"):
         read_deployments(fs, root)
 
+
+def test_read_deployments_clock_timezone(tmp_path: Path) -> None:
+    _write_csv(
+        tmp_path,
+        "deployment_id,timezone,clock_timezone\n"
+        "dep1,America/Denver,UTC-7\n"
+        "dep2,,America/Denver\n"
+        "dep3,Europe/London,\n"
+        "dep4,Europe/London,UTC+00:00\n",
+    )
+    fs, root = open_root(str(tmp_path))
+    deployments = read_deployments(fs, root)
+    assert {d.deployment_id: (d.timezone, d.clock_timezone) for d in deployments.values()} == {
+        "dep1": ("America/Denver", "UTC-07:00"),  # fixed offsets are stored in one form
+        "dep2": (None, "America/Denver"),
+        "dep3": ("Europe/London", None),
+        "dep4": ("Europe/London", "UTC"),
+    }
+    assert all("clock_timezone" not in d.extra for d in deployments.values())
+
+
+@pytest.mark.parametrize("value", ["UTC+15", "GMT-7", "-07:00", "America/Denvr", "UTC+7:5"])
+def test_read_deployments_bad_clock_timezone_names_file_line_column_and_form(tmp_path: Path, value: str) -> None:
+    _write_csv(tmp_path, f"deployment_id,clock_timezone\ndep1,UTC\ndep2,{value}\n")
+    fs, root = open_root(str(tmp_path))
+    with pytest.raises(ConfigError) as excinfo:
+        read_deployments(fs, root)
+    message = str(excinfo.value)
+    assert message.startswith(f"{tmp_path}/deployments.csv, line 3, column clock_timezone: {value!r} ")
+    assert message.endswith("(expected an IANA name such as America/Denver, or a fixed offset UTC±hh:mm"
+                            " such as UTC-07:00)")
+    assert "\n" not in message
