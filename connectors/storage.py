@@ -181,7 +181,8 @@ class SkippedPath:
     """A listed path that :func:`list_recordings` did not turn into a recording, and why."""
 
     key: str
-    """Path relative to the root, forward slashes; a folder's key ends with ``/``."""
+    """Path relative to the root, forward slashes; a folder's key ends with ``/`` (for
+    ``outside_root``, the path as listed)."""
     uri: str
     """Full URI or absolute local path, as :attr:`SourceObject.uri`."""
     reason: str
@@ -278,21 +279,24 @@ def _list_find(
     """Any fsspec filesystem (object stores): one recursive listing, no links to follow."""
     objects: list[SourceObject] = []
     skipped: list[SkippedPath] = []
+
+    def skip(key: str, reason: str, detail: str = "", deployment_id: str | None = None) -> None:
+        skipped.append(SkippedPath(key, f"{scheme}{root}/{key}", reason, detail, deployment_id))
+
     hidden_folders: set[str] = set()
     for path, info in fs.find(root, detail=True).items():
         kind = info.get("type", "file")
         if kind == "directory" or path.endswith("/"):
             continue
-        uri = f"{scheme}{path}"
         key = _relative_key(path, root)
         if key is None:
-            skipped.append(SkippedPath(path, uri, "outside_root", f"not below {scheme}{root}"))
+            skipped.append(SkippedPath(path, f"{scheme}{path}", "outside_root", f"not below {scheme}{root}"))
             continue
         if key == DEPLOYMENTS_FILE:
             continue
         parts = key.split("/")
         if len(parts) > 1 and not parts[0]:
-            skipped.append(SkippedPath(key, uri, "empty_deployment_id", "the key has '//' after the root"))
+            skip(key, "empty_deployment_id", "the key has '//' after the root")
             continue
         deployment_id = _deployment_of(key, root_name)
         hidden_at = next((i for i, part in enumerate(parts) if part.startswith(".")), None)
@@ -301,28 +305,25 @@ def _list_find(
                 folder = "/".join(parts[: hidden_at + 1]) + "/"
                 if folder not in hidden_folders:
                     hidden_folders.add(folder)
-                    folder_uri = f"{scheme}{root}/{folder}"
-                    skipped.append(SkippedPath(folder, folder_uri, "hidden", "folder", deployment_id))
+                    skip(folder, "hidden", "folder", deployment_id)
             else:
-                skipped.append(SkippedPath(key, uri, "hidden", "", deployment_id))
-            continue
-        if kind != "file":
-            skipped.append(SkippedPath(key, uri, "not_a_file", str(kind), deployment_id))
-            continue
-        if not parts[-1].lower().endswith(AUDIO_EXTENSIONS):
-            skipped.append(SkippedPath(key, uri, "not_audio", _not_audio_detail(parts[-1]), deployment_id))
-            continue
-        objects.append(
-            SourceObject(
-                key=key,
-                uri=uri,
-                path=path,
-                deployment_id=deployment_id,
-                size_bytes=int(info.get("size") or 0),
-                etag=_etag(info),
-                mtime=_mtime(info),
+                skip(key, "hidden", "", deployment_id)
+        elif kind != "file":
+            skip(key, "not_a_file", str(kind), deployment_id)
+        elif not parts[-1].lower().endswith(AUDIO_EXTENSIONS):
+            skip(key, "not_audio", _not_audio_detail(parts[-1]), deployment_id)
+        else:
+            objects.append(
+                SourceObject(
+                    key=key,
+                    uri=f"{scheme}{path}",
+                    path=path,
+                    deployment_id=deployment_id,
+                    size_bytes=int(info.get("size") or 0),
+                    etag=_etag(info),
+                    mtime=_mtime(info),
+                )
             )
-        )
     return objects, skipped
 
 
@@ -330,6 +331,10 @@ def _list_local(root: str, root_name: str) -> tuple[list[SourceObject], list[Ski
     """A local folder tree, following symbolic links; fsspec's ``find`` would drop them (it
     reports a link as type "other" and never descends into a linked folder)."""
     skipped: list[SkippedPath] = []
+
+    def skip(key: str, path: str, reason: str, detail: str = "") -> None:
+        skipped.append(SkippedPath(key, path, reason, detail, _deployment_of(key, root_name)))
+
     # (key, path, stat, reached through a link) of every audio file, deduplicated at the end.
     candidates: list[tuple[str, str, os.stat_result, bool]] = []
     root_stat = os.stat(root)
@@ -343,60 +348,56 @@ def _list_local(root: str, root_name: str) -> tuple[list[SourceObject], list[Ski
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda entry: entry.name)
         except OSError as exc:
-            key = f"{folder_key}/" if folder_key else "./"
-            skipped.append(SkippedPath(key, folder + "/", "unreadable", exc.strerror or str(exc),
-                                       _deployment_of(key, root_name)))
+            skip(f"{folder_key}/" if folder_key else "./", folder + "/", "unreadable", exc.strerror or str(exc))
             continue
         for entry in entries:
             key = f"{folder_key}/{entry.name}" if folder_key else entry.name
             if key == DEPLOYMENTS_FILE:
                 continue
-            deployment_id = _deployment_of(key, root_name)
             is_link = entry.is_symlink()
             target = _link_target(entry.path) if is_link else ""
             if entry.name.startswith("."):
                 if _is_dir(entry):
-                    skipped.append(SkippedPath(key + "/", entry.path + "/", "hidden", "folder",
-                                               _deployment_of(key + "/", root_name)))
+                    skip(key + "/", entry.path + "/", "hidden", "folder")
                 else:
-                    skipped.append(SkippedPath(key, entry.path, "hidden", "", deployment_id))
+                    skip(key, entry.path, "hidden")
                 continue
             try:
                 info = os.stat(entry.path)  # follows links
             except FileNotFoundError:
-                reason, detail = ("dangling_symlink", target) if is_link else ("unreadable", "vanished while listing")
-                skipped.append(SkippedPath(key, entry.path, reason, detail, deployment_id))
+                if is_link:
+                    skip(key, entry.path, "dangling_symlink", target)
+                else:
+                    skip(key, entry.path, "unreadable", "vanished while listing")
                 continue
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
-                    skipped.append(SkippedPath(key, entry.path, "symlink_loop", target, deployment_id))
+                    skip(key, entry.path, "symlink_loop", target)
                 else:
-                    skipped.append(SkippedPath(key, entry.path, "unreadable", exc.strerror or str(exc), deployment_id))
+                    skip(key, entry.path, "unreadable", exc.strerror or str(exc))
                 continue
             via_link = folder_via_link or is_link
             if stat.S_ISDIR(info.st_mode):
                 identity = (info.st_dev, info.st_ino)
                 if identity in ancestors:
-                    skipped.append(SkippedPath(key + "/", entry.path + "/", "symlink_loop", target, deployment_id))
+                    skip(key + "/", entry.path + "/", "symlink_loop", target)
                 else:
                     stack.append((entry.path, key, ancestors | {identity}, via_link))
                 continue
             if not stat.S_ISREG(info.st_mode):
-                skipped.append(SkippedPath(key, entry.path, "not_a_file", "", deployment_id))
-                continue
-            if not entry.name.lower().endswith(AUDIO_EXTENSIONS):
-                skipped.append(SkippedPath(key, entry.path, "not_audio", _not_audio_detail(entry.name), deployment_id))
-                continue
-            candidates.append((key, entry.path, info, via_link))
+                skip(key, entry.path, "not_a_file")
+            elif not entry.name.lower().endswith(AUDIO_EXTENSIONS):
+                skip(key, entry.path, "not_audio", _not_audio_detail(entry.name))
+            else:
+                candidates.append((key, entry.path, info, via_link))
 
     objects: list[SourceObject] = []
     kept: dict[tuple[int, int], str] = {}
     # A path without links is the file's own name; among equals the first key wins.
     for key, path, info, _ in sorted(candidates, key=lambda c: (c[3], c[0])):
         identity = (info.st_dev, info.st_ino)
-        deployment_id = _deployment_of(key, root_name)
         if identity in kept:
-            skipped.append(SkippedPath(key, path, "duplicate", kept[identity], deployment_id))
+            skip(key, path, "duplicate", kept[identity])
             continue
         kept[identity] = key
         objects.append(
@@ -404,7 +405,7 @@ def _list_local(root: str, root_name: str) -> tuple[list[SourceObject], list[Ski
                 key=key,
                 uri=path,
                 path=path,
-                deployment_id=deployment_id,
+                deployment_id=_deployment_of(key, root_name),
                 size_bytes=info.st_size,
                 etag=None,
                 mtime=datetime.fromtimestamp(info.st_mtime, tz=timezone.utc),
