@@ -18,7 +18,7 @@ steps:
    b. the deployment's ``clock_timezone`` (an IANA name or a fixed ``UTC±hh:mm``): what the user
       says the recorder's clock was set to;
    c. the recorder convention of the source that gave the time: an AudioMoth name
-      (``YYYYMMDD_HHMMSS``) is UTC, the firmware's default; a Song Meter name
+      (exactly ``YYYYMMDD_HHMMSS``) is UTC, the firmware's default; a Song Meter name
       (``PREFIX_YYYYMMDD_HHMMSS``) and a naive GUANO Timestamp (the GUANO specification's "Local
       DateTime") are the site's local time, the deployment's ``timezone``;
    d. else UTC (``tz_source="assumed_utc"``).
@@ -99,10 +99,12 @@ _AUDIOMOTH_COMMENT = re.compile(
 def parse_filename_time(name: str) -> tuple[datetime, str] | None:
     """Start time written in a recording's file name, with the pattern that matched.
 
-    Returns ``(datetime, pattern)``, pattern one of ``"iso"``, ``"audiomoth"`` (the stem begins
-    with ``YYYYMMDD_HHMMSS``) or ``"songmeter"`` (a prefix, then ``_YYYYMMDD_HHMMSS``). The
-    datetime is naive unless the name carries an offset (``Z``, ``+0930``, ``+09:30``). Names
-    without a date, or whose digits do not form a real date and time, give None.
+    Returns ``(datetime, pattern)``, pattern one of ``"iso"``, ``"audiomoth"`` (the stem is
+    exactly ``YYYYMMDD_HHMMSS``, as AudioMoth firmware writes it), ``"date_first"`` (the stem
+    begins with ``YYYYMMDD_HHMMSS`` and goes on: a clip cut from a recording, a renamed file,
+    another recorder) or ``"songmeter"`` (a prefix, then ``_YYYYMMDD_HHMMSS``). The datetime is
+    naive unless the name carries an offset (``Z``, ``+0930``, ``+09:30``). Names without a date,
+    or whose digits do not form a real date and time, give None.
     """
     stem = posixpath.basename(name.replace("\\", "/"))
     for pattern in (_ISO_EXTENDED, _ISO_BASIC):
@@ -113,7 +115,10 @@ def parse_filename_time(name: str) -> tuple[datetime, str] | None:
     for match in _DATE_TIME.finditer(stem):
         parsed = _build_datetime(match.groups()[:6], None)
         if parsed is not None:
-            return parsed, "audiomoth" if match.start() == 0 else "songmeter"
+            if match.start() > 0:
+                return parsed, "songmeter"
+            bare = posixpath.splitext(stem)[0] == match.group(0)
+            return parsed, "audiomoth" if bare else "date_first"
     return None
 
 

@@ -40,7 +40,8 @@ def utc(*fields: int) -> datetime:
     [
         ("20231119_210000.WAV", datetime(2023, 11, 19, 21, 0, 0), "audiomoth"),
         ("dep1/card2/20240101_000501.wav", datetime(2024, 1, 1, 0, 5, 1), "audiomoth"),
-        ("20230322_172000_selec2.wav", datetime(2023, 3, 22, 17, 20, 0), "audiomoth"),
+        ("20230322_172000_selec2.wav", datetime(2023, 3, 22, 17, 20, 0), "date_first"),  # a clip
+        ("20170701_213954-MYOMYS-LR_0_0.5.wav", datetime(2017, 7, 1, 21, 39, 54), "date_first"),
         ("S4A03895_20190522_060000.wav", datetime(2019, 5, 22, 6, 0, 0), "songmeter"),
         ("SMM09889_20230625_211402_suffix.wav", datetime(2023, 6, 25, 21, 14, 2), "songmeter"),
         ("SM3BAT_0_20190522$060000.wav", datetime(2019, 5, 22, 6, 0, 0), "songmeter"),
@@ -395,6 +396,15 @@ def test_fixed_offset_clock_keeps_its_offset_through_the_year(name: str, expecte
     start = resolve_start_time(name, None, None, DENVER, "UTC-07:00")
     assert start.start_utc == expected_utc
     assert (start.tz_source, start.tz_name) == ("clock_timezone", DENVER)
+
+
+@pytest.mark.parametrize("name", ["20230322_172000_selec2.wav", "20170701_213954-MYOMYS-LR_0_0.5.wav"])
+def test_date_first_name_that_is_not_bare_audiomoth_is_assumed_utc(name: str) -> None:
+    # Not what AudioMoth firmware writes, so no recorder is known: UTC, marked as a guess.
+    start = resolve_start_time(name, None, None, DENVER)
+    assert start.start_utc == datetime.strptime(name[:15], "%Y%m%d_%H%M%S").replace(tzinfo=UTC)
+    assert start.tz_source == "assumed_utc"
+    assert resolve_start_time(name, None, None, DENVER, "Europe/Paris").tz_source == "clock_timezone"
 
 
 def test_clock_timezone_applies_to_naive_iso_names() -> None:
