@@ -72,7 +72,7 @@ class StartTime:
     time_source: str
     """One of :data:`TIME_SOURCES`."""
     tz_source: str
-    """Which source fixed the offset used to compute ``start_utc``; one of :data:`TZ_SOURCES`."""
+    """Which rule gave the clock zone used to compute ``start_utc``; one of :data:`TZ_SOURCES`."""
 
 
 # ISO 8601 basic (20231119T210000+0930) or extended (2023-11-19T21:00:00+09:30); the date must
