@@ -1,6 +1,5 @@
 """flows.discover on real local files: what the listing skipped reaches Discovery, and each
-recording's start time is resolved with its deployment's clock zone. (Registering in the catalog
-is covered by the flow tests.)"""
+recording's start time is resolved with its deployment's clock zone, through to the catalog."""
 
 from __future__ import annotations
 
@@ -10,7 +9,8 @@ from pathlib import Path
 import fsspec
 import numpy as np
 
-from flows.discover import _recording_row, discover
+from connectors.catalog import Catalog, CatalogReader
+from flows.discover import _recording_row, discover, sync_deployments, sync_recordings
 from tests.synth_audio import write_wav
 
 
@@ -54,8 +54,35 @@ def test_recording_row_reads_the_clock_zone_of_its_deployment(tmp_path: Path) ->
     fs = fsspec.filesystem("file")
     now = datetime.now(timezone.utc)
     row = _recording_row(obj, fs, discovery.deployments["dep1"], "run-1", now)
-    assert row["start_utc"] == datetime(2024, 5, 1, 4, 0, tzinfo=timezone.utc)  # AudioMoth: UTC
-    assert (row["tz_source"], row["tz_name"]) == ("recorder_convention", "America/Denver")
+    assert row.start_utc == datetime(2024, 5, 1, 4, 0, tzinfo=timezone.utc)  # AudioMoth: UTC
+    assert (row.tz_source, row.tz_name) == ("recorder_convention", "America/Denver")
     row = _recording_row(obj, fs, discovery.deployments["dep2"], "run-1", now)
-    assert row["start_utc"] == datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
-    assert row["tz_source"] == "clock_timezone"
+    assert row.start_utc == datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+    assert row.tz_source == "clock_timezone"
+
+
+def test_clock_zones_and_start_times_reach_the_catalog(tmp_path: Path) -> None:
+    # The reported bug end to end: an AudioMoth file without comment in a Denver deployment.
+    root = tmp_path / "survey"
+    _silence(root / "dep1" / "20240501_040000.WAV")
+    _silence(root / "dep2" / "20240501_040000.WAV")
+    (root / "deployments.csv").write_text(
+        "deployment_id,timezone,clock_timezone\ndep1,America/Denver,\ndep2,America/Denver,UTC-6\n")
+    discovery = discover(str(root), {}, None)
+    results = tmp_path / "results"
+    with Catalog(results) as catalog:
+        sync_deployments(catalog, discovery, "run-1")
+        sync_recordings(catalog, str(root), {}, discovery, "run-1")
+    with CatalogReader(results) as reader:
+        deployments = reader.query(
+            "select deployment_id, timezone, clock_timezone from deployments order by 1").to_pylist()
+        recordings = reader.query(
+            "select deployment_id, start_utc, tz_source, tz_name from recordings order by 1").to_pylist()
+    assert deployments == [
+        {"deployment_id": "dep1", "timezone": "America/Denver", "clock_timezone": None},
+        {"deployment_id": "dep2", "timezone": "America/Denver", "clock_timezone": "UTC-06:00"},
+    ]
+    assert [(r["deployment_id"], r["start_utc"], r["tz_source"], r["tz_name"]) for r in recordings] == [
+        ("dep1", datetime(2024, 5, 1, 4, 0, tzinfo=timezone.utc), "recorder_convention", "America/Denver"),
+        ("dep2", datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc), "clock_timezone", "America/Denver"),
+    ]

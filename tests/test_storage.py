@@ -16,6 +16,7 @@ from tests.s3server import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY
 from connectors.storage import (
     SourceObject,
     list_recordings,
+    object_version,
     open_root,
     read_deployments,
 )
@@ -181,6 +182,14 @@ def test_symlinked_files_and_folders_are_followed(linked_tree: Path) -> None:
     assert by_key["dep-far/night/20240502_220000.WAV"].deployment_id == "dep-far"
     with fs.open(by_key["dep-far/night/20240502_220000.WAV"].path, "rb") as handle:
         assert handle.read() == b"x" * 23
+
+
+def test_object_version_of_a_linked_recording_matches_its_listing(linked_tree: Path) -> None:
+    # Decode refuses a file whose size or version changed since discovery: a link must not look
+    # changed just because the listing and the check stat it differently.
+    fs, root = open_root(str(linked_tree))
+    for obj in list_recordings(fs, root).objects:
+        assert object_version(fs, obj.path) == (obj.size_bytes, obj.version_tag), obj.key
 
 
 def test_dangling_links_loops_and_duplicates_are_reported(linked_tree: Path, tmp_path: Path) -> None:
