@@ -3,6 +3,7 @@ recording's start time is resolved with its deployment's clock zone, through to 
 
 from __future__ import annotations
 
+import csv
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from connectors.catalog import Catalog, CatalogReader
 from flows.discover import _recording_row, discover, sync_deployments, sync_recordings
+from flows.report import write_report
 from tests.synth_audio import write_wav
 
 
@@ -85,4 +87,23 @@ def test_clock_zones_and_start_times_reach_the_catalog(tmp_path: Path) -> None:
     assert [(r["deployment_id"], r["start_utc"], r["tz_source"], r["tz_name"]) for r in recordings] == [
         ("dep1", datetime(2024, 5, 1, 4, 0, tzinfo=timezone.utc), "recorder_convention", "America/Denver"),
         ("dep2", datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc), "clock_timezone", "America/Denver"),
+    ]
+
+
+def test_the_report_lists_each_skipped_path_with_reason_and_detail(tmp_path: Path, prefect_server) -> None:
+    # prefect_server: the report also publishes a Prefect artifact (the session's test server).
+    root = tmp_path / "survey"
+    _silence(root / "dep1" / "20240501_000000.WAV")
+    (root / "dep1" / "gone.WAV").symlink_to(tmp_path / "deleted.WAV")
+    (root / "dep1" / "CONFIG.TXT").write_text("gain: medium")
+    discovery = discover(str(root), {}, None)
+    results = tmp_path / "results"
+    Catalog(results).close()
+    write_report(str(results), "run-1", {}, discovery.skipped)
+    with (results / "reports" / "run-1" / "skipped.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows == [
+        {"path": str(root / "dep1" / "CONFIG.TXT"), "reason": "not_audio", "detail": ".TXT"},
+        {"path": str(root / "dep1" / "gone.WAV"), "reason": "dangling_symlink",
+         "detail": str(tmp_path / "deleted.WAV")},
     ]
