@@ -6,17 +6,24 @@ first-level folder is one field deployment (one recorder at one site for one per
     <root>/deployments.csv            optional metadata, one row per deployment
     <root>/<deployment_id>/.../*.WAV  recordings, any depth below the deployment folder
 
-Everything goes through fsspec (``fs.find``, ``fs.open``), so no code here assumes a local path.
+Reading goes through fsspec (``fs.open``), and an object store is listed with ``fs.find``. A local
+root is listed by its own walker, because a local tree can hold what an object store cannot -
+symbolic links (followed), link loops and dangling links (reported) - and fsspec's local ``find``
+drops every link silently. Either way every path found is accounted for: a recording
+(:class:`SourceObject`) or a :class:`SkippedPath` with its reason.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import logging
 import math
 import os
 import posixpath
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -26,6 +33,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from connectors.errors import ConfigError
+from connectors.timeparse import canonical_zone_name
 
 log = logging.getLogger(__name__)
 
@@ -139,43 +147,285 @@ class SourceObject:
         return ""
 
 
-def list_recordings(fs: fsspec.AbstractFileSystem, root: str) -> list[SourceObject]:
-    """All recordings under ``root``, sorted by key, from one recursive listing.
+SKIP_REASONS = (
+    "hidden",
+    "not_audio",
+    "dangling_symlink",
+    "symlink_loop",
+    "duplicate",
+    "empty_deployment_id",
+    "not_a_file",
+    "unreadable",
+    "outside_root",
+)
+"""Why a listed path is not a recording (:class:`SkippedPath`):
 
-    Only files with an :data:`AUDIO_EXTENSIONS` extension (any case) are kept. Hidden entries -
-    any path component starting with ``.``, e.g. the ``._name.WAV`` files macOS leaves on SD
-    cards - are skipped.
+- ``hidden``: a name starting with ``.`` (the ``._name.WAV`` files macOS leaves on SD cards,
+  ``.Trashes``); a hidden folder is one entry, its key ending in ``/``, and is not looked into.
+- ``not_audio``: an extension outside :data:`AUDIO_EXTENSIONS`; ``detail`` is the extension.
+- ``dangling_symlink``: a symbolic link to nothing; ``detail`` is its target.
+- ``symlink_loop``: a link to a folder that contains it, or a chain of links that never ends;
+  ``detail`` is its target.
+- ``duplicate``: the same file as a listed recording, reached through a symlink or a hard link;
+  ``detail`` is the key kept (a path without links wins, then the first key).
+- ``empty_deployment_id``: the first component under the root is empty (an object key
+  ``prefix//a.wav``), so the file belongs to no deployment.
+- ``not_a_file``: a device, socket or pipe.
+- ``unreadable``: the operating system refused to list or stat it; ``detail`` says why.
+- ``outside_root``: listed, but not below the root (the root is itself an object).
+"""
+
+
+@dataclass(frozen=True)
+class SkippedPath:
+    """A listed path that :func:`list_recordings` did not turn into a recording, and why."""
+
+    key: str
+    """Path relative to the root, forward slashes; a folder's key ends with ``/`` (for
+    ``outside_root``, the path as listed)."""
+    uri: str
+    """Full URI or absolute local path, as :attr:`SourceObject.uri`."""
+    reason: str
+    """One of :data:`SKIP_REASONS`."""
+    detail: str = ""
+    """What the reason needs to be acted on: the extension, a link's target, the key kept."""
+    deployment_id: str | None = None
+    """The deployment it would have belonged to; None when there is none (``empty_deployment_id``,
+    ``outside_root``)."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What one listing of a source root found: the recordings and every other path."""
+
+    root_uri: str
+    """The root listed: ``s3://bucket/prefix`` or an absolute local path."""
+    objects: list[SourceObject]
+    """Recordings, sorted by key."""
+    skipped: list[SkippedPath]
+    """Every other listed path, sorted by key (folders and ``deployments.csv`` are not paths to
+    analyse and are not listed here)."""
+    deployment_filter: tuple[str, ...] | None = None
+    """The deployments kept by :meth:`for_deployments`; None for the whole root."""
+
+    def for_deployments(self, deployment_ids: Iterable[str]) -> Listing:
+        """This listing restricted to recordings and skipped paths of ``deployment_ids``."""
+        wanted = tuple(sorted(set(deployment_ids)))
+        return Listing(
+            root_uri=self.root_uri,
+            objects=[obj for obj in self.objects if obj.deployment_id in wanted],
+            skipped=[path for path in self.skipped if path.deployment_id in wanted],
+            deployment_filter=wanted,
+        )
+
+    def skipped_counts(self) -> dict[str, int]:
+        """``{reason: count}`` of the skipped paths, in :data:`SKIP_REASONS` order."""
+        counts = {reason: 0 for reason in SKIP_REASONS}
+        for path in self.skipped:
+            counts[path.reason] += 1
+        return {reason: n for reason, n in counts.items() if n}
+
+    def empty_warning(self) -> str | None:
+        """One line for a run to warn with when no recording was found, else None."""
+        if self.objects:
+            return None
+        where = self.root_uri
+        if self.deployment_filter is not None:
+            where += f" in deployment{'s' if len(self.deployment_filter) != 1 else ''} " + ", ".join(
+                self.deployment_filter
+            )
+        looked_for = f"looked for {', '.join(AUDIO_EXTENSIONS)} files (any case) at any depth"
+        if not self.skipped:
+            return f"no recordings under {where}: {looked_for}; found no other files"
+        counts = ", ".join(f"{n} {reason}" for reason, n in self.skipped_counts().items())
+        return f"no recordings under {where}: {looked_for}; skipped {len(self.skipped)} other paths ({counts})"
+
+
+def list_recordings(fs: fsspec.AbstractFileSystem, root: str) -> Listing:
+    """All recordings under ``root`` and every other path found there, with the reason it is not
+    one (:data:`SKIP_REASONS`).
+
+    Only files with an :data:`AUDIO_EXTENSIONS` extension (any case) are recordings. On a local
+    root, symbolic links to files and to folders are followed (a link's key is its own path, its
+    size and mtime its target's), wherever they point; a file reached twice is listed once. An
+    object store is read with one recursive listing (``fs.find``), never a request per file;
+    keys ending in ``/`` are folder markers and are ignored.
     """
-    root = root.rstrip("/")
-    listing = fs.find(root, detail=True)
+    root = root.rstrip("/") or "/"
     root_name = posixpath.basename(root) or root
     scheme = _uri_scheme(fs)
-    found = []
-    for path, info in listing.items():
-        if info.get("type", "file") != "file":
+    if isinstance(fs, LocalFileSystem):
+        objects, skipped = _list_local(root, root_name)
+    else:
+        objects, skipped = _list_find(fs, root, root_name, scheme)
+    objects.sort(key=lambda obj: obj.key)
+    skipped.sort(key=lambda path: path.key)
+    return Listing(root_uri=f"{scheme}{root}", objects=objects, skipped=skipped)
+
+
+def _deployment_of(key: str, root_name: str) -> str:
+    parts = key.split("/")
+    return parts[0] if len(parts) > 1 else root_name
+
+
+def _not_audio_detail(name: str) -> str:
+    ext = posixpath.splitext(name)[1]
+    return ext if ext else "no extension"
+
+
+def _list_find(
+    fs: fsspec.AbstractFileSystem, root: str, root_name: str, scheme: str
+) -> tuple[list[SourceObject], list[SkippedPath]]:
+    """Any fsspec filesystem (object stores): one recursive listing, no links to follow."""
+    objects: list[SourceObject] = []
+    skipped: list[SkippedPath] = []
+
+    def skip(key: str, reason: str, detail: str = "", deployment_id: str | None = None) -> None:
+        skipped.append(SkippedPath(key, f"{scheme}{root}/{key}", reason, detail, deployment_id))
+
+    hidden_folders: set[str] = set()
+    for path, info in fs.find(root, detail=True).items():
+        kind = info.get("type", "file")
+        if kind == "directory" or path.endswith("/"):
             continue
         key = _relative_key(path, root)
         if key is None:
-            log.debug("skipping %s: not under root %s", path, root)
+            skipped.append(SkippedPath(path, f"{scheme}{path}", "outside_root", f"not below {scheme}{root}"))
+            continue
+        if key == DEPLOYMENTS_FILE:
             continue
         parts = key.split("/")
-        if any(part.startswith(".") for part in parts):
+        if len(parts) > 1 and not parts[0]:
+            skip(key, "empty_deployment_id", "the key has '//' after the root")
             continue
-        if not parts[-1].lower().endswith(AUDIO_EXTENSIONS):
+        deployment_id = _deployment_of(key, root_name)
+        hidden_at = next((i for i, part in enumerate(parts) if part.startswith(".")), None)
+        if hidden_at is not None:
+            if hidden_at < len(parts) - 1:  # under a hidden folder: report the folder once
+                folder = "/".join(parts[: hidden_at + 1]) + "/"
+                if folder not in hidden_folders:
+                    hidden_folders.add(folder)
+                    skip(folder, "hidden", "folder", deployment_id)
+            else:
+                skip(key, "hidden", "", deployment_id)
+        elif kind != "file":
+            skip(key, "not_a_file", str(kind), deployment_id)
+        elif not parts[-1].lower().endswith(AUDIO_EXTENSIONS):
+            skip(key, "not_audio", _not_audio_detail(parts[-1]), deployment_id)
+        else:
+            objects.append(
+                SourceObject(
+                    key=key,
+                    uri=f"{scheme}{path}",
+                    path=path,
+                    deployment_id=deployment_id,
+                    size_bytes=int(info.get("size") or 0),
+                    etag=_etag(info),
+                    mtime=_mtime(info),
+                )
+            )
+    return objects, skipped
+
+
+def _list_local(root: str, root_name: str) -> tuple[list[SourceObject], list[SkippedPath]]:
+    """A local folder tree, following symbolic links; fsspec's ``find`` would drop them (it
+    reports a link as type "other" and never descends into a linked folder)."""
+    skipped: list[SkippedPath] = []
+
+    def skip(key: str, path: str, reason: str, detail: str = "") -> None:
+        skipped.append(SkippedPath(key, path, reason, detail, _deployment_of(key, root_name)))
+
+    # (key, path, stat, reached through a link) of every audio file, deduplicated at the end.
+    candidates: list[tuple[str, str, os.stat_result, bool]] = []
+    root_stat = os.stat(root)
+    # (folder path, its key, (st_dev, st_ino) of it and its ancestors, reached through a link)
+    stack: list[tuple[str, str, frozenset[tuple[int, int]], bool]] = [
+        (root, "", frozenset({(root_stat.st_dev, root_stat.st_ino)}), False)
+    ]
+    while stack:
+        folder, folder_key, ancestors, folder_via_link = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda entry: entry.name)
+        except OSError as exc:
+            skip(f"{folder_key}/" if folder_key else "./", folder + "/", "unreadable", exc.strerror or str(exc))
             continue
-        found.append(
+        for entry in entries:
+            key = f"{folder_key}/{entry.name}" if folder_key else entry.name
+            if key == DEPLOYMENTS_FILE:
+                continue
+            is_link = entry.is_symlink()
+            target = _link_target(entry.path) if is_link else ""
+            if entry.name.startswith("."):
+                if _is_dir(entry):
+                    skip(key + "/", entry.path + "/", "hidden", "folder")
+                else:
+                    skip(key, entry.path, "hidden")
+                continue
+            try:
+                info = os.stat(entry.path)  # follows links
+            except FileNotFoundError:
+                if is_link:
+                    skip(key, entry.path, "dangling_symlink", target)
+                else:
+                    skip(key, entry.path, "unreadable", "vanished while listing")
+                continue
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    skip(key, entry.path, "symlink_loop", target)
+                else:
+                    skip(key, entry.path, "unreadable", exc.strerror or str(exc))
+                continue
+            via_link = folder_via_link or is_link
+            if stat.S_ISDIR(info.st_mode):
+                identity = (info.st_dev, info.st_ino)
+                if identity in ancestors:
+                    skip(key + "/", entry.path + "/", "symlink_loop", target)
+                else:
+                    stack.append((entry.path, key, ancestors | {identity}, via_link))
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                skip(key, entry.path, "not_a_file")
+            elif not entry.name.lower().endswith(AUDIO_EXTENSIONS):
+                skip(key, entry.path, "not_audio", _not_audio_detail(entry.name))
+            else:
+                candidates.append((key, entry.path, info, via_link))
+
+    objects: list[SourceObject] = []
+    kept: dict[tuple[int, int], str] = {}
+    # A path without links is the file's own name; among equals the first key wins.
+    for key, path, info, _ in sorted(candidates, key=lambda c: (c[3], c[0])):
+        identity = (info.st_dev, info.st_ino)
+        if identity in kept:
+            skip(key, path, "duplicate", kept[identity])
+            continue
+        kept[identity] = key
+        objects.append(
             SourceObject(
                 key=key,
-                uri=f"{scheme}{path}" if scheme else path,
+                uri=path,
                 path=path,
-                deployment_id=parts[0] if len(parts) > 1 else root_name,
-                size_bytes=int(info.get("size") or 0),
-                etag=_etag(info),
-                mtime=_mtime(info),
+                deployment_id=_deployment_of(key, root_name),
+                size_bytes=info.st_size,
+                etag=None,
+                mtime=datetime.fromtimestamp(info.st_mtime, tz=timezone.utc),
             )
         )
-    found.sort(key=lambda obj: obj.key)
-    return found
+    return objects, skipped
+
+
+def _link_target(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError as exc:
+        return f"(unreadable link: {exc.strerror})"
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _uri_scheme(fs: fsspec.AbstractFileSystem) -> str:
@@ -187,7 +437,6 @@ def _uri_scheme(fs: fsspec.AbstractFileSystem) -> str:
 
 
 def _relative_key(path: str, root: str) -> str | None:
-    path = path.rstrip("/")
     if root == "/":
         return path.lstrip("/") or None
     if not path.startswith(root + "/"):
@@ -233,7 +482,11 @@ class Deployment:
     """Decimal degrees, WGS84, in [-180, 180]."""
     recorder: str | None = None
     timezone: str | None = None
-    """IANA zone of the recorder's clock and of local display (``Europe/Berlin``)."""
+    """IANA zone of the site (``Europe/Berlin``): local times, diel analyses, and the clock of
+    recorders whose convention is local time (Song Meter names, naive GUANO times)."""
+    clock_timezone: str | None = None
+    """Zone the recorder's clock was set to, an IANA name or a fixed offset stored as
+    ``UTC±hh:mm``; None when not given (the recorder's convention applies, docs/time.md)."""
     start: datetime | None = None
     """Deployment start; aware if the CSV gave an offset or the row has a timezone, else naive."""
     end: datetime | None = None
@@ -241,7 +494,9 @@ class Deployment:
     """Every other column, as text."""
 
 
-_KNOWN_COLUMNS = ("deployment_id", "site_id", "latitude", "longitude", "recorder", "timezone", "start", "end")
+_KNOWN_COLUMNS = (
+    "deployment_id", "site_id", "latitude", "longitude", "recorder", "timezone", "clock_timezone", "start", "end",
+)
 
 
 def read_deployments(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Deployment]:
@@ -249,8 +504,9 @@ def read_deployments(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Depl
 
     Column names are matched after stripping spaces and lower-casing. Raises ConfigError naming
     the file, the line and the reason for: no ``deployment_id`` column, an empty or duplicate
-    id, a latitude/longitude that is not a number or out of range, a time zone zoneinfo does not
-    know, or a start/end that is not ISO 8601 (or ends before it starts).
+    id, a latitude/longitude that is not a number or out of range, a ``timezone`` zoneinfo does
+    not know, a ``clock_timezone`` that is neither an IANA name nor ``UTC±hh:mm``, or a
+    start/end that is not ISO 8601 (or ends before it starts).
     """
     path = f"{root.rstrip('/')}/{DEPLOYMENTS_FILE}"
     if not fs.exists(path):
@@ -301,8 +557,15 @@ def _parse_deployment_row(values: dict[str, str], where: str) -> Deployment:
             tz = ZoneInfo(tz_name)
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(
-                f"{where}: unknown timezone {tz_name!r} (expected an IANA name such as Europe/Berlin)"
+                f"{where}, column timezone: unknown time zone {tz_name!r}"
+                " (expected an IANA name such as Europe/Berlin)"
             ) from None
+    clock_tz_name = values.get("clock_timezone") or None
+    if clock_tz_name is not None:
+        try:
+            clock_tz_name = canonical_zone_name(clock_tz_name)
+        except ValueError as exc:
+            raise ConfigError(f"{where}, column clock_timezone: {exc}") from None
     start = _parse_datetime(values.get("start"), tz, "start", where)
     end = _parse_datetime(values.get("end"), tz, "end", where)
     if start is not None and end is not None and (start.tzinfo is None) == (end.tzinfo is None) and end < start:
@@ -314,6 +577,7 @@ def _parse_deployment_row(values: dict[str, str], where: str) -> Deployment:
         longitude=_parse_coordinate(values.get("longitude"), "longitude", 180.0, where),
         recorder=values.get("recorder") or None,
         timezone=tz_name,
+        clock_timezone=clock_tz_name,
         start=start,
         end=end,
         extra={name: value for name, value in values.items() if name not in _KNOWN_COLUMNS},

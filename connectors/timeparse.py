@@ -1,24 +1,33 @@
 """When did a recording start? Parse start times from file names and header metadata.
 
-The rule (:func:`resolve_start_time`), in three steps:
+The rule (:func:`resolve_start_time`, written out with its sources in docs/time.md), in three
+steps:
 
 1. **Start time** - the first source that yields one, in this order: the file name
    (:func:`parse_filename_time`), the AudioMoth WAV comment (:func:`parse_audiomoth_comment`),
    the GUANO ``Timestamp`` (:func:`parse_guano_timestamp`). If none does, the start time is
    unknown (``start_utc=None``, ``time_source="unknown"``) - never "now" or the file's mtime,
    which would put detections at plausible but wrong times.
-2. **The clock's zone**, needed when that time is naive (a wall-clock reading without an
-   offset, as in AudioMoth and Song Meter names). An explicit offset wins, looked up in this
-   order: the time itself (an ISO name such as ``20231119T210000+0930``), the AudioMoth comment's
-   ``(UTC+h)``, an offset in the GUANO Timestamp. Recorders write the name and the header from
-   the same clock, so the header's offset applies to the name's wall time. Without an explicit
-   offset the deployment's IANA zone is used, DST-correct through zoneinfo (an ambiguous or
-   skipped wall time during a DST change resolves with ``fold=0``, the earlier offset). Without
-   that either, the clock is assumed to run on UTC (``tz_source="assumed_utc"``), AudioMoth's
-   default.
-3. **The zone for local display** (``tz_name``): the deployment's zone if given, else the
-   clock's fixed offset (``"UTC+09:30"``), else ``"UTC"``. When the start time is unknown,
-   ``tz_name`` is the deployment's zone, or None.
+2. **The recorder clock's zone**, needed when that time is naive (a wall-clock reading without
+   an offset, as in AudioMoth and Song Meter names). The first rule that answers wins:
+
+   a. an explicit offset: in the time itself (an ISO name such as ``20231119T210000+0930``), the
+      AudioMoth comment's ``(UTC+h)`` (``(UTC)`` is an explicit zero), an offset in the GUANO
+      Timestamp. Recorders write the name and the header from the same clock, so a header's
+      offset applies to the name's wall time;
+   b. the deployment's ``clock_timezone`` (an IANA name or a fixed ``UTC±hh:mm``): what the user
+      says the recorder's clock was set to;
+   c. the recorder convention of the source that gave the time: an AudioMoth name
+      (exactly ``YYYYMMDD_HHMMSS``) is UTC, the firmware's default; a Song Meter name
+      (``PREFIX_YYYYMMDD_HHMMSS``) and a naive GUANO Timestamp (the GUANO specification's "Local
+      DateTime") are the site's local time, the deployment's ``timezone``;
+   d. else UTC (``tz_source="assumed_utc"``).
+
+   An IANA clock zone is DST-correct through zoneinfo; a wall time that a DST change skips or
+   repeats resolves with ``fold=0`` (the offset in force before the change).
+3. **The zone for local display** (``tz_name``): the deployment's ``timezone`` if given, else its
+   ``clock_timezone``, else the explicit fixed offset (``"UTC+09:30"``), else ``"UTC"``. When the
+   start time is unknown, ``tz_name`` is the deployment's zone (or clock zone), or None.
 
 ``time_source`` and ``tz_source`` record which source gave each answer, so an analysis can
 exclude assumed times.
@@ -39,7 +48,13 @@ from connectors.errors import ConfigError
 log = logging.getLogger(__name__)
 
 TIME_SOURCES = ("filename", "audiomoth_comment", "guano", "unknown")
-TZ_SOURCES = ("filename", "audiomoth_comment", "guano", "deployment", "assumed_utc", "unknown")
+TZ_SOURCES = (
+    "filename", "audiomoth_comment", "guano",  # an explicit offset in that source
+    "clock_timezone", "recorder_convention", "assumed_utc", "unknown",
+)
+
+CLOCK_ZONE_FORM = "an IANA name such as America/Denver, or a fixed offset UTC±hh:mm such as UTC-07:00"
+"""What a clock zone may be, for error messages."""
 
 # Years outside this range in a name are taken as a coincidental digit run, not a date.
 MIN_YEAR = 1970
@@ -57,7 +72,7 @@ class StartTime:
     time_source: str
     """One of :data:`TIME_SOURCES`."""
     tz_source: str
-    """Which source fixed the offset used to compute ``start_utc``; one of :data:`TZ_SOURCES`."""
+    """Which rule gave the clock zone used to compute ``start_utc``; one of :data:`TZ_SOURCES`."""
 
 
 # ISO 8601 basic (20231119T210000+0930) or extended (2023-11-19T21:00:00+09:30); the date must
@@ -72,6 +87,9 @@ _ISO_EXTENDED = re.compile(
 # SM3BAT writes '$' instead of '_' between date and time when its clock is GPS-synced.
 _DATE_TIME = re.compile(r"(?:^|(?<=[_\-. ]))(\d{4})(\d{2})(\d{2})[_$](\d{2})(\d{2})(\d{2})(?!\d)")
 
+# A fixed-offset zone as written in deployments.csv: UTC+2, UTC+02, UTC+0200, UTC+02:00.
+_FIXED_ZONE = re.compile(r"UTC([+-])(\d{1,2})(?::?(\d{2}))?")
+
 _AUDIOMOTH_COMMENT = re.compile(
     r"Recorded at (\d{1,2}):(\d{2}):(\d{2}) (\d{1,2})/(\d{1,2})/(\d{4}) "
     r"\(UTC(?:([+-])(\d{1,2})(?::(\d{2}))?)?\)"
@@ -81,10 +99,12 @@ _AUDIOMOTH_COMMENT = re.compile(
 def parse_filename_time(name: str) -> tuple[datetime, str] | None:
     """Start time written in a recording's file name, with the pattern that matched.
 
-    Returns ``(datetime, pattern)``, pattern one of ``"iso"``, ``"audiomoth"`` (the stem begins
-    with ``YYYYMMDD_HHMMSS``) or ``"songmeter"`` (a prefix, then ``_YYYYMMDD_HHMMSS``). The
-    datetime is naive unless the name carries an offset (``Z``, ``+0930``, ``+09:30``). Names
-    without a date, or whose digits do not form a real date and time, give None.
+    Returns ``(datetime, pattern)``, pattern one of ``"iso"``, ``"audiomoth"`` (the stem is
+    exactly ``YYYYMMDD_HHMMSS``, as AudioMoth firmware writes it), ``"date_first"`` (the stem
+    begins with ``YYYYMMDD_HHMMSS`` and goes on: a clip cut from a recording, a renamed file,
+    another recorder) or ``"songmeter"`` (a prefix, then ``_YYYYMMDD_HHMMSS``). The datetime is
+    naive unless the name carries an offset (``Z``, ``+0930``, ``+09:30``). Names without a date,
+    or whose digits do not form a real date and time, give None.
     """
     stem = posixpath.basename(name.replace("\\", "/"))
     for pattern in (_ISO_EXTENDED, _ISO_BASIC):
@@ -95,7 +115,10 @@ def parse_filename_time(name: str) -> tuple[datetime, str] | None:
     for match in _DATE_TIME.finditer(stem):
         parsed = _build_datetime(match.groups()[:6], None)
         if parsed is not None:
-            return parsed, "audiomoth" if match.start() == 0 else "songmeter"
+            if match.start() > 0:
+                return parsed, "songmeter"
+            bare = posixpath.splitext(stem)[0] == match.group(0)
+            return parsed, "audiomoth" if bare else "date_first"
     return None
 
 
@@ -200,18 +223,52 @@ def offset_zone_name(offset: timedelta) -> str:
     return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+def zone_from_name(name: str) -> tzinfo:
+    """A tzinfo for an IANA name (``America/Denver``, ``UTC``) or a fixed offset ``UTC±hh:mm``
+    (``UTC+2``, ``UTC-0330`` and ``UTC+02:00`` alike; at most 14 hours).
+
+    Raises ValueError saying what was expected for anything else. Note that the IANA names
+    ``Etc/GMT+7`` and ``Etc/GMT-7`` follow the POSIX sign convention: ``Etc/GMT+7`` is UTC-07:00.
+    """
+    match = _FIXED_ZONE.fullmatch(name)
+    if match:
+        sign, hours, minutes = match.group(1), int(match.group(2)), int(match.group(3) or 0)
+        if hours > 14 or minutes > 59 or (hours == 14 and minutes):
+            raise ValueError(f"{name!r} is out of range (expected {CLOCK_ZONE_FORM})")
+        offset = timedelta(hours=hours, minutes=minutes)
+        return timezone(-offset if sign == "-" else offset)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a time zone (expected {CLOCK_ZONE_FORM})") from None
+
+
+def canonical_zone_name(name: str) -> str:
+    """``name`` as stored: IANA names unchanged, fixed offsets as :func:`offset_zone_name` writes
+    them (``UTC+2`` -> ``UTC+02:00``, ``UTC+00:00`` -> ``UTC``). Raises ValueError like
+    :func:`zone_from_name`."""
+    zone = zone_from_name(name)
+    if isinstance(zone, ZoneInfo):
+        return name
+    return offset_zone_name(zone.utcoffset(None))
+
+
 def resolve_start_time(
     name: str,
     header_comment: str | None,
     guano: dict[str, Any] | None,
     deployment_tz: str | None,
+    clock_timezone: str | None = None,
 ) -> StartTime:
-    """Apply the module's rule to a file name, its header comment, its GUANO metadata and the
-    deployment's IANA zone (any of the last three may be None).
+    """Apply the module's rule to a file name, its header comment, its GUANO metadata, the
+    deployment's IANA ``timezone`` (the site's zone) and its ``clock_timezone`` (the recorder
+    clock's zone: an IANA name or ``UTC±hh:mm``); any but the name may be None.
 
-    Raises ConfigError if ``deployment_tz`` is not a zone zoneinfo knows.
+    Raises ConfigError if either zone is not one zoneinfo knows (or, for the clock, a fixed
+    offset).
     """
-    deployment_zone = _zone(deployment_tz) if deployment_tz else None
+    site_zone = _site_zone(deployment_tz) if deployment_tz else None
+    clock_name = _clock_zone_name(clock_timezone) if clock_timezone else None
     from_name = parse_filename_time(name)
     from_comment = parse_audiomoth_comment(header_comment) if header_comment else None
     from_guano = parse_guano_timestamp(guano) if guano else None
@@ -226,34 +283,64 @@ def resolve_start_time(
     if not found:
         return StartTime(
             start_utc=None,
-            tz_name=deployment_tz,
+            tz_name=deployment_tz or clock_name,
             time_source="unknown",
-            tz_source="deployment" if deployment_tz else "unknown",
+            tz_source="unknown",
         )
     time_source, local = found[0]
 
     clock: tzinfo
     explicit = [(source, value.tzinfo) for source, value in found if value.tzinfo is not None]
+    convention = _recorder_convention(time_source, from_name[1] if from_name else None, site_zone)
     if explicit:
         tz_source, clock = explicit[0]
-    elif deployment_zone is not None:
-        tz_source, clock = "deployment", deployment_zone
+    elif clock_name is not None:
+        tz_source, clock = "clock_timezone", zone_from_name(clock_name)
+    elif convention is not None:
+        tz_source, clock = "recorder_convention", convention
     else:
         tz_source, clock = "assumed_utc", timezone.utc
 
+    # replace() keeps fold=0: a skipped or repeated wall time takes the offset before the change.
     aware = local if local.tzinfo is not None else local.replace(tzinfo=clock)
     start_utc = aware.astimezone(timezone.utc)
     if deployment_tz:
         tz_name = deployment_tz
-    elif tz_source == "assumed_utc":
-        tz_name = "UTC"
-    else:
+    elif clock_name is not None:
+        tz_name = clock_name
+    elif explicit:
         tz_name = offset_zone_name(aware.utcoffset())
+    else:
+        tz_name = "UTC"
     return StartTime(start_utc=start_utc, tz_name=tz_name, time_source=time_source, tz_source=tz_source)
 
 
-def _zone(name: str) -> ZoneInfo:
+def _recorder_convention(time_source: str, name_pattern: str | None, site_zone: tzinfo | None) -> tzinfo | None:
+    """The zone a recorder's own convention gives a naive time from ``time_source``, or None.
+
+    AudioMoth names follow the device clock, UTC unless it was configured otherwise (and then
+    its comment carries the offset). Song Meters (and other Wildlife Acoustics recorders) name
+    files in the local time set on the recorder, and GUANO defines a Timestamp without offset as
+    local time: both are the site's zone, when the deployment gives one.
+    """
+    if time_source == "filename" and name_pattern == "audiomoth":
+        return timezone.utc
+    if time_source == "filename" and name_pattern == "songmeter":
+        return site_zone
+    if time_source == "guano":
+        return site_zone
+    return None
+
+
+def _site_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"unknown time zone {name!r} (expected an IANA name such as Europe/Berlin)") from None
+
+
+def _clock_zone_name(name: str) -> str:
+    try:
+        return canonical_zone_name(name)
+    except ValueError as exc:
+        raise ConfigError(f"clock_timezone {exc}") from None

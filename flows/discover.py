@@ -17,7 +17,14 @@ from connectors.audio import read_header
 from connectors.catalog import Catalog
 from connectors.errors import InputError
 from connectors.tables import DeploymentRow, RecordingRow, replace
-from connectors.storage import Deployment, SourceObject, list_recordings, open_root, read_deployments
+from connectors.storage import (
+    Deployment,
+    SkippedPath,
+    SourceObject,
+    list_recordings,
+    open_root,
+    read_deployments,
+)
 from connectors.timeparse import resolve_start_time
 
 log = logging.getLogger(__name__)
@@ -32,7 +39,8 @@ class Discovery:
 
     objects: list[SourceObject]
     deployments: dict[str, Deployment]
-    skipped: list[Any] = field(default_factory=list)  # listed paths that are not recordings
+    skipped: list[SkippedPath] = field(default_factory=list)  # listed paths that are not recordings
+    empty_warning: str | None = None  # when no recording was found: root, extensions, what was skipped
 
 
 @dataclass
@@ -56,13 +64,14 @@ def discover(source: str, storage_options: dict[str, Any], only: tuple[str, ...]
     """List recordings and deployment metadata; bad metadata raises ConfigError before any work."""
     fs, root = open_root(source, storage_options)
     deployments = read_deployments(fs, root)
-    objects = list_recordings(fs, root)
+    listing = list_recordings(fs, root)
     if only is not None:
-        wanted = set(only)
-        objects = [o for o in objects if o.deployment_id in wanted]
-    log.info("discovered %d recordings in %d deployments under %s", len(objects),
-             len({o.deployment_id for o in objects}), source)
-    return Discovery(objects=objects, deployments=deployments)
+        listing = listing.for_deployments(only)
+    objects = listing.objects
+    log.info("discovered %d recordings in %d deployments under %s (%d other paths skipped)", len(objects),
+             len({o.deployment_id for o in objects}), source, len(listing.skipped))
+    return Discovery(objects=objects, deployments=deployments, skipped=listing.skipped,
+                     empty_warning=listing.empty_warning())
 
 
 def _recording_row(obj: SourceObject, fs: Any, deployment: Deployment | None, run_id: str,
@@ -84,6 +93,7 @@ def _recording_row(obj: SourceObject, fs: Any, deployment: Deployment | None, ru
     start = resolve_start_time(
         obj.key.rsplit("/", 1)[-1], header.comment, header.guano,
         deployment.timezone if deployment else None,
+        deployment.clock_timezone if deployment else None,
     )
     return replace(
         row, duration_s=header.duration_s, frames=header.frames,
@@ -144,6 +154,6 @@ def sync_deployments(catalog: Catalog, discovery: Discovery, run_id: str) -> Non
             end_utc=d.end if d else None,
             extra=json.dumps(d.extra, default=str) if d and d.extra else None,
             updated_run_id=run_id,
-            clock_timezone=None,
+            clock_timezone=d.clock_timezone if d else None,
         ))
     catalog.upsert_deployments(rows)

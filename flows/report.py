@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from connectors.catalog import CatalogReader
+from connectors.storage import SkippedPath
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def markdown_table(table: pa.Table, limit: int = 50) -> str:
 
 
 def write_report(results: str, run_id: str, counts: dict[str, Any],
-                 skipped: list[Any] | None = None) -> str:
+                 skipped: list[SkippedPath] | None = None) -> str:
     """Write reports/<run_id>/{summary.md,failures.csv,skipped.csv}; publish the summary as an
     artifact. `skipped` lists the source paths that were not analysed, each with its reason."""
     with CatalogReader(results) as catalog:
@@ -37,8 +38,8 @@ def write_report(results: str, run_id: str, counts: dict[str, Any],
         failures = catalog.analysis("run_failures", [run_id])
         out = catalog.root / "reports" / run_id
     skipped_rows = pa.Table.from_pylist(
-        [{"path": getattr(s, "path", str(s)), "reason": getattr(s, "reason", "")} for s in skipped or []],
-        pa.schema([("path", pa.string()), ("reason", pa.string())]),
+        [{"path": s.uri, "reason": s.reason, "detail": s.detail} for s in skipped or []],
+        pa.schema([("path", pa.string()), ("reason", pa.string()), ("detail", pa.string())]),
     )
     out.mkdir(parents=True, exist_ok=True)
     counts_md = "\n".join(f"- {k.replace('_', ' ')}: {v}" for k, v in counts.items())
