@@ -28,6 +28,7 @@ is moved or copied still opens.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.resources
 import json
@@ -36,6 +37,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -44,6 +46,7 @@ import duckdb
 import pyarrow as pa
 
 from connectors.errors import ConfigError
+from connectors.locks import ResultsBusy, RunLock
 from connectors.tables import (
     DEPLOYMENTS,
     PREDICTIONS,
@@ -76,6 +79,8 @@ READ_ONLY_TABLE_FUNCTIONS = frozenset({
 })
 #: Databases a read-only query may name (lake = the catalog; temp holds our analysis views).
 READ_ONLY_DATABASES = frozenset({"", LAKE, "temp", "system"})
+#: How long a reader waits for a run to upgrade an older catalog it holds.
+UPGRADE_WAIT_S = 120.0
 #: Analyses with no parameters, offered to `dawnchorus query` as views (`from species_by_hour`).
 ANALYSIS_VIEWS = ("species_by_hour", "top1_per_window")
 
@@ -129,13 +134,27 @@ def _extension_dir() -> str:
     return os.environ.get("DAWNCHORUS_DUCKDB_EXTENSIONS", str(default))
 
 
+_SPILL_DIR: str | None = None
+
+
+def _spill_dir() -> str:
+    """This process's own DuckDB spill folder, removed when the process exits."""
+    global _SPILL_DIR
+    if _SPILL_DIR is None:
+        _SPILL_DIR = tempfile.mkdtemp(prefix="dawnchorus-duckdb-")
+        atexit.register(shutil.rmtree, _SPILL_DIR, True)
+    return _SPILL_DIR
+
+
 def connect_duckdb() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the ducklake and sqlite extensions loaded from their wheels."""
     import duckdb_extensions  # the offline extension loader (duckdb-extension-* wheels)
 
-    con = duckdb.connect(
-        config={"extension_directory": _extension_dir(), "autoinstall_known_extensions": False}
-    )
+    con = duckdb.connect(config={
+        "extension_directory": _extension_dir(), "autoinstall_known_extensions": False,
+        # DuckDB's default spill folder is `.tmp` under the working directory: not ours to fill.
+        "temp_directory": _spill_dir(),
+    })
     for extension in ("ducklake", "sqlite"):
         duckdb_extensions.import_extension(extension, con=con)
     return con
@@ -170,10 +189,17 @@ def _attach(con: duckdb.DuckDBPyConnection, root: Path, read_only: bool) -> None
                "DATA_INLINING_ROW_LIMIT 0"]
     if read_only:
         options.append("READ_ONLY")
-    try:
-        con.execute(f"ATTACH 'ducklake:sqlite:{root_sql}/{CATALOG_FILE}' AS {LAKE} ({', '.join(options)})")
-    except duckdb.Error as exc:
-        raise ConfigError(f"catalog {catalog_path}: cannot open it: {_first_line(exc)}") from None
+    statement = f"ATTACH 'ducklake:sqlite:{root_sql}/{CATALOG_FILE}' AS {LAKE} ({', '.join(options)})"
+    for attempt in range(20):
+        try:
+            con.execute(statement)
+            break
+        except duckdb.Error as exc:
+            # Two processes creating one new catalog at once: SQLite says busy; wait and retry.
+            if attempt < 19 and "locked" in str(exc).lower():
+                time.sleep(0.1 * (attempt + 1))
+                continue
+            raise ConfigError(f"catalog {catalog_path}: cannot open it: {_first_line(exc)}") from None
     con.execute(f"USE {LAKE}")
 
 
@@ -257,21 +283,47 @@ class Catalog:
     # -- schema ------------------------------------------------------------------------------
     def _upgrade(self) -> None:
         """Apply the migrations this catalog lacks, one transaction each; refresh the views."""
-        version = _schema_version(self.con)
-        _refuse_newer(version, self.root)
-        for number in range(version + 1, SCHEMA_VERSION + 1):
-            name = MIGRATIONS[number - 1]
-            log.info("catalog %s: migrating to schema version %d (%s)", self.catalog_path, number, name)
-            with self._transaction() as con:
-                for statement in sql_statements(name):
-                    con.execute(statement)
-                self._put_setting(con, SCHEMA_VERSION_KEY, str(number))
+        while True:
+            version = _schema_version(self.con)
+            _refuse_newer(version, self.root)
+            if version == SCHEMA_VERSION:
+                break
+            number = version + 1
+            log.info("catalog %s: migrating to schema version %d (%s)", self.catalog_path, number,
+                     MIGRATIONS[number - 1])
+            self._retrying(self._migrate_to, number)
         if _setting(self.con, VIEWS_DIGEST_KEY) != views_digest():
-            with self._transaction() as con:
-                for view in VIEWS:
-                    for statement in sql_statements(view):
-                        con.execute(statement)
-                self._put_setting(con, VIEWS_DIGEST_KEY, views_digest())
+            self._retrying(self._refresh_views)
+
+    def _migrate_to(self, number: int) -> None:
+        with self._transaction() as con:
+            if _schema_version(con) >= number:
+                return  # another process got there first
+            for statement in sql_statements(MIGRATIONS[number - 1]):
+                con.execute(statement)
+            self._put_setting(con, SCHEMA_VERSION_KEY, str(number))
+
+    def _refresh_views(self) -> None:
+        with self._transaction() as con:
+            if _setting(con, VIEWS_DIGEST_KEY) == views_digest():
+                return
+            for view in VIEWS:
+                for statement in sql_statements(view):
+                    con.execute(statement)
+            self._put_setting(con, VIEWS_DIGEST_KEY, views_digest())
+
+    @staticmethod
+    def _retrying(step: Any, *args: Any, attempts: int = 20) -> None:
+        """Run a schema step; when another process upgrades the same catalog at the same moment
+        (SQLite busy, DuckLake write conflict), wait and try again — the step re-checks."""
+        for attempt in range(attempts):
+            try:
+                return step(*args)
+            except duckdb.Error as exc:
+                text = str(exc).lower()
+                if attempt == attempts - 1 or not ("locked" in text or "conflict" in text):
+                    raise
+                time.sleep(0.1 * (attempt + 1))
 
     @property
     def schema_version(self) -> int:
@@ -411,17 +463,38 @@ class CatalogReader:
         self._lock_down()
 
     def _upgrade_then_reattach(self) -> None:
+        """Upgrade an older catalog before reading it — under the run lock, so that a reader
+        never migrates beside a run; when a run holds the folder, it upgrades the catalog as it
+        opens it, and the reader waits for that."""
         self.con.execute("USE memory")
         self.con.execute(f"DETACH {LAKE}")
-        try:
-            Catalog(self.root).close()
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise ConfigError(
-                f"catalog {self.catalog_path} needs an upgrade to schema version {SCHEMA_VERSION} "
-                f"and it could not be written here: {_first_line(exc)}"
-            ) from None
+        deadline = time.monotonic() + UPGRADE_WAIT_S
+        while True:
+            try:
+                with RunLock(self.root, "upgrade-before-reading"):
+                    Catalog(self.root).close()
+                break
+            except ResultsBusy as busy:
+                _attach(self.con, self.root, read_only=True)
+                pending = _needs_upgrade(self.con)
+                self.con.execute("USE memory")
+                self.con.execute(f"DETACH {LAKE}")
+                if not pending:
+                    break
+                if time.monotonic() > deadline:
+                    raise ConfigError(
+                        f"catalog {self.catalog_path} needs an upgrade to schema version "
+                        f"{SCHEMA_VERSION}, and {busy.holder.describe() if busy.holder else 'a run'} "
+                        "holds the folder without upgrading it: retry when it has finished"
+                    ) from None
+                time.sleep(0.5)
+            except ConfigError:
+                raise
+            except Exception as exc:
+                raise ConfigError(
+                    f"catalog {self.catalog_path} needs an upgrade to schema version "
+                    f"{SCHEMA_VERSION} and it could not be written here: {_first_line(exc)}"
+                ) from None
         _attach(self.con, self.root, read_only=True)
 
     def _prepare(self, threshold: float | None) -> None:

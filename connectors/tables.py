@@ -139,7 +139,9 @@ class RecordingRow:
     start_utc: datetime | None = column(UTC_TIME, "recording start; NULL when nothing gives it")
     tz_name: str | None = column(pa.string(), "zone for local times (the deployment's site zone)")
     time_source: str | None = column(pa.string(), "what gave the start time")
-    tz_source: str | None = column(pa.string(), "which rule fixed the clock's offset")
+    tz_source: str | None = column(
+        pa.string(), "which rule fixed the clock's offset: filename, audiomoth_comment, guano, "
+        "clock_timezone, recorder_convention, assumed_utc or unknown (docs/time.md)")
     status: str = column(pa.string(), "ok (readable) or failed (header unreadable)", nullable=False)
     error: str | None = column(pa.string(), "why it is unreadable")
     run_id: str = column(pa.string(), "the run that discovered this version", nullable=False)

@@ -9,33 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from connectors.audio import WindowSpec, plan_windows
 from connectors.catalog import Catalog
 
 log = logging.getLogger(__name__)
-
-_FIXED_OFFSET = re.compile(r"^UTC(?:([+-])(\d{1,2})(?::?(\d{2}))?)?$")
-
-
-def zone(tz_name: str | None) -> tzinfo:
-    """A tzinfo for an IANA name or a fixed offset written "UTC+09:30"; None or "UTC" → UTC."""
-    if not tz_name:
-        return timezone.utc
-    match = _FIXED_OFFSET.match(tz_name)
-    if match:
-        sign, hours, minutes = match.groups()
-        if sign is None:
-            return timezone.utc
-        delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
-        return timezone(-delta if sign == "-" else delta)
-    return ZoneInfo(tz_name)
-
 
 @dataclass(frozen=True)
 class Unit:

@@ -27,7 +27,8 @@ from connectors.audio import iter_windows, read_header
 from connectors.errors import InputError
 from connectors.storage import object_version, open_root
 from connectors.tables import PredictionRow, WindowRow
-from flows.plan import Unit, UnitItem, zone
+from connectors.timeparse import zone_from_name
+from flows.plan import Unit, UnitItem
 from naturelm_core.backend import load_backend
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ class CommitContext:
 def unit_rows(unit: Unit, rows: Iterable[dict[str, Any]], ctx: CommitContext
               ) -> tuple[list[WindowRow], list[PredictionRow]]:
     """The windows and predictions rows of one finished unit, in window and channel order."""
-    tz = zone(unit.tz_name)
+    tz = zone_from_name(unit.tz_name or "UTC")
     offsets = {w.index: w.offset_s for w in unit.windows}
     windows, predictions = [], []
     for r in sorted(rows, key=lambda r: (int(r["window_index"]), int(r["channel"]))):

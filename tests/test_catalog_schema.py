@@ -112,3 +112,38 @@ def test_docs_name_every_column_of_every_table():
         )))
         missing = [c.name for c in table.columns if c.name not in documented]
         assert not missing, f"docs/tables.md, {name}: undocumented columns {missing}"
+
+
+def _open_writer(root: str) -> int:
+    with Catalog(root) as catalog:
+        return catalog.schema_version
+
+
+def _open_reader(root: str) -> int:
+    import time as _time
+
+    from connectors.catalog import CATALOG_FILE
+
+    while not (Path(root) / CATALOG_FILE).exists():
+        _time.sleep(0.01)
+    with CatalogReader(root) as reader:
+        return int(reader.query("select value from settings where key = 'schema_version'")
+                   .to_pylist()[0]["value"])
+
+
+def test_processes_opening_one_new_catalog_at_once_all_see_the_newest_schema(tmp_path):
+    """Writers creating one catalog together, and readers polling it while it is created (as a
+    test polls a run it is about to kill), must neither fail nor migrate twice."""
+    import multiprocessing
+
+    root = str(tmp_path / "r")
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(5) as pool:
+        readers = [pool.apply_async(_open_reader, (root,)) for _ in range(2)]
+        writers = [pool.apply_async(_open_writer, (root,)) for _ in range(3)]
+        versions = [w.get(timeout=300) for w in writers] + [r.get(timeout=300) for r in readers]
+    assert versions == [SCHEMA_VERSION] * 5
+    with Catalog(root) as catalog:
+        assert catalog.setting("schema_version") == str(SCHEMA_VERSION)
+        for table in TABLES:
+            assert catalog_columns(catalog, table) == defined_columns(table)
