@@ -45,6 +45,7 @@ from typing import Any, Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
+from connectors.analyses import FINGERPRINT, all_analyses, load_analysis, resolve_fingerprint
 from connectors.errors import ConfigError
 from connectors.locks import ResultsBusy, RunLock
 from connectors.tables import (
@@ -81,8 +82,6 @@ READ_ONLY_TABLE_FUNCTIONS = frozenset({
 READ_ONLY_DATABASES = frozenset({"", LAKE, "temp", "system"})
 #: How long a reader waits for a run to upgrade an older catalog it holds.
 UPGRADE_WAIT_S = 120.0
-#: Analyses with no parameters, offered to `dawnchorus query` as views (`from species_by_hour`).
-ANALYSIS_VIEWS = ("species_by_hour", "top1_per_window")
 
 
 # -------------------------------------------------------------------------------- SQL files
@@ -499,16 +498,44 @@ class CatalogReader:
 
     def _prepare(self, threshold: float | None) -> None:
         con = self.con
+        # A temporary `settings` shadows the catalog's for this connection only: the detections
+        # view reads its threshold from there, so a reader (or one analysis) can choose its own.
+        con.execute(sql_text("reader/shadow_settings"))
+        self._default_threshold = threshold
+        self._set_threshold(threshold)
+        self.fingerprints = [r[0] for r in con.execute(sql_text("reader/fingerprints")).fetchall()]
+        # Analyses whose parameters all have defaults are views (`from species_by_night`), read
+        # with the defaults: the variables below. config_fingerprint defaults to the only one;
+        # with several, it stays NULL (the views show nothing) until a query chooses one.
+        self._view_defaults: dict[str, Any] = {}
+        self._variable_types = {p.name: p.type for a in all_analyses() for p in a.variables}
+        for analysis in all_analyses():
+            if any(p.required for p in analysis.parameters):
+                continue
+            for p in analysis.variables:
+                self._view_defaults.setdefault(p.name, p.default)
+            # Names are ours (file names checked as identifiers); a view body takes no parameters.
+            con.execute(f"create temp view {analysis.name} as {analysis.sql}")
+        if len(self.fingerprints) == 1:
+            self._view_defaults[FINGERPRINT] = self.fingerprints[0]
+        self._set_variables(self._view_defaults)
+
+    def _set_threshold(self, threshold: float | None) -> None:
+        if threshold is not None and not (
+                isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
+            raise ConfigError(f"threshold {threshold}: expected a probability in [0, 1]")
+        self.con.execute(sql_text("reader/reset_threshold"), [DETECTION_THRESHOLD_KEY])
         if threshold is not None:
-            if not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
-                raise ConfigError(f"threshold {threshold}: expected a probability in [0, 1]")
-            # A temporary `settings` shadows the catalog's for this connection only; the
-            # detections view reads its threshold from there.
-            con.execute(sql_text("reader/shadow_settings"), [DETECTION_THRESHOLD_KEY])
-            con.execute(sql_text("reader/set_threshold"), [DETECTION_THRESHOLD_KEY, str(float(threshold))])
-        for name in ANALYSIS_VIEWS:
-            # Names are ours (a fixed tuple); a view body cannot take parameters.
-            con.execute(f"create temp view {name} as {sql_text('analyses/' + name)}")
+            self.con.execute(sql_text("reader/set_threshold"),
+                             [DETECTION_THRESHOLD_KEY, str(float(threshold))])
+
+    def _set_variables(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            # Name and type are declared in an analysis header (an identifier and one of
+            # connectors.analyses.TYPES, checked by its parser); the value is always bound. The
+            # cast gives a NULL its type, so `lower(getvariable('species'))` binds.
+            sql_type = self._variable_types.get(name, "varchar")
+            self.con.execute(f"SET VARIABLE {name} = CAST(? AS {sql_type})", [value])
 
     def _lock_down(self) -> None:
         con = self.con
@@ -541,9 +568,53 @@ class CatalogReader:
         except duckdb.Error as exc:
             raise QueryRefused(f"query failed: {_first_line(exc)}") from None
 
-    def analysis(self, name: str, params: Sequence[Any] | None = None) -> pa.Table:
-        """Run the analysis `sql/analyses/<name>.sql` with its parameters."""
-        return self.query(sql_text(f"analyses/{name}"), params)
+    def set_view_parameters(self, params: dict[str, Any]) -> None:
+        """Choose parameters for the analysis views of this reader (`--param` with free SQL)."""
+        declared = {p.name: p for a in all_analyses() for p in a.parameters}
+        values = {}
+        params = dict(params)
+        if "threshold" in params:
+            threshold = params.pop("threshold")
+            threshold = declared["threshold"].parse(threshold) if isinstance(threshold, str) else threshold
+            self._default_threshold = threshold
+            self._set_threshold(threshold)
+        for name, value in params.items():
+            if name not in declared:
+                raise ConfigError(f"no analysis view takes a parameter {name!r} "
+                                  f"(parameters: {', '.join(sorted(declared))})")
+            values[name] = declared[name].parse(value) if isinstance(value, str) else value
+        if FINGERPRINT in values:
+            values[FINGERPRINT] = resolve_fingerprint(self.fingerprints, values[FINGERPRINT],
+                                                      "analysis views")
+        self._view_defaults.update(values)
+        self._set_variables(values)
+
+    def analysis(self, name: str, params: dict[str, Any] | None = None) -> pa.Table:
+        """Run the analysis `sql/analyses/<name>.sql` with its parameters (text or typed values).
+
+        `config_fingerprint` left at null means the catalog's only fingerprint (ConfigError when
+        there are several); `threshold` applies to the detections view for this analysis only.
+        """
+        analysis = load_analysis(name)
+        values = analysis.bind(params or {})
+        if FINGERPRINT in values:
+            values[FINGERPRINT] = resolve_fingerprint(
+                self.fingerprints, values[FINGERPRINT], f"analysis {name}")
+            if values[FINGERPRINT] is None:
+                values[FINGERPRINT] = ""  # an empty catalog: no fingerprint, no rows
+        threshold = values.pop("threshold", None)
+        if threshold is not None:
+            self._set_threshold(threshold)
+        self._set_variables(values)
+        try:
+            cursor = self.con.execute(analysis.sql)
+            return cursor.to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryRefused(f"analysis {name} failed: {_first_line(exc)}") from None
+        finally:
+            if threshold is not None:
+                self._set_threshold(self._default_threshold)
+            self._set_variables({k: self._view_defaults.get(k) for k in values})
 
 
 def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:

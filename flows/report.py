@@ -34,8 +34,8 @@ def write_report(results: str, run_id: str, counts: dict[str, Any],
     """Write reports/<run_id>/{summary.md,failures.csv,skipped.csv}; publish the summary as an
     artifact. `skipped` lists the source paths that were not analysed, each with its reason."""
     with CatalogReader(results) as catalog:
-        species = catalog.analysis("run_species_counts", [run_id])
-        failures = catalog.analysis("run_failures", [run_id])
+        species = catalog.analysis("run_species_counts", {"run_id": run_id})
+        failures = catalog.analysis("run_failures", {"run_id": run_id})
         out = catalog.root / "reports" / run_id
     skipped_rows = pa.Table.from_pylist(
         [{"path": s.uri, "reason": s.reason, "detail": s.detail} for s in skipped or []],
