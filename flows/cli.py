@@ -93,21 +93,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary["status"] == "completed" else 1
 
 
-def cmd_query(args: argparse.Namespace) -> int:
-    from flows.query import run_query
-
-    table = run_query(args.results, args.sql, threshold=args.threshold)
-    if args.format == "csv":
-        import pyarrow.csv as pacsv
-
-        pacsv.write_csv(table, sys.stdout.buffer)
-    else:
-        from flows.query import format_table
-
-        print(format_table(table))
-    return 0
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
@@ -151,13 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(run)
     run.set_defaults(func=cmd_run)
 
-    query = sub.add_parser("query", help="read-only SQL on the catalog")
-    query.add_argument("--results", required=True)
-    query.add_argument("--format", choices=["table", "csv"], default="table")
-    query.add_argument("--threshold", type=float,
-                       help="detection threshold for the detections view (default: the catalog's)")
-    query.add_argument("sql")
-    query.set_defaults(func=cmd_query)
+    from flows.query import add_query_parser
+
+    add_query_parser(sub)
 
     demo = sub.add_parser("demo", help="build a demo deployment, run nightly on it, summarise")
     demo.add_argument("--out", default="demo")
