@@ -54,12 +54,14 @@ from connectors.tables import (
     RECORDINGS,
     RUNS,
     SETTINGS,
+    SPECIES_OCCURRENCE,
     WINDOWS,
     DeploymentRow,
     PredictionRow,
     RecordingRow,
     RunRow,
     SettingRow,
+    SpeciesOccurrenceRow,
     WindowRow,
 )
 
@@ -71,6 +73,7 @@ LAKE = "lake"
 SCHEMA_VERSION_KEY = "schema_version"
 VIEWS_DIGEST_KEY = "views_sha256"
 DETECTION_THRESHOLD_KEY = "detection_threshold"
+LOCATION_THRESHOLD_KEY = "location_filter_threshold"
 
 #: Table functions a read-only query may call; every other one is refused (sqlite_scan,
 #: sqlite_attach, query, read_*, glob ... reach outside the catalog or run other SQL).
@@ -370,6 +373,10 @@ class Catalog:
         if rows:
             self._run_file("catalog/replace_deployments", _deployments=DEPLOYMENTS.to_arrow(rows))
 
+    def deployments(self) -> list[DeploymentRow]:
+        """Every deployment the catalog holds, by id."""
+        return DEPLOYMENTS.from_arrow(self._query_file("catalog/deployments"))
+
     def known_recordings(self) -> list[RecordingRow]:
         """Every recording version the catalog holds."""
         return RECORDINGS.from_arrow(self._query_file("catalog/known_recordings"))
@@ -411,6 +418,21 @@ class Catalog:
         self._run_file("catalog/commit_unit", _unit_windows=WINDOWS.to_arrow(windows),
                        _unit_predictions=PREDICTIONS.to_arrow(predictions))
 
+    # -- species filters -----------------------------------------------------------------------
+    def location_filter_todo(self) -> list[tuple[str, int, float, float]]:
+        """(deployment_id, BirdNET week, latitude, longitude) pairs the meta-model has not been
+        asked about yet (or was asked about other coordinates than the deployment's now)."""
+        table = self._query_file("catalog/location_filter_todo")
+        return [(r["deployment_id"], r["week"], r["latitude"], r["longitude"])
+                for r in table.to_pylist()]
+
+    def put_species_occurrence(self, rows: Sequence[SpeciesOccurrenceRow]) -> None:
+        """The meta-model's answers for some (deployment, week) pairs, replacing older ones for
+        those pairs, in one transaction."""
+        if rows:
+            self._run_file("catalog/put_species_occurrence",
+                           _occurrence=SPECIES_OCCURRENCE.to_arrow(rows))
+
     # -- runs ----------------------------------------------------------------------------------
     def start_run(self, run: RunRow) -> None:
         self._run_file("catalog/start_run", _run=RUNS.to_arrow([run]))
@@ -444,10 +466,12 @@ class QueryRefused(ConfigError):
 class CatalogReader:
     """The catalog, read-only and locked down (see the module docstring).
 
-    `threshold` replaces the catalog's detection threshold for this reader's queries.
+    `threshold` replaces the catalog's detection threshold for this reader's queries, and
+    `location_threshold` the location-and-season filter's (0 keeps every species).
     """
 
-    def __init__(self, results: str | os.PathLike, *, threshold: float | None = None):
+    def __init__(self, results: str | os.PathLike, *, threshold: float | None = None,
+                 location_threshold: float | None = None):
         self.root = results_root(results)
         self.catalog_path = self.root / CATALOG_FILE
         if not self.catalog_path.exists():
@@ -458,7 +482,7 @@ class CatalogReader:
         _refuse_newer(version, self.root)
         if _needs_upgrade(self.con):
             self._upgrade_then_reattach()
-        self._prepare(threshold)
+        self._prepare(threshold, location_threshold)
         self._lock_down()
 
     def _upgrade_then_reattach(self) -> None:
@@ -496,13 +520,14 @@ class CatalogReader:
                 ) from None
         _attach(self.con, self.root, read_only=True)
 
-    def _prepare(self, threshold: float | None) -> None:
+    def _prepare(self, threshold: float | None, location_threshold: float | None) -> None:
         con = self.con
         # A temporary `settings` shadows the catalog's for this connection only: the detections
-        # view reads its threshold from there, so a reader (or one analysis) can choose its own.
+        # view reads its thresholds from there, so a reader (or one analysis) can choose its own.
         con.execute(sql_text("reader/shadow_settings"))
         self._default_threshold = threshold
         self._set_threshold(threshold)
+        self._set_threshold(location_threshold, LOCATION_THRESHOLD_KEY)
         self.fingerprints = [r[0] for r in con.execute(sql_text("reader/fingerprints")).fetchall()]
         # Analyses whose parameters all have defaults are views (`from species_by_night`), read
         # with the defaults: the variables below. config_fingerprint defaults to the only one;
@@ -520,14 +545,13 @@ class CatalogReader:
             self._view_defaults[FINGERPRINT] = self.fingerprints[0]
         self._set_variables(self._view_defaults)
 
-    def _set_threshold(self, threshold: float | None) -> None:
+    def _set_threshold(self, threshold: float | None, key: str = DETECTION_THRESHOLD_KEY) -> None:
         if threshold is not None and not (
                 isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
-            raise ConfigError(f"threshold {threshold}: expected a probability in [0, 1]")
-        self.con.execute(sql_text("reader/reset_threshold"), [DETECTION_THRESHOLD_KEY])
+            raise ConfigError(f"{key} {threshold}: expected a probability in [0, 1]")
+        self.con.execute(sql_text("reader/reset_threshold"), [key])
         if threshold is not None:
-            self.con.execute(sql_text("reader/set_threshold"),
-                             [DETECTION_THRESHOLD_KEY, str(float(threshold))])
+            self.con.execute(sql_text("reader/set_threshold"), [key, str(float(threshold))])
 
     def _set_variables(self, values: dict[str, Any]) -> None:
         for name, value in values.items():

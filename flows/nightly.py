@@ -31,6 +31,7 @@ from connectors.storage import AUDIO_EXTENSIONS
 from connectors.tables import RunRow, replace
 from flows import discover as discover_mod
 from flows import report as report_mod
+from flows import species_filter as species_filter_mod
 from flows.pipeline import ProcessResult, process_units
 from flows.plan import Unit, plan_units
 from flows.settings import RunSettings, config_fingerprint
@@ -114,6 +115,13 @@ def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerpr
         )
 
 
+@task(name="species-filter", cache_policy=NO_CACHE)
+def species_filter_task(settings: RunSettings, run_id: str) -> int:
+    """Ask BirdNET's meta-model about the deployments and weeks this run added (no retries: a
+    missing model file is reported, and the detections it would hide stay visible)."""
+    return species_filter_mod.update_location_filter(settings.results, run_id)
+
+
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(settings: RunSettings, run_id: str, counts: dict[str, Any],
                 skipped: list[Any]) -> str:
@@ -169,6 +177,11 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                 "predictions": result.predictions,
             }
             status = "completed" if not result.uncommitted_units else "failed"
+            try:
+                counts["location_filter_weeks_asked"] = species_filter_task(settings, run_id)
+            except Exception as exc:  # the filter is an output's refinement, never the run's end
+                logger.warning("location filter not updated (its species stay visible): %s", exc)
+                counts["location_filter_weeks_asked"] = f"failed: {exc}"
         finally:
             with Catalog(settings.results) as catalog:
                 catalog.finish_run(replace(run, status=status, counts=json.dumps(counts),
