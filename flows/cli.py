@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.query import add_query_parser
 
     add_query_parser(sub)
+    from flows.exports import add_export_parser
+
+    add_export_parser(sub)
 
     demo = sub.add_parser("demo", help="build a demo deployment, run nightly on it, summarise")
     demo.add_argument("--out", default="demo")
