@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.exports import add_export_parser
 
     add_export_parser(sub)
+    from flows.report import add_report_parser
+
+    add_report_parser(sub)
 
     demo = sub.add_parser("demo", help="build a demo deployment, run nightly on it, summarise")
     demo.add_argument("--out", default="demo")
