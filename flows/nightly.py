@@ -32,6 +32,7 @@ from connectors.tables import RunRow, replace
 from flows import discover as discover_mod
 from flows import report as report_mod
 from flows import species_filter as species_filter_mod
+from flows import terminal
 from flows.pipeline import ProcessResult, process_units
 from flows.plan import Unit, plan_units
 from flows.settings import RunSettings, config_fingerprint
@@ -167,7 +168,17 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                                "deployment folders)", settings.source, ", ".join(AUDIO_EXTENSIONS))
             sync = register_task(settings, discovery, run_id)
             units = plan_task(settings, sync.current_ids, fingerprint)
-            result = process_task(settings, units, run_id, fingerprint, model_id, sample_rate_hz)
+            console = terminal.current()  # the CLI's header and progress bar, if any
+            if console is not None:
+                console.header(
+                    source=settings.source, results=settings.results, model_id=model_id,
+                    recordings_new=sync.new, recordings_changed=sync.changed,
+                    planned_windows=sum(u.expected_rows for u in units),
+                    planned_audio_s=sum(w.duration_s for u in units for w in u.windows))
+            result = process_task(settings, units, run_id, fingerprint, model_id, sample_rate_hz,
+                                  on_commit=console.on_commit if console is not None else None)
+            if console is not None:
+                console.stop()
             counts = {
                 "recordings_listed": len(sync.current_ids), "recordings_new": sync.new,
                 "recordings_changed": sync.changed, "recordings_failed": len(sync.failed),
