@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.report import add_report_parser
 
     add_report_parser(sub)
+    from flows.duckdb_cli import add_duckdb_parser
+
+    add_duckdb_parser(sub)
 
     demo = sub.add_parser("demo", help="build a demo deployment, run nightly on it, summarise")
     demo.add_argument("--out", default="demo")
