@@ -87,7 +87,10 @@ def write_report(results: str, run_id: str, counts: dict[str, Any] | None = None
         scope = {"config_fingerprint": fingerprint or ""}
         species = reader.analysis("run_species_counts", {"run_id": run_id})
         failures = reader.analysis("run_failures", {"run_id": run_id})
-        tables = {name: reader.analysis(name, scope) for _, _, _, name in PLOTS}
+        if fingerprint in reader.fingerprints:
+            tables = {name: reader.analysis(name, scope) for _, _, _, name in PLOTS}
+        else:  # the run committed no window (or knew no model): nothing to draw yet
+            tables = {name: pa.table({}) for _, _, _, name in PLOTS}
         out = reader.root / "reports" / run_id
     out.mkdir(parents=True, exist_ok=True)
     skipped_rows = _skipped(out, skipped)

@@ -7,7 +7,9 @@
 - A final summary: status, windows, failures, detections, and where the report is.
 
 Logs of Prefect, Ray and every library go to `<results>/logs/<run_id>.log` (with `-v` also to the
-terminal, at DEBUG), so the terminal keeps the header, the bar and the summary. Credential
+terminal, at DEBUG), so the terminal keeps the header, the bar and the summary; dawnchorus's own
+warnings (a file that cannot be read, with its reason; a source without recordings) still reach
+the terminal, one line each. Credential
 scrubbing (`flows.redact`) works on records, so it applies to the file as to the terminal, and user
 errors still end the CLI as one line (`flows.console`, `flows.cli`).
 
@@ -130,6 +132,32 @@ def run_console(results_root: Path, run_id: str, verbose: bool,
         restore()
 
 
+#: Source folders of dawnchorus itself: its own warnings (a file that cannot be read, a source with
+#: no recordings) are for the user and reach the terminal; libraries' warnings stay in the log.
+_OWN_CODE = tuple(str(Path(__file__).resolve().parents[1] / package) for package in
+                  ("flows", "connectors", "naturelm_core"))
+
+
+class _OwnWarnings(logging.Handler):
+    """dawnchorus's own warnings and errors, one line each, on whatever stderr is at emit time
+    (rich redirects it above the progress bar)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING and str(record.pathname).startswith(_OWN_CODE)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = " ".join(self.format(record).splitlines()[:1])
+            sys.stderr.write(f"{record.levelname.lower()}: {message}\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
 def _logs_to_file(log_file: Path, verbose: bool, console: RunConsole):
     """Route every log record to `log_file` (and the terminal with -v); a function undoing it."""
     handler = logging.FileHandler(log_file, encoding="utf-8")
@@ -159,8 +187,7 @@ def _logs_to_file(log_file: Path, verbose: bool, console: RunConsole):
             lg.removeHandler(h)
         if lg is root:
             lg.addHandler(handler)
-            if terminal is not None:
-                lg.addHandler(terminal)
+            lg.addHandler(terminal if terminal is not None else _OwnWarnings())
             lg.setLevel(logging.DEBUG if verbose else logging.INFO)
         else:
             lg.propagate = True  # to the root's file handler

@@ -90,3 +90,17 @@ def test_the_cli_rebuilds_the_latest_report(root, capsys):
     assert capsys.readouterr().out.strip() == str(out / "index.html")
     assert all((out / name).exists() for name in PNGS)
     assert "27" in (out / "summary.md").read_text()  # the run's recorded counts
+
+
+def test_a_run_that_committed_nothing_still_gets_its_report(root):
+    # Its fingerprint has no windows in a catalog that holds another one's.
+    now = datetime(2024, 5, 18, tzinfo=timezone.utc)
+    with Catalog(root) as catalog:
+        catalog.start_run(RunRow(run_id="run-2", flow="nightly", started_at=now, finished_at=now,
+                                 status="failed", parameters="{}", config_fingerprint="fp-new",
+                                 model_id="m", code_version="t", counts="{}", host=None, pid=None,
+                                 interrupted_at=None))
+    index = write_report(str(root), "run-2")
+    assert "run-2" in open(index, encoding="utf-8").read()
+    for name in PNGS:
+        assert png_size(root / "reports" / "run-2" / name) == SIZE_PX
