@@ -117,6 +117,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     nights = run_analysis(settings.results, "species_by_night")
     print(format_table(nights.select(["site_id", "night_date", "label", "scientific_name",
                                       "detections", "max_score", "effort_hours"])))
+    from connectors.catalog import CatalogReader
+
+    count = "select count(*) as n from detections"
+    with CatalogReader(settings.results, location_threshold=0.0) as unfiltered:
+        hidden = unfiltered.query(count)["n"][0].as_py() - run_query(settings.results, count)["n"][0].as_py()
+    if hidden:
+        print(f"({hidden} detections of species unlikely at these sites in these weeks are hidden "
+              f"by the location filter: dawnchorus query --results {settings.results} "
+              "\"from species_filter where not kept\")")
     top1 = run_query(settings.results, "from top1_per_window").to_pylist()
     truth = compare_with_truth(info.truth_csv, top1)
     hits = sum(row["match"] for row in truth)
