@@ -78,9 +78,12 @@ def write_report(results: str, run_id: str, counts: dict[str, Any] | None = None
     """
     with CatalogReader(results) as reader:
         runs = {r["run_id"]: r for r in reader.query(sql_text("reader/runs")).to_pylist()}
-        if run_id not in runs:
+        if run_id not in runs and counts is None:
             raise ConfigError(f"{results}: no run {run_id!r} in the catalog")
-        run = runs[run_id]
+        # A run not (yet) recorded gets a report of what the caller knows about it.
+        run = runs.get(run_id) or {"run_id": run_id, "status": "unknown", "flow": None,
+                                   "model_id": None, "config_fingerprint": None,
+                                   "started_at": None, "finished_at": None, "counts": None}
         if counts is None:
             counts = json.loads(run["counts"] or "{}")
         fingerprint = run["config_fingerprint"]

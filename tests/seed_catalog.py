@@ -1,7 +1,7 @@
 """Small catalogs for SQL tests, written through the catalog's typed writer (never raw SQL).
 
 `Seed` registers deployments and recordings and commits windows with their predictions, the way
-a run does: each window's local time comes from the production conversion (`flows.plan.zone`,
+a run does: each window's local time comes from the production conversion (`zone_from_name`,
 as `flows.stages.unit_rows` uses it), so a test states the wall-clock time it expects by hand.
 """
 
@@ -15,7 +15,7 @@ from typing import Iterable
 
 from connectors.catalog import Catalog
 from connectors.tables import DeploymentRow, PredictionRow, RecordingRow, WindowRow
-from flows.plan import zone
+from connectors.timeparse import zone_from_name
 
 FINGERPRINT = "fp-birdnet"
 RUN = "run-1"
@@ -80,7 +80,7 @@ class Seed:
             for index in range(windows):
                 offset_s = index * window_s
                 start = start_utc + timedelta(seconds=offset_s)
-                local = start.astimezone(zone(tz_name)).replace(tzinfo=None)
+                local = start.astimezone(zone_from_name(tz_name)).replace(tzinfo=None)
                 state = (status or {}).get(index, "ok")
                 where = dict(recording_id=recording_id, deployment_id=deployment_id,
                              channel=channel, window_index=index, offset_s=offset_s,
