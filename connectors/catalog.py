@@ -45,6 +45,7 @@ from typing import Any, Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
+from connectors.analyses import FINGERPRINT, all_analyses, load_analysis, resolve_fingerprint
 from connectors.errors import ConfigError
 from connectors.locks import ResultsBusy, RunLock
 from connectors.tables import (
@@ -53,12 +54,14 @@ from connectors.tables import (
     RECORDINGS,
     RUNS,
     SETTINGS,
+    SPECIES_OCCURRENCE,
     WINDOWS,
     DeploymentRow,
     PredictionRow,
     RecordingRow,
     RunRow,
     SettingRow,
+    SpeciesOccurrenceRow,
     WindowRow,
 )
 
@@ -70,6 +73,7 @@ LAKE = "lake"
 SCHEMA_VERSION_KEY = "schema_version"
 VIEWS_DIGEST_KEY = "views_sha256"
 DETECTION_THRESHOLD_KEY = "detection_threshold"
+LOCATION_THRESHOLD_KEY = "location_filter_threshold"
 
 #: Table functions a read-only query may call; every other one is refused (sqlite_scan,
 #: sqlite_attach, query, read_*, glob ... reach outside the catalog or run other SQL).
@@ -81,8 +85,6 @@ READ_ONLY_TABLE_FUNCTIONS = frozenset({
 READ_ONLY_DATABASES = frozenset({"", LAKE, "temp", "system"})
 #: How long a reader waits for a run to upgrade an older catalog it holds.
 UPGRADE_WAIT_S = 120.0
-#: Analyses with no parameters, offered to `dawnchorus query` as views (`from species_by_hour`).
-ANALYSIS_VIEWS = ("species_by_hour", "top1_per_window")
 
 
 # -------------------------------------------------------------------------------- SQL files
@@ -371,6 +373,10 @@ class Catalog:
         if rows:
             self._run_file("catalog/replace_deployments", _deployments=DEPLOYMENTS.to_arrow(rows))
 
+    def deployments(self) -> list[DeploymentRow]:
+        """Every deployment the catalog holds, by id."""
+        return DEPLOYMENTS.from_arrow(self._query_file("catalog/deployments"))
+
     def known_recordings(self) -> list[RecordingRow]:
         """Every recording version the catalog holds."""
         return RECORDINGS.from_arrow(self._query_file("catalog/known_recordings"))
@@ -412,6 +418,21 @@ class Catalog:
         self._run_file("catalog/commit_unit", _unit_windows=WINDOWS.to_arrow(windows),
                        _unit_predictions=PREDICTIONS.to_arrow(predictions))
 
+    # -- species filters -----------------------------------------------------------------------
+    def location_filter_todo(self) -> list[tuple[str, int, float, float]]:
+        """(deployment_id, BirdNET week, latitude, longitude) pairs the meta-model has not been
+        asked about yet (or was asked about other coordinates than the deployment's now)."""
+        table = self._query_file("catalog/location_filter_todo")
+        return [(r["deployment_id"], r["week"], r["latitude"], r["longitude"])
+                for r in table.to_pylist()]
+
+    def put_species_occurrence(self, rows: Sequence[SpeciesOccurrenceRow]) -> None:
+        """The meta-model's answers for some (deployment, week) pairs, replacing older ones for
+        those pairs, in one transaction."""
+        if rows:
+            self._run_file("catalog/put_species_occurrence",
+                           _occurrence=SPECIES_OCCURRENCE.to_arrow(rows))
+
     # -- runs ----------------------------------------------------------------------------------
     def start_run(self, run: RunRow) -> None:
         self._run_file("catalog/start_run", _run=RUNS.to_arrow([run]))
@@ -445,10 +466,12 @@ class QueryRefused(ConfigError):
 class CatalogReader:
     """The catalog, read-only and locked down (see the module docstring).
 
-    `threshold` replaces the catalog's detection threshold for this reader's queries.
+    `threshold` replaces the catalog's detection threshold for this reader's queries, and
+    `location_threshold` the location-and-season filter's (0 keeps every species).
     """
 
-    def __init__(self, results: str | os.PathLike, *, threshold: float | None = None):
+    def __init__(self, results: str | os.PathLike, *, threshold: float | None = None,
+                 location_threshold: float | None = None):
         self.root = results_root(results)
         self.catalog_path = self.root / CATALOG_FILE
         if not self.catalog_path.exists():
@@ -459,7 +482,7 @@ class CatalogReader:
         _refuse_newer(version, self.root)
         if _needs_upgrade(self.con):
             self._upgrade_then_reattach()
-        self._prepare(threshold)
+        self._prepare(threshold, location_threshold)
         self._lock_down()
 
     def _upgrade_then_reattach(self) -> None:
@@ -497,18 +520,46 @@ class CatalogReader:
                 ) from None
         _attach(self.con, self.root, read_only=True)
 
-    def _prepare(self, threshold: float | None) -> None:
+    def _prepare(self, threshold: float | None, location_threshold: float | None) -> None:
         con = self.con
+        # A temporary `settings` shadows the catalog's for this connection only: the detections
+        # view reads its thresholds from there, so a reader (or one analysis) can choose its own.
+        con.execute(sql_text("reader/shadow_settings"))
+        self._default_threshold = threshold
+        self._set_threshold(threshold)
+        self._set_threshold(location_threshold, LOCATION_THRESHOLD_KEY)
+        self.fingerprints = [r[0] for r in con.execute(sql_text("reader/fingerprints")).fetchall()]
+        # Analyses whose parameters all have defaults are views (`from species_by_night`), read
+        # with the defaults: the variables below. config_fingerprint defaults to the only one;
+        # with several, it stays NULL (the views show nothing) until a query chooses one.
+        self._view_defaults: dict[str, Any] = {}
+        self._variable_types = {p.name: p.type for a in all_analyses() for p in a.variables}
+        for analysis in all_analyses():
+            if any(p.required for p in analysis.parameters):
+                continue
+            for p in analysis.variables:
+                self._view_defaults.setdefault(p.name, p.default)
+            # Names are ours (file names checked as identifiers); a view body takes no parameters.
+            con.execute(f"create temp view {analysis.name} as {analysis.sql}")
+        if len(self.fingerprints) == 1:
+            self._view_defaults[FINGERPRINT] = self.fingerprints[0]
+        self._set_variables(self._view_defaults)
+
+    def _set_threshold(self, threshold: float | None, key: str = DETECTION_THRESHOLD_KEY) -> None:
+        if threshold is not None and not (
+                isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
+            raise ConfigError(f"{key} {threshold}: expected a probability in [0, 1]")
+        self.con.execute(sql_text("reader/reset_threshold"), [key])
         if threshold is not None:
-            if not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
-                raise ConfigError(f"threshold {threshold}: expected a probability in [0, 1]")
-            # A temporary `settings` shadows the catalog's for this connection only; the
-            # detections view reads its threshold from there.
-            con.execute(sql_text("reader/shadow_settings"), [DETECTION_THRESHOLD_KEY])
-            con.execute(sql_text("reader/set_threshold"), [DETECTION_THRESHOLD_KEY, str(float(threshold))])
-        for name in ANALYSIS_VIEWS:
-            # Names are ours (a fixed tuple); a view body cannot take parameters.
-            con.execute(f"create temp view {name} as {sql_text('analyses/' + name)}")
+            self.con.execute(sql_text("reader/set_threshold"), [key, str(float(threshold))])
+
+    def _set_variables(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            # Name and type are declared in an analysis header (an identifier and one of
+            # connectors.analyses.TYPES, checked by its parser); the value is always bound. The
+            # cast gives a NULL its type, so `lower(getvariable('species'))` binds.
+            sql_type = self._variable_types.get(name, "varchar")
+            self.con.execute(f"SET VARIABLE {name} = CAST(? AS {sql_type})", [value])
 
     def _lock_down(self) -> None:
         con = self.con
@@ -541,9 +592,53 @@ class CatalogReader:
         except duckdb.Error as exc:
             raise QueryRefused(f"query failed: {_first_line(exc)}") from None
 
-    def analysis(self, name: str, params: Sequence[Any] | None = None) -> pa.Table:
-        """Run the analysis `sql/analyses/<name>.sql` with its parameters."""
-        return self.query(sql_text(f"analyses/{name}"), params)
+    def set_view_parameters(self, params: dict[str, Any]) -> None:
+        """Choose parameters for the analysis views of this reader (`--param` with free SQL)."""
+        declared = {p.name: p for a in all_analyses() for p in a.parameters}
+        values = {}
+        params = dict(params)
+        if "threshold" in params:
+            threshold = params.pop("threshold")
+            threshold = declared["threshold"].parse(threshold) if isinstance(threshold, str) else threshold
+            self._default_threshold = threshold
+            self._set_threshold(threshold)
+        for name, value in params.items():
+            if name not in declared:
+                raise ConfigError(f"no analysis view takes a parameter {name!r} "
+                                  f"(parameters: {', '.join(sorted(declared))})")
+            values[name] = declared[name].parse(value) if isinstance(value, str) else value
+        if FINGERPRINT in values:
+            values[FINGERPRINT] = resolve_fingerprint(self.fingerprints, values[FINGERPRINT],
+                                                      "analysis views")
+        self._view_defaults.update(values)
+        self._set_variables(values)
+
+    def analysis(self, name: str, params: dict[str, Any] | None = None) -> pa.Table:
+        """Run the analysis `sql/analyses/<name>.sql` with its parameters (text or typed values).
+
+        `config_fingerprint` left at null means the catalog's only fingerprint (ConfigError when
+        there are several); `threshold` applies to the detections view for this analysis only.
+        """
+        analysis = load_analysis(name)
+        values = analysis.bind(params or {})
+        if FINGERPRINT in values:
+            values[FINGERPRINT] = resolve_fingerprint(
+                self.fingerprints, values[FINGERPRINT], f"analysis {name}")
+            if values[FINGERPRINT] is None:
+                values[FINGERPRINT] = ""  # an empty catalog: no fingerprint, no rows
+        threshold = values.pop("threshold", None)
+        if threshold is not None:
+            self._set_threshold(threshold)
+        self._set_variables(values)
+        try:
+            cursor = self.con.execute(analysis.sql)
+            return cursor.to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryRefused(f"analysis {name} failed: {_first_line(exc)}") from None
+        finally:
+            if threshold is not None:
+                self._set_threshold(self._default_threshold)
+            self._set_variables({k: self._view_defaults.get(k) for k in values})
 
 
 def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:

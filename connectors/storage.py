@@ -492,10 +492,16 @@ class Deployment:
     end: datetime | None = None
     extra: dict[str, str] = field(default_factory=dict)
     """Every other column, as text."""
+    species_include: tuple[str, ...] | None = None
+    """Only these species count as detections here (``species_include``: names separated by
+    ``;``, scientific or common, kept lower-case); None = every species."""
+    species_exclude: tuple[str, ...] | None = None
+    """These species never count as detections here (``species_exclude``, as above)."""
 
 
 _KNOWN_COLUMNS = (
     "deployment_id", "site_id", "latitude", "longitude", "recorder", "timezone", "clock_timezone", "start", "end",
+    "species_include", "species_exclude",
 )
 
 
@@ -581,7 +587,19 @@ def _parse_deployment_row(values: dict[str, str], where: str) -> Deployment:
         start=start,
         end=end,
         extra={name: value for name, value in values.items() if name not in _KNOWN_COLUMNS},
+        species_include=_parse_species_list(values.get("species_include"), "species_include", where),
+        species_exclude=_parse_species_list(values.get("species_exclude"), "species_exclude", where),
     )
+
+
+def _parse_species_list(text: str | None, name: str, where: str) -> tuple[str, ...] | None:
+    """``"Turdus merula; Common Blackbird"`` -> ("turdus merula", "common blackbird"); None if blank."""
+    if not text:
+        return None
+    names = tuple(" ".join(part.split()).lower() for part in text.split(";"))
+    if any(not n for n in names):
+        raise ConfigError(f"{where}: {name} {text!r} has an empty name (separate names with ';')")
+    return names
 
 
 def _parse_coordinate(text: str | None, name: str, limit: float, where: str) -> float | None:

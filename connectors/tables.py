@@ -25,9 +25,17 @@ UTC_TIME = pa.timestamp("us", tz="UTC")
 WALL_TIME = pa.timestamp("us")
 
 
-def column(arrow_type: pa.DataType, doc: str, *, nullable: bool = True) -> Any:
-    """A dataclass field that is a catalog column of `arrow_type`, described by `doc`."""
-    return dataclasses.field(metadata={"arrow": arrow_type, "doc": doc, "nullable": nullable})
+_REQUIRED: Any = dataclasses.MISSING
+
+
+def column(arrow_type: pa.DataType, doc: str, *, nullable: bool = True,
+           default: Any = _REQUIRED) -> Any:
+    """A dataclass field that is a catalog column of `arrow_type`, described by `doc`.
+
+    A `default` lets callers that predate a column leave it out (new columns at a row's end).
+    """
+    return dataclasses.field(default=default,
+                             metadata={"arrow": arrow_type, "doc": doc, "nullable": nullable})
 
 
 #: Arrow type -> the SQL type DuckDB reports for it (DuckLake keeps DuckDB's types).
@@ -117,6 +125,12 @@ class DeploymentRow:
     updated_run_id: str | None = column(pa.string(), "the run that last wrote this row")
     clock_timezone: str | None = column(
         pa.string(), "zone of the recorder's clock, for naive file-name and header times")
+    species_include: list[str] | None = column(
+        pa.list_(pa.string()), "only these species are detections here (lower-case names); "
+        "NULL = every species", default=None)
+    species_exclude: list[str] | None = column(
+        pa.list_(pa.string()), "these species are never detections here (lower-case names)",
+        default=None)
 
 
 @dataclass(frozen=True)
@@ -223,6 +237,24 @@ class RunRow:
 
 
 @dataclass(frozen=True)
+class SpeciesOccurrenceRow:
+    """BirdNET's meta-model answer for one species at one deployment in one BirdNET week."""
+
+    deployment_id: str = column(pa.string(), "", nullable=False)
+    week: int = column(pa.int16(), "BirdNET week 1-48 (four per month) of the windows' local date",
+                       nullable=False)
+    scientific_name: str = column(pa.string(), "BirdNET's name of the species", nullable=False)
+    label: str = column(pa.string(), "BirdNET's common name", nullable=False)
+    occurrence: float = column(pa.float64(), "probability of occurrence, in [0, 1]", nullable=False)
+    latitude: float = column(pa.float64(), "the deployment's latitude the model was asked about",
+                             nullable=False)
+    longitude: float = column(pa.float64(), "the deployment's longitude the model was asked about",
+                              nullable=False)
+    model_id: str = column(pa.string(), "meta-model file + digest", nullable=False)
+    run_id: str = column(pa.string(), "the run that asked the model", nullable=False)
+
+
+@dataclass(frozen=True)
 class SettingRow:
     """A catalog-wide setting (detection_threshold, schema_version, views_sha256)."""
 
@@ -238,10 +270,14 @@ PREDICTIONS = Table("predictions", PredictionRow, "one row per window, channel, 
                     partitioned_by=("deployment_id", "date"))
 RUNS = Table("runs", RunRow, "one row per flow run")
 SETTINGS = Table("settings", SettingRow, "one row per setting")
+SPECIES_OCCURRENCE = Table("species_occurrence", SpeciesOccurrenceRow,
+                           "one row per deployment, BirdNET week and species",
+                           partitioned_by=("deployment_id",))
 
 #: Every table of the catalog, by name.
 TABLES: dict[str, Table[Any]] = {
-    t.name: t for t in (DEPLOYMENTS, RECORDINGS, WINDOWS, PREDICTIONS, RUNS, SETTINGS)
+    t.name: t for t in (DEPLOYMENTS, RECORDINGS, WINDOWS, PREDICTIONS, RUNS, SETTINGS,
+                        SPECIES_OCCURRENCE)
 }
 
 

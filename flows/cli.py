@@ -65,15 +65,20 @@ def settings_from_args(args: argparse.Namespace):
     return RunSettings(**fields)
 
 
-def _run_flow(flow: Any, settings: Any, run_id: str | None = None) -> dict[str, Any]:
-    """Run a flow and print its summary; an incomplete run still has one."""
+def _run_flow(flow: Any, settings: Any, run_id: str, verbose: bool = False) -> dict[str, Any]:
+    """Run a flow with the terminal's header, progress bar and summary (`flows.terminal`); the
+    logs go to <results>/logs/<run_id>.log. An incomplete run still has a summary."""
+    from connectors.catalog import results_root
     from flows.nightly import IncompleteRunError
+    from flows.terminal import run_console
 
-    try:
-        summary = flow(settings, run_id)
-    except IncompleteRunError as exc:
-        summary = exc.summary
-    print(json.dumps(summary, indent=2, default=str))
+    with run_console(results_root(settings.results), run_id, verbose) as (console, log_file):
+        try:
+            summary = flow(settings, run_id)
+        except IncompleteRunError as exc:
+            summary = exc.summary
+        log.info("run summary: %s", json.dumps(summary, default=str))
+        console.summary(summary, log_file)
     return summary
 
 
@@ -89,48 +94,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Take the results folder before Prefect starts: a busy or impossible folder is refused at
     # once, in one line; the flow re-enters the lock this process holds.
     with RunLock(results_root(settings.results), run_id):
-        summary = _run_flow(backfill if args.flow == "backfill" else nightly, settings, run_id)
+        summary = _run_flow(backfill if args.flow == "backfill" else nightly, settings, run_id,
+                            args.verbose)
     return 0 if summary["status"] == "completed" else 1
-
-
-def cmd_query(args: argparse.Namespace) -> int:
-    from flows.query import run_query
-
-    table = run_query(args.results, args.sql, threshold=args.threshold)
-    if args.format == "csv":
-        import pyarrow.csv as pacsv
-
-        pacsv.write_csv(table, sys.stdout.buffer)
-    else:
-        from flows.query import format_table
-
-        print(format_table(table))
-    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
     from flows.demo import build_demo, compare_with_truth
-    from flows.query import format_table, run_query
-    from flows.nightly import nightly
+    from flows.nightly import new_run_id, nightly
+    from flows.query import format_table, run_analysis, run_query
     from flows.settings import RunSettings
 
     out = Path(args.out)
     info = build_demo(out, clips_dir=Path(args.clips) if args.clips else None)
     settings = RunSettings(source=str(info.source_root), results=str(out / "results"),
                            model=args.model)
-    summary = _run_flow(nightly, settings)
-    print("\nSpecies by local hour (top-1 per window, score >= catalog threshold):")
-    print(format_table(run_query(settings.results, "from species_by_hour", threshold=None)))
+    summary = _run_flow(nightly, settings, new_run_id(), args.verbose)
+    print("\nSpecies by site and night (detections = windows, score >= catalog threshold, "
+          "species filters applied):")
+    nights = run_analysis(settings.results, "species_by_night")
+    print(format_table(nights.select(["site_id", "night_date", "label", "scientific_name",
+                                      "detections", "max_score", "effort_hours"])))
+    from connectors.catalog import CatalogReader
+
+    count = "select count(*) as n from detections"
+    with CatalogReader(settings.results, location_threshold=0.0) as unfiltered:
+        hidden = unfiltered.query(count)["n"][0].as_py() - run_query(settings.results, count)["n"][0].as_py()
+    if hidden:
+        print(f"({hidden} detections of species unlikely at these sites in these weeks are hidden "
+              f"by the location filter: dawnchorus query --results {settings.results} "
+              "\"from species_filter where not kept\")")
     top1 = run_query(settings.results, "from top1_per_window").to_pylist()
     truth = compare_with_truth(info.truth_csv, top1)
     hits = sum(row["match"] for row in truth)
     print(f"\nCalls mixed into the demo and the top-1 answer in their window "
           f"({hits} of {len(truth)} named right; synthetic calls are no species):")
     print(format_table(pa.Table.from_pylist(truth)))
-    print(f"\nCatalog: {Path(settings.results).resolve() / 'catalog.sqlite'}")
-    print(f'Query it: dawnchorus query --results {settings.results} "select * from detections limit 10"')
+    print(f"\nReport:  {summary.get('report')}")
+    print(f"Catalog: {Path(settings.results).resolve() / 'catalog.sqlite'}")
+    print(f"Query it: dawnchorus query species_by_night --results {settings.results}")
+    print(f"          dawnchorus duckdb --results {settings.results}")
     return 0 if summary["status"] == "completed" else 1
 
 
@@ -151,13 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(run)
     run.set_defaults(func=cmd_run)
 
-    query = sub.add_parser("query", help="read-only SQL on the catalog")
-    query.add_argument("--results", required=True)
-    query.add_argument("--format", choices=["table", "csv"], default="table")
-    query.add_argument("--threshold", type=float,
-                       help="detection threshold for the detections view (default: the catalog's)")
-    query.add_argument("sql")
-    query.set_defaults(func=cmd_query)
+    from flows.query import add_query_parser
+
+    add_query_parser(sub)
+    from flows.exports import add_export_parser
+
+    add_export_parser(sub)
+    from flows.report import add_report_parser
+
+    add_report_parser(sub)
+    from flows.duckdb_cli import add_duckdb_parser
+
+    add_duckdb_parser(sub)
 
     demo = sub.add_parser("demo", help="build a demo deployment, run nightly on it, summarise")
     demo.add_argument("--out", default="demo")
@@ -190,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_log_redaction()  # the AWS credential variables never reach a log line
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Every Prefect API call is an httpx INFO line; keep the terminal for progress.

@@ -155,5 +155,7 @@ def sync_deployments(catalog: Catalog, discovery: Discovery, run_id: str) -> Non
             extra=json.dumps(d.extra, default=str) if d and d.extra else None,
             updated_run_id=run_id,
             clock_timezone=d.clock_timezone if d else None,
+            species_include=list(d.species_include) if d and d.species_include else None,
+            species_exclude=list(d.species_exclude) if d and d.species_exclude else None,
         ))
     catalog.upsert_deployments(rows)

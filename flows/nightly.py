@@ -31,6 +31,8 @@ from connectors.storage import AUDIO_EXTENSIONS
 from connectors.tables import RunRow, replace
 from flows import discover as discover_mod
 from flows import report as report_mod
+from flows import species_filter as species_filter_mod
+from flows import terminal
 from flows.pipeline import ProcessResult, process_units
 from flows.plan import Unit, plan_units
 from flows.settings import RunSettings, config_fingerprint
@@ -114,6 +116,13 @@ def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerpr
         )
 
 
+@task(name="species-filter", cache_policy=NO_CACHE)
+def species_filter_task(settings: RunSettings, run_id: str) -> int:
+    """Ask BirdNET's meta-model about the deployments and weeks this run added (no retries: a
+    missing model file is reported, and the detections it would hide stay visible)."""
+    return species_filter_mod.update_location_filter(settings.results, run_id)
+
+
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(settings: RunSettings, run_id: str, counts: dict[str, Any],
                 skipped: list[Any]) -> str:
@@ -159,7 +168,17 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                                "deployment folders)", settings.source, ", ".join(AUDIO_EXTENSIONS))
             sync = register_task(settings, discovery, run_id)
             units = plan_task(settings, sync.current_ids, fingerprint)
-            result = process_task(settings, units, run_id, fingerprint, model_id, sample_rate_hz)
+            console = terminal.current()  # the CLI's header and progress bar, if any
+            if console is not None:
+                console.header(
+                    source=settings.source, results=settings.results, model_id=model_id,
+                    recordings_new=sync.new, recordings_changed=sync.changed,
+                    planned_windows=sum(u.expected_rows for u in units),
+                    planned_audio_s=sum(w.duration_s for u in units for w in u.windows))
+            result = process_task(settings, units, run_id, fingerprint, model_id, sample_rate_hz,
+                                  on_commit=console.on_commit if console is not None else None)
+            if console is not None:
+                console.stop()
             counts = {
                 "recordings_listed": len(sync.current_ids), "recordings_new": sync.new,
                 "recordings_changed": sync.changed, "recordings_failed": len(sync.failed),
@@ -169,6 +188,11 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                 "predictions": result.predictions,
             }
             status = "completed" if not result.uncommitted_units else "failed"
+            try:
+                counts["location_filter_weeks_asked"] = species_filter_task(settings, run_id)
+            except Exception as exc:  # the filter is an output's refinement, never the run's end
+                logger.warning("location filter not updated (its species stay visible): %s", exc)
+                counts["location_filter_weeks_asked"] = f"failed: {exc}"
         finally:
             with Catalog(settings.results) as catalog:
                 catalog.finish_run(replace(run, status=status, counts=json.dumps(counts),

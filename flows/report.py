@@ -1,19 +1,40 @@
-"""The run report: counts per species and deployment, and every failure, as files and a Prefect
-artifact (shown on the flow run's page)."""
+"""The run report: `<results>/reports/<run_id>/` with plots, tables and failures.
+
+- `index.html`: the run's counts, four PNGs (diel activity, detections per night per site, effort
+  per day, species accumulation) and the tables: detections per deployment and species among this
+  run's windows, species by site and night, failures, source paths not analysed;
+- `summary.md` (the same tables), `failures.csv`, `skipped.csv`;
+- the same as Prefect artifacts on the flow run (markdown tables, a link to index.html).
+
+The pictures and the by-night table cover everything the catalog holds under the run's
+fingerprint (the season so far); the counts and failures are the run's own.
+`dawnchorus report --results R [--run RUN_ID]` rebuilds a report from the catalog.
+"""
 
 from __future__ import annotations
 
 import csv
+import html
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from connectors.catalog import CatalogReader
+from connectors.catalog import CatalogReader, sql_text
+from connectors.errors import ConfigError
 from connectors.storage import SkippedPath
 
 log = logging.getLogger(__name__)
+
+#: (file, title, function in flows.plots, the analysis it draws)
+PLOTS = (
+    ("diel.png", "Diel activity", "diel_heatmap", "diel"),
+    ("nights.png", "Detections per night and site", "detections_per_night", "species_by_night"),
+    ("effort.png", "Effort per day", "effort_per_day", "effort_by_day"),
+    ("accumulation.png", "Species accumulation", "species_accumulation", "species_accumulation"),
+)
 
 
 def markdown_table(table: pa.Table, limit: int = 50) -> str:
@@ -29,38 +50,159 @@ def markdown_table(table: pa.Table, limit: int = 50) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(results: str, run_id: str, counts: dict[str, Any],
+def html_table(table: pa.Table, limit: int = 200) -> str:
+    if table.num_rows == 0:
+        return "<p><em>none</em></p>"
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in table.column_names)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{'' if v is None else html.escape(str(v))}</td>" for v in r.values())
+        + "</tr>" for r in table.slice(0, limit).to_pylist())
+    more = f"<p>… {table.num_rows - limit} more rows</p>" if table.num_rows > limit else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
+
+
+def latest_run_id(results: str) -> str:
+    with CatalogReader(results) as reader:
+        runs = reader.query(sql_text("reader/runs")).to_pylist()
+    if not runs:
+        raise ConfigError(f"{results}: the catalog has no runs yet")
+    return runs[0]["run_id"]
+
+
+def write_report(results: str, run_id: str, counts: dict[str, Any] | None = None,
                  skipped: list[SkippedPath] | None = None) -> str:
-    """Write reports/<run_id>/{summary.md,failures.csv,skipped.csv}; publish the summary as an
-    artifact. `skipped` lists the source paths that were not analysed, each with its reason."""
-    with CatalogReader(results) as catalog:
-        species = catalog.analysis("run_species_counts", [run_id])
-        failures = catalog.analysis("run_failures", [run_id])
-        out = catalog.root / "reports" / run_id
-    skipped_rows = pa.Table.from_pylist(
-        [{"path": s.uri, "reason": s.reason, "detail": s.detail} for s in skipped or []],
-        pa.schema([("path", pa.string()), ("reason", pa.string()), ("detail", pa.string())]),
-    )
+    """Write reports/<run_id>/ and publish its artifacts; the path of its index.html.
+
+    `counts` default to what the run recorded; `skipped` lists the source paths that were not
+    analysed, each with its reason (when rebuilding, the report's own skipped.csv is kept).
+    """
+    with CatalogReader(results) as reader:
+        runs = {r["run_id"]: r for r in reader.query(sql_text("reader/runs")).to_pylist()}
+        if run_id not in runs and counts is None:
+            raise ConfigError(f"{results}: no run {run_id!r} in the catalog")
+        # A run not (yet) recorded gets a report of what the caller knows about it.
+        run = runs.get(run_id) or {"run_id": run_id, "status": "unknown", "flow": None,
+                                   "model_id": None, "config_fingerprint": None,
+                                   "started_at": None, "finished_at": None, "counts": None}
+        if counts is None:
+            counts = json.loads(run["counts"] or "{}")
+        fingerprint = run["config_fingerprint"]
+        scope = {"config_fingerprint": fingerprint or ""}
+        species = reader.analysis("run_species_counts", {"run_id": run_id})
+        failures = reader.analysis("run_failures", {"run_id": run_id})
+        if fingerprint in reader.fingerprints:
+            tables = {name: reader.analysis(name, scope) for _, _, _, name in PLOTS}
+        else:  # the run committed no window (or knew no model): nothing to draw yet
+            tables = {name: pa.table({}) for _, _, _, name in PLOTS}
+        out = reader.root / "reports" / run_id
     out.mkdir(parents=True, exist_ok=True)
+    skipped_rows = _skipped(out, skipped)
+    from flows import plots  # matplotlib, only when a report is drawn
+
+    images = [(file, title, getattr(plots, fn)(tables[name].to_pylist(), out / file))
+              for file, title, fn, name in PLOTS]
+    nights = tables["species_by_night"]
+
     counts_md = "\n".join(f"- {k.replace('_', ' ')}: {v}" for k, v in counts.items())
     summary = (
-        f"# dawnchorus run {run_id}\n\n{counts_md}\n\n"
-        f"## Detections (top-1, catalog threshold) per deployment and species\n\n"
-        f"{markdown_table(species)}\n## Failures\n\n{markdown_table(failures)}"
+        f"# dawnchorus run {run_id}\n\n"
+        f"- status: {run['status']}\n- model: {run['model_id']}\n- fingerprint: {fingerprint}\n"
+        f"{counts_md}\n\n"
+        f"## Detections per deployment and species (this run's windows)\n\n{markdown_table(species)}\n"
+        f"## Species by site and night (fingerprint {fingerprint})\n\n{markdown_table(nights)}\n"
+        f"## Failures\n\n{markdown_table(failures)}"
         f"\n## Source paths not analysed\n\n{markdown_table(skipped_rows)}"
     )
     (out / "summary.md").write_text(summary, encoding="utf-8")
     _write_csv(out / "failures.csv", failures)
     _write_csv(out / "skipped.csv", skipped_rows)
+    index = out / "index.html"
+    index.write_text(_html(run, counts, images, species, nights, failures, skipped_rows),
+                     encoding="utf-8")
+    _publish_artifacts(run_id, summary, index)
+    log.info("report written to %s", index)
+    return str(index)
+
+
+def _html(run: dict, counts: dict, images: list, species: pa.Table, nights: pa.Table,
+          failures: pa.Table, skipped: pa.Table) -> str:
+    e = html.escape
+    facts = [("status", run["status"]), ("flow", run["flow"]), ("model", run["model_id"]),
+             ("fingerprint", run["config_fingerprint"]), ("started", run["started_at"]),
+             ("finished", run["finished_at"])] + list(counts.items())
+    facts_html = "".join(f"<tr><th>{e(str(k).replace('_', ' '))}</th><td>{e(str(v))}</td></tr>"
+                         for k, v in facts)
+    from flows.plots import SIZE_PX
+
+    width, height = SIZE_PX
+    figures = "".join(
+        f'<figure><a href="{e(file)}"><img src="{e(file)}" alt="{e(title)}" width="{width}" '
+        f'height="{height}"></a><figcaption>{e(title)}</figcaption></figure>'
+        for file, title, _ in images)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>dawnchorus run {e(run['run_id'])}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; }}
+figure {{ margin: 1em 0; }}
+</style>
+</head>
+<body>
+<h1>dawnchorus run {e(run['run_id'])}</h1>
+<table>{facts_html}</table>
+<p>Pictures and the by-night table: everything under fingerprint
+{e(str(run['config_fingerprint']))}; counts and failures: this run.
+<a href="summary.md">summary.md</a> · <a href="failures.csv">failures.csv</a> ·
+<a href="skipped.csv">skipped.csv</a></p>
+{figures}
+<h2>Detections per deployment and species (this run's windows)</h2>
+{html_table(species)}
+<h2>Species by site and night</h2>
+{html_table(nights)}
+<h2>Failures</h2>
+{html_table(failures)}
+<h2>Source paths not analysed</h2>
+{html_table(skipped)}
+</body>
+</html>
+"""
+
+
+def _skipped(out: Path, skipped: list[SkippedPath] | None) -> pa.Table:
+    """Each source path not analysed by its URI, with the reason and its detail (the extension, a
+    link's target, the key kept); when rebuilding, the report's own skipped.csv."""
+    schema = pa.schema([("path", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
+    if skipped is None and (out / "skipped.csv").exists():
+        with open(out / "skipped.csv", newline="", encoding="utf-8") as fh:
+            rows = [{n: r.get(n) for n in schema.names} for r in csv.DictReader(fh)]
+        return pa.Table.from_pylist(rows, schema)
+    return pa.Table.from_pylist(
+        [{"path": s.uri, "reason": s.reason, "detail": s.detail} for s in skipped or []], schema)
+
+
+def _publish_artifacts(run_id: str, summary: str, index: Path) -> None:
+    """The report on the Prefect flow run's page, when there is one (never outside a run: a
+    rebuilt report must not start a Prefect server)."""
     try:
-        from prefect.artifacts import create_markdown_artifact
+        from prefect.context import FlowRunContext
+    except Exception:
+        return
+    if FlowRunContext.get() is None:
+        return
+    try:
+        from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
         create_markdown_artifact(key="run-summary", markdown=summary,
                                  description=f"dawnchorus run {run_id}")
+        create_link_artifact(key="run-report", link=index.resolve().as_uri(),
+                             link_text=f"report of run {run_id}",
+                             description="plots, tables and failures")
     except Exception:  # the files are the record; an artifact is a convenience
-        log.warning("could not publish the run summary artifact", exc_info=True)
-    log.info("report written to %s", out)
-    return str(out / "summary.md")
+        log.warning("could not publish the run report artifacts", exc_info=True)
 
 
 def _write_csv(path: Path, table: pa.Table) -> None:
@@ -68,3 +210,16 @@ def _write_csv(path: Path, table: pa.Table) -> None:
         writer = csv.writer(fh)
         writer.writerow(table.column_names)
         writer.writerows([list(r.values()) for r in table.to_pylist()])
+
+
+def cmd_report(args: Any) -> int:
+    run_id = args.run or latest_run_id(args.results)
+    print(write_report(args.results, run_id))
+    return 0
+
+
+def add_report_parser(sub: Any) -> None:
+    p = sub.add_parser("report", help="rebuild a run's report (plots, tables, index.html)")
+    p.add_argument("--results", required=True, help="results folder (catalog.sqlite + data/)")
+    p.add_argument("--run", help="run id (default: the latest run)")
+    p.set_defaults(func=cmd_report)

@@ -217,12 +217,15 @@ def test_backfill_runs_on_a_process_worker(server, client, tmp_path):
     expected = math.ceil(DEP_A_DURATION_S / 10.0)
     assert [(w["n"], w["n_ok"]) for w in windows] == [(expected, expected)] * len(dep_a)
     assert runs == [{"flow": "backfill", "status": "completed"}]
-    # The run summary is kept as a file and published on the flow run as an artifact.
+    # The run summary is kept as files and published on the flow run as artifacts: the summary
+    # tables and a link to the report's index.html.
     [summary] = list((results / "reports").glob("*/summary.md"))
     assert "dep-a" in summary.read_text()
     artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
         flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
-    assert [a.key for a in artifacts] == ["run-summary"]
+    assert sorted(a.key for a in artifacts) == ["run-report", "run-summary"]
+    [link] = [a for a in artifacts if a.key == "run-report"]
+    assert (summary.parent / "index.html").resolve().as_uri() in str(link.data)
 
 
 def test_nightly_is_scheduled_at_two_in_its_time_zone(server, client, tmp_path):

@@ -1,10 +1,12 @@
--- purpose: which species were heard at which local hour, per deployment (the demo's summary)
+-- purpose: which species were heard at which local hour, per deployment and local date
 -- grain: one row per deployment, local date, local hour and species
--- inputs: the detections view (its threshold applies), top-1 answers only
-with top1 as (
+-- inputs: the detections view (threshold, species filters)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
+with heard as (
     select *
     from detections
-    where rank = 1
+    where config_fingerprint = getvariable('config_fingerprint')
 ),
 
 final as (
@@ -14,11 +16,10 @@ final as (
         hour(start_local) as local_hour,
         label,
         scientific_name,
-        count(*) as windows,
+        count(distinct (recording_id, channel, window_index)) as detections,
         round(max(score), 3) as max_score
-    from top1
+    from heard
     group by all
-    order by deployment_id, local_date, local_hour, windows desc, label
 )
 
-select * from final
+select * from final order by deployment_id, local_date, local_hour, detections desc, label

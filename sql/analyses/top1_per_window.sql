@@ -1,10 +1,11 @@
--- purpose: the model's best classify answer for every analysed window (no threshold)
--- grain: one row per recording, fingerprint, channel and window
+-- purpose: the model's best classify answer for every analysed window (no threshold, no filter)
+-- grain: one row per recording, channel and window
 -- inputs: predictions, windows, recordings
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
 with top1 as (
     select *
     from predictions
-    where task = 'classify' and rank = 1
+    where task = 'classify' and rank = 1 and config_fingerprint = getvariable('config_fingerprint')
 ),
 
 final as (
@@ -26,4 +27,4 @@ final as (
     inner join recordings as r on r.recording_id = t.recording_id
 )
 
-select * from final
+select * from final order by object_key, channel, offset_s

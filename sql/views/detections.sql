@@ -1,13 +1,25 @@
 -- purpose: the view ecologists query for detections
--- inputs: predictions, windows, recordings, deployments, settings
+-- inputs: predictions, windows, recordings, deployments, settings, species_occurrence
 -- detections: one row per classify answer whose score passes the catalog's detection threshold
--- (settings key 'detection_threshold'; `dawnchorus query --threshold` or the detections_at macro
--- choose another at query time), with absolute and local times and the deployment's site.
+-- (settings key 'detection_threshold'; `dawnchorus query --threshold` chooses another at query
+-- time), with absolute and local times and the deployment's site, minus the species the
+-- deployment's species filters hide (predictions themselves are never deleted).
 create or replace view detections as
 with threshold as (
     select cast(value as double) as min_score
     from settings
     where key = 'detection_threshold'
+),
+
+-- Species filters. Location and season: species BirdNET's meta-model gives less than
+-- 'location_filter_threshold' at the deployment in the BirdNET week (4 per month, 1-48) of the
+-- window's local date (table species_occurrence). Lists: the deployment's species_include /
+-- species_exclude, matched on the lower-cased scientific or common name (in `final` below).
+unlikely_here_and_now as (
+    select o.deployment_id, o.week, o.scientific_name
+    from species_occurrence as o
+    inner join settings as s
+        on s.key = 'location_filter_threshold' and o.occurrence < cast(s.value as double)
 ),
 
 final as (
@@ -41,7 +53,18 @@ final as (
         and w.window_index = p.window_index
     inner join recordings as r on r.recording_id = p.recording_id
     left join deployments as d on d.deployment_id = p.deployment_id
+    -- species filters (see unlikely_here_and_now)
+    left join unlikely_here_and_now as u
+        on u.deployment_id = p.deployment_id
+        and u.scientific_name = p.scientific_name
+        and u.week = (month(p.start_local) - 1) * 4 + least(4, (day(p.start_local) - 1) // 7 + 1)
     where p.task = 'classify'
+        and u.deployment_id is null
+        and not coalesce(list_contains(d.species_exclude, lower(p.scientific_name))
+                         or list_contains(d.species_exclude, lower(p.label)), false)
+        and (d.species_include is null
+             or coalesce(list_contains(d.species_include, lower(p.scientific_name))
+                         or list_contains(d.species_include, lower(p.label)), false))
 )
 
 select * from final;

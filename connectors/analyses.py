@@ -1,0 +1,212 @@
+"""The named analyses of `sql/analyses/`: their headers, parameters and how values bind.
+
+Each analysis is one `.sql` file whose header says what it is, in lines a machine reads::
+
+    -- purpose: species heard per site and night
+    -- grain: one row per site, night and species
+    -- inputs: detections, windows, deployments
+    -- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one)
+    -- param: threshold double = null -- detection threshold (default: the catalog's)
+
+A parameter line is `-- param: NAME TYPE = DEFAULT -- description`; TYPE is one of
+:data:`TYPES`, DEFAULT a literal (`null`, a number, `true`/`false`, `'text'`) or absent (then
+the parameter is required). The body reads a parameter as `getvariable('NAME')`: the reader sets
+each one with a bound value (`SET VARIABLE NAME = ?`), never by formatting it into SQL. One
+mechanism serves `dawnchorus query NAME --param k=v`, the analysis views a reader offers
+(`from species_by_night`, with the defaults), and the `duckdb` command line (`SET VARIABLE`).
+
+Two parameter names have a meaning of their own:
+
+- `config_fingerprint`: every analysis reads one fingerprint. Left at null it resolves to the
+  catalog's only fingerprint; with several, the caller must choose (see `resolve_fingerprint`).
+- `threshold`: the detection threshold of the `detections` view for this reader (the view reads
+  it; the analysis body does not), as `dawnchorus query --threshold`.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Mapping
+
+from connectors.errors import ConfigError
+
+#: Parameter types an analysis may declare -> how a command-line value becomes a Python value.
+TYPES = ("varchar", "double", "integer", "boolean", "date")
+#: Parameters the reader applies itself (through the detections view), not the analysis body.
+READER_PARAMETERS = ("threshold",)
+FINGERPRINT = "config_fingerprint"
+
+_PARAM = re.compile(
+    r"^--\s*param:\s*(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>\w+)"
+    r"(?:\s*=\s*(?P<default>'[^']*'|[^\s-][^\s]*))?\s*(?:--\s*(?P<doc>.*))?$"
+)
+_FIELD = re.compile(r"^--\s*(?P<key>purpose|grain|inputs):\s*(?P<value>.*)$")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str
+    default: Any
+    required: bool
+    doc: str
+
+    def parse(self, text: str) -> Any:
+        """A command-line value (`--param name=text`) as this parameter's type; ConfigError if not."""
+        return _convert(self, text)
+
+    def describe(self) -> str:
+        default = "required" if self.required else f"default {_literal(self.default)}"
+        return f"{self.name} ({self.type}, {default})" + (f": {self.doc}" if self.doc else "")
+
+
+@dataclass(frozen=True)
+class Analysis:
+    name: str
+    purpose: str
+    grain: str
+    inputs: str
+    parameters: tuple[Parameter, ...]
+    sql: str
+
+    def parameter(self, name: str) -> Parameter:
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.parameters) or "none"
+        raise ConfigError(f"analysis {self.name}: no parameter {name!r} (parameters: {known})")
+
+    @property
+    def variables(self) -> tuple[Parameter, ...]:
+        """The parameters the body reads with getvariable (all but the reader's own)."""
+        return tuple(p for p in self.parameters if p.name not in READER_PARAMETERS)
+
+    def bind(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Every parameter's value: the given ones (text is parsed), defaults for the rest."""
+        values: dict[str, Any] = {}
+        for name in given:
+            self.parameter(name)  # unknown names are refused, naming the known ones
+        for p in self.parameters:
+            if p.name in given:
+                value = given[p.name]
+                values[p.name] = p.parse(value) if isinstance(value, str) else value
+            elif p.required:
+                raise ConfigError(f"analysis {self.name}: parameter {p.name} is required "
+                                  f"(--param {p.name}=...)")
+            else:
+                values[p.name] = p.default
+        return values
+
+
+def parse_header(name: str, sql: str) -> Analysis:
+    """An analysis from its file text; ConfigError naming the file and line for a bad header."""
+    fields: dict[str, str] = {}
+    params: list[Parameter] = []
+    for number, line in enumerate(sql.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped.startswith("--"):
+            if stripped:
+                break  # the header ends at the first line of SQL
+            continue
+        if re.match(r"^--\s*param:", stripped):
+            match = _PARAM.match(stripped)
+            if not match or match["type"] not in TYPES:
+                raise ConfigError(f"sql/analyses/{name}.sql, line {number}: expected "
+                                  f"'-- param: NAME TYPE = DEFAULT -- description' with TYPE one "
+                                  f"of {', '.join(TYPES)}, got {stripped!r}")
+            required = match["default"] is None
+            p = Parameter(match["name"], match["type"], None, required, (match["doc"] or "").strip())
+            default = None if required else _convert(p, match["default"], literal=True)
+            params.append(Parameter(p.name, p.type, default, required, p.doc))
+            continue
+        field = _FIELD.match(stripped)
+        if field:
+            fields[field["key"]] = (fields.get(field["key"], "") + " " + field["value"]).strip()
+    for key in ("purpose", "grain"):
+        if key not in fields:
+            raise ConfigError(f"sql/analyses/{name}.sql: the header has no '-- {key}:' line")
+    for p in params:
+        if not re.search(rf"getvariable\('{p.name}'\)", sql) and p.name not in READER_PARAMETERS:
+            raise ConfigError(f"sql/analyses/{name}.sql: parameter {p.name} is declared but the "
+                              f"body never reads getvariable('{p.name}')")
+    return Analysis(name, fields["purpose"], fields["grain"], fields.get("inputs", ""),
+                    tuple(params), sql)
+
+
+def _folder() -> Any:
+    return importlib.resources.files("dawnchorus_sql").joinpath("analyses")
+
+
+def analysis_names() -> tuple[str, ...]:
+    return tuple(sorted(p.name[:-4] for p in _folder().iterdir() if p.name.endswith(".sql")))
+
+
+def load_analysis(name: str) -> Analysis:
+    """The analysis `sql/analyses/<name>.sql`; ConfigError listing the known ones if none."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or name not in analysis_names():
+        raise ConfigError(f"no analysis named {name!r} (analyses: {', '.join(analysis_names())}; "
+                          "dawnchorus query --list describes them)")
+    return parse_header(name, _folder().joinpath(name + ".sql").read_text(encoding="utf-8"))
+
+
+def all_analyses() -> list[Analysis]:
+    return [load_analysis(n) for n in analysis_names()]
+
+
+def resolve_fingerprint(fingerprints: list[str], chosen: str | None, where: str) -> str | None:
+    """The fingerprint an analysis reads: `chosen`, else the only one; None when there is none.
+
+    Results of two fingerprints never mix, so with several and none chosen this is a ConfigError
+    that lists them.
+    """
+    if chosen is not None:
+        if fingerprints and chosen not in fingerprints:
+            raise ConfigError(f"{where}: config_fingerprint {chosen!r} is not in the catalog "
+                              f"(fingerprints: {', '.join(fingerprints)})")
+        return chosen
+    if len(fingerprints) > 1:
+        raise ConfigError(f"{where}: the catalog holds {len(fingerprints)} fingerprints "
+                          f"({', '.join(fingerprints)}); choose one with "
+                          "--param config_fingerprint=...")
+    return fingerprints[0] if fingerprints else None
+
+
+# -------------------------------------------------------------------------------- values
+
+
+def _convert(p: Parameter, text: str, literal: bool = False) -> Any:
+    raw = text.strip()
+    if raw.lower() == "null" and (literal or not p.required):
+        return None
+    if literal and raw.startswith("'") and raw.endswith("'"):
+        raw = raw[1:-1]
+    try:
+        if p.type == "varchar":
+            return raw
+        if p.type == "double":
+            return float(raw)
+        if p.type == "integer":
+            return int(raw)
+        if p.type == "boolean":
+            lowered = raw.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return lowered in ("true", "1", "yes")
+        if p.type == "date":
+            return date.fromisoformat(raw)
+    except ValueError:
+        raise ConfigError(f"parameter {p.name}: {text!r} is not a {p.type}") from None
+    raise ConfigError(f"parameter {p.name}: unknown type {p.type}")
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"'{value}'"
+    return str(value)

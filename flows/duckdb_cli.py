@@ -1,0 +1,131 @@
+"""`dawnchorus duckdb --results R`: the `duckdb` command line on the catalog, read-only, with the
+views and the named analyses working.
+
+The `duckdb-cli` package (same version as the extension wheels, 1.5.5) installs the `duckdb`
+binary beside Python; it cannot download extensions here, so the init script installs the
+ducklake and sqlite extensions from the files inside the `duckdb-extension-*` wheels
+(`INSTALL '<file>'`), then attaches the catalog read-only with its own data folder
+(`DATA_PATH '<results>/data/'`, `OVERRIDE_DATA_PATH true`: a moved folder still opens). The
+named analyses become temporary views reading `getvariable(...)`; their defaults are set first
+(`config_fingerprint` = the catalog's only fingerprint), and `SET VARIABLE` changes them.
+`--print` writes the init script to standard output instead, to keep or adapt.
+
+This is the user's own shell on the catalog, not the locked-down reader: it is read-only
+because the catalog is attached READ_ONLY.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from connectors.analyses import FINGERPRINT, all_analyses
+from connectors.catalog import CATALOG_FILE, DATA_DIR, _extension_dir, results_root, sql_text
+from connectors.errors import ConfigError
+
+DUCKDB_VERSION = "v1.5.5"
+EXTENSIONS = ("ducklake", "sqlite")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def extension_file(name: str) -> Path:
+    spec = importlib.util.find_spec(f"duckdb_extension_{name}")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"the duckdb-extension-{name} package is not installed")
+    path = Path(spec.submodule_search_locations[0]) / "extensions" / DUCKDB_VERSION / f"{name}.duckdb_extension"
+    if not path.is_file():
+        raise ConfigError(f"{path}: extension file missing from duckdb-extension-{name}")
+    return path
+
+
+def _literal(value: Any, sql_type: str) -> str:
+    if value is None:
+        return f"CAST(NULL AS {sql_type})"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"CAST({value!r} AS {sql_type})"
+    return f"CAST({_quote(str(value))} AS {sql_type})"
+
+
+def init_script(results: str) -> str:
+    """The SQL the CLI runs first: extensions from the wheels, the catalog, the analysis views."""
+    root = results_root(results)
+    if not (root / CATALOG_FILE).exists():
+        raise ConfigError(f"no catalog at {root / CATALOG_FILE}: run `dawnchorus run` first")
+    lines = [
+        "-- dawnchorus: the catalog, read-only, in the duckdb command line",
+        "SET autoinstall_known_extensions = false;",
+        "SET autoload_known_extensions = false;",
+        f"SET extension_directory = {_quote(_extension_dir())};",
+    ]
+    for name in EXTENSIONS:
+        lines.append(f"INSTALL {_quote(str(extension_file(name)))};")
+        lines.append(f"LOAD {name};")
+    catalog = _quote(f"ducklake:sqlite:{root / CATALOG_FILE}")
+    lines.append(f"ATTACH {catalog} AS lake (READ_ONLY, DATA_PATH {_quote(str(root / DATA_DIR) + '/')}, "
+                 "OVERRIDE_DATA_PATH true);")
+    lines.append("USE lake;")
+    lines.append("-- analysis parameters (SET VARIABLE name = value; to choose others)")
+    defaults: dict[str, tuple[Any, str]] = {}
+    for analysis in all_analyses():
+        for p in analysis.variables:
+            defaults.setdefault(p.name, (p.default, p.type))
+    for name, (value, sql_type) in sorted(defaults.items()):
+        if name == FINGERPRINT:
+            only = " ".join(line.strip() for line in sql_text("reader/only_fingerprint").splitlines()
+                            if line.strip() and not line.strip().startswith("--")).rstrip(";")
+            lines.append(f"SET VARIABLE {name} = ({only});")
+        else:
+            lines.append(f"SET VARIABLE {name} = {_literal(value, sql_type)};")
+    for analysis in all_analyses():
+        if any(p.required for p in analysis.parameters):
+            continue
+        body = analysis.sql.strip().rstrip(";")
+        lines.append(f"CREATE TEMP VIEW {analysis.name} AS\n{body};")
+    return "\n".join(lines) + "\n"
+
+
+def duckdb_binary() -> str:
+    beside = Path(sys.executable).parent / "duckdb"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("duckdb")
+    if not found:
+        raise ConfigError("the duckdb command line is not installed (pip install duckdb-cli==1.5.5)")
+    return found
+
+
+def cmd_duckdb(args: argparse.Namespace) -> int:
+    script = init_script(args.results)
+    if args.print:
+        sys.stdout.write(script)
+        return 0
+    extra = list(args.duckdb_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    with tempfile.TemporaryDirectory(prefix="dawnchorus-duckdb-") as folder:
+        init = Path(folder) / "init.sql"
+        init.write_text(script, encoding="utf-8")
+        env = dict(os.environ)
+        return subprocess.call([duckdb_binary(), "-init", str(init), *extra], env=env)
+
+
+def add_duckdb_parser(sub: Any) -> None:
+    p = sub.add_parser("duckdb", help="the duckdb command line on the catalog (read-only, views "
+                                      "and analyses ready)")
+    p.add_argument("--results", required=True, help="results folder (catalog.sqlite + data/)")
+    p.add_argument("--print", action="store_true", help="print the init script instead")
+    p.add_argument("duckdb_args", nargs=argparse.REMAINDER,
+                   help="arguments for duckdb after --, e.g. -- -csv -c 'from species_by_night'")
+    p.set_defaults(func=cmd_duckdb)

@@ -1,0 +1,67 @@
+"""Audacity label tracks (one per recording) and one flat CSV of every detection.
+
+Audacity labels: tab-separated, no header, `start end label` per line, times in seconds within
+the file; the label is "Common name (Scientific name) 0.873" so the score shows on the track.
+
+The CSV starts with BirdNET-Analyzer's combined-table columns (`Start (s)`, `End (s)`,
+`Scientific name`, `Common name`, `Confidence`, `File`) and its optional `lat`, `lon`, `week`,
+`model`, then what BirdNET leaves to R scripts: deployment, site, channel, UTC and local start,
+time zone, night, fingerprint and run.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from naturelm_core.birdnet.metamodel import birdnet_week
+
+CSV_COLUMNS = (
+    "Start (s)", "End (s)", "Scientific name", "Common name", "Confidence", "File",
+    "lat", "lon", "week", "model",
+    "deployment_id", "site_id", "channel", "start_utc", "start_local", "tz_name", "night_date",
+    "rank", "config_fingerprint", "run_id",
+)
+
+
+def write_audacity(detections: list[dict], out_dir: Path) -> list[Path]:
+    by_recording: dict[str, list[dict]] = {}
+    for d in detections:
+        by_recording.setdefault(d["object_key"], []).append(d)
+    written = []
+    for key, rows in sorted(by_recording.items()):
+        rows.sort(key=lambda d: (d["offset_s"], d["channel"], d["rank"]))
+        stem = key.rsplit(".", 1)[0]
+        path = out_dir / (stem + ".labels.txt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            for d in rows:
+                name = d["label"] or ""
+                if d["scientific_name"]:
+                    name += f" ({d['scientific_name']})"
+                fh.write(f"{d['offset_s']:.3f}\t{d['end_offset_s']:.3f}\t{name} {d['score']:.3f}\n")
+        written.append(path)
+    return written
+
+
+def write_csv(detections: list[dict], out_dir: Path) -> list[Path]:
+    path = out_dir / "detections.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for d in detections:
+            local = d["start_local"]
+            writer.writerow([
+                repr(d["offset_s"]), repr(d["end_offset_s"]), d["scientific_name"] or "",
+                d["label"] or "", repr(d["score"]), d["uri"],
+                "" if d["latitude"] is None else d["latitude"],
+                "" if d["longitude"] is None else d["longitude"],
+                birdnet_week(local.date()) if local else "", d["model_id"],
+                d["deployment_id"], d["site_id"], d["channel"],
+                d["start_utc"].isoformat() if d["start_utc"] else "",
+                local.isoformat() if local else "", d["tz_name"] or "",
+                d["night_date"].isoformat() if d["night_date"] else "", d["rank"],
+                d["config_fingerprint"], d["run_id"],
+            ])
+    return [path]

@@ -1,0 +1,55 @@
+-- purpose: detection rate per hour of effort, per site, local day and species
+-- grain: one row per site, local date with effort, and species detected at that site
+-- inputs: the detections view (threshold, species filters), windows, deployments
+-- rate = detections / effort_hours. A day with effort and no detection of a species has rate 0;
+-- a day without effort has no row (unknown, not zero).
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
+with effort as (
+    select
+        coalesce(d.site_id, w.deployment_id) as site_id,
+        cast(w.start_local as date) as local_date,
+        coalesce(sum(w.duration_s) filter (where w.status = 'ok'), 0) / 3600.0 as effort_hours
+    from windows as w
+    left join deployments as d on d.deployment_id = w.deployment_id
+    where w.config_fingerprint = getvariable('config_fingerprint')
+        and w.start_local is not null
+    group by all
+),
+
+heard as (
+    select
+        coalesce(site_id, deployment_id) as site_id,
+        cast(start_local as date) as local_date,
+        scientific_name,
+        label,
+        count(distinct (recording_id, channel, window_index)) as detections
+    from detections
+    where config_fingerprint = getvariable('config_fingerprint')
+        and start_local is not null
+    group by all
+),
+
+site_species as (
+    select distinct site_id, scientific_name, label from heard
+),
+
+final as (
+    select
+        e.site_id,
+        e.local_date,
+        s.scientific_name,
+        s.label,
+        coalesce(h.detections, 0) as detections,
+        e.effort_hours,
+        coalesce(h.detections, 0) / nullif(e.effort_hours, 0) as detections_per_hour
+    from effort as e
+    inner join site_species as s on s.site_id = e.site_id
+    left join heard as h
+        on h.site_id = e.site_id
+        and h.local_date = e.local_date
+        and h.scientific_name is not distinct from s.scientific_name
+        and h.label is not distinct from s.label
+)
+
+select * from final order by site_id, local_date, label

@@ -1,0 +1,54 @@
+-- purpose: diel activity: detections per species and local hour of day, with the effort of that hour
+-- grain: one row per site, species and local hour (0-23) in which the species was detected
+-- inputs: the detections view (threshold, species filters), windows, deployments
+-- rate_per_hour = detections / effort_hours, where effort_hours is the audio analysed at that
+-- site in that local hour over all days: hours never recorded are absent, not zero.
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
+-- param: species varchar = null -- only this species (scientific or common name, any case)
+with heard as (
+    select
+        coalesce(site_id, deployment_id) as site_id,
+        hour(start_local) as local_hour,
+        *
+    from detections
+    where config_fingerprint = getvariable('config_fingerprint')
+        and start_local is not null
+        and (getvariable('species') is null
+            or lower(scientific_name) = lower(getvariable('species'))
+            or lower(label) = lower(getvariable('species')))
+),
+
+effort as (
+    select
+        coalesce(d.site_id, w.deployment_id) as site_id,
+        hour(w.start_local) as local_hour,
+        coalesce(sum(w.duration_s) filter (where w.status = 'ok'), 0) / 3600.0 as effort_hours
+    from windows as w
+    left join deployments as d on d.deployment_id = w.deployment_id
+    where w.config_fingerprint = getvariable('config_fingerprint')
+        and w.start_local is not null
+    group by all
+),
+
+per_hour as (
+    select
+        site_id,
+        scientific_name,
+        label,
+        local_hour,
+        count(distinct (recording_id, channel, window_index)) as detections
+    from heard
+    group by site_id, scientific_name, label, local_hour
+),
+
+final as (
+    select
+        h.*,
+        e.effort_hours,
+        h.detections / nullif(e.effort_hours, 0) as rate_per_hour
+    from per_hour as h
+    left join effort as e using (site_id, local_hour)
+)
+
+select * from final order by site_id, label, local_hour

@@ -1,0 +1,27 @@
+-- purpose: first and last detection of each species at each site (arrival and departure dates)
+-- grain: one row per site and species
+-- inputs: the detections view (threshold, species filters)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
+with heard as (
+    select coalesce(site_id, deployment_id) as site_id, *
+    from detections
+    where config_fingerprint = getvariable('config_fingerprint')
+),
+
+final as (
+    select
+        site_id,
+        scientific_name,
+        label,
+        min(start_utc) as first_utc,
+        min(start_local) as first_local,
+        max(start_utc) as last_utc,
+        max(start_local) as last_local,
+        count(distinct (recording_id, channel, window_index)) as detections,
+        count(distinct cast(start_local - interval 12 hour as date)) as nights_detected
+    from heard
+    group by site_id, scientific_name, label
+)
+
+select * from final order by site_id, first_utc, label

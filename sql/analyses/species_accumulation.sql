@@ -1,0 +1,52 @@
+-- purpose: species accumulation curve: species detected so far against effort hours so far
+-- grain: one row per site and local date with effort, in date order
+-- inputs: the detections view (threshold, species filters), windows, deployments
+-- new_species = species first detected at the site that day; cumulative_species never decreases.
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
+with effort as (
+    select
+        coalesce(d.site_id, w.deployment_id) as site_id,
+        cast(w.start_local as date) as local_date,
+        coalesce(sum(w.duration_s) filter (where w.status = 'ok'), 0) / 3600.0 as effort_hours
+    from windows as w
+    left join deployments as d on d.deployment_id = w.deployment_id
+    where w.config_fingerprint = getvariable('config_fingerprint')
+        and w.start_local is not null
+    group by all
+),
+
+first_heard as (
+    select
+        coalesce(site_id, deployment_id) as site_id,
+        coalesce(scientific_name, label) as species,
+        min(cast(start_local as date)) as local_date
+    from detections
+    where config_fingerprint = getvariable('config_fingerprint')
+        and start_local is not null
+    group by all
+),
+
+new_per_day as (
+    select site_id, local_date, count(*) as new_species
+    from first_heard
+    group by all
+),
+
+final as (
+    select
+        e.site_id,
+        e.local_date,
+        e.effort_hours,
+        sum(e.effort_hours) over (
+            partition by e.site_id order by e.local_date
+        ) as cumulative_effort_hours,
+        coalesce(n.new_species, 0) as new_species,
+        sum(coalesce(n.new_species, 0)) over (
+            partition by e.site_id order by e.local_date
+        ) as cumulative_species
+    from effort as e
+    left join new_per_day as n using (site_id, local_date)
+)
+
+select * from final order by site_id, local_date

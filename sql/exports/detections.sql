@@ -1,0 +1,49 @@
+-- purpose: the detections an export writes, with their recording and deployment
+-- grain: one row per detection (recording, channel, window, answer rank)
+-- inputs: the detections view (threshold, species filters), recordings
+-- parameters: $config_fingerprint; $deployments, $species (lists, or NULL for all);
+-- $date_from, $date_to (local dates, or NULL)
+with picked as (
+    select *
+    from detections
+    where config_fingerprint = $config_fingerprint
+        and ($deployments is null or list_contains($deployments, deployment_id))
+        and ($species is null
+            or list_contains($species, lower(scientific_name))
+            or list_contains($species, lower(label)))
+        and ($date_from is null or cast(start_local as date) >= $date_from)
+        and ($date_to is null or cast(start_local as date) <= $date_to)
+),
+
+final as (
+    select
+        p.deployment_id,
+        coalesce(p.site_id, p.deployment_id) as site_id,
+        p.latitude,
+        p.longitude,
+        p.recording_id,
+        p.uri,
+        r.object_key,
+        r.duration_s as recording_duration_s,
+        r.sample_rate_hz,
+        r.format,
+        p.channel,
+        p.window_index,
+        p.offset_s,
+        least(p.end_offset_s, r.duration_s) as end_offset_s,
+        p.start_utc,
+        p.start_local,
+        p.tz_name,
+        cast(p.start_local - interval 12 hour as date) as night_date,
+        p.label,
+        p.scientific_name,
+        p.score,
+        p.rank,
+        p.model_id,
+        p.config_fingerprint,
+        p.run_id
+    from picked as p
+    inner join recordings as r on r.recording_id = p.recording_id
+)
+
+select * from final order by object_key, offset_s, channel, rank

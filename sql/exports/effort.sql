@@ -1,0 +1,31 @@
+-- purpose: analysed audio per site and local date, for occupancy histories and exports
+-- grain: one row per site and local date with at least one planned window
+-- inputs: windows, deployments
+-- parameters: $config_fingerprint; $deployments (list or NULL); $date_from, $date_to (or NULL)
+with planned as (
+    select
+        coalesce(d.site_id, w.deployment_id) as site_id,
+        cast(w.start_local as date) as local_date,
+        cast(w.start_local - interval 12 hour as date) as night_date,
+        w.status,
+        w.duration_s
+    from windows as w
+    left join deployments as d on d.deployment_id = w.deployment_id
+    where w.config_fingerprint = $config_fingerprint
+        and w.start_local is not null
+        and ($deployments is null or list_contains($deployments, w.deployment_id))
+        and ($date_from is null or cast(w.start_local as date) >= $date_from)
+        and ($date_to is null or cast(w.start_local as date) <= $date_to)
+),
+
+final as (
+    select
+        site_id,
+        local_date,
+        night_date,
+        coalesce(sum(duration_s) filter (where status = 'ok'), 0) / 3600.0 as hours_analysed
+    from planned
+    group by site_id, local_date, night_date
+)
+
+select * from final order by site_id, local_date, night_date
