@@ -43,13 +43,16 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.analyses import FINGERPRINT, all_analyses, load_analysis, resolve_fingerprint
 from connectors.errors import ConfigError
 from connectors.locks import ResultsBusy, RunLock
 from connectors.tables import (
     DEPLOYMENTS,
+    EMBEDDINGS,
     PREDICTIONS,
     RECORDINGS,
     RUNS,
@@ -57,6 +60,7 @@ from connectors.tables import (
     SPECIES_OCCURRENCE,
     WINDOWS,
     DeploymentRow,
+    EmbeddingRow,
     PredictionRow,
     RecordingRow,
     RunRow,
@@ -254,6 +258,21 @@ def _needs_upgrade(con: duckdb.DuckDBPyConnection) -> bool:
     return _schema_version(con) < SCHEMA_VERSION or _setting(con, VIEWS_DIGEST_KEY) != views_digest()
 
 
+def check_embeddings(rows: Sequence[EmbeddingRow]) -> None:
+    """Refuse embeddings that are empty, not finite, or of two lengths under one fingerprint."""
+    widths: dict[str, int] = {}
+    for e in rows:
+        vector = np.asarray(e.vector, dtype=np.float32)
+        where = f"recording {e.recording_id} window {e.window_index} channel {e.channel}"
+        if vector.ndim != 1 or vector.size == 0 or not np.all(np.isfinite(vector)):
+            raise ValueError(f"refusing to commit the embedding of {where}: expected a non-empty "
+                             f"finite vector, got shape {vector.shape}")
+        width = widths.setdefault(e.config_fingerprint, vector.size)
+        if vector.size != width:
+            raise ValueError(f"refusing to commit the embedding of {where}: {vector.size} values, "
+                             f"but {width} for other windows of fingerprint {e.config_fingerprint}")
+
+
 # -------------------------------------------------------------------------------- the writer
 
 
@@ -402,12 +421,15 @@ class Catalog:
         table = self._query_file("catalog/committed_windows", [config_fingerprint, retry_failed])
         return {(r["recording_id"], r["channel"]): set(r["window_indexes"]) for r in table.to_pylist()}
 
-    def commit_unit(self, windows: Sequence[WindowRow], predictions: Sequence[PredictionRow]) -> None:
-        """One unit's effort rows and predictions: all or nothing.
+    def commit_unit(self, windows: Sequence[WindowRow], predictions: Sequence[PredictionRow],
+                    embeddings: Sequence[EmbeddingRow] = ()) -> None:
+        """One unit's effort rows, predictions and embeddings: all or nothing.
 
         A window committed again after failing replaces its failed row. Every score must be a
         finite probability: the inference stage fails windows whose model output is not one, so
-        a bad score here is a bug, refused before it can reach a detection.
+        a bad score here is a bug, refused before it can reach a detection. Embeddings are
+        refused unless they are finite and of one length per fingerprint (DuckLake stores
+        `FLOAT[]`, so nothing else would catch a short vector).
         """
         for p in predictions:
             if not (isinstance(p.score, float) and math.isfinite(p.score) and 0.0 <= p.score <= 1.0):
@@ -415,8 +437,29 @@ class Catalog:
                     f"refusing to commit score {p.score!r} for recording {p.recording_id} window "
                     f"{p.window_index} ({p.task}): scores must be finite probabilities"
                 )
+        check_embeddings(embeddings)
         self._run_file("catalog/commit_unit", _unit_windows=WINDOWS.to_arrow(windows),
-                       _unit_predictions=PREDICTIONS.to_arrow(predictions))
+                       _unit_predictions=PREDICTIONS.to_arrow(predictions),
+                       _unit_embeddings=EMBEDDINGS.to_arrow(embeddings))
+
+    def commit_embeddings_table(self, embeddings: pa.Table) -> None:
+        """Embeddings already in Arrow (exactly the table's schema), in one transaction: bulk
+        loads such as the similarity benchmark's synthetic season. Checked as `commit_unit`
+        checks rows: finite, non-empty, one width per fingerprint."""
+        if not embeddings.schema.equals(EMBEDDINGS.schema):
+            raise TypeError("embeddings: expected the schema of connectors.tables.embeddings")
+        vectors = embeddings.column("vector").combine_chunks()
+        widths = pa.table({"fp": embeddings.column("config_fingerprint"),
+                           "n": pc.list_value_length(vectors)}).group_by("fp").aggregate(
+                               [("n", "min"), ("n", "max")])
+        values = vectors.flatten()
+        if (embeddings.num_rows and (pc.min(widths["n_min"]).as_py() < 1
+                                     or widths["n_min"] != widths["n_max"]
+                                     or not pc.all(pc.is_finite(values)).as_py())):
+            raise ValueError("refusing to commit embeddings: every vector must be non-empty and "
+                             "finite, of one width per fingerprint")
+        self._run_file("catalog/commit_unit", _unit_windows=WINDOWS.to_arrow([]),
+                       _unit_predictions=PREDICTIONS.to_arrow([]), _unit_embeddings=embeddings)
 
     # -- species filters -----------------------------------------------------------------------
     def location_filter_todo(self) -> list[tuple[str, int, float, float]]:

@@ -216,6 +216,26 @@ class PredictionRow:
 
 
 @dataclass(frozen=True)
+class EmbeddingRow:
+    """One audio embedding of one analysed window and channel, under one fingerprint."""
+
+    run_id: str = column(pa.string(), "", nullable=False)
+    model_id: str = column(pa.string(), "the model that embedded it (name + weights digest)",
+                           nullable=False)
+    config_fingerprint: str = column(pa.string(), "the run's fingerprint (embedding settings "
+                                     "included)", nullable=False)
+    recording_id: str = column(pa.string(), "", nullable=False)
+    deployment_id: str = column(pa.string(), "", nullable=False)
+    channel: int = column(pa.int16(), "", nullable=False)
+    window_index: int = column(pa.int32(), "", nullable=False)
+    offset_s: float = column(pa.float64(), "", nullable=False)
+    start_utc: datetime | None = column(UTC_TIME, "")
+    date: date | None = column(pa.date32(), "UTC date of start_utc (partition key)")
+    vector: Any = column(pa.list_(pa.float32()), "the embedding: float32, the model's "
+                         "embedding width, finite; compare with cosine", nullable=False)
+
+
+@dataclass(frozen=True)
 class RunRow:
     """One flow run."""
 
@@ -270,6 +290,8 @@ PREDICTIONS = Table("predictions", PredictionRow, "one row per window, channel, 
                     partitioned_by=("deployment_id", "date"))
 RUNS = Table("runs", RunRow, "one row per flow run")
 SETTINGS = Table("settings", SettingRow, "one row per setting")
+EMBEDDINGS = Table("embeddings", EmbeddingRow, "one row per analysed window, channel and fingerprint",
+                   partitioned_by=("deployment_id", "date"))
 SPECIES_OCCURRENCE = Table("species_occurrence", SpeciesOccurrenceRow,
                            "one row per deployment, BirdNET week and species",
                            partitioned_by=("deployment_id",))
@@ -277,7 +299,7 @@ SPECIES_OCCURRENCE = Table("species_occurrence", SpeciesOccurrenceRow,
 #: Every table of the catalog, by name.
 TABLES: dict[str, Table[Any]] = {
     t.name: t for t in (DEPLOYMENTS, RECORDINGS, WINDOWS, PREDICTIONS, RUNS, SETTINGS,
-                        SPECIES_OCCURRENCE)
+                        SPECIES_OCCURRENCE, EMBEDDINGS)
 }
 
 

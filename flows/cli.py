@@ -42,6 +42,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deployment", action="append", dest="deployments",
                    help="only this deployment id (repeatable)")
     p.add_argument("--retry-failed", action="store_true", help="plan failed windows again")
+    p.add_argument("--embeddings", action="store_true",
+                   help="also write one audio embedding per analysed window (for `similar`)")
     p.add_argument("--flow", choices=["nightly", "backfill"], default="nightly")
 
 
@@ -57,7 +59,7 @@ def settings_from_args(args: argparse.Namespace):
         source=args.source, results=args.results, model=args.model, model_options=options,
         window_s=args.window_s, hop_s=args.hop_s, tail=args.tail, channel_policy=args.channels,
         windows_per_unit=args.windows_per_unit, batch_size=args.batch_size,
-        model_actors=args.model_actors, retry_failed=args.retry_failed,
+        model_actors=args.model_actors, retry_failed=args.retry_failed, embeddings=args.embeddings,
         deployments=tuple(args.deployments) if args.deployments else None,
     )
     if args.tasks:

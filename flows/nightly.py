@@ -64,8 +64,21 @@ def _not_a_config_error(task: Any, task_run: Any, state: Any) -> bool:
 def identify_model(settings: RunSettings) -> tuple[str, dict[str, Any], str, int]:
     """Model id, settings, fingerprint and sample rate; missing weights stop the run here."""
     info = describe_backend(settings.model, **settings.model_options)
-    fingerprint = config_fingerprint(settings, info.model_id, info.settings)
+    fingerprint = config_fingerprint(settings, info.model_id, info.settings, info.embedding)
     return info.model_id, info.settings, fingerprint, info.sample_rate_hz
+
+
+def embedding_dim(settings: RunSettings) -> int | None:
+    """The width of the embeddings this run writes; None when it writes none (not asked for, or
+    a model without embeddings: said once, in the run's log)."""
+    if not settings.embeddings:
+        return None
+    info = describe_backend(settings.model, **settings.model_options)
+    if info.embedding is None:
+        logging.getLogger(__name__).warning(
+            "--embeddings: the %s model has no audio embeddings; this run writes none", settings.model)
+        return None
+    return int(info.embedding["dim"])
 
 
 @task(name="discover", retries=2, retry_delay_seconds=5, retry_condition_fn=_not_a_config_error,
@@ -104,15 +117,16 @@ def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerpr
         window_s=settings.window_s, sample_rate_hz=sample_rate_hz,
         channel_policy=settings.channel_policy,
     )
+    dim = embedding_dim(settings)
     ctx = CommitContext(run_id=run_id, fingerprint=fingerprint, model_id=model_id,
-                        window_s=settings.window_s)
+                        window_s=settings.window_s, embedding_dim=dim)
     with Catalog(settings.results) as catalog:
         return process_units(
             units, catalog, ctx, decode=decode, model=settings.model,
             model_options=settings.model_options, tasks=settings.tasks,
             batch_size=settings.batch_size, model_actors=settings.model_actors,
             decode_cpus=settings.decode_cpus, actor_cpus=settings.actor_cpus,
-            actor_gpus=settings.actor_gpus, on_commit=on_commit,
+            actor_gpus=settings.actor_gpus, embeddings=dim is not None, on_commit=on_commit,
         )
 
 
@@ -187,6 +201,8 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                 "windows": result.windows, "windows_failed": result.windows_failed,
                 "predictions": result.predictions,
             }
+            if settings.embeddings:
+                counts["embeddings"] = result.embeddings
             status = "completed" if not result.uncommitted_units else "failed"
             try:
                 counts["location_filter_weeks_asked"] = species_filter_task(settings, run_id)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from connectors.catalog import Catalog
 from flows.plan import Unit
-from flows.stages import CommitContext, DecodeOptions, Predictor, decode_unit, unit_rows
+from flows.stages import CommitContext, DecodeOptions, Predictor, decode_unit, unit_embeddings, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class ProcessResult:
     windows: int = 0
     windows_failed: int = 0
     predictions: int = 0
+    embeddings: int = 0
     uncommitted_units: list[str] = field(default_factory=list)
 
 
@@ -54,7 +55,7 @@ def ensure_ray() -> None:
 def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, decode: DecodeOptions,
                   model: str, model_options: dict[str, Any], tasks: tuple[str, ...],
                   batch_size: int, model_actors: int, decode_cpus: float, actor_cpus: float,
-                  actor_gpus: float,
+                  actor_gpus: float, embeddings: bool = False,
                   on_commit: Callable[[ProcessResult, Unit], None] | None = None) -> ProcessResult:
     """Run every unit through Ray Data and commit each one as soon as all its rows are back."""
     result = ProcessResult()
@@ -69,7 +70,8 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
     ds = ds.flat_map(decode_unit, fn_kwargs={"options": decode}, num_cpus=decode_cpus)
     ds = ds.map_batches(
         Predictor,
-        fn_constructor_kwargs={"model": model, "model_options": model_options, "tasks": tasks},
+        fn_constructor_kwargs={"model": model, "model_options": model_options, "tasks": tasks,
+                               "embeddings": embeddings},
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=model_actors),
@@ -85,13 +87,16 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
             pending[unit.unit_id].append(row)
             if len(pending[unit.unit_id]) < unit.expected_rows:
                 continue
-            windows, predictions = unit_rows(unit, pending.pop(unit.unit_id), ctx)
-            catalog.commit_unit(windows, predictions)
+            rows = pending.pop(unit.unit_id)
+            windows, predictions = unit_rows(unit, rows, ctx)
+            vectors = unit_embeddings(unit, rows, ctx)
+            catalog.commit_unit(windows, predictions, vectors)
             committed.add(unit.unit_id)
             result.units += 1
             result.windows += len(windows)
             result.windows_failed += sum(w.status == "failed" for w in windows)
             result.predictions += len(predictions)
+            result.embeddings += len(vectors)
             if on_commit is not None:
                 on_commit(result, unit)
             log.debug("committed unit %d/%d (%s, windows %d-%d)", result.units, len(units),

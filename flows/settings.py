@@ -55,6 +55,10 @@ class RunSettings(BaseModel):
         None, description="Only these deployment ids (backfills); None = all"
     )
     retry_failed: bool = Field(False, description="Plan windows that failed before again")
+    embeddings: bool = Field(
+        False, description="Also write one audio embedding per analysed window to the embeddings "
+                           "table (models that have them: BirdNET, CLAP, NatureLM)"
+    )
     storage_options: Options = Field(
         default_factory=dict, description="fsspec options for the source (s3fs key, endpoint...)"
     )
@@ -89,8 +93,13 @@ class RunSettings(BaseModel):
         return self.model_dump_json()
 
 
-def config_fingerprint(settings: RunSettings, model_id: str, model_settings: dict[str, Any]) -> str:
-    """Hash of everything that changes answers; results of two fingerprints never mix."""
+def config_fingerprint(settings: RunSettings, model_id: str, model_settings: dict[str, Any],
+                       embedding: dict[str, Any] | None = None) -> str:
+    """Hash of everything that changes answers; results of two fingerprints never mix.
+
+    `embedding` (`BackendInfo.embedding`: width, layer, pooling) counts only when the run writes
+    embeddings and the model has them, so runs without embeddings keep their fingerprints.
+    """
     answer_changing = {
         "model_id": model_id,
         "model_settings": model_settings,
@@ -101,5 +110,7 @@ def config_fingerprint(settings: RunSettings, model_id: str, model_settings: dic
         "channel_policy": settings.channel_policy,
         "resampler": RESAMPLER,
     }
+    if settings.embeddings and embedding is not None:
+        answer_changing["embeddings"] = embedding
     canonical = json.dumps(answer_changing, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -7,7 +7,8 @@
   model fails on, or a window it scores with anything but a finite probability, fails with the
   reason; nothing non-finite reaches the catalog.
 - `unit_rows` (the driver): one finished unit's decoded and answered rows become the typed
-  `windows` and `predictions` rows the catalog commits in one transaction.
+  `windows` and `predictions` rows the catalog commits in one transaction; `unit_embeddings`
+  its `embeddings` rows when the run asks for them (committed in the same transaction).
 
 `flows.pipeline` wires them with Ray Data; tests call them directly on one batch.
 """
@@ -26,7 +27,7 @@ import numpy as np
 from connectors.audio import iter_windows, read_header
 from connectors.errors import InputError
 from connectors.storage import object_version, open_root
-from connectors.tables import PredictionRow, WindowRow
+from connectors.tables import EmbeddingRow, PredictionRow, WindowRow
 from connectors.timeparse import zone_from_name
 from flows.plan import Unit, UnitItem
 from naturelm_core.backend import load_backend
@@ -104,9 +105,12 @@ def _is_probability(score: Any) -> bool:
 class Predictor:
     """The model stage: the backend loads once per actor and answers batches of windows."""
 
-    def __init__(self, model: str, model_options: dict[str, Any], tasks: tuple[str, ...]):
+    def __init__(self, model: str, model_options: dict[str, Any], tasks: tuple[str, ...],
+                 embeddings: bool = False):
         self.backend = load_backend(model, **model_options)
         self.tasks = tasks
+        # A model without embeddings answers as usual; the driver said so before the run started.
+        self.embeddings = embeddings and self.backend.embedding_dim is not None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["unit_id"])
@@ -138,6 +142,9 @@ class Predictor:
                     "answer_text": p.answer_text, "label": p.label,
                     "scientific_name": p.scientific_name, "score": float(p.score),
                 })
+        vectors = np.full(n, b"", dtype=object)
+        if self.embeddings:
+            self._embed(batch, status, error, vectors, answers)
         return {
             "unit_id": batch["unit_id"],
             "window_index": batch["window_index"],
@@ -147,7 +154,37 @@ class Predictor:
             "status": status,
             "error": error,
             "predictions": np.array([json.dumps(a) for a in answers], dtype=object),
+            "embedding": vectors,
         }
+
+    def _embed(self, batch: dict[str, np.ndarray], status: np.ndarray, error: np.ndarray,
+               vectors: np.ndarray, answers: list[list[dict[str, Any]]]) -> None:
+        """One float32 vector (as bytes) per window still ok; a window whose embedding the model
+        cannot make, or makes non-finite, fails with the reason (it is asked again on retry)."""
+        todo = np.flatnonzero(status == "ok")
+        if not len(todo):
+            return
+        audio = np.stack([np.asarray(batch["audio"][i], np.float32) for i in todo])
+        valid = np.asarray(batch["valid_samples"], np.int64)[todo]
+        try:
+            out = np.asarray(self.backend.embed(audio, valid), dtype=np.float32)  # (B, D)
+            if out.shape != (len(todo), self.backend.embedding_dim):
+                raise ValueError(f"expected shape {(len(todo), self.backend.embedding_dim)}, "
+                                 f"got {out.shape}")
+        except Exception as exc:
+            log.exception("model failed to embed a batch")
+            status[todo] = "failed"
+            error[todo] = f"embedding error: {type(exc).__name__}: {exc}"
+            for row in todo:
+                answers[row] = []
+            return
+        for row, vector in zip(todo, out):
+            if not np.all(np.isfinite(vector)):
+                status[row] = "failed"
+                error[row] = "model returned a non-finite embedding"
+                answers[row] = []
+            else:
+                vectors[row] = vector.tobytes()
 
 
 # ------------------------------------------------------------------------------------ commit
@@ -159,6 +196,7 @@ class CommitContext:
     fingerprint: str
     model_id: str
     window_s: float
+    embedding_dim: int | None = None  # width of the embeddings the run writes; None: none
 
 
 def unit_rows(unit: Unit, rows: Iterable[dict[str, Any]], ctx: CommitContext
@@ -193,3 +231,33 @@ def unit_rows(unit: Unit, rows: Iterable[dict[str, Any]], ctx: CommitContext
                 scientific_name=p["scientific_name"], score=float(p["score"]),
             ))
     return windows, predictions
+
+
+def unit_embeddings(unit: Unit, rows: Iterable[dict[str, Any]], ctx: CommitContext
+                    ) -> list[EmbeddingRow]:
+    """The embeddings rows of one finished unit: one per analysed window and channel.
+
+    A window that failed (also after the model answered it) has none; a vector of the wrong width
+    is a bug, refused here before it reaches the catalog.
+    """
+    if ctx.embedding_dim is None:
+        return []
+    offsets = {w.index: w.offset_s for w in unit.windows}
+    out = []
+    for r in sorted(rows, key=lambda r: (int(r["window_index"]), int(r["channel"]))):
+        data = r.get("embedding") or b""
+        if r["status"] != "ok" or not data:
+            continue
+        vector = np.frombuffer(data, dtype=np.float32)
+        index = int(r["window_index"])
+        if vector.size != ctx.embedding_dim:
+            raise ValueError(f"{unit.uri} window {index}: embedding of {vector.size} values, "
+                             f"expected {ctx.embedding_dim}")
+        start = unit.start_utc + timedelta(seconds=offsets[index]) if unit.start_utc else None
+        out.append(EmbeddingRow(
+            run_id=ctx.run_id, model_id=ctx.model_id, config_fingerprint=ctx.fingerprint,
+            recording_id=unit.recording_id, deployment_id=unit.deployment_id,
+            channel=int(r["channel"]), window_index=index, offset_s=offsets[index],
+            start_utc=start, date=start.date() if start else None, vector=vector,
+        ))
+    return out

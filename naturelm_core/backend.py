@@ -47,6 +47,9 @@ class BackendInfo:
     #: Longest window the model takes as it is (None: any length). The driver cuts windows of at
     #: most this length, so no model-side crop (random in CLAP) ever fires.
     native_window_s: float | None = None
+    #: How `embed` makes its vectors (width, layer, pooling); None: no embeddings. It enters a
+    #: run's fingerprint only when the run writes embeddings.
+    embedding: dict[str, Any] | None = None
 
 
 class ModelBackend(abc.ABC):
@@ -82,7 +85,8 @@ class ModelBackend(abc.ABC):
         backends whose weights are expensive to load override it to read only a digest.
         """
         backend = cls(**options)
-        return BackendInfo(backend.model_id, backend.settings(), backend.sample_rate_hz, backend.native_window_s)
+        return BackendInfo(backend.model_id, backend.settings(), backend.sample_rate_hz,
+                           backend.native_window_s, backend.embedding_settings())
 
     @abc.abstractmethod
     def predict(
@@ -93,6 +97,13 @@ class ModelBackend(abc.ABC):
         audio: (B, S) float32 in [-1, 1] at `sample_rate_hz`; windows shorter than S were
         zero-padded at the end. valid_samples: (B,) int, samples of real audio per row.
         """
+
+    def embedding_settings(self) -> dict[str, Any] | None:
+        """How `embed` makes its vectors (JSON): at least `dim`; None when there are none.
+
+        Backends add what changes the vectors (layer, pooling, normalisation).
+        """
+        return None if self.embedding_dim is None else {"dim": int(self.embedding_dim)}
 
     def embed(self, audio: np.ndarray, valid_samples: np.ndarray) -> np.ndarray:
         """One embedding per window: (B, embedding_dim) float32; batched equals one at a time.

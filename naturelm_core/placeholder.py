@@ -25,6 +25,7 @@ from naturelm_core.backend import BackendError, ModelBackend, Prediction, check_
 SUPPORTED_TASKS = ("detect", "classify")
 FREQUENCY_STEP_HZ = 100  # classify labels are rounded to this
 PEAK_BAND_HZ = 50.0  # half-width of the band around the peak counted as "the tone"
+EMBEDDING_BANDS = 32  # embed: spectral bands per vector
 
 
 def rms_dbfs(samples: np.ndarray) -> float:
@@ -62,6 +63,7 @@ class PlaceholderBackend(ModelBackend):
     """
 
     name = "placeholder"
+    embedding_dim = EMBEDDING_BANDS
 
     def __init__(
         self, *, sample_rate_hz: int = 16_000, threshold_dbfs: float = -30.0, slope_db: float = 2.0
@@ -86,6 +88,25 @@ class PlaceholderBackend(ModelBackend):
             "frequency_step_hz": FREQUENCY_STEP_HZ,
             "peak_band_hz": PEAK_BAND_HZ,
         }
+
+    def embedding_settings(self) -> dict[str, Any]:
+        return {"dim": EMBEDDING_BANDS, "form": "sqrt of band power fractions, equal-width bands "
+                "to Nyquist, L2-normalised"}
+
+    def embed(self, audio: np.ndarray, valid_samples: np.ndarray) -> np.ndarray:
+        """(B, 32) float32: the spectral shape of each window's valid samples (unit length), so
+        that the same sound gives the same vector whatever its level."""
+        check_batch(audio, valid_samples)
+        out = np.zeros((audio.shape[0], EMBEDDING_BANDS), dtype=np.float32)
+        for item in range(audio.shape[0]):
+            n_valid = int(valid_samples[item])
+            if n_valid == 0:
+                raise ValueError(f"placeholder embed: row {item} has no valid samples")
+            power = np.abs(np.fft.rfft(audio[item, :n_valid].astype(np.float64))) ** 2
+            bands = np.array([b.sum() for b in np.array_split(power, EMBEDDING_BANDS)])
+            vector = np.sqrt(bands / max(bands.sum(), 1e-30) + 1e-12)
+            out[item] = vector / np.linalg.norm(vector)
+        return out
 
     def detect_probability(self, level_dbfs: float) -> float:
         """Logistic in dB; silence (-inf dBFS) gives exactly 0."""

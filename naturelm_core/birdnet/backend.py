@@ -250,6 +250,15 @@ class BirdNETBackend(ModelBackend):
             self._solver = (pinv.T, bias)
         return self._solver
 
+    def embedding_settings(self) -> dict[str, Any] | None:
+        if self.embedding_dim is None:
+            return None
+        return {
+            "dim": EMBEDDING_DIM, "layer": "GLOBAL_AVG_POOL", "chunk_layout": CHUNK_LAYOUT,
+            "pooling": "mean over the window's scored 3-s chunks",
+            "recovery": "pinv(class layer) @ (logits - bias), clamped at 0",
+        }
+
     def embed(self, audio: np.ndarray, valid_samples: np.ndarray) -> np.ndarray:
         """(B, 1024) float32: per window, the mean over its scored 3-s chunks of BirdNET's
         GLOBAL_AVG_POOL embedding (the layer before the class layer).

@@ -23,6 +23,7 @@ distinct text. Template, label set, its digest and the detect prompts are part o
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,16 @@ class _Resolved:
     @property
     def native_window_s(self) -> float:
         return self.native_samples / self.sample_rate_hz
+
+    @property
+    def embedding(self) -> dict[str, Any]:
+        """How `embed` makes its vectors: the family's audio embedding, one clip per window."""
+        if self.family == MSCLAP:
+            dim = int(self.settings["model_config"].get("d_proj", 1024))
+        else:
+            config = json.loads((self.weights / "config.json").read_text(encoding="utf-8"))
+            dim = int(config.get("projection_dim", 512))
+        return {"dim": dim, "form": self.settings["embedding"], "clip_rule": self.settings["clip_rule"]}
 
 
 def _check_device(device: str) -> None:
@@ -262,7 +273,8 @@ class ClapBackend(ModelBackend):
     def describe(cls, **options: Any) -> BackendInfo:
         """Identity and settings from digests and configs; the model is not built."""
         resolved = _resolve_options(options)
-        return BackendInfo(resolved.model_id, resolved.settings, resolved.sample_rate_hz, resolved.native_window_s)
+        return BackendInfo(resolved.model_id, resolved.settings, resolved.sample_rate_hz, resolved.native_window_s,
+                           resolved.embedding)
 
     @property
     def model_id(self) -> str:
@@ -274,6 +286,9 @@ class ClapBackend(ModelBackend):
 
     def settings(self) -> dict[str, Any]:
         return self._resolved.settings
+
+    def embedding_settings(self) -> dict[str, Any]:
+        return self._resolved.embedding
 
     # ---------------------------------------------------------------- embeddings
 

@@ -14,6 +14,7 @@ embeddings), longer ones are refused. Rows with no valid samples get no predicti
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -125,7 +126,9 @@ class NatureLMBackend(ModelBackend):
         llama_dir = resolve_folder(llama, ["config.json"], cache_dir, "Llama folder")
         dtype = str(llm_dtype_for(parse_device(options.get("device", "cpu"))))
         settings = _settings(release.prompt_template, config, alpha, dtype, folder_digest(llama_dir))
-        return BackendInfo(_model_id(release_dir / RELEASE_WEIGHTS_FILE), settings, SAMPLE_RATE_HZ)
+        embedding = _embedding_settings(_llm_width(llama_dir))
+        return BackendInfo(_model_id(release_dir / RELEASE_WEIGHTS_FILE), settings, SAMPLE_RATE_HZ,
+                           embedding=embedding)
 
     @property
     def model_id(self) -> str:
@@ -149,6 +152,9 @@ class NatureLMBackend(ModelBackend):
             item = int(rows[answer.item])
             predictions.append(self._prediction(item, answer.prompt, answer.text, answer.score))
         return predictions
+
+    def embedding_settings(self) -> dict[str, Any]:
+        return _embedding_settings(self.embedding_dim)
 
     def embed(self, audio: np.ndarray, valid_samples: np.ndarray) -> np.ndarray:
         """(B, LLM width) float32: the mean of each window's projected audio tokens.
@@ -205,6 +211,20 @@ def _engine_config(batch_size: Any, cascade_threshold: Any, num_beams: Any, max_
         )
     except ValueError as exc:
         raise BackendError(f"naturelm options: {exc}") from None
+
+
+def _llm_width(llama_dir: Path) -> int:
+    """The Llama width (= the projected audio tokens' width) from its config.json."""
+    path = llama_dir / "config.json"
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BackendError(f"{path}: cannot read hidden_size: {exc}") from None
+
+
+def _embedding_settings(dim: int) -> dict[str, Any]:
+    return {"dim": int(dim), "layer": "audio_llama_proj",
+            "pooling": "mean of the window's projected audio tokens, zero-padded to 10 s"}
 
 
 def _model_id(weights_file: Path) -> str:
