@@ -49,6 +49,7 @@ test: $(STAMP) browser
 
 bench: $(STAMP)
 	$(PY) bench/bench_naturelm.py
+	$(PY) bench/bench_similar.py --out bench/results/similar.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.duckdb_cli import add_duckdb_parser
 
     add_duckdb_parser(sub)
+    from flows.similar import add_similar_parser
+
+    add_similar_parser(sub)
 
     demo = sub.add_parser("demo", help="build a demo deployment, run nightly on it, summarise")
     demo.add_argument("--out", default="demo")
