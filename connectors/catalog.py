@@ -38,6 +38,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -258,6 +259,19 @@ def _needs_upgrade(con: duckdb.DuckDBPyConnection) -> bool:
     return _schema_version(con) < SCHEMA_VERSION or _setting(con, VIEWS_DIGEST_KEY) != views_digest()
 
 
+@dataclass(frozen=True)
+class CascadeWindow:
+    """A window a cascade stage answers, and the previous stage's proposals for it."""
+
+    recording_id: str
+    channel: int
+    window_index: int
+    offset_s: float
+    duration_s: float
+    padded: bool
+    candidates: tuple[str, ...]  # the previous stage's top-k classify labels, best first
+
+
 def check_embeddings(rows: Sequence[EmbeddingRow]) -> None:
     """Refuse embeddings that are empty, not finite, or of two lengths under one fingerprint."""
     widths: dict[str, int] = {}
@@ -410,6 +424,19 @@ class Catalog:
         """The readable recordings among `recording_ids`, by uri."""
         ids = pa.table({"recording_id": pa.array(list(recording_ids), pa.string())})
         return RECORDINGS.from_arrow(self._query_file("catalog/plannable_recordings", _ids=ids))
+
+    def cascade_windows(self, upstream: str, fingerprint: str, *, pass_task: str,
+                        threshold: float, top_k: int | None, retry_failed: bool = False
+                        ) -> list["CascadeWindow"]:
+        """The windows a cascade stage (`fingerprint`) has still to answer: analysed under
+        `upstream`, passed by its `pass_task` score, with its top-k classify labels."""
+        table = self._query_file("catalog/cascade_windows", {
+            "upstream": upstream, "fingerprint": fingerprint, "pass_task": pass_task,
+            "threshold": float(threshold), "top_k": int(top_k or 0), "retry_failed": retry_failed})
+        return [CascadeWindow(r["recording_id"], int(r["channel"]), int(r["window_index"]),
+                              float(r["offset_s"]), float(r["duration_s"]), bool(r["padded"]),
+                              tuple(r["candidates"]))
+                for r in table.to_pylist()]
 
     # -- windows and predictions ---------------------------------------------------------------
     def committed_windows(self, config_fingerprint: str, *, retry_failed: bool = False

@@ -22,6 +22,14 @@ def _parse_option(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def _parse_cascade(text: str) -> Any:
+    try:
+        stages = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"--cascade: not JSON: {exc}") from None
+    return tuple(stages) if isinstance(stages, list) else (stages,)
+
+
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", required=True, help="source root: folder, file:// or s3://")
     p.add_argument("--results", required=True, help="results folder (catalog.sqlite + data/)")
@@ -44,6 +52,10 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retry-failed", action="store_true", help="plan failed windows again")
     p.add_argument("--embeddings", action="store_true",
                    help="also write one audio embedding per analysed window (for `similar`)")
+    p.add_argument("--cascade", type=_parse_cascade, default=(), metavar="JSON",
+                   help='later stages, e.g. \'[{"model": "naturelm", "model_options": {...}, '
+                        '"pass_task": "detect", "pass_threshold": 0.3, "candidates_top_k": 3}]\' '
+                        "(docs/cascades.md)")
     p.add_argument("--flow", choices=["nightly", "backfill"], default="nightly")
 
 
@@ -60,6 +72,7 @@ def settings_from_args(args: argparse.Namespace):
         window_s=args.window_s, hop_s=args.hop_s, tail=args.tail, channel_policy=args.channels,
         windows_per_unit=args.windows_per_unit, batch_size=args.batch_size,
         model_actors=args.model_actors, retry_failed=args.retry_failed, embeddings=args.embeddings,
+        cascade=args.cascade,
         deployments=tuple(args.deployments) if args.deployments else None,
     )
     if args.tasks:

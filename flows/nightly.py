@@ -130,6 +130,15 @@ def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerpr
         )
 
 
+@task(name="cascade", cache_policy=NO_CACHE)
+def cascade_task(settings: RunSettings, run_id: str, fingerprint: str,
+                 current_ids: list[str]) -> list[dict[str, Any]]:
+    """The run's later stages, each over the rows the stage before it committed."""
+    from flows.cascade import run_cascade
+
+    return [r.counts() for r in run_cascade(settings, run_id, fingerprint, current_ids)]
+
+
 @task(name="species-filter", cache_policy=NO_CACHE)
 def species_filter_task(settings: RunSettings, run_id: str) -> int:
     """Ask BirdNET's meta-model about the deployments and weeks this run added (no retries: a
@@ -204,6 +213,10 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
             if settings.embeddings:
                 counts["embeddings"] = result.embeddings
             status = "completed" if not result.uncommitted_units else "failed"
+            if settings.cascade:
+                counts["cascade"] = cascade_task(settings, run_id, fingerprint, sync.current_ids)
+                if any(stage["units_uncommitted"] for stage in counts["cascade"]):
+                    status = "failed"
             try:
                 counts["location_filter_weeks_asked"] = species_filter_task(settings, run_id)
             except Exception as exc:  # the filter is an output's refinement, never the run's end

@@ -55,7 +55,7 @@ def ensure_ray() -> None:
 def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, decode: DecodeOptions,
                   model: str, model_options: dict[str, Any], tasks: tuple[str, ...],
                   batch_size: int, model_actors: int, decode_cpus: float, actor_cpus: float,
-                  actor_gpus: float, embeddings: bool = False,
+                  actor_gpus: float, embeddings: bool = False, candidates: bool = False,
                   on_commit: Callable[[ProcessResult, Unit], None] | None = None) -> ProcessResult:
     """Run every unit through Ray Data and commit each one as soon as all its rows are back."""
     result = ProcessResult()
@@ -71,7 +71,7 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
     ds = ds.map_batches(
         Predictor,
         fn_constructor_kwargs={"model": model, "model_options": model_options, "tasks": tasks,
-                               "embeddings": embeddings},
+                               "embeddings": embeddings, "candidates": candidates},
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=model_actors),

@@ -33,6 +33,8 @@ class Unit:
     windows: tuple[WindowSpec, ...]
     start_utc: datetime | None
     tz_name: str | None
+    #: Cascade stages: per window (aligned with `windows`), the names its classify chooses among.
+    candidates: tuple[tuple[str, ...], ...] | None = None
 
     @property
     def expected_rows(self) -> int:
@@ -45,6 +47,7 @@ class Unit:
             "size_bytes": self.size_bytes, "version_tag": self.version_tag,
             "channels": list(self.channels),
             "windows": [[w.index, w.offset_s, w.duration_s, w.padded] for w in self.windows],
+            **({"candidates": [list(c) for c in self.candidates]} if self.candidates is not None else {}),
         }
 
 

@@ -21,6 +21,50 @@ Options = Annotated[dict[str, Any], PlainSerializer(mask_secrets, when_used="jso
 RESAMPLER = "soxr-HQ"
 
 
+class CascadeStage(BaseModel):
+    """A later stage of a cascade: another model answers only the windows the stage before it
+    passed, optionally over that stage's top-k species as its candidate list.
+
+    Runs as a second pass over the previous stage's committed rows (`flows.cascade`), on the
+    same windows, under its own fingerprint.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(description="Model backend of this stage: " + ", ".join(sorted(BACKENDS)))
+    model_options: Options = Field(default_factory=dict, description="Keyword options of its backend")
+    tasks: tuple[str, ...] = Field(("classify",), description="Tasks this stage asks")
+    pass_task: Literal["detect", "classify"] = Field(
+        "detect", description="The previous stage's task whose score decides which windows go on")
+    pass_threshold: float = Field(
+        0.5, ge=0, le=1, description="A window goes on when that task's best score reaches this")
+    candidates_top_k: int | None = Field(
+        None, gt=0, description="classify over the previous stage's top-k classify labels of "
+                                "the window (constrained classification); None: the model's own")
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown or not tasks:
+            raise ValueError(f"tasks {list(tasks)}: expected a non-empty subset of {list(TASKS)}")
+        return tasks
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        if model not in BACKENDS:
+            raise ValueError(f"model {model!r}: expected one of {sorted(BACKENDS)}")
+        return model
+
+    @model_validator(mode="after")
+    def _candidates_need_classify(self) -> "CascadeStage":
+        if self.candidates_top_k is not None and "classify" not in self.tasks:
+            raise ValueError("candidates_top_k is a candidate list for classify, which this "
+                             f"stage does not ask (tasks {list(self.tasks)})")
+        return self
+
+
 class RunSettings(BaseModel):
     """What to analyse, with which model, and where results go."""
 
@@ -61,6 +105,11 @@ class RunSettings(BaseModel):
     )
     storage_options: Options = Field(
         default_factory=dict, description="fsspec options for the source (s3fs key, endpoint...)"
+    )
+    cascade: tuple[CascadeStage, ...] = Field(
+        (), description="Later stages: each answers only the windows the stage before it passed "
+                        "(JSON list of {model, model_options, tasks, pass_task, pass_threshold, "
+                        "candidates_top_k})"
     )
 
     @field_validator("tasks")
@@ -112,5 +161,26 @@ def config_fingerprint(settings: RunSettings, model_id: str, model_settings: dic
     }
     if settings.embeddings and embedding is not None:
         answer_changing["embeddings"] = embedding
+    canonical = json.dumps(answer_changing, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def cascade_fingerprint(settings: RunSettings, stage: CascadeStage, upstream: str, model_id: str,
+                        model_settings: dict[str, Any]) -> str:
+    """The fingerprint of a cascade stage: its model and tasks, the stage it follows (that
+    stage's fingerprint), the rule that passes windows on and where its candidates come from."""
+    answer_changing = {
+        "upstream": upstream,
+        "model_id": model_id,
+        "model_settings": model_settings,
+        "tasks": sorted(stage.tasks),
+        "pass": {"task": stage.pass_task, "threshold": stage.pass_threshold},
+        "candidates_top_k": stage.candidates_top_k,
+        "window_s": settings.window_s,
+        "hop_s": settings.effective_hop_s,
+        "tail": settings.tail,
+        "channel_policy": settings.channel_policy,
+        "resampler": RESAMPLER,
+    }
     canonical = json.dumps(answer_changing, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -74,7 +74,8 @@ def decode_unit(item: dict[str, Any], options: DecodeOptions) -> list[dict[str, 
     if error:
         log.warning("unit %s failed: %s", unit.unit_id, error)
     out = []
-    for spec in unit.windows:
+    candidates = item.get("candidates")  # a cascade stage's per-window candidate names
+    for position, spec in enumerate(unit.windows):
         for channel in unit.channels:
             row = rows.get((spec.index, channel)) or {
                 "audio": np.zeros(n_samples, np.float32), "valid_samples": 0,
@@ -82,6 +83,8 @@ def decode_unit(item: dict[str, Any], options: DecodeOptions) -> list[dict[str, 
                 "status": "failed", "error": error or "window not decoded",
             }
             out.append({"unit_id": unit.unit_id, "window_index": spec.index, "channel": channel, **row})
+            if candidates is not None:
+                out[-1]["candidates"] = json.dumps(list(candidates[position]))
     return out
 
 
@@ -106,9 +109,12 @@ class Predictor:
     """The model stage: the backend loads once per actor and answers batches of windows."""
 
     def __init__(self, model: str, model_options: dict[str, Any], tasks: tuple[str, ...],
-                 embeddings: bool = False):
+                 embeddings: bool = False, candidates: bool = False):
         self.backend = load_backend(model, **model_options)
         self.tasks = tasks
+        # A cascade stage classifies each window over its own candidates (the batch's
+        # `candidates` column, JSON lists), through the backend's classify_candidates.
+        self.candidates = candidates and "classify" in tasks
         # A model without embeddings answers as usual; the driver said so before the run started.
         self.embeddings = embeddings and self.backend.embedding_dim is not None
 
@@ -122,7 +128,7 @@ class Predictor:
             audio = np.stack([np.asarray(batch["audio"][i], np.float32) for i in todo])
             valid = np.asarray(batch["valid_samples"], np.int64)[todo]
             try:
-                predictions = self.backend.predict(audio, valid, self.tasks)
+                predictions = self._answer(batch, todo, audio, valid)
             except Exception as exc:  # a model failure fails these windows, recorded, not the run
                 log.exception("model failed on a batch")
                 status[todo] = "failed"
@@ -156,6 +162,15 @@ class Predictor:
             "predictions": np.array([json.dumps(a) for a in answers], dtype=object),
             "embedding": vectors,
         }
+
+    def _answer(self, batch: dict[str, np.ndarray], todo: np.ndarray, audio: np.ndarray,
+                valid: np.ndarray) -> list[Any]:
+        if not self.candidates:
+            return self.backend.predict(audio, valid, self.tasks)
+        others = tuple(t for t in self.tasks if t != "classify")
+        predictions = list(self.backend.predict(audio, valid, others)) if others else []
+        lists = [json.loads(batch["candidates"][i]) for i in todo]
+        return predictions + list(self.backend.classify_candidates(audio, valid, lists))
 
     def _embed(self, batch: dict[str, np.ndarray], status: np.ndarray, error: np.ndarray,
                vectors: np.ndarray, answers: list[list[dict[str, Any]]]) -> None:

@@ -95,6 +95,7 @@ class NatureLMBackend(ModelBackend):
         except ValueError as exc:
             raise BackendError(f"naturelm options: {exc}") from None
         self.engine = Engine(self.model, list(PROMPTS.values()), config)
+        self._engines: dict[tuple[str, ...], Engine] = {}  # classify_candidates, per name list
         self.embedding_dim = int(self.model.audio_llama_proj.out_features)  # the LLM's width
         self._model_id = _model_id(loaded.weights_file)
         self._settings = _settings(
@@ -155,6 +156,43 @@ class NatureLMBackend(ModelBackend):
 
     def embedding_settings(self) -> dict[str, Any]:
         return _embedding_settings(self.embedding_dim)
+
+    def classify_candidates(self, audio: np.ndarray, valid_samples: np.ndarray,
+                            candidates_per_window: Sequence[Sequence[str]]) -> list[Prediction]:
+        """Classify each window over its own candidate names (constrained classification, as the
+        `candidates` option does for one fixed list), e.g. BirdNET's top-k for that window.
+
+        Windows sharing a list are scored together; a window with no valid samples or an empty
+        list gets no answer. Same answers as a backend built with that list as `candidates`.
+        """
+        check_batch(audio, valid_samples)
+        if len(candidates_per_window) != audio.shape[0]:
+            raise ValueError(f"candidates_per_window has {len(candidates_per_window)} lists for "
+                             f"{audio.shape[0]} windows")
+        if audio.shape[1] > WINDOW_SAMPLES:
+            raise ValueError(f"naturelm takes windows of at most {WINDOW_S} s ({WINDOW_SAMPLES} samples), got {audio.shape[1]}")
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for item, names in enumerate(candidates_per_window):
+            kept = tuple(dict.fromkeys(n.strip() for n in names if n and n.strip()))
+            if kept and valid_samples[item] > 0:
+                groups.setdefault(kept, []).append(item)
+        predictions = []
+        for names, items in groups.items():
+            batch = np.zeros((len(items), WINDOW_SAMPLES), dtype=np.float32)  # (R, 160000), zero-padded
+            batch[:, : audio.shape[1]] = audio[items]
+            for answer in self._candidate_engine(names).run(batch, ["classify"]):
+                predictions.append(self._prediction(items[answer.item], answer.prompt, answer.text, answer.score))
+        return sorted(predictions, key=lambda p: p.item)
+
+    def _candidate_engine(self, names: tuple[str, ...]) -> Engine:
+        """An engine over the same model whose classify scores `names` (a few per cascade)."""
+        engine = self._engines.get(names)
+        if engine is None:
+            if len(self._engines) >= 256:
+                self._engines.clear()
+            config = dataclasses.replace(self.engine.config, candidates=names, cascade_threshold=None)
+            engine = self._engines[names] = Engine(self.model, list(PROMPTS.values()), config)
+        return engine
 
     def embed(self, audio: np.ndarray, valid_samples: np.ndarray) -> np.ndarray:
         """(B, LLM width) float32: the mean of each window's projected audio tokens.
