@@ -160,3 +160,25 @@ def test_a_run_with_embeddings_writes_one_row_per_analysed_window_exactly_once(t
     assert [{k: v for k, v in e.items() if k not in ("model_id", "n")} for e in vectors] == windows
     assert {(e["model_id"], e["n"]) for e in vectors} == {("placeholder-v1@none", 32)}
     assert {r["config_fingerprint"] for r in runs} == {windows[0]["config_fingerprint"]}
+
+
+def test_describe_tells_the_embedding_of_the_loaded_model_without_building_it(tmp_path):
+    from naturelm_core.backend import load_backend
+    from naturelm_core.clap.tiny import build_tiny_msclap, build_tiny_transformers_clap
+    from naturelm_core.naturelm.tiny import build_tiny_checkpoint
+
+    weights, text_dir, config = build_tiny_msclap(tmp_path / "msclap")
+    naturelm, llama = build_tiny_checkpoint(tmp_path / "naturelm")
+    cases = {
+        "clap-msclap": ("clap", {"weights": str(weights), "text_model": str(text_dir),
+                                 "model_config": str(config), "labels": ["Tawny Owl"]}),
+        "clap-transformers": ("clap", {"weights": str(build_tiny_transformers_clap(tmp_path / "tc")),
+                                       "labels": ["Tawny Owl"]}),
+        "naturelm": ("naturelm", {"weights": str(naturelm), "llama": str(llama)}),
+        "birdnet": ("birdnet", {}),
+    }
+    for name, (model, options) in cases.items():
+        info = describe_backend(model, **options)
+        backend = load_backend(model, **options)
+        assert info.embedding == backend.embedding_settings(), name
+        assert info.embedding["dim"] == backend.embedding_dim, name
