@@ -20,7 +20,7 @@ stage in the same Ray pipeline:
   passed fraction, which is the point of a cascade.
 
 Every stage keeps the first stage's window grid (window, hop, tail, channel policy) and writes its
-windows, predictions (and embeddings, if asked) under its own fingerprint
+windows and predictions (no embeddings: `--embeddings` is the first stage's) under its own fingerprint
 (`settings.cascade_fingerprint`: model, tasks, the fingerprint it follows, pass rule, candidate
 rule). Its `windows` rows are the windows it answered: its effort is the first stage's.
 """
