@@ -5,8 +5,11 @@
   sample data.
 - :func:`plan_windows` cuts a recording's duration into analysis windows with an explicit tail
   policy; :func:`plan_windows_frames` does the same in exact integer frames.
-- :func:`iter_windows` decodes just the requested windows (seek + read per window), mixes or
-  splits channels, and resamples each to the model's rate.
+- :func:`iter_windows` decodes just the requested windows, mixes or splits channels, and
+  resamples each to the model's rate. By default a unit's windows are read in one forward pass
+  (one seek to the first, then sequential reads: compressed formats never re-read or re-seek);
+  ``read_mode="seek"`` is the plain reference path, one seek + read per window. Both hand every
+  window exactly the same samples.
 
 Files are opened through fsspec, so local files and s3fs objects (HTTP range reads) work alike.
 Window and hop lengths come from the caller (the model decides them); nothing here is
@@ -15,6 +18,7 @@ model-specific.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import struct
@@ -35,10 +39,18 @@ HEADER_BLOCK_SIZE_BYTES = 64 * 1024
 """fsspec read block when reading headers: s3fs's default (50 MiB read-ahead) would download
 most of a recording just to learn its length."""
 WINDOW_BLOCK_SIZE_BYTES = 1024 * 1024
-"""fsspec read block when decoding windows; reads larger than this are fetched as asked."""
+"""Largest read-ahead block when decoding windows of a remote file (one ranged GET each)."""
+FIRST_BLOCK_SIZE_BYTES = 64 * 1024
+"""Read-ahead block after a seek (the header, the first window): it doubles while reads stay
+sequential, up to WINDOW_BLOCK_SIZE_BYTES, so a unit that starts mid-file fetches neither a
+megabyte of header nor a megabyte of the wrong place."""
 RESAMPLE_MARGIN_S = 0.1
 """Native audio read on each side of a window, so the resampler's filter sees real neighbours
 and a window decodes the same whatever other windows are requested with it."""
+SEQUENTIAL_GAP_S = 10.0
+"""In a sequential pass, a gap of at most this much audio between two requested windows (a unit
+planned around already committed windows) is read through; a longer one is seeked over."""
+READ_MODES = ("sequential", "seek")
 MAX_METADATA_CHUNK_BYTES = 1024 * 1024
 """Larger LIST/guan chunks are skipped rather than read (they are a few hundred bytes)."""
 _MAX_RIFF_CHUNKS = 4096  # bound on the chunk walk, against corrupt size fields that loop
@@ -352,12 +364,15 @@ def iter_windows(
     target_rate_hz: int,
     channel_policy: str = "mean",
     uri: str | None = None,
+    read_mode: str = "sequential",
 ) -> Iterator[DecodedWindow]:
     """Decode ``windows`` of one recording, reading only what each needs.
 
     Each window is read with :data:`RESAMPLE_MARGIN_S` of native audio on both sides (clipped to
     the file), resampled with soxr and trimmed, so its samples do not depend on which other
-    windows are requested. ``channel_policy="mean"`` yields one window (channel 0) per spec,
+    windows are requested. ``read_mode="sequential"`` (default) reads windows given in ascending
+    order in one forward pass, keeping the overlap of neighbouring spans (margins, hops shorter
+    than the window) instead of reading it twice; ``"seek"`` seeks and reads each window's span. ``channel_policy="mean"`` yields one window (channel 0) per spec,
     ``"each"`` one per channel (1..N). Audio past the real end of a file shorter than its header
     declares is zero, with ``valid_samples`` counting only what was decoded.
 
@@ -366,6 +381,8 @@ def iter_windows(
     uri = uri or path
     if channel_policy not in CHANNEL_POLICIES:
         raise ValueError(f"channel_policy must be one of {', '.join(CHANNEL_POLICIES)}, got {channel_policy!r}")
+    if read_mode not in READ_MODES:
+        raise ValueError(f"read_mode must be one of {', '.join(READ_MODES)}, got {read_mode!r}")
     if not (math.isfinite(window_s) and window_s > 0):
         raise ValueError(f"window_s must be a finite number > 0, got {window_s!r}")
     if not target_rate_hz or target_rate_hz <= 0:
@@ -381,7 +398,7 @@ def iter_windows(
         margin_frames = 0  # nothing is resampled, so no filter needs context
 
     try:
-        handle = fs.open(path, "rb", block_size=WINDOW_BLOCK_SIZE_BYTES)
+        handle = _open_for_windows(fs, path)
     except OSError as exc:
         raise InputError(uri, f"cannot open: {exc}") from exc
     with handle:
@@ -399,15 +416,140 @@ def iter_windows(
             # libsndfile reports what it can actually read; a truncated file holds less than
             # its header declared.
             readable_frames = min(snd.frames, header.frames)
+            reader = (_SequentialReader(snd, max_gap_frames=round(SEQUENTIAL_GAP_S * native_hz))
+                      if read_mode == "sequential" else _SeekReader(snd))
             for spec in windows:
                 yield from _decode_window(
-                    snd, spec, readable_frames, window_frames, margin_frames, period,
+                    reader, spec, readable_frames, window_frames, margin_frames, period,
                     native_hz, int(target_rate_hz), out_samples, channel_policy, header.channels, uri,
                 )
 
 
+def _open_for_windows(fs: fsspec.AbstractFileSystem, path: str) -> BinaryIO:
+    """The recording opened for decoding: a remote file behind a ramping read-ahead."""
+    from fsspec.spec import AbstractBufferedFile
+
+    handle = fs.open(path, "rb", block_size=WINDOW_BLOCK_SIZE_BYTES, cache_type="none")
+    if isinstance(handle, AbstractBufferedFile):  # s3fs and friends: every miss is one GET
+        return _RampingReadahead(handle)
+    return handle
+
+
+class _RampingReadahead(io.RawIOBase):
+    """A remote file read through a read-ahead that ramps up while reads are sequential.
+
+    After a seek the next miss fetches FIRST_BLOCK_SIZE_BYTES; each further sequential miss
+    doubles the fetch, up to WINDOW_BLOCK_SIZE_BYTES. The block before the current one is kept,
+    since decoders step back a few kilobytes now and then (libsndfile's FLAC reader does). So a
+    forward pass costs few requests and a seek costs little: what a unit does not need is at
+    most one (small, or last) block.
+    """
+
+    def __init__(self, raw: Any):
+        super().__init__()
+        self.raw = raw  # an fsspec file with cache_type="none": raw.read(n) fetches exactly n
+        self.size = raw.size
+        self.pos = 0
+        self.blocks: list[tuple[int, bytes]] = []  # (start, data): the previous and current block
+        self.block_size = FIRST_BLOCK_SIZE_BYTES
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def _block_at(self, pos: int) -> tuple[int, bytes] | None:
+        for start, data in self.blocks:
+            if start <= pos < start + len(data):
+                return start, data
+        return None
+
+    def _fetch(self) -> tuple[int, bytes]:
+        last_end = self.blocks[-1][0] + len(self.blocks[-1][1]) if self.blocks else None
+        sequential = self.pos == last_end
+        self.block_size = (min(2 * self.block_size, WINDOW_BLOCK_SIZE_BYTES) if sequential
+                           else FIRST_BLOCK_SIZE_BYTES)
+        self.raw.seek(self.pos)
+        block = (self.pos, self.raw.read(min(self.block_size, self.size - self.pos)))
+        self.blocks = (self.blocks[-1:] if sequential else []) + [block]
+        return block
+
+    def readinto(self, target: Any) -> int:
+        view = memoryview(target).cast("B")
+        done = 0
+        while done < len(view) and self.pos < self.size:
+            start, data = self._block_at(self.pos) or self._fetch()
+            if not data:
+                break
+            offset = self.pos - start
+            take = min(len(view) - done, len(data) - offset)
+            view[done : done + take] = data[offset : offset + take]
+            done += take
+            self.pos += take
+        return done
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+class _SeekReader:
+    """The reference read path: every span is a seek and a read."""
+
+    def __init__(self, snd: sf.SoundFile):
+        self.snd = snd
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        self.snd.seek(start)
+        # Plain seek + read, not blocks(): blocks() repeats stale samples at the end of MP3s.
+        return self.snd.read(end - start, dtype="float32", always_2d=True)  # (F, C)
+
+
+class _SequentialReader:
+    """Spans of one file in ascending order, in one forward pass.
+
+    Holds the frames from the last span's start to the file position; a span that starts inside
+    them reuses them and reads only what follows. A span before them, or one more than
+    `max_gap_frames` past the file position, is a seek (the reference path's read, exactly).
+    """
+
+    def __init__(self, snd: sf.SoundFile, max_gap_frames: int):
+        self.snd = snd
+        self.max_gap_frames = max_gap_frames
+        self.kept = np.zeros((0, snd.channels), np.float32)  # (F, C) frames [kept_start, position)
+        self.kept_start = 0
+        self.position: int | None = None  # the file's read position; None = not positioned yet
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        if self.position is None or start < self.kept_start or start > self.position + self.max_gap_frames:
+            self.snd.seek(start)
+            self.kept, self.kept_start, self.position = self.kept[:0], start, start
+        elif start >= self.position:  # a short gap (or none): read through it, no seek
+            if start > self.position:
+                self.position += len(self.snd.read(start - self.position, dtype="float32", always_2d=True))
+            self.kept, self.kept_start = self.kept[:0], self.position
+        else:  # the span starts among the kept frames
+            self.kept, self.kept_start = self.kept[start - self.kept_start :], start
+        if self.position < start:  # the file ended inside the gap
+            return self.kept[:0]
+        if end > self.position:
+            more = self.snd.read(end - self.position, dtype="float32", always_2d=True)  # (F, C)
+            self.kept = np.concatenate([self.kept, more]) if len(self.kept) else more
+            self.position += len(more)
+        return self.kept[: end - start]
+
+
 def _decode_window(
-    snd: sf.SoundFile,
+    reader: _SeekReader | _SequentialReader,
     spec: WindowSpec,
     readable_frames: int,
     window_frames: int,
@@ -433,9 +575,7 @@ def _decode_window(
     span_start = start - before
     span_end = min(end + margin_frames, readable_frames)
     try:
-        snd.seek(span_start)
-        # Plain seek + read, not blocks(): blocks() repeats stale samples at the end of MP3s.
-        span = snd.read(span_end - span_start, dtype="float32", always_2d=True)  # (F, C)
+        span = reader.read(span_start, span_end)  # (F, C)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise InputError(
             uri, f"decode failed in window {spec.index} at offset {spec.offset_s:.3f} s: {exc}"

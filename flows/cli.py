@@ -40,11 +40,13 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="KEY=VALUE", help="backend option, e.g. top_k=5 (repeatable)")
     p.add_argument("--task", action="append", dest="tasks", choices=["detect", "classify"],
                    help="task to ask (repeatable; default: detect and classify)")
-    p.add_argument("--window-s", type=float, default=10.0)
+    p.add_argument("--window-s", type=float, default=None,
+                   help="window length, s (default: the model's native window: BirdNET 3, NatureLM 10)")
     p.add_argument("--hop-s", type=float)
     p.add_argument("--tail", choices=["pad", "drop", "shift"], default="pad")
     p.add_argument("--channels", choices=["mean", "each"], default="mean")
-    p.add_argument("--windows-per-unit", type=int, default=30)
+    p.add_argument("--windows-per-unit", type=int, default=None,
+                   help="windows per work unit (default: 5 minutes of windows)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--model-actors", type=int, default=1)
     p.add_argument("--deployment", action="append", dest="deployments",

@@ -19,6 +19,11 @@ Options = Annotated[dict[str, Any], PlainSerializer(mask_secrets, when_used="jso
 
 #: Resampler identity, part of the fingerprint: changing it changes every window's samples.
 RESAMPLER = "soxr-HQ"
+#: Audio per work unit when `windows_per_unit` is not given: a crash loses at most this much, and
+#: a run commits (and writes to the catalog) once per unit, whatever the window length.
+UNIT_AUDIO_S = 300.0
+#: The window of a run whose model takes any length (declares no native window).
+DEFAULT_WINDOW_S = 10.0
 
 
 class CascadeStage(BaseModel):
@@ -79,7 +84,11 @@ class RunSettings(BaseModel):
         default_factory=dict, description="Keyword options of the backend (weights paths, top_k...)"
     )
     tasks: tuple[str, ...] = Field(TASKS, description="Tasks asked of every window")
-    window_s: float = Field(10.0, gt=0, description="Window length, seconds")
+    window_s: float | None = Field(
+        None, gt=0,
+        description="Window length, seconds (default: the model's native window, BirdNET 3 s, "
+                    "NatureLM 10 s)",
+    )
     hop_s: float | None = Field(None, gt=0, description="Hop between window starts (default: window_s)")
     tail: Literal["pad", "drop", "shift"] = Field(
         "pad", description="Last partial window: pad and flag it, drop it, or shift it back"
@@ -87,8 +96,10 @@ class RunSettings(BaseModel):
     channel_policy: Literal["mean", "each"] = Field(
         "mean", description="Mean to mono (channel 0), or each channel on its own (1..N)"
     )
-    windows_per_unit: int = Field(
-        30, gt=0, description="Work-unit size: a crash loses at most this many windows"
+    windows_per_unit: int | None = Field(
+        None, gt=0,
+        description="Work-unit size: a crash loses at most this many windows (default: 5 minutes "
+                    "of windows)",
     )
     batch_size: int = Field(16, gt=0, description="Windows per model call")
     model_actors: int = Field(1, gt=0, description="Model replicas (one per GPU in production)")
@@ -129,12 +140,14 @@ class RunSettings(BaseModel):
 
     @model_validator(mode="after")
     def _hop_fits(self) -> "RunSettings":
-        if self.hop_s is not None and self.hop_s > self.window_s:
+        if self.hop_s is not None and self.window_s is not None and self.hop_s > self.window_s:
             raise ValueError(f"hop_s ({self.hop_s}) must not exceed window_s ({self.window_s})")
         return self
 
     @property
     def effective_hop_s(self) -> float:
+        if self.window_s is None:
+            raise ValueError("window_s is not resolved yet: call resolve_settings first")
         return self.hop_s if self.hop_s is not None else self.window_s
 
     def public_json(self) -> str:
@@ -142,13 +155,33 @@ class RunSettings(BaseModel):
         return self.model_dump_json()
 
 
+def resolve_settings(settings: RunSettings, native_window_s: float | None) -> RunSettings:
+    """These settings with every model-dependent default filled in, once, before fingerprinting.
+
+    `window_s` defaults to the backend's native window (`BackendInfo.native_window_s`: no model
+    work on overlap or padding the run did not ask for; DEFAULT_WINDOW_S for a model that takes
+    any length); `windows_per_unit` to `UNIT_AUDIO_S` of windows. A resolved run stores and
+    fingerprints the numbers it used, so changing a default later never mixes results.
+    """
+    window_s = settings.window_s or native_window_s or DEFAULT_WINDOW_S
+    hop_s = settings.hop_s if settings.hop_s is not None else window_s
+    per_unit = settings.windows_per_unit or max(1, round(UNIT_AUDIO_S / hop_s))
+    # Validated again: a hop given with no window is checked against the native window here.
+    return RunSettings.model_validate(
+        {**settings.model_dump(), "window_s": window_s, "windows_per_unit": per_unit}
+    )
+
+
 def config_fingerprint(settings: RunSettings, model_id: str, model_settings: dict[str, Any],
                        embedding: dict[str, Any] | None = None) -> str:
     """Hash of everything that changes answers; results of two fingerprints never mix.
 
+    Takes resolved settings (`resolve_settings`): the window is a number, never "the default".
     `embedding` (`BackendInfo.embedding`: width, layer, pooling) counts only when the run writes
     embeddings and the model has them, so runs without embeddings keep their fingerprints.
     """
+    if settings.window_s is None:
+        raise ValueError("config_fingerprint needs resolved settings (window_s is None)")
     answer_changing = {
         "model_id": model_id,
         "model_settings": model_settings,

@@ -56,13 +56,15 @@ class ModelBackend(abc.ABC):
     """A model that answers tasks about batches of audio windows.
 
     Subclasses set `name` and `sample_rate_hz` and load their weights once in `__init__`.
-    Backends with a fixed input length set `native_window_s`; backends with audio embeddings set
-    `embedding_dim` and implement `embed`.
+    Backends with a fixed input length set `native_window_s` (BirdNET 3 s, NatureLM-audio 10 s,
+    CLAP per family): it is a run's default window, so no model work goes to overlap or padding
+    the run did not ask for. Backends with audio embeddings set `embedding_dim` and implement
+    `embed`.
     """
 
     name: str
     sample_rate_hz: int
-    native_window_s: float | None = None  # longest window taken as is; None = any length
+    native_window_s: float | None = None  # the window taken as is (a run's default); None = any
     embedding_dim: int | None = None  # width of `embed`'s vectors; None = no embeddings
 
     @property

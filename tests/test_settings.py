@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from flows.settings import RunSettings, config_fingerprint
+from flows.settings import RunSettings, config_fingerprint, resolve_settings
 
 
 def make(**overrides) -> RunSettings:
-    return RunSettings(**{"source": "src", "results": "res", **overrides})
+    return resolve_settings(RunSettings(**{"source": "src", "results": "res", "window_s": 10.0,
+                                           **overrides}), 3.0)
 
 
 @pytest.mark.parametrize("bad, field", [

