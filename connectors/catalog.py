@@ -39,7 +39,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -90,6 +90,17 @@ READ_ONLY_TABLE_FUNCTIONS = frozenset({
 READ_ONLY_DATABASES = frozenset({"", LAKE, "temp", "system"})
 #: How long a reader waits for a run to upgrade an older catalog it holds.
 UPGRADE_WAIT_S = 120.0
+#: DuckLake data inlining stays off: flushing inlined rows to Parquet drops the inlined table, and
+#: a reader connection opened before the flush then fails every query ("Failed to read inlined
+#: data ... does not exist", DuckLake d8a1881e). Few files come from batched commits (the driver
+#: commits several whole units per transaction) and `Catalog.maintain` instead.
+INLINE_ROW_LIMIT = 0
+#: Catalog setting: days of snapshots `maintain` keeps for time travel (default 30).
+SNAPSHOT_RETENTION_KEY = "snapshot_retention_days"
+DEFAULT_SNAPSHOT_RETENTION_DAYS = 30.0
+#: Files merged away, expired or orphaned are deleted only once this old, so a reader that was
+#: scanning them when maintenance began keeps working (DuckLake's own advice).
+DEFAULT_DELETE_GRACE = timedelta(hours=1)
 
 
 # -------------------------------------------------------------------------------- SQL files
@@ -191,9 +202,8 @@ def _attach(con: duckdb.DuckDBPyConnection, root: Path, read_only: bool) -> None
     root_sql = str(root).replace("'", "''")
     # The data path is always this folder's own data/: a moved or copied results folder opens
     # (DuckLake keeps file paths relative to it; OVERRIDE_DATA_PATH ignores the stored one).
-    # Inlining would keep small commits inside the SQLite file; we want Parquet data files.
     options = [f"DATA_PATH '{root_sql}/{DATA_DIR}/'", "OVERRIDE_DATA_PATH true",
-               "DATA_INLINING_ROW_LIMIT 0"]
+               f"DATA_INLINING_ROW_LIMIT {INLINE_ROW_LIMIT}"]
     if read_only:
         options.append("READ_ONLY")
     statement = f"ATTACH 'ducklake:sqlite:{root_sql}/{CATALOG_FILE}' AS {LAKE} ({', '.join(options)})"
@@ -285,6 +295,31 @@ def check_embeddings(rows: Sequence[EmbeddingRow]) -> None:
         if vector.size != width:
             raise ValueError(f"refusing to commit the embedding of {where}: {vector.size} values, "
                              f"but {width} for other windows of fingerprint {e.config_fingerprint}")
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    """Parquet files under a results folder's data/ (on disk: referenced or not)."""
+
+    files: int
+    bytes: int
+
+    @classmethod
+    def under(cls, data_path: Path) -> "DataFiles":
+        sizes = [p.stat().st_size for p in data_path.rglob("*.parquet") if p.is_file()]
+        return cls(len(sizes), sum(sizes))
+
+
+@dataclass(frozen=True)
+class MaintenanceReport:
+    """What `Catalog.maintain` did."""
+
+    before: DataFiles
+    after: DataFiles
+    tables_merged: int
+    snapshots_expired: int
+    files_deleted: int  # merged away or only in expired snapshots
+    orphans_deleted: int  # files no commit ever recorded (killed commits)
 
 
 # -------------------------------------------------------------------------------- the writer
@@ -450,14 +485,26 @@ class Catalog:
 
     def commit_unit(self, windows: Sequence[WindowRow], predictions: Sequence[PredictionRow],
                     embeddings: Sequence[EmbeddingRow] = ()) -> None:
-        """One unit's effort rows, predictions and embeddings: all or nothing.
+        """One unit's effort rows, predictions and embeddings: all or nothing (see
+        `commit_units`)."""
+        self.commit_units([(windows, predictions, embeddings)])
 
+    def commit_units(self, units: Sequence[tuple[Sequence[WindowRow], Sequence[PredictionRow],
+                                                 Sequence[EmbeddingRow]]]) -> None:
+        """Whole units' effort rows, predictions and embeddings in one transaction: all or
+        nothing.
+
+        Several finished units may share a transaction (fewer commits and files); none is ever
+        split across two, so a re-run after a crash plans exactly the units that are not in.
         A window committed again after failing replaces its failed row. Every score must be a
         finite probability: the inference stage fails windows whose model output is not one, so
         a bad score here is a bug, refused before it can reach a detection. Embeddings are
         refused unless they are finite and of one length per fingerprint (DuckLake stores
         `FLOAT[]`, so nothing else would catch a short vector).
         """
+        windows = [w for unit in units for w in unit[0]]
+        predictions = [p for unit in units for p in unit[1]]
+        embeddings = [e for unit in units for e in unit[2]]
         for p in predictions:
             if not (isinstance(p.score, float) and math.isfinite(p.score) and 0.0 <= p.score <= 1.0):
                 raise ValueError(
@@ -468,6 +515,25 @@ class Catalog:
         self._run_file("catalog/commit_unit", _unit_windows=WINDOWS.to_arrow(windows),
                        _unit_predictions=PREDICTIONS.to_arrow(predictions),
                        _unit_embeddings=EMBEDDINGS.to_arrow(embeddings))
+
+    def commit_tables(self, windows: pa.Table, predictions: pa.Table) -> None:
+        """Windows and predictions already in Arrow, with exactly the tables' schemas, in one
+        transaction (bulk loads of many rows, e.g. the catalog benchmark's synthetic season);
+        scores are checked as `commit_units` checks them."""
+        for table, name in ((windows, WINDOWS), (predictions, PREDICTIONS)):
+            if not table.schema.equals(name.schema):
+                raise TypeError(f"{name.name}: expected the schema of connectors.tables.{name.name}")
+        scores = predictions.column("score")
+        good = pc.and_(pc.is_finite(scores), pc.and_(pc.greater_equal(scores, 0.0),
+                                                     pc.less_equal(scores, 1.0)))
+        if predictions.num_rows and not pc.all(good).as_py():
+            bad = predictions.filter(pc.invert(pc.fill_null(good, False))).slice(0, 1).to_pylist()[0]
+            raise ValueError(
+                f"refusing to commit score {bad['score']!r} for recording {bad['recording_id']} "
+                f"window {bad['window_index']} ({bad['task']}): scores must be finite probabilities"
+            )
+        self._run_file("catalog/commit_unit", _unit_windows=windows, _unit_predictions=predictions,
+                       _unit_embeddings=EMBEDDINGS.to_arrow([]))
 
     def commit_embeddings_table(self, embeddings: pa.Table) -> None:
         """Embeddings already in Arrow (exactly the table's schema), in one transaction: bulk
@@ -487,6 +553,57 @@ class Catalog:
                              "finite, of one width per fingerprint")
         self._run_file("catalog/commit_unit", _unit_windows=WINDOWS.to_arrow([]),
                        _unit_predictions=PREDICTIONS.to_arrow([]), _unit_embeddings=embeddings)
+
+    # -- maintenance ---------------------------------------------------------------------------
+    def maintain(self, *, retention: timedelta | None = None, keep_for_readers: bool = True,
+                 orphan_grace: timedelta = DEFAULT_DELETE_GRACE) -> MaintenanceReport:
+        """Few files, no dead ones: merge adjacent files, expire snapshots older than `retention`
+        (default: the catalog's snapshot_retention_days setting, else 30 days), delete the files
+        no kept snapshot needs, and delete orphaned files (killed commits) older than
+        `orphan_grace`.
+
+        Every row stays and every reader keeps working: merged files replace small ones in a new
+        snapshot, and with `keep_for_readers` (the default) a file this pass merges away or
+        expires is deleted by the next pass, never under a query that started before it. Pass
+        False to delete them now (no reader open). Call it holding the results folder's run
+        lock, so that no commit is writing files meanwhile.
+        """
+        if retention is None:
+            days = self.setting(SNAPSHOT_RETENTION_KEY)
+            retention = timedelta(days=float(days) if days else DEFAULT_SNAPSHOT_RETENTION_DAYS)
+        if retention < timedelta(0) or orphan_grace < timedelta(0):
+            raise ConfigError(f"retention ({retention}) and grace ({orphan_grace}) must not be negative")
+        before = DataFiles.under(self.data_path)
+        deleted = self._call("catalog/maintain_cleanup_files") if keep_for_readers else []
+        merged = self._call("catalog/maintain_merge_files")
+        expired = self._call("catalog/maintain_expire_snapshots", [datetime.now(timezone.utc) - retention])
+        if not keep_for_readers:
+            deleted = self._call("catalog/maintain_cleanup_files")
+        orphans = self._delete_orphans(orphan_grace)
+        report = MaintenanceReport(
+            before=before, after=DataFiles.under(self.data_path), tables_merged=len(merged),
+            snapshots_expired=len(expired), files_deleted=len(deleted), orphans_deleted=orphans,
+        )
+        log.info("catalog %s maintained: %s", self.catalog_path, report)
+        return report
+
+    def _delete_orphans(self, grace: timedelta) -> int:
+        """Delete the catalog's orphaned data files last written more than `grace` ago."""
+        cutoff = (datetime.now(timezone.utc) - grace).timestamp()
+        deleted = 0
+        for (path,) in self._call("catalog/maintain_list_orphans"):
+            file = Path(path)
+            try:
+                if file.parent.resolve().is_relative_to(self.data_path) and file.stat().st_mtime <= cutoff:
+                    file.unlink()
+                    deleted += 1
+            except FileNotFoundError:
+                continue
+        return deleted
+
+    def _call(self, name: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        """Rows of a maintenance call (DuckLake's functions run their own transactions)."""
+        return self.con.execute(sql_text(name), params).fetchall()
 
     # -- species filters -----------------------------------------------------------------------
     def location_filter_todo(self) -> list[tuple[str, int, float, float]]:
