@@ -49,6 +49,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="windows per work unit (default: 5 minutes of windows)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--model-actors", type=int, default=1)
+    p.add_argument("--decode-workers", type=int, help="most decode tasks at once")
+    p.add_argument("--commit-interval-s", type=float, default=15.0,
+                   help="finished units wait at most this long to commit together")
     p.add_argument("--deployment", action="append", dest="deployments",
                    help="only this deployment id (repeatable)")
     p.add_argument("--retry-failed", action="store_true", help="plan failed windows again")
@@ -74,7 +77,8 @@ def settings_from_args(args: argparse.Namespace):
         window_s=args.window_s, hop_s=args.hop_s, tail=args.tail, channel_policy=args.channels,
         windows_per_unit=args.windows_per_unit, batch_size=args.batch_size,
         model_actors=args.model_actors, retry_failed=args.retry_failed, embeddings=args.embeddings,
-        cascade=args.cascade,
+        cascade=args.cascade, decode_workers=args.decode_workers,
+        commit_interval_s=args.commit_interval_s,
         deployments=tuple(args.deployments) if args.deployments else None,
     )
     if args.tasks:
@@ -84,14 +88,21 @@ def settings_from_args(args: argparse.Namespace):
 
 def _run_flow(flow: Any, settings: Any, run_id: str, verbose: bool = False) -> dict[str, Any]:
     """Run a flow with the terminal's header, progress bar and summary (`flows.terminal`); the
-    logs go to <results>/logs/<run_id>.log. An incomplete run still has a summary."""
+    logs go to <results>/logs/<run_id>.log. An incomplete run still has a summary.
+
+    With a Prefect API configured (PREFECT_API_URL) the flow runs as a Prefect flow run; without
+    one, its steps run as plain functions instead of under Prefect's temporary server.
+    """
     from connectors.catalog import results_root
-    from flows.nightly import IncompleteRunError
+    from flows.nightly import IncompleteRunError, prefect_api_configured, run_plain
     from flows.terminal import run_console
 
     with run_console(results_root(settings.results), run_id, verbose) as (console, log_file):
         try:
-            summary = flow(settings, run_id)
+            if prefect_api_configured():
+                summary = flow(settings, run_id)
+            else:
+                summary = run_plain(settings, flow.name, run_id)
         except IncompleteRunError as exc:
             summary = exc.summary
         log.info("run summary: %s", json.dumps(summary, default=str))
@@ -194,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--clips", help="folder of real clips with manifest.csv to mix in")
     demo.add_argument("--model", default="birdnet")
     demo.set_defaults(func=cmd_demo)
+
+    from flows.maintain import add_maintain_parser
+
+    add_maintain_parser(sub)
 
     dev = sub.add_parser("dev", help="developer tools")
     dev_sub = dev.add_subparsers(dest="dev_command", required=True)

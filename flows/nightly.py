@@ -7,6 +7,12 @@ never for a configuration error, which no retry can fix.
 One run at a time per results folder (`connectors.locks.RunLock`): a second run fails fast naming
 the holder. The run that takes the lock marks runs that died without finishing `interrupted`,
 then resumes their work: every committed unit stays, every other one is planned again.
+
+Start-up overlaps: discover → register → plan run in the background while the driver starts (or
+joins) Ray, so a run waits for the longer of the two, not their sum. `run_plain` runs the same
+steps as plain functions, with no Prefect API at all: what `dawnchorus run` does when no
+PREFECT_API_URL is set, instead of starting Prefect's temporary server for a run nobody watches.
+After processing, the catalog is maintained (`flows.maintain`): few files, however many units.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ import os
 import socket
 import uuid
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 
 from connectors.catalog import Catalog, results_root
 from connectors.errors import ConfigError
@@ -30,14 +39,15 @@ from connectors.locks import RunLock
 from connectors.storage import AUDIO_EXTENSIONS
 from connectors.tables import RunRow, replace
 from flows import discover as discover_mod
+from flows import maintain as maintain_mod
 from flows import report as report_mod
 from flows import species_filter as species_filter_mod
 from flows import terminal
-from flows.pipeline import ProcessResult, process_units
+from flows.pipeline import ProcessResult, ensure_ray, process_units
 from flows.plan import Unit, plan_units
-from flows.settings import RunSettings, config_fingerprint
+from flows.settings import RunSettings, config_fingerprint, resolve_settings
 from flows.stages import CommitContext, DecodeOptions
-from naturelm_core.backend import describe_backend
+from naturelm_core.backend import backend_class, describe_backend
 
 
 class IncompleteRunError(RuntimeError):
@@ -61,11 +71,15 @@ def _not_a_config_error(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="identify-model", cache_policy=NO_CACHE)
-def identify_model(settings: RunSettings) -> tuple[str, dict[str, Any], str, int]:
-    """Model id, settings, fingerprint and sample rate; missing weights stop the run here."""
+def identify_model(settings: RunSettings) -> tuple[RunSettings, str, str, int]:
+    """The settings resolved for this model (its native window by default), model id,
+    fingerprint and sample rate; missing weights stop the run here."""
     info = describe_backend(settings.model, **settings.model_options)
+    # A backend whose describe() does not say reads its class's window.
+    native = info.native_window_s or backend_class(settings.model).native_window_s
+    settings = resolve_settings(settings, native)  # window and unit size: numbers from here on
     fingerprint = config_fingerprint(settings, info.model_id, info.settings, info.embedding)
-    return info.model_id, info.settings, fingerprint, info.sample_rate_hz
+    return settings, info.model_id, fingerprint, info.sample_rate_hz
 
 
 def embedding_dim(settings: RunSettings) -> int | None:
@@ -98,10 +112,10 @@ def register_task(settings: RunSettings, discovery: discover_mod.Discovery,
 
 
 @task(name="plan", cache_policy=NO_CACHE)
-def plan_task(settings: RunSettings, current_ids: list[str], fingerprint: str) -> list[Unit]:
+def plan_task(settings: RunSettings, sync: discover_mod.SyncResult, fingerprint: str) -> list[Unit]:
     with Catalog(settings.results) as catalog:
         return plan_units(
-            catalog, current_ids, fingerprint=fingerprint, window_s=settings.window_s,
+            catalog, sync.current_ids, fingerprint=fingerprint, window_s=settings.window_s,
             hop_s=settings.effective_hop_s, tail=settings.tail,
             channel_policy=settings.channel_policy, windows_per_unit=settings.windows_per_unit,
             retry_failed=settings.retry_failed,
@@ -126,7 +140,9 @@ def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerpr
             model_options=settings.model_options, tasks=settings.tasks,
             batch_size=settings.batch_size, model_actors=settings.model_actors,
             decode_cpus=settings.decode_cpus, actor_cpus=settings.actor_cpus,
-            actor_gpus=settings.actor_gpus, embeddings=dim is not None, on_commit=on_commit,
+            actor_gpus=settings.actor_gpus, embeddings=dim is not None,
+            decode_workers=settings.decode_workers, on_commit=on_commit,
+            commit_interval_s=settings.commit_interval_s,
         )
 
 
@@ -146,6 +162,16 @@ def species_filter_task(settings: RunSettings, run_id: str) -> int:
     return species_filter_mod.update_location_filter(settings.results, run_id)
 
 
+@task(name="maintain-catalog", cache_policy=NO_CACHE)
+def maintain_task(settings: RunSettings) -> dict[str, Any]:
+    """Merge the run's small files into the catalog's few; a failure here fails no run."""
+    try:
+        return maintain_mod.report_dict(maintain_mod.maintain_results(settings.results))
+    except Exception as exc:  # the run's rows are committed; the next maintenance catches up
+        logging.getLogger(__name__).warning("catalog maintenance failed: %s", exc, exc_info=True)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(settings: RunSettings, run_id: str, counts: dict[str, Any],
                 skipped: list[Any]) -> str:
@@ -160,13 +186,60 @@ def _skipped_counts(skipped: list[Any]) -> dict[str, int]:
     return dict(sorted(Counter(getattr(s, "reason", str(s)) for s in skipped).items()))
 
 
-def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = None) -> dict[str, Any]:
-    """discover → register → plan → process → report, recording the run in `runs`."""
-    logger = get_run_logger()
+@dataclass(frozen=True)
+class Steps:
+    """The pipeline's steps: Prefect tasks inside a flow run, or their plain functions."""
+
+    identify: Callable[..., Any]
+    discover: Callable[..., Any]
+    register: Callable[..., Any]
+    plan: Callable[..., Any]
+    process: Callable[..., Any]
+    cascade: Callable[..., Any]
+    species_filter: Callable[..., Any]
+    maintain: Callable[..., Any]
+    report: Callable[..., Any]
+    #: submit(step, *args) -> a future (`.result()`); futures among args are waited for first.
+    submit: Callable[..., Any]
+
+
+def _prefect_submit(step: Any, *args: Any) -> Any:
+    return step.submit(*args)  # Prefect resolves upstream futures among the arguments
+
+
+PREFECT_STEPS = Steps(identify_model, discover_task, register_task, plan_task, process_task,
+                      cascade_task, species_filter_task, maintain_task, report_task,
+                      submit=_prefect_submit)
+
+
+def _plain_steps(executor: ThreadPoolExecutor) -> Steps:
+    """The steps as plain functions; `submit` chains them on one background thread, in order."""
+
+    def submit(step: Callable[..., Any], *args: Any) -> Future:
+        return executor.submit(
+            lambda: step.fn(*(a.result() if isinstance(a, Future) else a for a in args)))
+
+    return Steps(identify_model.fn, discover_task.fn, register_task.fn, plan_task.fn,
+                 process_task.fn, cascade_task.fn, species_filter_task.fn, maintain_task.fn,
+                 report_task.fn, submit=submit)
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        return get_run_logger()
+    except MissingContextError:  # a plain run
+        return logging.getLogger(__name__)
+
+
+def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = None,
+                 steps: Steps = PREFECT_STEPS) -> dict[str, Any]:
+    """identify → (discover → register → plan, while Ray starts) → process → cascade stages →
+    species filter → maintain → report, recording the run in `runs`."""
+    logger = _logger()
     run_id = run_id or new_run_id()
     with RunLock(results_root(settings.results), run_id) as lock:
         started = datetime.now(timezone.utc)
-        model_id, _, fingerprint, sample_rate_hz = identify_model(settings)
+        settings, model_id, fingerprint, sample_rate_hz = steps.identify(settings)
         run = RunRow(
             run_id=run_id, flow=flow_name, started_at=started, finished_at=None, status="running",
             parameters=settings.public_json(), config_fingerprint=fingerprint, model_id=model_id,
@@ -184,13 +257,15 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
         skipped: list[Any] = []
         status = "failed"
         try:
-            discovery = discover_task(settings)
+            discovery_f = steps.submit(steps.discover, settings)
+            sync_f = steps.submit(steps.register, settings, discovery_f, run_id)
+            units_f = steps.submit(steps.plan, settings, sync_f, fingerprint)
+            ensure_ray()  # meanwhile: Ray starts (seconds) while the source is listed and read
+            discovery, sync, units = discovery_f.result(), sync_f.result(), units_f.result()
             skipped = discovery.skipped
             if not discovery.objects:
                 logger.warning("no recordings under %s (looked for %s files, any case, in "
                                "deployment folders)", settings.source, ", ".join(AUDIO_EXTENSIONS))
-            sync = register_task(settings, discovery, run_id)
-            units = plan_task(settings, sync.current_ids, fingerprint)
             console = terminal.current()  # the CLI's header and progress bar, if any
             if console is not None:
                 console.header(
@@ -198,8 +273,8 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                     recordings_new=sync.new, recordings_changed=sync.changed,
                     planned_windows=sum(u.expected_rows for u in units),
                     planned_audio_s=sum(w.duration_s for u in units for w in u.windows))
-            result = process_task(settings, units, run_id, fingerprint, model_id, sample_rate_hz,
-                                  on_commit=console.on_commit if console is not None else None)
+            result = steps.process(settings, units, run_id, fingerprint, model_id, sample_rate_hz,
+                                   on_commit=console.on_commit if console is not None else None)
             if console is not None:
                 console.stop()
             counts = {
@@ -214,24 +289,39 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                 counts["embeddings"] = result.embeddings
             status = "completed" if not result.uncommitted_units else "failed"
             if settings.cascade:
-                counts["cascade"] = cascade_task(settings, run_id, fingerprint, sync.current_ids)
+                counts["cascade"] = steps.cascade(settings, run_id, fingerprint, sync.current_ids)
                 if any(stage["units_uncommitted"] for stage in counts["cascade"]):
                     status = "failed"
             try:
-                counts["location_filter_weeks_asked"] = species_filter_task(settings, run_id)
+                counts["location_filter_weeks_asked"] = steps.species_filter(settings, run_id)
             except Exception as exc:  # the filter is an output's refinement, never the run's end
                 logger.warning("location filter not updated (its species stay visible): %s", exc)
                 counts["location_filter_weeks_asked"] = f"failed: {exc}"
+            counts["catalog_maintenance"] = steps.maintain(settings)  # after the run's last write
         finally:
             with Catalog(settings.results) as catalog:
                 catalog.finish_run(replace(run, status=status, counts=json.dumps(counts),
                                            finished_at=datetime.now(timezone.utc)))
-        counts["report"] = report_task(settings, run_id, counts, skipped)
+        counts["report"] = steps.report(settings, run_id, counts, skipped)
     logger.info("run %s %s: %s", run_id, status, json.dumps(counts))
     summary = {"run_id": run_id, "status": status, "config_fingerprint": fingerprint, **counts}
     if status != "completed":
         raise IncompleteRunError(summary)  # the flow run ends Failed, where schedulers look
     return summary
+
+
+def run_plain(settings: RunSettings, flow_name: str = "nightly",
+              run_id: str | None = None) -> dict[str, Any]:
+    """The pipeline without Prefect: the same steps as plain functions, no API server."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dawnchorus-prepare") as executor:
+        return run_pipeline(settings, flow_name, run_id, steps=_plain_steps(executor))
+
+
+def prefect_api_configured() -> bool:
+    """True when a Prefect API (a server, Prefect Cloud) is configured for this process."""
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
 
 
 @flow(name="nightly", log_prints=False)

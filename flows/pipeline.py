@@ -1,8 +1,10 @@
 """The Ray Data wiring of decode → infer → commit (the stages themselves are in `flows.stages`).
 
 Work units stream through `decode_unit` (CPU tasks) and `Predictor` (model actors, loaded once
-each, batched). The driver gathers each unit's rows as they arrive and commits the unit in one
-catalog transaction, so a crash or a retried task never loses or duplicates a row.
+each, batched). The driver gathers each unit's rows as they arrive; finished units wait at most
+`COMMIT_INTERVAL_S` (or `COMMIT_MAX_ROWS` rows) and then commit together in one catalog
+transaction. A unit is never split across transactions, so a crash or a retried task never loses
+or duplicates a row, and one commit (one Parquet file per table and partition) covers many units.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from connectors.catalog import Catalog
+from connectors.tables import EmbeddingRow, PredictionRow, WindowRow
 from flows.plan import Unit
 from flows.stages import CommitContext, DecodeOptions, Predictor, decode_unit, unit_embeddings, unit_rows
 
@@ -23,6 +26,12 @@ log = logging.getLogger(__name__)
 #: Ray Data input blocks at most: past a thousand units, blocks of a few units each keep Ray's
 #: scheduling overhead flat on very large backlogs.
 MAX_BLOCKS = 1024
+#: Finished units wait at most this long for company before they commit: a crash loses at most
+#: this much finished work (re-planned, never duplicated), and a night writes one file per table
+#: and partition per interval instead of one per unit.
+COMMIT_INTERVAL_S = 15.0
+#: ... or until they hold this many window + prediction rows (bounded driver memory).
+COMMIT_MAX_ROWS = 200_000
 
 
 @dataclass
@@ -56,8 +65,15 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
                   model: str, model_options: dict[str, Any], tasks: tuple[str, ...],
                   batch_size: int, model_actors: int, decode_cpus: float, actor_cpus: float,
                   actor_gpus: float, embeddings: bool = False, candidates: bool = False,
-                  on_commit: Callable[[ProcessResult, Unit], None] | None = None) -> ProcessResult:
-    """Run every unit through Ray Data and commit each one as soon as all its rows are back."""
+                  decode_workers: int | None = None,
+                  on_commit: Callable[[ProcessResult, Unit], None] | None = None,
+                  commit_interval_s: float = COMMIT_INTERVAL_S,
+                  commit_max_rows: int = COMMIT_MAX_ROWS) -> ProcessResult:
+    """Run every unit through Ray Data; commit finished units in batches (whole units only).
+
+    `on_commit(result, unit)` is called for each unit once its transaction has committed.
+    `decode_workers` caps the decode tasks running at once (None: as many as the CPUs allow).
+    """
     result = ProcessResult()
     if not units:
         return result
@@ -67,7 +83,8 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
     by_id = {u.unit_id: u for u in units}
     ds = ray.data.from_items([u.as_item() for u in units],
                              override_num_blocks=min(len(units), MAX_BLOCKS))
-    ds = ds.flat_map(decode_unit, fn_kwargs={"options": decode}, num_cpus=decode_cpus)
+    ds = ds.flat_map(decode_unit, fn_kwargs={"options": decode}, num_cpus=decode_cpus,
+                     concurrency=decode_workers)
     ds = ds.map_batches(
         Predictor,
         fn_constructor_kwargs={"model": model, "model_options": model_options, "tasks": tasks,
@@ -80,17 +97,18 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
     )
     pending: dict[str, list[dict[str, Any]]] = defaultdict(list)
     committed: set[str] = set()
+    finished: list[tuple[Unit, list[WindowRow], list[PredictionRow], list[EmbeddingRow]]] = []
+    finished_rows = 0
+    oldest = 0.0
     started = time.monotonic()
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for row in batch.to_pylist():
-            unit = by_id[row["unit_id"]]
-            pending[unit.unit_id].append(row)
-            if len(pending[unit.unit_id]) < unit.expected_rows:
-                continue
-            rows = pending.pop(unit.unit_id)
-            windows, predictions = unit_rows(unit, rows, ctx)
-            vectors = unit_embeddings(unit, rows, ctx)
-            catalog.commit_unit(windows, predictions, vectors)
+
+    def commit_finished() -> None:
+        nonlocal finished_rows
+        if not finished:
+            return
+        catalog.commit_units([(windows, predictions, vectors)
+                              for _, windows, predictions, vectors in finished])
+        for unit, windows, predictions, vectors in finished:
             committed.add(unit.unit_id)
             result.units += 1
             result.windows += len(windows)
@@ -99,8 +117,30 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
             result.embeddings += len(vectors)
             if on_commit is not None:
                 on_commit(result, unit)
-            log.debug("committed unit %d/%d (%s, windows %d-%d)", result.units, len(units),
-                      unit.uri, unit.windows[0].index, unit.windows[-1].index)
+        log.debug("committed %d units in one transaction (%d/%d)", len(finished), result.units,
+                  len(units))
+        finished.clear()
+        finished_rows = 0
+
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for row in batch.to_pylist():
+                unit = by_id[row["unit_id"]]
+                pending[unit.unit_id].append(row)
+                if len(pending[unit.unit_id]) < unit.expected_rows:
+                    continue
+                rows = pending.pop(unit.unit_id)
+                windows, predictions = unit_rows(unit, rows, ctx)
+                vectors = unit_embeddings(unit, rows, ctx)
+                if not finished:
+                    oldest = time.monotonic()
+                finished.append((unit, windows, predictions, vectors))
+                finished_rows += len(windows) + len(predictions) + len(vectors)
+                if (finished_rows >= commit_max_rows
+                        or time.monotonic() - oldest >= commit_interval_s):
+                    commit_finished()
+    finally:
+        commit_finished()  # units that finished are never lost to a later failure
     # A unit whose rows never came back at all is as uncommitted as one that came back short.
     result.uncommitted_units = sorted(set(by_id) - committed)
     if result.uncommitted_units:

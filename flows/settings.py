@@ -106,6 +106,13 @@ class RunSettings(BaseModel):
     decode_cpus: float = Field(1.0, gt=0, description="Logical CPUs reserved per decode task")
     actor_cpus: float = Field(1.0, ge=0, description="Logical CPUs reserved per model actor")
     actor_gpus: float = Field(0.0, ge=0, description="GPUs per model actor")
+    decode_workers: int | None = Field(
+        None, gt=0, description="Most decode tasks at once (default: as many as the CPUs allow)"
+    )
+    commit_interval_s: float = Field(
+        15.0, ge=0,
+        description="Finished units wait at most this long to commit together (0: each at once)",
+    )
     deployments: tuple[str, ...] | None = Field(
         None, description="Only these deployment ids (backfills); None = all"
     )

@@ -146,6 +146,7 @@ BACKENDS: dict[str, str] = {
     "clap": "naturelm_core.clap.backend:ClapBackend",
     "naturelm": "naturelm_core.naturelm.backend:NatureLMBackend",
     "placeholder": "naturelm_core.placeholder:PlaceholderBackend",
+    "null": "naturelm_core.null:NullBackend",  # no work at all: the pipeline's own cost (bench/)
 }
 
 

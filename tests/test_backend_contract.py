@@ -48,6 +48,7 @@ def tiny_transformers_clap(tmp: pytest.TempPathFactory) -> ModelBackend:
 CONTRACT_FACTORIES: dict[str, Factory] = {
     "birdnet": lambda tmp: load_backend("birdnet", num_threads=1, chunk_batch_size=4, top_k=3),
     "placeholder": lambda tmp: load_backend("placeholder"),
+    "null": lambda tmp: load_backend("null"),
     "naturelm": tiny_naturelm,
     "clap": tiny_msclap,
     "clap-transformers": tiny_transformers_clap,

@@ -151,3 +151,17 @@ def test_negative_retention_is_refused(tmp_path):
 
     with Catalog(tmp_path / "results") as catalog, pytest.raises(ConfigError, match="retention"):
         catalog.maintain(retention=timedelta(days=-1))
+
+
+def test_the_maintain_command_prints_what_it_did(tmp_path, capsys):
+    import json
+
+    from flows.cli import main
+
+    results = tmp_path / "results"
+    season(results, nights=1).close()
+    assert main(["maintain", "--results", str(results), "--retention-days", "0", "--now"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["after"]["files"] < report["before"]["files"] and report["files_deleted"] > 0
+    assert main(["maintain", "--results", str(results), "--retention-days", "-1"]) == 2
+    assert "retention" in capsys.readouterr().err

@@ -25,11 +25,13 @@ def native(model: str) -> float | None:
 def test_backends_declare_their_native_windows():
     assert native("birdnet") == 3.0
     assert native("naturelm") == 10.0
-    # The placeholder stands in for NatureLM-audio in pipeline tests.
+    # The placeholder stands in for NatureLM-audio in pipeline tests, the null model for BirdNET.
     assert native("placeholder") == 10.0
+    assert native("null") == 3.0
     # What the driver asks before any worker loads the model says the same.
     assert describe_backend("birdnet", num_threads=1).native_window_s == 3.0
-    assert set(BACKENDS) >= {"birdnet", "naturelm", "placeholder"}
+    assert describe_backend("null").native_window_s == 3.0
+    assert set(BACKENDS) >= {"birdnet", "naturelm", "placeholder", "null"}
 
 
 @pytest.mark.parametrize("model, window_s, per_unit", [

@@ -42,7 +42,8 @@ def test_a_killed_run_resumes_without_loss_or_duplicates(tmp_path):
                     events={0: [(100.0, 5.0, 1000.0)]})
     results = tmp_path / "results"
     args = ["--source", str(tmp_path / "source"), "--results", str(results),
-            "--model", "placeholder", "--windows-per-unit", "2", "--batch-size", "2"]
+            "--model", "placeholder", "--windows-per-unit", "2", "--batch-size", "2",
+            "--commit-interval-s", "0"]
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", *args], env=env,
