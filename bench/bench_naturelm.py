@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
             "speedup": separate_s / together_s,
         },
         "paper_cost_per_window": paper_cost(),
+        "seconds": times,  # every round of every method, for medians and ranges
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")

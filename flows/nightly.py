@@ -217,7 +217,7 @@ def _plain_steps(executor: ThreadPoolExecutor) -> Steps:
 
     def submit(step: Callable[..., Any], *args: Any) -> Future:
         return executor.submit(
-            lambda: step.fn(*(a.result() if isinstance(a, Future) else a for a in args)))
+            lambda: step(*(a.result() if isinstance(a, Future) else a for a in args)))
 
     return Steps(identify_model.fn, discover_task.fn, register_task.fn, plan_task.fn,
                  process_task.fn, cascade_task.fn, species_filter_task.fn, maintain_task.fn,

