@@ -130,15 +130,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
-    from flows.demo import build_demo, compare_with_truth
+    from flows.demo import WINDOW_S, build_demo, compare_with_truth
     from flows.nightly import new_run_id, nightly
     from flows.query import format_table, run_analysis, run_query
     from flows.settings import RunSettings
 
     out = Path(args.out)
     info = build_demo(out, clips_dir=Path(args.clips) if args.clips else None)
+    # The demo lays its calls out in 10-s windows, so it analyses 10-s windows whatever the model.
     settings = RunSettings(source=str(info.source_root), results=str(out / "results"),
-                           model=args.model)
+                           model=args.model, window_s=WINDOW_S)
     summary = _run_flow(nightly, settings, new_run_id(), args.verbose)
     print("\nSpecies by site and night (detections = windows, score >= catalog threshold, "
           "species filters applied):")
