@@ -115,18 +115,19 @@ KILLED_COMMIT = textwrap.dedent("""
 def test_a_killed_commits_orphans_are_removed_and_nothing_else(tmp_path):
     results = tmp_path / "results"
     season(results, nights=1).close()
-    catalog = Catalog(results)
-    catalog.maintain(retention=timedelta(0), keep_for_readers=False, orphan_grace=timedelta(0))
+    with Catalog(results) as catalog:
+        catalog.maintain(retention=timedelta(0), keep_for_readers=False, orphan_grace=timedelta(0))
     clean = DataFiles.under(results / "data")
     with CatalogReader(results) as reader:
         seen = snapshot(reader)
 
     script = KILLED_COMMIT.format(tests=str(Path(__file__).parent), repo=str(Path(__file__).parents[1]),
                                   results=str(results))
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        assert proc.stdout.readline().strip() == "files written"
+        line = proc.stdout.readline().strip()
+        assert line == "files written", proc.stderr.read() if proc.wait(5) is not None else line
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -136,6 +137,7 @@ def test_a_killed_commits_orphans_are_removed_and_nothing_else(tmp_path):
         assert snapshot(reader) == seen  # the killed commit is not in the catalog
 
     # Within the grace time an unknown file may be a commit in flight: kept.
+    catalog = Catalog(results)
     kept = catalog.maintain(retention=timedelta(0), keep_for_readers=False, orphan_grace=timedelta(hours=1))
     assert kept.orphans_deleted == 0 and DataFiles.under(results / "data") == orphaned
     report = catalog.maintain(retention=timedelta(0), keep_for_readers=False, orphan_grace=timedelta(0))
