@@ -78,14 +78,15 @@ def test_classify_is_softmax_of_scaled_cosine_between_embed_and_the_prompts(back
 
 
 def test_probabilities_change_with_the_prompt_set_and_so_does_the_fingerprint(folders, family, backend):
-    from flows.settings import RunSettings, config_fingerprint
+    from flows.settings import RunSettings, config_fingerprint, resolve_settings
 
     other = load_backend("clap", labels=LABELS, top_k=len(LABELS), template="the call of a {common_name}", **folders[family])
     audio, valid = batch(backend.sample_rate_hz, n_windows=1)
     a = probabilities(backend.predict(audio, valid, ["classify"]))[0]
     b = probabilities(other.predict(audio, valid, ["classify"]))[0]
     assert max(abs(a[k] - b[k]) for k in LABELS) > 1e-3
-    run = RunSettings(source="src", results="res", model="clap")
+    # A run fingerprints its resolved settings (the window: the family's native one).
+    run = resolve_settings(RunSettings(source="src", results="res", model="clap"), backend.native_window_s)
     fingerprints = {
         config_fingerprint(run, x.model_id, x.settings())
         for x in (backend, other)
