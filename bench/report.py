@@ -43,6 +43,7 @@ def render(latest: dict) -> str:
         "The machine is shared: a load far above the core count means other people's jobs held the "
         "cores, which slows every method and blurs ratios; read the ranges.",
         "",
+        *_reduced(latest),
         "## Reproduce",
         "",
         "```",
@@ -73,6 +74,13 @@ def render(latest: dict) -> str:
         lines.append(f"- analyses under 1 s over {latest['catalog_predictions']:,} predictions: "
                      + ("**all met**." if not slow else
                         "**missed** by " + ", ".join(f"`{k}` ({v['median']:.2f} s)" for k, v in slow.items()) + "."))
+    loads = [x for x in (d.get("load_average_1min_before"), d.get("load_average_1min_after")) if x]
+    if loads and max(loads) > 2 * (m["cpus"] or 1):
+        lines += ["", f"This run shared the machine at a 1-minute load average of {min(loads):.0f}–"
+                  f"{max(loads):.0f} on {m['cpus']} cores: every method ran slower than on a quiet "
+                  "machine, by an amount that changed from minute to minute, so ratios of methods run "
+                  "minutes apart carry that noise. A target missed here is to be re-measured on a quiet "
+                  "machine before it is read as the code's."]
     if eff:
         lines += _pipeline(eff, latest)
     if dec:
@@ -89,6 +97,24 @@ def render(latest: dict) -> str:
                   f"{fig(n['one_encoding_over_three_calls']['speedup'])}×",
                   "", "What these mean for the real model on a GPU: `docs/naturelm.md`."]
     return "\n".join(lines) + "\n"
+
+
+def _reduced(latest: dict) -> list[str]:
+    """A banner when this run was smaller than `make bench`'s defaults (the issue's sizes)."""
+    d = latest["details"]
+    eff, mem, cat = d.get("efficiency"), d.get("memory"), d.get("catalog")
+    smaller = []
+    if eff and eff["audio_hours"] < 6:
+        smaller.append(f"{eff['audio_hours']:g} h of audio for the efficiency run (default 6 h)")
+    if mem and set(mem) != {"1h", "6h", "24h"}:
+        smaller.append(f"memory measured for {', '.join(mem)} recordings (default 1 h, 6 h, 24 h)")
+    if cat and cat["latency"]["catalog"]["predictions"] < 10e6:
+        smaller.append(f"{cat['latency']['catalog']['predictions']:,} predictions for the analysis "
+                       "latencies (default 10 M)")
+    if not smaller:
+        return []
+    return ["**Reduced run**: " + "; ".join(smaller) + ". The figures below are of this run; "
+            "`make bench` with no arguments measures the full sizes.", ""]
 
 
 def _pipeline(eff: dict, latest: dict) -> list[str]:
@@ -125,6 +151,14 @@ def _pipeline(eff: dict, latest: dict) -> list[str]:
         "transport of the windows, the commits and the final maintenance; the null-model runs "
         "below price the pipeline without the model.",
     ]
+    mem = latest["details"].get("memory") or {}
+    if mem:
+        shortest = min(mem, key=lambda k: float(k[:-1]))
+        fixed = mem[shortest]["wall_s"]["median"]
+        lines += ["", f"The fixed part: a whole null-model run over a {shortest} recording (nothing to "
+                  f"infer) took {fixed:.0f} s, start-up and shut-down included; at this run's length "
+                  f"that alone is {fixed / ours_wall:.0%} of our wall time, and it shrinks in "
+                  "proportion as a night's audio grows."]
     return lines
 
 
