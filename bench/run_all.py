@@ -82,13 +82,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--catalog-rounds", type=int, default=3)
     parser.add_argument("--naturelm-rounds", type=int, default=3)
     parser.add_argument("--sections", default="pipeline,catalog,naturelm")
+    parser.add_argument("--pipeline-json", type=Path,
+                        help="reuse this bench_pipeline.py result instead of running the pipeline section")
     parser.add_argument("--out", type=Path, default=LATEST)
     parser.add_argument("--doc", type=Path, default=DOC)
     args = parser.parse_args(argv)
     sections = args.sections.split(",")
     started = time.perf_counter()
     details: dict = {"load_average_1min_before": load_average()}
-    if "pipeline" in sections:
+    if args.pipeline_json:
+        details.update(json.loads(args.pipeline_json.read_text()))
+    elif "pipeline" in sections:
         details.update(bench_pipeline.main([
             "--hours", str(args.hours), "--rounds", str(args.rounds), "--decode-hours", str(args.decode_hours),
             "--memory-hours", args.memory_hours, "--out", str(REPO / "bench" / "results" / "pipeline.json")]))
