@@ -51,11 +51,20 @@ def our_run(source: Path, results: Path, work: Path, model: str, options: list[s
     cmd = [sys.executable, "-m", "flows.cli", "run", "--source", str(source), "--results", str(results),
            "--model", model, *[a for o in options for a in ("--option", o)], *extra]
     timed = run_process(cmd, env=dawnchorus_env(work), memory=memory)
-    out = json.loads(timed.stdout[timed.stdout.index("{"):])
+    out = last_run(results)
     if out["status"] != "completed" or out["windows_failed"]:
         raise RuntimeError(f"our run did not complete cleanly: {out}")
     return {"wall_s": timed.wall_s, "peak_mb": timed.peak_mb, "processes": timed.processes,
             "windows": out["windows"], "load": [timed.load_before, timed.load_after]}
+
+
+def last_run(results: Path) -> dict:
+    """The status and counts of the latest run the catalog under `results` records."""
+    from connectors.catalog import CatalogReader
+
+    with CatalogReader(str(results)) as catalog:
+        row = catalog.query("select status, counts from runs order by started_at desc limit 1").to_pylist()[0]
+    return {"status": row["status"], **json.loads(row["counts"] or "{}")}
 
 
 def ceiling_windows(paths: list[Path]) -> np.ndarray:

@@ -75,8 +75,10 @@ def identify_model(settings: RunSettings) -> tuple[RunSettings, str, str, int]:
     """The settings resolved for this model (its native window by default), model id,
     fingerprint and sample rate; missing weights stop the run here."""
     info = describe_backend(settings.model, **settings.model_options)
-    # A backend whose describe() does not say reads its class's window.
-    native = info.native_window_s or backend_class(settings.model).native_window_s
+    native = info.native_window_s
+    if native is None:  # a describe() that builds no backend may not say: the class declares it
+        declared = backend_class(settings.model).native_window_s
+        native = float(declared) if isinstance(declared, (int, float)) else None  # not a property
     settings = resolve_settings(settings, native)  # window and unit size: numbers from here on
     fingerprint = config_fingerprint(settings, info.model_id, info.settings, info.embedding)
     return settings, info.model_id, fingerprint, info.sample_rate_hz
