@@ -6,8 +6,8 @@ Run through `make bench`, or `.venv/bin/python bench/bench_catalog.py [--predict
 1. Latency: a catalog of synthetic BirdNET-like results (3-s windows, a detect and three
    classify answers each, scores drawn so that a few percent pass the detection threshold) is
    bulk-loaded through `Catalog.commit_tables`, maintained, and every `sql/analyses/*.sql` query
-   runs through `CatalogReader.analysis`, with parameters from `PARAMETERS` (by the names in each
-   file's `parameters:` header). Repeats interleave the analyses; median and range per analysis.
+   runs through `CatalogReader.analysis`: required parameters from `PARAMETERS` (by the names in
+   each file's `-- param:` header), the others at their defaults. Repeats interleave the analyses; median and range per analysis.
 2. Files: a simulated season of nightly runs (each night's units committed as the driver does,
    several units per transaction), then `maintain` with no snapshot kept and files deleted at
    once: file counts and bytes on disk before and after, and that every row is still there.
@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,8 @@ sys.path.insert(0, str(REPO))
 
 from bench.bench_decode import load_average  # noqa: E402
 from bench.common import summary  # noqa: E402
-from connectors.catalog import Catalog, CatalogReader, DataFiles, sql_text  # noqa: E402
+from connectors.analyses import all_analyses  # noqa: E402
+from connectors.catalog import Catalog, CatalogReader, DataFiles  # noqa: E402
 from connectors.tables import PREDICTIONS, WINDOWS, RecordingRow, RunRow  # noqa: E402
 
 RUN_ID = "bench-run"
@@ -40,21 +40,21 @@ FINGERPRINT = "bench-fp"
 MODEL_ID = "birdnet-v2.4@sha256:bench"
 WINDOW_S = 3.0
 SPECIES = [f"Species {i:04d}" for i in range(400)]
-#: A value for each parameter name an analysis header may use (`-- parameters: $1 = run_id`).
-PARAMETERS = {"run_id": RUN_ID, "config_fingerprint": FINGERPRINT, "deployment_id": "dep-000",
-              "threshold": 0.5, "min_score": 0.5, "label": SPECIES[0], "species": SPECIES[0],
-              "scientific_name": SPECIES[0], "date": date(2024, 6, 1), "start_date": date(2024, 6, 1),
-              "end_date": date(2024, 6, 30), "limit": 100, "n": 100}
-_PARAM = re.compile(r"\$(\d+)\s*=\s*([A-Za-z_]+)")
+#: A value for each required parameter an analysis header declares (`-- param: NAME TYPE -- ...`,
+#: connectors/analyses.py); optional parameters keep their defaults. The synthetic catalog has one
+#: fingerprint, so `agreement` compares it with itself (the same work as two: both sides are read).
+PARAMETERS = {"run_id": RUN_ID, "config_fingerprint": FINGERPRINT, "fingerprint_a": FINGERPRINT,
+              "fingerprint_b": FINGERPRINT, "deployment_id": "dep-000", "species": SPECIES[0]}
 
 
-def analyses() -> dict[str, list]:
-    """name -> parameters, for every file in sql/analyses (discovered, never listed by hand)."""
-    out = {}
-    for path in sorted((REPO / "sql" / "analyses").glob("*.sql")):
-        header = "\n".join(line for line in path.read_text().splitlines() if line.startswith("--"))
-        params = sorted((int(n), name) for n, name in _PARAM.findall(header))
-        out[path.stem] = [PARAMETERS.get(name, KeyError(name)) for _, name in params]
+def analyses() -> dict[str, dict | KeyError]:
+    """name -> parameter values, for every analysis in sql/analyses (discovered, never listed by
+    hand); a KeyError names a required parameter PARAMETERS has no value for."""
+    out: dict[str, dict | KeyError] = {}
+    for analysis in all_analyses():
+        required = [p.name for p in analysis.parameters if p.required]
+        missing = [name for name in required if name not in PARAMETERS]
+        out[analysis.name] = KeyError(missing) if missing else {n: PARAMETERS[n] for n in required}
     return out
 
 
@@ -139,23 +139,19 @@ def build(results: Path, deployments: int, nights: int, hours: float, units_per_
 
 def latency(results: Path, rounds: int) -> dict:
     queries = analyses()
-    times: dict[str, list[float]] = {name: [] for name in queries}
+    runnable = {name: params for name, params in queries.items() if not isinstance(params, KeyError)}
+    times: dict[str, list[float]] = {name: [] for name in runnable}
     rows: dict[str, int] = {}
     with CatalogReader(results) as reader:
-        for _ in range(rounds):
-            for name, params in queries.items():
-                if any(isinstance(p, KeyError) for p in params):
-                    continue
+        for _ in range(rounds):  # interleaved: every analysis once per round
+            for name, params in runnable.items():
                 started = time.perf_counter()
-                table = reader.analysis(name, params or None)
+                table = reader.analysis(name, params)
                 times[name].append(time.perf_counter() - started)
                 rows[name] = table.num_rows
-    out = {}
-    for name, params in queries.items():
-        missing = [str(p) for p in params if isinstance(p, KeyError)]
-        out[name] = ({"skipped": f"no value for parameter(s) {missing}: add them to PARAMETERS"}
-                     if missing else {"seconds": summary(times[name]), "rows": rows[name]})
-    return out
+    return {name: ({"skipped": f"no value for required parameter(s) {params}: add them to PARAMETERS"}
+                   if isinstance(params, KeyError) else {"seconds": summary(times[name]), "rows": rows[name]})
+            for name, params in queries.items()}
 
 
 def counts(results: Path) -> dict:
