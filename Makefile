@@ -16,7 +16,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup browser demo test lint bench clean
+.PHONY: setup browser demo test lint bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -62,6 +62,10 @@ $(BENCH_STAMP): bench/requirements-incumbents.txt
 # bench/results/latest.json + docs/benchmarks.md.
 bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) bench/run_all.py $(BENCH_ARGS)
+
+# A few minutes: every section at small sizes, to bench/results/quick.{json,md} (never latest.json).
+bench-quick: $(STAMP) $(BENCH_STAMP)
+	$(PY) bench/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,6 +1,8 @@
 """`make bench`: every benchmark in one run; writes bench/results/latest.json and docs/benchmarks.md.
 
-`.venv/bin/python bench/run_all.py [--hours 6] [--rounds 1] [--predictions 10e6]`. The sections
+`.venv/bin/python bench/run_all.py [--hours 6] [--rounds 1] [--predictions 10e6]`, or `--quick`
+(`make bench-quick`: every section at a small size, a few minutes, written to bench/results/quick.*
+so that a smoke never replaces the committed figures). The sections
 (each also runs alone) are bench_pipeline.py (efficiency, incumbents, decode workers, null model,
 memory), bench_catalog.py (analysis latency, files before and after maintain) and
 bench_naturelm.py (the NatureLM-audio CPU engine ratios). Every figure is a median over repeats
@@ -25,6 +27,10 @@ from bench.common import machine, summary  # noqa: E402
 
 LATEST = REPO / "bench" / "results" / "latest.json"
 DOC = REPO / "docs" / "benchmarks.md"
+#: `--quick`: every section runs, at sizes that check the benchmark works, not what it measures.
+QUICK = {"hours": 0.2, "decode_hours": 0.05, "memory_hours": "0.05,0.1", "predictions": 2e5,
+         "catalog_rounds": 1, "season_nights": 3, "season_deployments": 2, "naturelm_rounds": 1,
+         "out": REPO / "bench" / "results" / "quick.json", "doc": REPO / "bench" / "results" / "quick.md"}
 TARGETS = {"pipeline_efficiency": 0.85, "speedup_vs_incumbent": 1.5, "analysis_latency_s": 1.0}
 
 
@@ -80,13 +86,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--memory-hours", default="1,6,24")
     parser.add_argument("--predictions", type=float, default=10e6)
     parser.add_argument("--catalog-rounds", type=int, default=3)
+    parser.add_argument("--season-nights", type=int, default=30)
+    parser.add_argument("--season-deployments", type=int, default=4)
     parser.add_argument("--naturelm-rounds", type=int, default=3)
     parser.add_argument("--sections", default="pipeline,catalog,naturelm")
     parser.add_argument("--pipeline-json", type=Path,
                         help="reuse this bench_pipeline.py result instead of running the pipeline section")
     parser.add_argument("--out", type=Path, default=LATEST)
     parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke of every section at small sizes, to bench/results/quick.*")
     args = parser.parse_args(argv)
+    if args.quick:
+        for name, value in QUICK.items():
+            setattr(args, name, value)
     sections = args.sections.split(",")
     started = time.perf_counter()
     details: dict = {"load_average_1min_before": load_average()}
@@ -99,12 +112,14 @@ def main(argv: list[str] | None = None) -> dict:
     if "catalog" in sections:
         details["catalog"] = bench_catalog.main(["--predictions", str(args.predictions), "--rounds",
                                                  str(args.catalog_rounds),
+                                                 "--season-nights", str(args.season_nights),
+                                                 "--season-deployments", str(args.season_deployments),
                                                  "--out", str(REPO / "bench" / "results" / "catalog.json")])
     if "naturelm" in sections:
         details["naturelm"] = naturelm(args.naturelm_rounds)
     details["load_average_1min_after"] = load_average()
     latest = {"machine": machine(), "wall_s": time.perf_counter() - started,
-              "command": "make bench " + " ".join(argv or sys.argv[1:]),
+              "command": "make bench-quick" if args.quick else "make bench " + " ".join(argv or sys.argv[1:]),
               **headline(details), "details": details}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(latest, indent=2, default=str) + "\n", encoding="utf-8")
