@@ -489,10 +489,11 @@ class Catalog:
         `commit_units`)."""
         self.commit_units([(windows, predictions, embeddings)])
 
-    def commit_units(self, units: Sequence[tuple[Sequence[WindowRow], Sequence[PredictionRow],
-                                                 Sequence[EmbeddingRow]]]) -> None:
-        """Whole units' effort rows, predictions and embeddings in one transaction: all or
-        nothing.
+    def commit_units(self, units: Sequence[tuple[Sequence[WindowRow], Sequence[PredictionRow]]
+                                           | tuple[Sequence[WindowRow], Sequence[PredictionRow],
+                                                   Sequence[EmbeddingRow]]]) -> None:
+        """Whole units' effort rows, predictions and embeddings (each unit's third item, none
+        when it has two) in one transaction: all or nothing.
 
         Several finished units may share a transaction (fewer commits and files); none is ever
         split across two, so a re-run after a crash plans exactly the units that are not in.
@@ -504,7 +505,7 @@ class Catalog:
         """
         windows = [w for unit in units for w in unit[0]]
         predictions = [p for unit in units for p in unit[1]]
-        embeddings = [e for unit in units for e in unit[2]]
+        embeddings = [e for unit in units for e in (unit[2] if len(unit) > 2 else ())]
         for p in predictions:
             if not (isinstance(p.score, float) and math.isfinite(p.score) and 0.0 <= p.score <= 1.0):
                 raise ValueError(
