@@ -96,6 +96,16 @@ def render(latest: dict) -> str:
                   f"- three prompts on one encoding over three calls: "
                   f"{fig(n['one_encoding_over_three_calls']['speedup'])}×",
                   "", "What these mean for the real model on a GPU: `docs/naturelm.md`."]
+    if "similar" in d:
+        s = d["similar"]
+        lines += ["", f"## Similarity search over {s['windows']:,} embeddings of {s['dim']} dimensions "
+                  "(`bench_similar.py`, one run)", "",
+                  f"- load into one matrix: {s['load_s']:.2f} s ({s['matrix_gb']:.2f} GB)",
+                  f"- in-memory scan, top 20: {s['scan_s_median'] * 1000:.1f} ms median over "
+                  f"{s['queries']} queries ({s['scan_s_min'] * 1000:.1f}–{s['scan_s_max'] * 1000:.1f} ms)",
+                  f"- the same search in SQL over the lake: {s['sql_scan_s']:.2f} s "
+                  f"({s['sql_over_scan']:.0f}× the scan; same top 5: {s['sql_agrees_top5']})",
+                  "", "What `dawnchorus similar` does with it: `docs/similar.md`."]
     return "\n".join(lines) + "\n"
 
 

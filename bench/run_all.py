@@ -5,7 +5,8 @@
 so that a smoke never replaces the committed figures). The sections
 (each also runs alone) are bench_pipeline.py (efficiency, incumbents, decode workers, null model,
 memory), bench_catalog.py (analysis latency, files before and after maintain) and
-bench_naturelm.py (the NatureLM-audio CPU engine ratios). Every figure is a median over repeats
+bench_naturelm.py (the NatureLM-audio CPU engine ratios) and bench_similar.py (similarity search
+over a season's embeddings: the in-memory scan against SQL). Every figure is a median over repeats
 with its range; ratios are taken within a round, between methods run back to back.
 """
 
@@ -30,6 +31,7 @@ DOC = REPO / "docs" / "benchmarks.md"
 #: `--quick`: every section runs, at sizes that check the benchmark works, not what it measures.
 QUICK = {"hours": 0.2, "decode_hours": 0.05, "memory_hours": "0.05,0.1", "predictions": 2e5,
          "catalog_rounds": 1, "season_nights": 3, "season_deployments": 2, "naturelm_rounds": 1,
+         "similar_windows": 2e4,
          "out": REPO / "bench" / "results" / "quick.json", "doc": REPO / "bench" / "results" / "quick.md"}
 TARGETS = {"pipeline_efficiency": 0.85, "speedup_vs_incumbent": 1.5, "analysis_latency_s": 1.0}
 
@@ -48,6 +50,13 @@ def naturelm(rounds: int) -> dict:
             "together_s": summary(s["together"]), "separate_s": summary(s["separate"])},
         "config": raw["config"],
     }
+
+
+def similar(windows: float) -> dict:
+    out = REPO / "bench" / "results" / "similar.json"
+    subprocess.run([sys.executable, str(REPO / "bench" / "bench_similar.py"), "--windows", str(windows),
+                    "--out", str(out)], check=True, capture_output=True, cwd=REPO)
+    return json.loads(out.read_text())
 
 
 def headline(details: dict) -> dict:
@@ -75,6 +84,10 @@ def headline(details: dict) -> dict:
         n = details["naturelm"]
         out["naturelm_cpu"] = {"batched_over_loop": n["batched_over_loop"]["speedup"],
                                "one_encoding_over_three_calls": n["one_encoding_over_three_calls"]["speedup"]}
+    if "similar" in details:
+        s = details["similar"]
+        out["similar_search"] = {k: s[k] for k in ("windows", "dim", "load_s", "scan_s_median",
+                                                  "sql_scan_s", "sql_over_scan", "sql_agrees_top5")}
     return out
 
 
@@ -89,7 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--season-nights", type=int, default=30)
     parser.add_argument("--season-deployments", type=int, default=4)
     parser.add_argument("--naturelm-rounds", type=int, default=3)
-    parser.add_argument("--sections", default="pipeline,catalog,naturelm")
+    parser.add_argument("--similar-windows", type=float, default=1e6)
+    parser.add_argument("--sections", default="pipeline,catalog,naturelm,similar")
     parser.add_argument("--pipeline-json", type=Path,
                         help="reuse this bench_pipeline.py result instead of running the pipeline section")
     parser.add_argument("--out", type=Path, default=LATEST)
@@ -117,6 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
                                                  "--out", str(REPO / "bench" / "results" / "catalog.json")])
     if "naturelm" in sections:
         details["naturelm"] = naturelm(args.naturelm_rounds)
+    if "similar" in sections:
+        details["similar"] = similar(args.similar_windows)
     details["load_average_1min_after"] = load_average()
     latest = {"machine": machine(), "wall_s": time.perf_counter() - started,
               "command": "make bench-quick" if args.quick else "make bench " + " ".join(argv or sys.argv[1:]),
