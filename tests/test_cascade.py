@@ -45,7 +45,7 @@ def test_per_window_candidates_equal_a_backend_built_with_that_list(tiny):
 
 def test_a_stage_has_its_own_fingerprint_and_leaves_the_first_stages_alone(tmp_path):
     stage = CascadeStage(model="naturelm", pass_task="detect", pass_threshold=0.3, candidates_top_k=3)
-    plain = RunSettings(source="s", results="r")
+    plain = RunSettings(source="s", results="r", window_s=10.0)  # fingerprints take resolved settings
     chained = plain.model_copy(update={"cascade": (stage,)})
     assert config_fingerprint(plain, "m", {}) == config_fingerprint(chained, "m", {})
     fp = cascade_fingerprint(chained, stage, "up", "n", {})

@@ -125,7 +125,8 @@ def test_commit_refuses_bad_vectors_and_keeps_nothing_of_their_unit(tmp_path):
 
 
 def test_embeddings_enter_the_fingerprint_only_when_asked_for(tmp_path):
-    base = RunSettings(source=str(tmp_path), results=str(tmp_path / "r"), model="placeholder")
+    base = RunSettings(source=str(tmp_path), results=str(tmp_path / "r"), model="placeholder",
+                       window_s=10.0)  # fingerprints take resolved settings
     info = describe_backend("placeholder")
     assert info.embedding == {"dim": 32, "form": PlaceholderBackend().embedding_settings()["form"]}
     without = config_fingerprint(base, info.model_id, info.settings)
