@@ -263,6 +263,8 @@ def _prompt_set(name_or_path: str) -> tuple[P.Prompt, ...]:
 
 def _engine_config(batch_size: Any, cascade_threshold: Any, num_beams: Any, max_new_tokens: Any,
                    candidates: Any) -> EngineConfig:
+    if batch_size != "auto" and not (isinstance(batch_size, int) or str(batch_size).isdigit()):
+        raise BackendError(f"naturelm options: batch_size must be a positive integer or 'auto', got {batch_size!r}")
     try:
         generation = GenerationOptions(num_beams=int(num_beams), max_new_tokens=int(max_new_tokens))
         return EngineConfig(
