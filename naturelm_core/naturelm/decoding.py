@@ -120,30 +120,42 @@ class CachedLM:
         self.work.logit_positions += rows * keep
         return out.logits.float(), out.past_key_values
 
-    def extend(self, state: RowState | None, pieces: Sequence[torch.Tensor], keep: int = 1) -> tuple[RowState, torch.Tensor]:
+    def extend(self, state: RowState | None, pieces: Sequence[torch.Tensor] | torch.Tensor,
+               keep: int = 1) -> tuple[RowState, torch.Tensor]:
         """Append pieces[i] (n_i, D) to row i of `state` (None: start new rows); one forward.
 
-        Pieces are left-padded to a common, bucketed length, so each row's last piece token sits in
-        the last column. Returns the new state and float32 logits (R, keep, V) of the last `keep`
-        columns (keep=0: none, e.g. for a prefix whose next token nobody asks for). `state`'s
-        cache grows in place: pass a state you own (e.g. from `select`).
+        `pieces` is a list of (n_i, D) tensors -- rows given the same tensor object are filled in
+        one copy -- or one (R, n, D) tensor. They are left-padded to a common, bucketed length, so
+        each row's last piece token sits in the last column. Returns the new state and float32
+        logits (R, keep, V) of the last `keep` columns (keep=0: none, e.g. for a prefix whose next
+        token nobody asks for). `state`'s cache grows in place: pass a state you own (`select`).
         """
-        rows = len(pieces)
+        device = self.model.device
+        if isinstance(pieces, torch.Tensor):
+            rows, longest = pieces.shape[:2]
+            lengths = torch.full((rows,), longest, device=device)
+        else:
+            rows = len(pieces)
+            lengths = torch.tensor([p.shape[0] for p in pieces], device=device)
+            longest = int(lengths.max()) if rows else 0
         if state is not None and len(state) != rows:
             raise ValueError(f"extend: {rows} pieces for {len(state)} rows")
-        lengths = torch.tensor([p.shape[0] for p in pieces], device=self.model.device)
-        if int(lengths.min()) < 1:
-            raise ValueError("extend: every piece needs at least one token")
-        width = _round_up(int(lengths.max()), self.length_bucket)
+        if rows == 0 or int(lengths.min()) < 1:
+            raise ValueError("extend: need at least one row, and every piece needs at least one token")
+        width = _round_up(longest, self.length_bucket)
         keep = min(keep, width)
-        dim = pieces[0].shape[-1]
-        embeds = torch.zeros(rows, width, dim, dtype=self.model.llm_dtype, device=self.model.device)
-        piece_mask = torch.zeros(rows, width, dtype=torch.long, device=self.model.device)
-        for i, piece in enumerate(pieces):
-            embeds[i, width - piece.shape[0] :] = piece
-            piece_mask[i, width - piece.shape[0] :] = 1
+        piece_mask = (torch.arange(width, device=device)[None, :] >= width - lengths[:, None]).long()  # (R, width)
+        if isinstance(pieces, torch.Tensor) and width == longest:
+            embeds = pieces.to(self.model.llm_dtype)
+        else:
+            embeds = torch.zeros(rows, width, pieces[0].shape[-1], dtype=self.model.llm_dtype, device=device)
+            same: dict[int, tuple[torch.Tensor, list[int]]] = {}
+            for i, piece in enumerate(pieces):
+                same.setdefault(id(piece), (piece, []))[1].append(i)
+            for piece, members in same.values():
+                embeds[torch.tensor(members, device=device), width - piece.shape[0] :] = piece
         if state is None:
-            offsets = torch.zeros(rows, dtype=torch.long, device=self.model.device)
+            offsets = torch.zeros(rows, dtype=torch.long, device=device)
             mask, cache = piece_mask, None
         else:
             offsets, mask, cache = state.next_position, torch.cat([state.mask, piece_mask], dim=1), state.cache
@@ -199,6 +211,7 @@ def candidate_log_probs(lm: CachedLM, state: RowState, candidates: Sequence[Sequ
     # Bound the float32 logits of a pass too: rows x bucketed length x vocab x (logits + log-probs).
     logits_rows = max(1, (256 << 20) // (_round_up(longest, lm.length_bucket) * vocab * 4 * 2))
     per_pass = max(1, min(max_rows, logits_rows))
+    embedded = [lm.embed(c) for c in candidates]  # once each: rows sharing one are filled together
     pairs = [(r, c) for r in range(rows) for c in range(n_cand)]
     out = torch.empty(rows, n_cand, dtype=torch.float32, device=device)
     for start in range(0, len(pairs), per_pass):
@@ -206,7 +219,7 @@ def candidate_log_probs(lm: CachedLM, state: RowState, candidates: Sequence[Sequ
         row_idx = torch.tensor([r for r, _ in chunk], device=device)
         cand_idx = torch.tensor([c for _, c in chunk], device=device)
         sub = state.select(row_idx)
-        _, logits = lm.extend(sub, [lm.embed(candidates[c]) for _, c in chunk], keep=longest)
+        _, logits = lm.extend(sub, [embedded[c] for _, c in chunk], keep=longest)
         log_probs = score_log_probs(logits, model.pad_id)  # (n, L, V), candidates right-aligned
         width = log_probs.shape[1]
         # targets[i, j]: the token column j predicts; the last column predicts a stop token.

@@ -60,7 +60,7 @@ class EngineConfig:
     generation: GenerationOptions = field(default_factory=GenerationOptions)
     candidates: tuple[str, ...] | None = None  # classify by scoring these names instead of generating
     path: EnginePath = "shared"  # "shared" prefixes, "unshared" rows, or the plain "reference" path
-    length_bucket: int = 8  # multi-token passes are padded to a multiple of this many columns
+    length_bucket: int = 1  # pad multi-token passes to a multiple of this many columns (1: off)
     memory_fraction: float = 0.8  # share of free GPU memory that "auto" sizing may plan for
     max_batch_size: int = 1024  # upper bound of "auto"
     candidate_rows: int | None = None  # (row, candidate) pairs per teacher-forced pass; None: from memory
@@ -277,10 +277,15 @@ class Engine:
     # ---------------------------------------------------------------- host -> device
 
     def _batches(self, wave: np.ndarray | torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
-        """(start, batch on the model's device); on CUDA the next batch is copied while this one runs."""
+        """(start, batch on the model's device); on CUDA the next batch is copied while this one runs.
+
+        Windows are split into equal batches of at most batch_size (10 windows at 4: 4 + 3 + 3),
+        so the same number of windows per call gives the same shapes every call.
+        """
         wave = torch.as_tensor(wave, dtype=torch.float32)
-        size, device = self.batch_size, self.model.device
-        starts = list(range(0, wave.shape[0], size))
+        total, device = wave.shape[0], self.model.device
+        size = -(-total // -(-total // self.batch_size)) if total else 1  # ceil(total / number of batches)
+        starts = list(range(0, total, size))
         if device.type != "cuda":
             for start in starts:
                 yield start, wave[start : start + size]
@@ -329,7 +334,9 @@ class Engine:
                 before, common = group
                 head = lm.embed(before)
                 tail = lm.embed(self._tokens[group_texts[0]].after_audio[:common]) if common else head[:0]
-                pieces = [torch.cat([head, embeds[w].to(model.llm_dtype), tail]) for w in range(embeds.shape[0])]
+                batch = embeds.shape[0]
+                pieces = torch.cat([head.expand(batch, -1, -1), embeds.to(model.llm_dtype),
+                                    tail.expand(batch, -1, -1)], dim=1)  # (B, prefix, D)
                 prefix, _ = lm.extend(None, pieces, keep=0)  # no logits: every prompt continues it
                 prefixes[group] = prefix
             rows, pieces = [], []
