@@ -177,9 +177,10 @@ class CachedLM:
 
 def score_log_probs(logits: torch.Tensor, pad_id: int) -> torch.Tensor:
     """Log-probabilities for scores: [PAD] excluded from the distribution (its row is not released)."""
-    logits = logits.clone()
-    logits[..., pad_id] = float("-inf")
-    return torch.log_softmax(logits, dim=-1)
+    out = logits.clone()
+    out[..., pad_id] = float("-inf")
+    out -= torch.logsumexp(out, dim=-1, keepdim=True)  # one copy of the logits, not two
+    return out
 
 
 def first_token_scores(model: NatureLM, logits: torch.Tensor, scoring: str) -> torch.Tensor:
@@ -192,12 +193,14 @@ def first_token_scores(model: NatureLM, logits: torch.Tensor, scoring: str) -> t
     raise ValueError(f"scoring {scoring!r} is not scored from the first token")
 
 
-def candidate_log_probs(lm: CachedLM, state: RowState, candidates: Sequence[Sequence[int]], max_rows: int) -> torch.Tensor:
+def candidate_log_probs(lm: CachedLM, state: RowState, candidates: Sequence[Sequence[int]], max_rows: int,
+                        logits_bytes: int = 256 << 20) -> torch.Tensor:
     """log P(candidate | row) (R, C): teacher forced, stop term included, [PAD] excluded.
 
     Each row's cache (its whole prompt) is copied to each candidate and only the candidate's
-    tokens are run, `max_rows` (row, candidate) pairs per pass. The first candidate token's
-    log-prob comes from the state's own next-token logits.
+    tokens are run: at most `max_rows` (row, candidate) pairs per pass, fewer when their float32
+    logits would pass `logits_bytes`. The first candidate token's log-prob comes from the state's
+    own next-token logits.
     """
     model = lm.model
     device = model.device
@@ -207,55 +210,52 @@ def candidate_log_probs(lm: CachedLM, state: RowState, candidates: Sequence[Sequ
     first = score_log_probs(state.logits, model.pad_id)  # (R, V)
     stops = torch.tensor(model.stop_ids, device=device)
     vocab = state.logits.shape[-1]
-    longest = max(len(c) for c in candidates)
-    # Bound the float32 logits of a pass too: rows x bucketed length x vocab x (logits + log-probs).
-    logits_rows = max(1, (256 << 20) // (_round_up(longest, lm.length_bucket) * vocab * 4 * 2))
-    per_pass = max(1, min(max_rows, logits_rows))
+    width = _round_up(max(len(c) for c in candidates), lm.length_bucket)
+    per_pass = max(1, min(max_rows, logits_bytes // (width * vocab * 4)))
     embedded = [lm.embed(c) for c in candidates]  # once each: rows sharing one are filled together
-    pairs = [(r, c) for r in range(rows) for c in range(n_cand)]
-    out = torch.empty(rows, n_cand, dtype=torch.float32, device=device)
-    for start in range(0, len(pairs), per_pass):
-        chunk = pairs[start : start + per_pass]
-        row_idx = torch.tensor([r for r, _ in chunk], device=device)
-        cand_idx = torch.tensor([c for _, c in chunk], device=device)
-        sub = state.select(row_idx)
-        _, logits = lm.extend(sub, [embedded[c] for _, c in chunk], keep=longest)
-        log_probs = score_log_probs(logits, model.pad_id)  # (n, L, V), candidates right-aligned
-        width = log_probs.shape[1]
-        # targets[i, j]: the token column j predicts; the last column predicts a stop token.
-        targets = torch.zeros(len(chunk), width, dtype=torch.long, device=device)
-        valid = torch.zeros(len(chunk), width, dtype=torch.bool, device=device)
-        for i, (_, c) in enumerate(chunk):
-            ids = candidates[c]
-            if len(ids) > 1:
-                targets[i, width - len(ids) : width - 1] = torch.tensor(ids[1:], device=device)
-                valid[i, width - len(ids) : width - 1] = True
-        following = log_probs.gather(2, targets[..., None])[..., 0].masked_fill(~valid, 0.0).sum(1)
-        stop = torch.logsumexp(log_probs[:, -1][:, stops], dim=-1)
-        first_ids = torch.tensor([candidates[c][0] for _, c in chunk], device=device)
-        out[row_idx, cand_idx] = first[row_idx, first_ids] + following + stop
-    return out
+    # Per candidate, right-aligned like its pass: the token each column predicts (the last column
+    # predicts a stop token), and which columns count.
+    targets = torch.zeros(n_cand, width, dtype=torch.long, device=device)
+    valid = torch.zeros(n_cand, width, dtype=torch.bool, device=device)
+    for c, ids in enumerate(candidates):
+        if len(ids) > 1:
+            targets[c, width - len(ids) : width - 1] = torch.tensor(ids[1:], device=device)
+            valid[c, width - len(ids) : width - 1] = True
+    first_ids = torch.tensor([c[0] for c in candidates], device=device)
+    row_of = torch.arange(rows, device=device).repeat_interleave(n_cand)  # pair p = (row_of[p], cand_of[p])
+    cand_of = torch.arange(n_cand, device=device).repeat(rows)
+    out = torch.empty(rows * n_cand, dtype=torch.float32, device=device)
+    for start in range(0, rows * n_cand, per_pass):
+        pairs = slice(start, min(rows * n_cand, start + per_pass))
+        row_idx, cand_idx = row_of[pairs], cand_of[pairs]
+        _, logits = lm.extend(state.select(row_idx), [embedded[c] for c in cand_idx.tolist()], keep=width)
+        logits[..., model.pad_id] = float("-inf")  # (n, w, V), ours: edited in place
+        norm = torch.logsumexp(logits, dim=-1)  # (n, w)
+        w = logits.shape[1]  # this pass's longest candidate (bucketed): the right-aligned columns
+        chosen = logits.gather(2, targets[cand_idx, width - w :][..., None])[..., 0]
+        following = (chosen - norm).masked_fill(~valid[cand_idx, width - w :], 0.0)
+        stop = torch.logsumexp(logits[:, -1][:, stops], dim=-1) - norm[:, -1]
+        out[pairs] = first[row_idx, first_ids[cand_idx]] + following.sum(1) + stop
+        del logits
+    return out.view(rows, n_cand)
 
 
 # ------------------------------------------------------------------------------ decoding
 
 
-def _repetition_penalty(scores: torch.Tensor, history: torch.Tensor | None, penalty: float) -> torch.Tensor:
-    """Hugging Face's repetition penalty on scores (R, V) for the tokens of history (R, t)."""
-    if penalty == 1.0 or history is None or history.shape[1] == 0:
-        return scores
-    seen = scores.gather(1, history)
-    scores = scores.scatter(1, history, torch.where(seen < 0, seen * penalty, seen / penalty))
-    return scores
-
-
-def _process(scores: torch.Tensor, step: int, history: torch.Tensor | None, options: GenerationOptions,
-             stops: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """The generation processors of `NatureLM._hf_generation_config`, in Hugging Face's order."""
-    scores = _repetition_penalty(scores, history, options.repetition_penalty)
+def _process_(scores: torch.Tensor, step: int, history: torch.Tensor | None, options: GenerationOptions,
+              stops: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """The generation processors of `NatureLM._hf_generation_config`, in Hugging Face's order,
+    in place on scores (R, V): repetition penalty over history (R, t), no stop before
+    min_new_tokens, never [PAD]."""
+    if options.repetition_penalty != 1.0 and history is not None and history.shape[1]:
+        seen = scores.gather(1, history)
+        penalty = options.repetition_penalty
+        scores.scatter_(1, history, torch.where(seen < 0, seen * penalty, seen / penalty))
     if step < options.min_new_tokens:
-        scores = scores.index_fill(1, stops, float("-inf"))
-    return scores.index_fill(1, torch.tensor([pad_id], device=scores.device), float("-inf"))
+        scores.index_fill_(1, stops, float("-inf"))
+    scores[:, pad_id] = float("-inf")
+    return scores
 
 
 def greedy_decode(lm: CachedLM, state: RowState, options: GenerationOptions) -> list[Decoded]:
@@ -269,7 +269,7 @@ def greedy_decode(lm: CachedLM, state: RowState, options: GenerationOptions) -> 
     history: torch.Tensor | None = None  # (A, step) tokens generated so far by the active rows
     for step in range(options.max_new_tokens):
         scores = score_log_probs(state.logits, model.pad_id)
-        choice = _process(state.logits, step, history, options, stops, model.pad_id).argmax(-1)  # (A,)
+        choice = _process_(state.logits.clone(), step, history, options, stops, model.pad_id).argmax(-1)  # (A,)
         token_lp = scores.gather(1, choice[:, None])[:, 0]
         stop_lp = torch.logsumexp(scores[:, stops], dim=-1)
         is_stop = torch.isin(choice, stops)
@@ -341,7 +341,7 @@ def beam_decode(lm: CachedLM, state: RowState, options: GenerationOptions) -> li
             logits = logits[:, None].expand(-1, beams, -1).reshape(-1, vocab)
         active = run_seq.shape[0]
         history = run_seq[:, :, :step].reshape(active * beams, step)
-        log_probs = _process(torch.log_softmax(logits, dim=-1), step, history, options, stops, model.pad_id)
+        log_probs = _process_(torch.log_softmax(logits, dim=-1), step, history, options, stops, model.pad_id)
         scored = score_log_probs(logits, model.pad_id).view(active, beams, vocab)
         accumulated = (log_probs.view(active, beams, vocab) + run_scores[:, :, None]).view(active, -1)
         top_lp, top_idx = torch.topk(accumulated, n_keep)  # (G, n_keep)

@@ -119,7 +119,7 @@ def window_bytes(model: NatureLM, prompts: Sequence[Prompt], generation: Generat
     free_text = {p.text for p in prompts if p.scoring == "sequence" and not (p.task == "classify" and n_candidates)}
     decode_rows = len(free_text) * generation.num_beams
     kv_tokens = len(texts) * prompt_tokens + decode_rows * (prompt_tokens + generation.max_new_tokens)
-    logits = (len(texts) + decode_rows) * vocab * 4 * 4
+    logits = (len(texts) + decode_rows) * vocab * 4 * 6  # float32 logits, log-probs, processed copies
     prefill = len(texts) * prompt_tokens * (3 * cfg.intermediate_size + 4 * cfg.hidden_size) * model.llm_dtype.itemsize
     return 2 * kv_bytes_per_token(model) * kv_tokens + logits + prefill
 
@@ -376,8 +376,9 @@ class Engine:
             scores = D.first_token_scores(self.model, rows.logits(prompt.text, windows), prompt.scoring).tolist()
             return [WindowAnswer(w, prompt, "yes" if s >= 0.5 else "no", _unit(s)) for w, s in zip(windows, scores)]
         if prompt.task == "classify" and self.config.candidates:
+            max_rows, logits_bytes = self._candidate_budget()
             log_probs = D.candidate_log_probs(self.lm, rows.select(prompt.text, windows), self._candidate_ids,
-                                              self._candidate_rows())
+                                              max_rows, logits_bytes)
             probs = torch.softmax(log_probs, dim=-1)
             best = probs.argmax(dim=-1).tolist()
             return [
@@ -391,15 +392,19 @@ class Engine:
             for w, d in zip(windows, decoded)
         ]  # fmt: skip
 
-    def _candidate_rows(self) -> int:
-        if self.config.candidate_rows is not None:
-            return self.config.candidate_rows
+    def _candidate_budget(self) -> tuple[int, int]:
+        """((row, candidate) pairs per pass, bytes for a pass's float32 logits).
+
+        CPU: 256 pairs, 256 MiB. CUDA: half of the usable free memory for the copied caches (each
+        pair holds its prompt's cache twice while it is copied and extended), a quarter for logits.
+        """
         if self.model.device.type != "cuda":
-            return 256
+            return self.config.candidate_rows or 256, 256 << 20
         free, _ = torch.cuda.mem_get_info(self.model.device)
+        usable = free * self.config.memory_fraction
         longest = max(len(t) for t in self._tokens.values()) + self._audio_rows() + max(map(len, self._candidate_ids))
-        per_row = 2 * kv_bytes_per_token(self.model) * longest
-        return max(1, int(free * self.config.memory_fraction / 2) // per_row)
+        per_pair = 2 * kv_bytes_per_token(self.model) * longest
+        return self.config.candidate_rows or max(1, int(usable / 2) // per_pair), int(usable / 4)
 
     # ---------------------------------------------------------------- reference path
 
