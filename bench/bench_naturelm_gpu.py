@@ -83,26 +83,31 @@ def _default_dtype(dtype: torch.dtype):
         torch.set_default_dtype(previous)
 
 
-def full_size_model(tmp: Path, device: torch.device) -> NatureLM:
+#: Llama-3.1-8B's shape (its config.json); the vocabulary is the tokenizer's (128256).
+LLAMA_31_8B = {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+               "num_key_value_heads": 8}  # fmt: skip
+
+
+def full_size_model(tmp: Path, device: torch.device, llama_shape: dict = LLAMA_31_8B,
+                    config: NatureLMConfig = NatureLMConfig(), dtype: torch.dtype = torch.bfloat16) -> NatureLM:
     """Published NatureLM-audio shapes with random weights, built on `device` (a few seconds)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tiny_tokenizer(tmp / "tokenizer", TinyDims(bpe_vocab=4000, ordinary_vocab=128000, reserved_special=250))
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|begin_of_text|>", "<|end_of_text|>", "<|eom_id|>", "<|eot_id|>")}
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-        num_attention_heads=32, num_key_value_heads=8, rms_norm_eps=1e-5, max_position_embeddings=131072,
+    llama_config = LlamaConfig(
+        vocab_size=len(tokenizer), **llama_shape, rms_norm_eps=1e-5, max_position_embeddings=131072,
         rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
                          "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
         bos_token_id=ids["<|begin_of_text|>"],
         eos_token_id=[ids["<|end_of_text|>"], ids["<|eom_id|>"], ids["<|eot_id|>"]],
         tie_word_embeddings=False, attn_implementation="sdpa",
     )  # fmt: skip
-    with device, _default_dtype(torch.bfloat16):
-        llama = LlamaForCausalLM(config)  # HF initialises on the GPU: normal(0, 0.02)
+    with device, _default_dtype(dtype):
+        llama = LlamaForCausalLM(llama_config)  # initialised where it is built: normal(0, 0.02)
     llama, tokenizer = add_pad_token(llama, tokenizer)
-    with device:  # audio side in float32 (bf16 autocast at run time), LoRA in the Llama's bf16
-        model = NatureLM(NatureLMConfig(), llama, tokenizer)
+    with device:  # audio side in float32 (bf16 autocast at run time), LoRA in the Llama's dtype
+        model = NatureLM(config, llama, tokenizer)
     with torch.no_grad():  # peft zeroes LoRA B: give the adapters something to add
         for name, param in model.llama_model.named_parameters():
             if ".lora_B." in name:

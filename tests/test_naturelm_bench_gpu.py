@@ -50,3 +50,27 @@ def test_tiny_mode_writes_the_documented_json(tmp_path):
     fbank = result["fbank"]
     assert 0 < fbank["fbank_share_f64"] < 1 and 0 < fbank["fbank_share_f32"] < 1
     assert fbank["encoder"].startswith("release-size BEATs")
+
+
+def test_the_gpu_mode_model_builder_at_a_small_shape_on_cpu(tmp_path):
+    """The builder the GPU mode uses (random weights, Llama 3 vocabulary layout), shrunk to run here."""
+    import numpy as np
+    import torch
+
+    from bench import bench_naturelm_gpu as bench
+    from naturelm_core.naturelm.engine import Engine, EngineConfig
+    from naturelm_core.naturelm.model import GenerationOptions
+    from naturelm_core.naturelm.tiny import tiny_config
+
+    shape = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2}  # fmt: skip
+    model = bench.full_size_model(tmp_path, torch.device("cpu"), shape, tiny_config(), dtype=torch.float32)
+    assert len(model.tokenizer) == 128257 and model.llama_model.get_input_embeddings().weight.shape[0] == 128257
+    assert model.llama_model.config._attn_implementation == "sdpa"
+    assert all(p.abs().sum() > 0 for n, p in model.llama_model.named_parameters() if ".lora_B." in n)
+    answers = Engine(model, config=EngineConfig(generation=GenerationOptions(max_new_tokens=3))).run(
+        np.zeros((1, 160_000), np.float32)
+    )
+    assert [a.prompt.task for a in answers] == ["detect", "classify"]
+    # 61 prompt rows per window, as with the real tokenizer: 1 BOS + 8 header + 29 audio + 23 text.
+    assert all(len(model.prompt_tokens(a.prompt.text)) + 29 in (60, 61) for a in answers)
