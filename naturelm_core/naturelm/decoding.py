@@ -30,6 +30,7 @@ from typing import Sequence
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from naturelm_core.naturelm.model import GenerationOptions, NatureLM
 
@@ -76,11 +77,27 @@ class RowState:
         index = torch.as_tensor(index, dtype=torch.long, device=self.mask.device)
         layers = [(layer.keys.index_select(0, index), layer.values.index_select(0, index)) for layer in self.cache.layers]
         return RowState(
-            cache=DynamicCache(ddp_cache_data=layers),
+            cache=_cache_of(layers),
             mask=self.mask.index_select(0, index),
             next_position=self.next_position.index_select(0, index),
             logits=None if self.logits is None else self.logits.index_select(0, index),
         )
+
+
+def _cache_of(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
+    """A DynamicCache holding these (keys, values) per layer as they are.
+
+    transformers' own `DynamicCache(ddp_cache_data=...)` concatenates each onto an empty tensor,
+    a second copy of every selected cache; this sets the layers' tensors directly (transformers
+    5.23's `DynamicLayer` fields; the equality tests would catch a change).
+    """
+    cache = DynamicCache()
+    for keys, values in layers:
+        layer = DynamicLayer()
+        layer.lazy_initialization(keys, values)  # dtype, device, is_initialized
+        layer.keys, layer.values = keys, values
+        cache.layers.append(layer)
+    return cache
 
 
 def _round_up(n: int, multiple: int) -> int:
