@@ -171,29 +171,52 @@ def one_window_per_generate(model: NatureLM, wave: np.ndarray, prompts, options:
             model.generate(embeds, [prompt.text], options[prompt.task])
 
 
-def measure(methods: dict, model: NatureLM, rounds: int) -> dict:
-    """Time each method `rounds` times, interleaved, after one warm-up; keep each one's fastest round."""
+def measure(methods: dict, model: NatureLM, rounds: int, deadline: float) -> tuple[dict, dict]:
+    """Time each method `rounds` times, interleaved, after one warm-up; keep each one's fastest round.
+
+    A method that runs out of GPU memory is recorded as failed and skipped from then on; rounds
+    after `deadline` (time.monotonic) are skipped once every method has one timed round, so a
+    one-shot run still writes its JSON. Returns ({name: (seconds, stats)}, {name: error}).
+    """
     device = model.device
     times: dict[str, list[float]] = {name: [] for name in methods}
     stats: dict[str, dict] = {}
-    for name, (fn, engine, n) in methods.items():  # warm-up: allocator, cuBLAS heuristics, caches
-        fn()
-    for _ in range(rounds):
-        for name, (fn, engine, n) in methods.items():
+    failed: dict[str, str] = {}
+
+    def attempt(name: str, fn) -> bool:
+        try:
+            fn()
+            return True
+        except torch.OutOfMemoryError as exc:
+            failed[name] = f"out of GPU memory: {str(exc).splitlines()[0]}"
+            torch.cuda.empty_cache()
+            return False
+
+    for name, (fn, _, _) in methods.items():  # warm-up: allocator, cuBLAS heuristics, caches
+        attempt(name, fn)
+    for round_index in range(rounds):
+        if round_index > 0 and time.monotonic() > deadline:
+            break
+        for name, (fn, engine, _) in methods.items():
+            if name in failed:
+                continue
             if engine is not None:
                 engine.work.reset()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             _sync(device)
             start = time.perf_counter()
-            fn()
+            if not attempt(name, fn):
+                continue
             _sync(device)
             times[name].append(time.perf_counter() - start)
             if times[name][-1] == min(times[name]):
                 work = dataclasses.asdict(engine.work) if engine is not None else None
                 peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-                stats[name] = {"work": work, "peak_memory_gib": peak}
-    return {name: (min(times[name]), stats[name]) for name in methods}
+                stats[name] = {"work": work, "peak_memory_gib": peak, "rounds": None}
+    for name in stats:
+        stats[name]["rounds"] = len(times[name])
+    return {name: (min(times[name]), stats[name]) for name in methods if times[name]}, failed
 
 
 def fbank_share(windows: int, rounds: int, device: torch.device, model: NatureLM | None = None) -> dict:
@@ -256,6 +279,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--peak-tflops", type=float, help="the GPU's dense bf16 peak, if not in the table")
     parser.add_argument("--fbank-windows", type=int, default=2)
     parser.add_argument("--fbank-rounds", type=int, default=2)
+    parser.add_argument("--time-budget-s", type=float, default=360.0,
+                        help="no further timing rounds after this long (each method keeps at least one)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
@@ -269,6 +294,7 @@ def main(argv: list[str] | None = None) -> dict:
     out_path = args.out or RESULTS / ("naturelm_gpu.json" if mode == "gpu" else "naturelm_gpu_tiny.json")
     device = torch.device("cuda" if mode == "gpu" else "cpu")
 
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         built = time.perf_counter()
         model = full_size_model(Path(tmp), device) if mode == "gpu" else tiny_model(Path(tmp))
@@ -288,8 +314,9 @@ def main(argv: list[str] | None = None) -> dict:
     achieved = result["methods"]["detect_classify"]["windows_per_s"]
     result["goal"] = {
         "detect_classify_windows_per_s": achieved, "target_windows_per_s": GOAL_WINDOWS_PER_S,
-        "met": (achieved >= GOAL_WINDOWS_PER_S) if mode == "gpu" else None,
+        "met": (achieved >= GOAL_WINDOWS_PER_S) if mode == "gpu" and achieved is not None else None,
     }  # fmt: skip
+    result["total_s"] = time.perf_counter() - started
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=2), encoding="utf-8")
     _print_table(result, out_path)
@@ -297,6 +324,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def run_methods(model: NatureLM, args, n: int, n_loop: int, batch_size, mode: str) -> dict:
+    deadline = time.monotonic() + args.time_budget_s
     wave, loop_wave = _windows(n), _windows(n_loop)
     answer = GenerationOptions(max_new_tokens=args.answer_tokens, min_new_tokens=args.answer_tokens, num_beams=args.num_beams)
     detect_answer = dataclasses.replace(answer, max_new_tokens=args.detect_answer_tokens, min_new_tokens=args.detect_answer_tokens)
@@ -336,7 +364,7 @@ def run_methods(model: NatureLM, args, n: int, n_loop: int, batch_size, mode: st
         None, n_loop,
     )  # fmt: skip
     with torch.inference_mode():
-        timed = measure(methods, model, args.rounds)
+        timed, failed = measure(methods, model, args.rounds, deadline)
     audio = audio_flops_per_window(model)
     report = {}
     for name, (seconds, stats) in timed.items():
@@ -344,8 +372,8 @@ def run_methods(model: NatureLM, args, n: int, n_loop: int, batch_size, mode: st
         work = stats["work"]
         entry = {"windows": windows, "seconds": seconds, "windows_per_s": windows / seconds,
                  "batch_size": engines[name].batch_size if name in engines else 1,
-                 "peak_memory_gib": stats["peak_memory_gib"], "llm_tokens": None, "tokens_per_s": None,
-                 "tflop": None, "tflop_per_s": None}  # fmt: skip
+                 "peak_memory_gib": stats["peak_memory_gib"], "rounds_timed": stats["rounds"], "llm_tokens": None,
+                 "tokens_per_s": None, "tflop": None, "tflop_per_s": None}  # fmt: skip
         if work is not None:
             flops = llm_flops(model, work["tokens"], work["logit_positions"]) + audio * windows
             entry.update(llm_tokens=work["tokens"], llm_positions=work["positions"], tokens_per_s=work["tokens"] / seconds,
@@ -354,7 +382,14 @@ def run_methods(model: NatureLM, args, n: int, n_loop: int, batch_size, mode: st
             entry["threshold"] = thresholds[name]
             entry["classified_fraction"] = sum(a.prompt.task == "classify" for a in outputs[name]) / n
         report[name] = entry
+    for name, error in failed.items():
+        report[name] = {"error": error, "windows": methods[name][2], "windows_per_s": None, "tflop_per_s": None,
+                        "batch_size": engines[name].batch_size if name in engines else 1}  # fmt: skip
     rate = {k: v["windows_per_s"] for k, v in report.items()}
+
+    def ratio(a: str, b: str) -> float | None:
+        return rate[a] / rate[b] if rate.get(a) and rate.get(b) else None
+
     tokens = {p.task: len(model.prompt_tokens(p.text)) for p in prompts}
     audio_rows = shared._audio_rows()
     note = ("full-size NatureLM-audio shapes, random weights, bf16 Llama + LoRA, SDPA" if mode == "gpu" else
@@ -376,10 +411,10 @@ def run_methods(model: NatureLM, args, n: int, n_loop: int, batch_size, mode: st
                         "estimated_bytes_per_window": shared.window_bytes()},
         "methods": report,
         "speedups": {
-            "detect_classify_vs_one_window_per_generate": rate["detect_classify"] / rate["one_window_per_generate"],
-            "detect_classify_vs_unshared": rate["detect_classify"] / rate["unshared_detect_classify"],
-            "detect_classify_vs_reference_engine": rate["detect_classify"] / rate["reference_engine_detect_classify"],
-            "detect_vs_detect_classify": rate["detect"] / rate["detect_classify"],
+            "detect_classify_vs_one_window_per_generate": ratio("detect_classify", "one_window_per_generate"),
+            "detect_classify_vs_unshared": ratio("detect_classify", "unshared_detect_classify"),
+            "detect_classify_vs_reference_engine": ratio("detect_classify", "reference_engine_detect_classify"),
+            "detect_vs_detect_classify": ratio("detect", "detect_classify"),
         },
     }
 
@@ -389,13 +424,17 @@ def _print_table(result: dict, out_path: Path) -> None:
     header = f"{'method':<36} {'win/s':>9} {'tok/s':>11} {'TFLOP/s':>8} {'peak':>6} {'GiB':>6} {'batch':>6}"
     print(header)
     for name, m in result["methods"].items():
+        if "error" in m:
+            print(f"{name:<36} FAILED: {m['error']}")
+            continue
+
         def fmt(value, spec):
             width = spec.lstrip(">").split(".")[0]
             return format(value, spec) if value is not None else format("-", f">{width}")
         print(f"{name:<36} {m['windows_per_s']:>9.2f} {fmt(m['tokens_per_s'], '>11.0f')} {fmt(m['tflop_per_s'], '>8.2f')} "
               f"{fmt(m['bf16_peak_fraction'], '>6.1%')} {fmt(m['peak_memory_gib'], '>6.1f')} {m['batch_size']:>6}")
     for name, value in result["speedups"].items():
-        print(f"  {name}: {value:.2f}x")
+        print(f"  {name}: {value:.2f}x" if value is not None else f"  {name}: -")
     fb = result["fbank"]
     print(f"  fbank share of an encode ({fb['encoder']}): float64 {fb['fbank_share_f64']:.2%}, "
           f"float32 {fb['fbank_share_f32']:.2%}; encode f64/f32 {fb['encode_f64_over_f32']:.3f}")

@@ -44,9 +44,13 @@ def _windows(n: int = 4) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    naturelm_dir, llama_dir = build_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
-    return load_naturelm(str(naturelm_dir), str(llama_dir)).model
+def tiny(tmp_path_factory):
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def model(tiny):
+    return load_naturelm(str(tiny[0]), str(tiny[1])).model  # eager attention on CPU
 
 
 _REFERENCE: dict = {}  # reference-path answers, computed once per setting (generate is the slow part)
@@ -117,6 +121,17 @@ def test_free_text_answers_agree_on_all_paths_in_a_mixed_batch(model, num_beams)
         detect = [a for a in results[path] if a.prompt.task == "detect"]
         _assert_same(detect, [a for a in results["reference"] if a.prompt.task == "detect"], compare_text=False)
     assert len({a.text for a in results["shared"] if a.prompt.task != "detect"}) > 1
+
+
+def test_shared_path_under_sdpa_equals_the_eager_reference(tiny, model):
+    # The shared path's rows have masked slots between prefix and suffix; SDPA (the CUDA default)
+    # must treat them as eager attention does.
+    sdpa = load_naturelm(str(tiny[0]), str(tiny[1]), attn_implementation="sdpa").model
+    options = GenerationOptions(max_new_tokens=8, num_beams=2)
+    reference = _run(model, "reference", generation=options)[1]
+    shared = _run(sdpa, "shared", generation=options)[1]
+    _assert_same([a for a in shared if a.prompt.task != "detect"], [a for a in reference if a.prompt.task != "detect"])
+    _assert_same(shared, reference, compare_text=False)
 
 
 @pytest.mark.parametrize(
