@@ -4,9 +4,12 @@ Thin tasks around the plain functions of discover / plan / pipeline / report; th
 wires them. Retries only where repeating is safe (listing and header reads are read-only), and
 never for a configuration error, which no retry can fix.
 
-One run at a time per results folder (`connectors.locks.RunLock`): a second run fails fast naming
-the holder. The run that takes the lock marks runs that died without finishing `interrupted`,
-then resumes their work: every committed unit stays, every other one is planned again.
+One run at a time per SQLite catalog (`connectors.locks.RunLock`); on a Postgres catalog, runs on
+different deployments at once and runs on the same deployments one after the other
+(`connectors.locks.CatalogLease`, claimed once discovery knows the run's deployments). A run that
+finds its way blocked fails fast naming the holder, or waits `lease_wait_s`. The run marks runs
+that died without finishing `interrupted`, then resumes their work: every committed unit stays,
+every other one is planned again.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from typing import Any, Callable
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from connectors.catalog import Catalog, results_root
+from connectors.catalog import Catalog
 from connectors.errors import ConfigError
-from connectors.locks import RunLock
+from connectors.locks import run_lock
 from connectors.storage import AUDIO_EXTENSIONS
 from connectors.tables import RunRow, replace
 from flows import discover as discover_mod
@@ -90,7 +93,7 @@ def discover_task(settings: RunSettings) -> discover_mod.Discovery:
 @task(name="register-recordings", cache_policy=NO_CACHE)
 def register_task(settings: RunSettings, discovery: discover_mod.Discovery,
                   run_id: str) -> discover_mod.SyncResult:
-    with Catalog(settings.results) as catalog:
+    with Catalog(settings.location) as catalog:
         discover_mod.sync_deployments(catalog, discovery, run_id)
         return discover_mod.sync_recordings(
             catalog, settings.source, settings.storage_options, discovery, run_id
@@ -99,7 +102,7 @@ def register_task(settings: RunSettings, discovery: discover_mod.Discovery,
 
 @task(name="plan", cache_policy=NO_CACHE)
 def plan_task(settings: RunSettings, current_ids: list[str], fingerprint: str) -> list[Unit]:
-    with Catalog(settings.results) as catalog:
+    with Catalog(settings.location) as catalog:
         return plan_units(
             catalog, current_ids, fingerprint=fingerprint, window_s=settings.window_s,
             hop_s=settings.effective_hop_s, tail=settings.tail,
@@ -120,7 +123,7 @@ def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerpr
     dim = embedding_dim(settings)
     ctx = CommitContext(run_id=run_id, fingerprint=fingerprint, model_id=model_id,
                         window_s=settings.window_s, embedding_dim=dim)
-    with Catalog(settings.results) as catalog:
+    with Catalog(settings.location) as catalog:
         return process_units(
             units, catalog, ctx, decode=decode, model=settings.model,
             model_options=settings.model_options, tasks=settings.tasks,
@@ -143,17 +146,22 @@ def cascade_task(settings: RunSettings, run_id: str, fingerprint: str,
 def species_filter_task(settings: RunSettings, run_id: str) -> int:
     """Ask BirdNET's meta-model about the deployments and weeks this run added (no retries: a
     missing model file is reported, and the detections it would hide stay visible)."""
-    return species_filter_mod.update_location_filter(settings.results, run_id)
+    return species_filter_mod.update_location_filter(settings.location, run_id)
 
 
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(settings: RunSettings, run_id: str, counts: dict[str, Any],
                 skipped: list[Any]) -> str:
-    return report_mod.write_report(settings.results, run_id, counts, skipped)
+    return report_mod.write_report(settings.location, run_id, counts, skipped)
 
 
 def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def _covered_deployments(settings: RunSettings, discovery: discover_mod.Discovery) -> set[str]:
+    """The deployments whose rows this run may write: those it found, and those it was asked for."""
+    return {o.deployment_id for o in discovery.objects} | set(settings.deployments or ())
 
 
 def _skipped_counts(skipped: list[Any]) -> dict[str, int]:
@@ -164,7 +172,7 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
     """discover → register → plan → process → report, recording the run in `runs`."""
     logger = get_run_logger()
     run_id = run_id or new_run_id()
-    with RunLock(results_root(settings.results), run_id) as lock:
+    with run_lock(settings.location, run_id, wait_s=settings.lease_wait_s) as lock:
         started = datetime.now(timezone.utc)
         model_id, _, fingerprint, sample_rate_hz = identify_model(settings)
         run = RunRow(
@@ -173,8 +181,8 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
             code_version=code_version(), counts=None, host=socket.gethostname(), pid=os.getpid(),
             interrupted_at=None,
         )
-        with Catalog(settings.results) as catalog:
-            dead = catalog.mark_interrupted(started, run_id)
+        with Catalog(settings.location) as catalog:
+            dead = catalog.mark_interrupted(started, run_id, alive=lock.alive)
             catalog.start_run(run)
         if dead:
             logger.warning("marked %d run(s) that died without finishing as interrupted: %s%s; "
@@ -185,6 +193,9 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
         status = "failed"
         try:
             discovery = discover_task(settings)
+            # Claim the deployments this run covers before it writes any of their rows; on a
+            # SQLite catalog the run lock already covers them all.
+            lock.claim(_covered_deployments(settings, discovery))
             skipped = discovery.skipped
             if not discovery.objects:
                 logger.warning("no recordings under %s (looked for %s files, any case, in "
@@ -223,7 +234,7 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                 logger.warning("location filter not updated (its species stay visible): %s", exc)
                 counts["location_filter_weeks_asked"] = f"failed: {exc}"
         finally:
-            with Catalog(settings.results) as catalog:
+            with Catalog(settings.location) as catalog:
                 catalog.finish_run(replace(run, status=status, counts=json.dumps(counts),
                                            finished_at=datetime.now(timezone.utc)))
         counts["report"] = report_task(settings, run_id, counts, skipped)
