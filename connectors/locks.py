@@ -42,6 +42,7 @@ from connectors.location import LOCK_FILE, ResultsLocation, masked_url
 log = logging.getLogger(__name__)
 
 POLL_S = 0.25
+SCHEMA_LOCK_TIMEOUT_S = 300
 #: Server-side keepalives of a lease's session: a machine that vanishes without closing its
 #: connection loses its leases after about idle + interval * count seconds.
 KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 30, 10, 3
@@ -74,6 +75,12 @@ class ResultsBusy(ConfigError):
         super().__init__(f"{what} is in use by {who}{waited}; wait for it to finish, "
                          "or give the run a lease_wait_s")
         self.holder = holder
+
+
+def schema_lock_path(location: ResultsLocation) -> Path:
+    """The schema-lock file of a SQLite catalog."""
+    assert location.catalog_path is not None
+    return location.catalog_path.with_name(location.catalog_path.name + ".lock")
 
 
 def run_lock(location: ResultsLocation, run_id: str, *, wait_s: float = 0.0
@@ -324,15 +331,28 @@ class CatalogLease:
 
 @contextlib.contextmanager
 def schema_lock(location: ResultsLocation) -> Iterator[None]:
-    """Held while a writer opens (creates, migrates) a Postgres catalog: two runs opening a fresh
-    or older catalog at once must not both create or migrate it. SQLite catalogs are opened under
-    their run lock already."""
+    """Held while a writer opens (creates, migrates) a catalog: two writers opening a fresh or
+    older catalog at once - two runs on Postgres, or a run and a reader that found the catalog
+    half-created and set out to upgrade it - must not both create or migrate it. A Postgres
+    advisory lock, or for SQLite an flock on `<catalog file>.lock` beside it (not the run lock,
+    which a run holds for its whole length). Both wait: a migration takes seconds."""
     if location.catalog_kind != "postgres":
-        yield
+        assert location.catalog_path is not None
+        path = schema_lock_path(location)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"catalog {location.catalog}: cannot create {path}: "
+                              f"{exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing drops the flock
         return
     con = _connect(location.catalog, f"{APPLICATION_PREFIX}schema:{os.getpid()}@{socket.gethostname()}")
     try:
-        con.execute(_sql("lock_timeout"), ["300s"])
+        con.execute(_sql("lock_timeout"), [f"{SCHEMA_LOCK_TIMEOUT_S}s"])
         con.execute(_sql("wait_lock"), [lease_key("schema", "catalog")])
         yield
     finally:

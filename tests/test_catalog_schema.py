@@ -16,6 +16,7 @@ from connectors.catalog import (
     Catalog,
     CatalogReader,
     _attach,
+    _schema_version,
     connect_duckdb,
     sql_statements,
     views_digest,
@@ -148,3 +149,61 @@ def test_processes_opening_one_new_catalog_at_once_all_see_the_newest_schema(tmp
         assert catalog.setting("schema_version") == str(SCHEMA_VERSION)
         for table in TABLES:
             assert catalog_columns(catalog, table) == defined_columns(table)
+
+
+def version_on_disk(location: ResultsLocation) -> int:
+    """The catalog's schema version, read without upgrading anything."""
+    con = connect_duckdb(location)
+    try:
+        _attach(con, location, read_only=True)
+        return _schema_version(con)
+    finally:
+        con.close()
+
+
+def someone_waits_for_the_schema_lock(location: ResultsLocation) -> bool:
+    """Whether another process is blocked on this catalog's schema lock: a waiting flock in
+    /proc/locks (SQLite), an ungranted advisory lock in pg_locks (Postgres)."""
+    if location.catalog_kind == "sqlite":
+        from connectors.locks import schema_lock_path
+
+        inode = schema_lock_path(location).stat().st_ino
+        lines = Path("/proc/locks").read_text().splitlines()
+        return any("->" in line and line.split()[6].endswith(f":{inode}") for line in lines)
+    import psycopg
+
+    with psycopg.connect(location.catalog, autocommit=True) as con:
+        return con.execute("select count(*) from pg_locks where locktype = 'advisory' "
+                           "and not granted").fetchone()[0] > 0
+
+
+def test_an_upgrade_waits_for_a_writer_that_is_creating_or_upgrading_the_catalog(lake):
+    """A reader that finds a catalog half-made (a run is creating it) sets out to upgrade it; it
+    must wait for that writer instead of migrating beside it."""
+    import subprocess
+    import sys
+    import time
+
+    from connectors.locks import schema_lock
+
+    root = lake("old")
+    make_version_1_catalog(root)
+    reader = [sys.executable, "-c",
+              "import sys\nfrom connectors.catalog import CatalogReader\n"
+              "from connectors.location import ResultsLocation\n"
+              "with CatalogReader(ResultsLocation.resolve(sys.argv[1], sys.argv[2])) as r:\n"
+              "    print(r.query('select count(*) as n from settings').to_pylist()[0]['n'])\n",
+              root.results, root.catalog]
+    with schema_lock(root):  # as a writer holds it while it creates or migrates the catalog
+        proc = subprocess.Popen(reader, cwd=Path(__file__).resolve().parents[1],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 180
+        while not someone_waits_for_the_schema_lock(root):
+            assert proc.poll() is None, ("the reader did not wait for the writer",
+                                         proc.communicate())
+            assert time.monotonic() < deadline, "the reader never waited for the schema lock"
+            time.sleep(0.2)
+        assert version_on_disk(root) == 1  # nothing migrated while the writer holds it
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert version_on_disk(root) == SCHEMA_VERSION

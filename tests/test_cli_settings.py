@@ -134,3 +134,21 @@ def test_old_spellings_still_work():
                       "--weights", "/w", "--llama", "/l"])
     assert settings.model_options == {"top_k": 3, "weights": "/w", "llama": "/l"}
     assert settings.channel_policy == "each"
+
+
+def test_a_password_in_the_catalog_url_is_never_shown(caplog):
+    """Better in PGPASSWORD, but a password written into --catalog still never reaches the stored
+    settings (runs.parameters, Prefect's parameters) or a log line."""
+    import logging
+
+    from flows.redact import install_log_redaction
+
+    settings = parse([*required_argv(), "--catalog", "postgresql://team:s3cr3t-pw@db:5432/lake"])
+    assert settings.catalog == "postgresql://team:s3cr3t-pw@db:5432/lake"  # kept to connect
+    stored = settings.public_json()
+    assert "s3cr3t-pw" not in stored and "postgresql://team:***@db:5432/lake" in stored
+    install_log_redaction({f"secret_{i}": s for i, s in enumerate(settings.location.secrets())})
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("dawnchorus.test").info("connecting to %s", settings.catalog)
+    assert "connecting to postgresql://team:***@db:5432/lake" in caplog.text
+    assert "s3cr3t-pw" not in caplog.text

@@ -2,7 +2,7 @@
 and gives each GPU pod one GPU and one logical CPU; the Prefect Kubernetes work-pool template
 renders (with Prefect's own templating) into a Job that runs the cluster's image in its
 namespace, joins it at the head's GCS port - an address the pipeline accepts - and takes its
-credentials from the same secrets; prefect.yaml passes the catalog through."""
+credentials from the same secrets."""
 
 from __future__ import annotations
 
@@ -72,14 +72,3 @@ def test_a_flow_run_job_joins_the_cluster_it_is_deployed_beside(monkeypatch):
     check_ray_address()  # an address the pipeline accepts
     assert secret_refs(container) >= {"dawnchorus-s3", "dawnchorus-catalog"}
     assert not any(re.search("KEY|SECRET|PASSWORD", k) for k in job["env"])
-
-
-def test_prefect_yaml_passes_the_catalog_through():
-    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    settings = spec["definitions"]["parameters"]["settings"]
-    assert settings["catalog"] == "{{ $DAWNCHORUS_CATALOG }}"
-    from flows.settings import RunSettings
-
-    # An unset variable becomes "" at deploy time: the embedded default catalog.
-    location = RunSettings(source="s", results="/srv/results", catalog="").location
-    assert location.is_default

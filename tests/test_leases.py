@@ -125,7 +125,8 @@ WRITER = textwrap.dedent("""
     from datetime import datetime, timedelta, timezone
     from connectors.catalog import Catalog
     from connectors.location import ResultsLocation
-        results, catalog, mine, units = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    from connectors.tables import DeploymentRow, PredictionRow, WindowRow
+    results, catalog, mine, units = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     start = datetime(2024, 5, 1, 4, 0, tzinfo=timezone.utc)
     with Catalog(ResultsLocation.resolve(results, catalog)) as lake:
         for i in range(units):

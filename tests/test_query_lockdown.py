@@ -204,6 +204,14 @@ def test_no_setting_or_function_shows_a_credential(results):
             assert FAKE_SECRET_ACCESS_KEY not in repr(values), sql
 
 
+def test_no_progress_bar_can_reach_stdout(results):
+    """DuckDB draws a progress bar on stdout once a query passes 2 s: into `--format csv` output
+    (seen here when a slow machine made a migration take longer)."""
+    with CatalogReader(results) as reader:
+        assert reader.query("select current_setting('enable_progress_bar') as p"
+                            ).to_pylist() == [{"p": False}]
+
+
 def test_files_are_allowed_only_under_the_data_path(results, tmp_path, monkeypatch):
     """DuckDB also allows its spill folder, by default `.tmp` in the working directory."""
     (tmp_path / ".tmp").mkdir()
