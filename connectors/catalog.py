@@ -12,6 +12,7 @@ Layout of the embedded default, under the results folder::
     catalog.sqlite      the DuckLake catalog (metadata, snapshots)
     data/<table>/deployment_id=…/date=…/*.parquet
     run.lock            the run lock (`connectors.locks`)
+    catalog.sqlite.lock held while a writer creates or migrates the catalog
 
 Several writers on one Postgres catalog: DuckLake retries a commit that lost a race when the two
 changes do not conflict (appends never do); when they do (two transactions deleting from one data

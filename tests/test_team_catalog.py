@@ -1,8 +1,9 @@
 """A team's setup end to end: audio on S3, Parquet results on S3, the DuckLake catalog in a real
-PostgreSQL, runs started as separate `dawnchorus run` processes (as two Prefect flow runs on two
-machines would be). Runs on different deployments write at once; runs on the same deployment
-queue on its lease; the final rows equal those of the same runs one after the other; a killed
-run resumes exactly once; `dawnchorus query` reads the catalog from another process."""
+PostgreSQL, runs started as separate `dawnchorus run` processes (as two Prefect flow runs would
+be) that share one Ray cluster, joined through RAY_ADDRESS. Runs on different deployments write
+at once; runs on the same deployment queue on its lease; the final rows equal those of the same
+runs one after the other; a killed run resumes exactly once; `dawnchorus query` reads the
+catalog from another process."""
 
 from __future__ import annotations
 
@@ -34,6 +35,20 @@ RUN_COLUMNS = {"run_id", "updated_run_id", "discovered_at"}
 
 
 @pytest.fixture(scope="module")
+def shared_ray(s3_server):
+    """One Ray cluster the module's drivers share (as flow runs share a team's cluster), so no
+    run starts a Ray of its own; started after the S3 server, so its workers have AWS_*."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 6, "include_dashboard": False, "object_store_memory": 100 * 1024**2})
+    try:
+        yield cluster.address
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
 def source(s3_server, tmp_path_factory) -> str:
     """dep-a and dep-b, two 60-s recordings each, uploaded to S3."""
     local = tmp_path_factory.mktemp("audio")
@@ -45,11 +60,13 @@ def source(s3_server, tmp_path_factory) -> str:
     return f"{bucket}/season"
 
 
-def cli(s3_server, *args: str) -> subprocess.Popen:
+def cli(s3_server, ray_address: str | None, *args: str) -> subprocess.Popen:
     from prefect.settings import PREFECT_API_URL
 
     env = {**subprocess_env(s3_server), "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     env.pop("RAY_ADDRESS", None)
+    if ray_address:
+        env["RAY_ADDRESS"] = ray_address
     return subprocess.Popen([sys.executable, "-m", "flows.cli", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -71,19 +88,20 @@ def table_rows(location: ResultsLocation, table: str) -> list[tuple]:
 
 
 def test_runs_share_a_postgres_catalog_on_s3_and_equal_sequential_runs(
-        source, s3_server, postgres, tmp_path):
+        source, s3_server, postgres, shared_ray, tmp_path):
     catalog = postgres.create_database("team")
     results = s3_server.make_bucket("team-results") + "/season"
     place = ["--source", source, "--results", results, "--catalog", catalog, *COMMON]
 
     # Two runs on different deployments, at once.
-    a_b = finish([cli(s3_server, "run", *place, "--deployment", dep) for dep in ("dep-a", "dep-b")])
+    a_b = finish([cli(s3_server, shared_ray, "run", *place, "--deployment", dep)
+                  for dep in ("dep-a", "dep-b")])
     assert [s["status"] for s in a_b] == ["completed", "completed"]
     assert [s["windows"] for s in a_b] == [12, 12]
     # Two runs on the same deployment (a new window length: new work), at once: they queue on
     # the deployment's lease, so the second finds the first's rows and adds none.
-    same = finish([cli(s3_server, "run", *place, "--deployment", "dep-a", "--window-s", "5",
-                       "--lease-wait-s", "600") for _ in range(2)])
+    same = finish([cli(s3_server, shared_ray, "run", *place, "--deployment", "dep-a",
+                       "--window-s", "5", "--lease-wait-s", "600") for _ in range(2)])
     assert sorted(s["windows"] for s in same) == [0, 24]
 
     location = ResultsLocation.resolve(results, catalog)
@@ -95,12 +113,13 @@ def test_runs_share_a_postgres_catalog_on_s3_and_equal_sequential_runs(
     assert second["started_at"] < first["finished_at"], "the dep-a and dep-b runs did not overlap"
 
     # The same work done one run after another, into a local SQLite catalog: the same rows.
-    # (One run over both deployments writes what the dep-a run and the dep-b run wrote.)
+    # (One run over both deployments writes what the dep-a run and the dep-b run wrote; the
+    # size of work units changes no row.)
     options = s3_server.storage_options()
     reference = tmp_path / "sequential"
     for extra in ({}, {"deployments": ("dep-a",), "window_s": 5.0}):
         nightly(RunSettings(source=source, results=str(reference), model="placeholder",
-                            windows_per_unit=2, batch_size=4, storage_options=options, **extra))
+                            windows_per_unit=30, batch_size=8, storage_options=options, **extra))
     for table in ("windows", "predictions", "recordings", "deployments"):
         shared = table_rows(location, table)
         assert shared == table_rows(ResultsLocation.resolve(reference), table), table
@@ -110,7 +129,8 @@ def test_runs_share_a_postgres_catalog_on_s3_and_equal_sequential_runs(
     stored = s3_server.filesystem().find(results[len("s3://"):])
     assert any("/data/main/windows/" in p and p.endswith(".parquet") for p in stored)
     assert sum(p.endswith("summary.md") for p in stored) == 4
-    query = cli(s3_server, "query", "--results", results, "--catalog", catalog, "--format", "csv",
+    query = cli(s3_server, None, "query", "--results", results, "--catalog", catalog,
+                "--format", "csv",
                 "select config_fingerprint, count(*) as n from windows group by 1 order by 2")
     out, err = query.communicate(timeout=300)
     assert query.returncode == 0, err[-2000:]
@@ -125,7 +145,8 @@ def committed_windows(location: ResultsLocation) -> int:
         return 0
 
 
-def test_a_killed_run_resumes_exactly_once_on_the_team_catalog(s3_server, postgres, tmp_path):
+def test_a_killed_run_resumes_exactly_once_on_the_team_catalog(s3_server, postgres, shared_ray,
+                                                               tmp_path):
     local = tmp_path / "audio"
     make_deployment(local, "dep-k", [START + timedelta(hours=h) for h in range(3)], 240.0, RATE_HZ)
     source = s3_server.make_bucket("field-kill") + "/season"
@@ -133,22 +154,24 @@ def test_a_killed_run_resumes_exactly_once_on_the_team_catalog(s3_server, postgr
     catalog = postgres.create_database("team_kill")
     results = s3_server.make_bucket("team-kill") + "/season"
     location = ResultsLocation.resolve(results, catalog)
-    proc = cli(s3_server, "run", "--source", source, "--results", results, "--catalog", catalog,
-               "--model", "placeholder", "--windows-per-unit", "2", "--batch-size", "2")
+    proc = cli(s3_server, shared_ray, "run", "--source", source, "--results", results,
+               "--catalog", catalog, "--model", "placeholder", "--windows-per-unit", "2",
+               "--batch-size", "2")
     try:
         deadline = time.monotonic() + 300
         while committed_windows(location) < 4 and time.monotonic() < deadline:
             assert proc.poll() is None, "the run ended before it could be interrupted"
             time.sleep(0.5)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray cluster it started
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver; Ray ends its job's workers
         proc.wait()
     before = committed_windows(location)
     total = 3 * 24
     assert 0 < before < total and before % 2 == 0, before
 
+    # Resumed with larger units: the unit size changes no row, and the commits are fewer.
     summary = nightly(RunSettings(source=source, results=results, catalog=catalog,
-                                  model="placeholder", windows_per_unit=2, batch_size=2,
+                                  model="placeholder", windows_per_unit=12, batch_size=8,
                                   storage_options=s3_server.storage_options()))
     assert summary["status"] == "completed" and summary["windows"] == total - before
     with CatalogReader(location) as reader:
