@@ -7,7 +7,7 @@ refused before any work: Ray Data cannot run through it."""
 
 from __future__ import annotations
 
-import json
+import re
 import socket
 import subprocess
 import sys
@@ -86,8 +86,8 @@ def test_one_model_actor_per_gpu_node_and_the_rows_of_a_single_node_run(
         env=env, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout[proc.stdout.index("{"):])
-    assert summary["status"] == "completed" and summary["windows"] == 18
+    assert re.search(r"^completed: 18 windows committed \(0 failed\)", proc.stdout, re.M), \
+        proc.stdout[-2000:]
 
     actors = [a for a in list_actors(address=f"http://{c.head_node.webui_url}", detail=True,
                                      limit=10_000)
