@@ -137,9 +137,13 @@ def _report_folder(location: ResultsLocation, run_id: str) -> tuple[Path, Callab
     if location.root is not None:
         return location.root / "reports" / run_id, str
     staging = Path(tempfile.mkdtemp(prefix="dawnchorus-report-"))
+    fs, target = location.s3_filesystem(), f"{location.results}/reports/{run_id}"
+    # A rebuild keeps the skipped paths only the first report knew (`_skipped`): fetch them.
+    (staging / run_id).mkdir()
+    if fs.exists(f"{target}/skipped.csv"):
+        fs.get_file(f"{target}/skipped.csv", str(staging / run_id / "skipped.csv"))
 
     def upload(index: Path) -> str:
-        fs, target = location.s3_filesystem(), f"{location.results}/reports/{run_id}"
         try:
             for path in sorted(index.parent.iterdir()):
                 fs.put_file(str(path), f"{target}/{path.name}")
