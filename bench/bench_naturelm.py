@@ -4,12 +4,12 @@ Run: `.venv/bin/python bench/bench_naturelm.py [--windows 16] [--batch-size 8]`.
 and writes `bench/results/naturelm.json`. Measured side by side in one run, on the same model and
 audio:
 
-1. windows/s of the batched engine (one encode per batch, one generate for all rows) against a
+1. windows/s of the batched engine (one encode per batch, shared prefixes, one batched decode for all rows) against a
    one-window-per-generate loop (what the reference Pipeline does);
 2. three prompts on one encoding (one engine call) against three separate calls (one per prompt,
    each re-encoding the audio).
 
-The batched engine also scores every answer (one teacher-forced pass), which the loop does not.
+The batched engine also scores every answer (from its decoding steps), which the loop does not.
 Each method runs `--rounds` times, interleaved; the fastest round counts. Every answer is forced to exactly `--answer-tokens` tokens (min = max new tokens), so all methods
 do the same decoding work whatever the random model says. The model is the published shape
 scaled down: BEATs 3 layers (published 12), Llama 8 layers (32), Q-Former 2 (2) -- the same

@@ -1,14 +1,23 @@
-"""The results catalog: DuckLake (Parquet data files + a SQLite catalog) through DuckDB.
+"""The results catalog: DuckLake (Parquet data files + a SQLite or Postgres catalog) via DuckDB.
 
-Why DuckLake in SQLite: a unit's rows commit in one transaction (exactly-once without a home-made
-commit protocol), and readers in other processes (the `duckdb` CLI, `dawnchorus query`) work while
-a run writes — a plain `.duckdb` file locks every other process out.
+Why DuckLake: a unit's rows commit in one transaction (exactly-once without a home-made commit
+protocol), and readers in other processes (the `duckdb` CLI, `dawnchorus query`) work while a run
+writes — a plain `.duckdb` file locks every other process out. The catalog is SQLite (the
+embedded default) or Postgres (a team's, with several writers); the data files sit in a local
+folder or on S3. `connectors.location.ResultsLocation` says which; every door takes one (or a
+results folder, which means the embedded default).
 
-Layout under the results root::
+Layout of the embedded default, under the results folder::
 
     catalog.sqlite      the DuckLake catalog (metadata, snapshots)
     data/<table>/deployment_id=…/date=…/*.parquet
     run.lock            the run lock (`connectors.locks`)
+    catalog.sqlite.lock held while a writer creates or migrates the catalog
+
+Several writers on one Postgres catalog: DuckLake retries a commit that lost a race when the two
+changes do not conflict (appends never do); when they do (two transactions deleting from one data
+file, e.g. two runs upserting deployments), the whole transaction is run again here on the new
+snapshot — every write is a replace-by-key, so running it again is safe.
 
 Two doors, one contract:
 
@@ -22,8 +31,8 @@ Two doors, one contract:
   folder; configuration locked. `dawnchorus query`, reports and exports go through it.
 
 Statements live in `.sql` files of the `dawnchorus_sql` package; Python registers Arrow tables
-and binds parameters. The data path is always the catalog's own folder, so a results folder that
-is moved or copied still opens.
+and binds parameters. The embedded default's data path is always its own folder, so a results
+folder that is moved or copied still opens; every other catalog keeps its data path.
 """
 
 from __future__ import annotations
@@ -35,13 +44,14 @@ import json
 import logging
 import math
 import os
+import random
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import duckdb
 import numpy as np
@@ -50,7 +60,9 @@ import pyarrow.compute as pc
 
 from connectors.analyses import FINGERPRINT, all_analyses, load_analysis, resolve_fingerprint
 from connectors.errors import ConfigError
-from connectors.locks import ResultsBusy, RunLock
+# CATALOG_FILE and DATA_DIR stay importable from here, where they used to be defined.
+from connectors.location import CATALOG_FILE, DATA_DIR, ResultsLocation  # noqa: F401
+from connectors.locks import ResultsBusy, run_lock, schema_lock
 from connectors.tables import (
     DEPLOYMENTS,
     EMBEDDINGS,
@@ -72,8 +84,8 @@ from connectors.tables import (
 
 log = logging.getLogger(__name__)
 
-CATALOG_FILE = "catalog.sqlite"
-DATA_DIR = "data"
+T = TypeVar("T")
+
 LAKE = "lake"
 SCHEMA_VERSION_KEY = "schema_version"
 VIEWS_DIGEST_KEY = "views_sha256"
@@ -101,6 +113,11 @@ DEFAULT_SNAPSHOT_RETENTION_DAYS = 30.0
 #: Files merged away, expired or orphaned are deleted only once this old, so a reader that was
 #: scanning them when maintenance began keeps working (DuckLake's own advice).
 DEFAULT_DELETE_GRACE = timedelta(hours=1)
+#: A write that conflicts with another writer's is run again this many times (see the docstring).
+CONFLICT_RETRIES = 20
+RESULTS_SECRET = "dawnchorus_results"
+#: httpfs settings that hold credentials (copied from the AWS_* variables when it loads).
+_S3_CREDENTIAL_SETTINGS = ("s3_access_key_id", "s3_secret_access_key", "s3_session_token")
 
 
 # -------------------------------------------------------------------------------- SQL files
@@ -164,8 +181,9 @@ def _spill_dir() -> str:
     return _SPILL_DIR
 
 
-def connect_duckdb() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the ducklake and sqlite extensions loaded from their wheels."""
+def connect_duckdb(location: ResultsLocation | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the extensions `location` needs loaded from their wheels:
+    ducklake and sqlite always, postgres for a Postgres catalog, httpfs for data on S3."""
     import duckdb_extensions  # the offline extension loader (duckdb-extension-* wheels)
 
     con = duckdb.connect(config={
@@ -173,40 +191,76 @@ def connect_duckdb() -> duckdb.DuckDBPyConnection:
         # DuckDB's default spill folder is `.tmp` under the working directory: not ours to fill.
         "temp_directory": _spill_dir(),
     })
-    for extension in ("ducklake", "sqlite"):
+    # No progress bar: DuckDB draws it on stdout once a query runs past 2 s, into whatever the
+    # caller prints there (`dawnchorus query --format csv > file`).
+    con.execute("SET enable_progress_bar = false")
+    extensions = ["ducklake", "sqlite"]
+    if location is not None and location.catalog_kind == "postgres":
+        extensions.append("postgres")
+    if location is not None and location.data_on_s3:
+        extensions.append("httpfs")
+    for extension in extensions:
         duckdb_extensions.import_extension(extension, con=con)
+    if "httpfs" in extensions:
+        # httpfs copies the AWS_* variables into its s3_* settings, where current_setting() would
+        # show them to any query; the connection's S3 secret (_create_results_secret) is what
+        # reaches the data, so the settings are emptied.
+        for setting in _S3_CREDENTIAL_SETTINGS:
+            con.execute(f"SET {setting} = ''")
     return con
 
 
 def results_root(results: str | os.PathLike) -> Path:
     """The local results folder a results argument names; ConfigError for what cannot be one."""
     text = str(results)
-    if not text.strip():
-        raise ConfigError("results folder is empty")
-    if text.startswith("file://"):
-        text = text[len("file://"):]
-    if "://" in text:
-        raise ConfigError(
-            f"results {results!r}: only a local folder is supported for the catalog "
-            "(object-storage data paths are planned)"
-        )
-    root = Path(text).expanduser().resolve()
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"results folder {root} is a file, not a folder")
+    if "://" in text and not text.startswith("file://"):
+        raise ConfigError(f"results {results!r} are on object storage, not in a local folder")
+    root = ResultsLocation.resolve(results).root
+    assert root is not None
     return root
 
 
-def _attach(con: duckdb.DuckDBPyConnection, root: Path, read_only: bool) -> None:
-    catalog_path = root / CATALOG_FILE
-    # ATTACH takes no prepared parameters; the paths are ours, quoted here and nowhere else.
-    root_sql = str(root).replace("'", "''")
-    # The data path is always this folder's own data/: a moved or copied results folder opens
-    # (DuckLake keeps file paths relative to it; OVERRIDE_DATA_PATH ignores the stored one).
-    options = [f"DATA_PATH '{root_sql}/{DATA_DIR}/'", "OVERRIDE_DATA_PATH true",
-               f"DATA_INLINING_ROW_LIMIT {INLINE_ROW_LIMIT}"]
+def _quote(text: str) -> str:
+    """A SQL string literal. ATTACH and CREATE SECRET take no prepared parameters; the values
+    are ours (paths, URLs, credentials from the environment), quoted here and nowhere else."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+#: CREATE SECRET keys whose values are keywords, not strings.
+_SECRET_KEYWORDS = frozenset({"TYPE", "PROVIDER"})
+
+
+def _create_results_secret(con: duckdb.DuckDBPyConnection, location: ResultsLocation) -> None:
+    """A temporary S3 secret (this connection only, never on disk) for data on S3."""
+    if not location.data_on_s3:
+        return
+    params = {"TYPE": "s3", **location.s3_secret()}
+
+    def value(name: str, v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return str(v) if name in _SECRET_KEYWORDS else _quote(v)
+
+    body = ", ".join(f"{name} {value(name, v)}" for name, v in params.items())
+    try:
+        con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {RESULTS_SECRET} ({body})")
+    except duckdb.Error as exc:  # the message could echo a credential: say only what failed
+        raise ConfigError(f"results {location.results}: cannot set up S3 access "
+                          f"({type(exc).__name__})") from None
+
+
+def _attach(con: duckdb.DuckDBPyConnection, location: ResultsLocation, read_only: bool) -> None:
+    _create_results_secret(con, location)
+    # The embedded default's data path is always its own data/: a moved or copied results folder
+    # opens (DuckLake keeps file paths relative to it; OVERRIDE_DATA_PATH ignores the stored one).
+    # Any other catalog keeps the data path it was created with, and DuckLake refuses another.
+    # Inlining stays off (INLINE_ROW_LIMIT says why): commits write Parquet data files.
+    options = [f"DATA_PATH {_quote(location.data_path)}", f"DATA_INLINING_ROW_LIMIT {INLINE_ROW_LIMIT}"]
+    if location.is_default:
+        options.append("OVERRIDE_DATA_PATH true")
     if read_only:
         options.append("READ_ONLY")
-    statement = f"ATTACH 'ducklake:sqlite:{root_sql}/{CATALOG_FILE}' AS {LAKE} ({', '.join(options)})"
+    statement = f"ATTACH {_quote(location.attach_target())} AS {LAKE} ({', '.join(options)})"
     for attempt in range(20):
         try:
             con.execute(statement)
@@ -216,12 +270,23 @@ def _attach(con: duckdb.DuckDBPyConnection, root: Path, read_only: bool) -> None
             if attempt < 19 and "locked" in str(exc).lower():
                 time.sleep(0.1 * (attempt + 1))
                 continue
-            raise ConfigError(f"catalog {catalog_path}: cannot open it: {_first_line(exc)}") from None
+            raise ConfigError(f"catalog {location.describe()}: cannot open it: "
+                              f"{_scrub(_first_line(exc), location)}") from None
     con.execute(f"USE {LAKE}")
+
+
+def _scrub(text: str, location: ResultsLocation) -> str:
+    for secret in location.secrets():
+        text = text.replace(secret, "***")
+    return text.replace(location.catalog, location.describe())
 
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _is_write_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.TransactionException) and "conflict" in str(exc).lower()
 
 
 class _Transaction:
@@ -257,10 +322,10 @@ def _setting(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
     return row[0] if row else None
 
 
-def _refuse_newer(version: int, where: Path) -> None:
+def _refuse_newer(version: int, where: ResultsLocation) -> None:
     if version > SCHEMA_VERSION:
         raise ConfigError(
-            f"catalog {where / CATALOG_FILE} has schema version {version}, newer than this "
+            f"catalog {where.describe()} has schema version {version}, newer than this "
             f"dawnchorus understands ({SCHEMA_VERSION}): upgrade dawnchorus to open it"
         )
 
@@ -299,13 +364,16 @@ def check_embeddings(rows: Sequence[EmbeddingRow]) -> None:
 
 @dataclass(frozen=True)
 class DataFiles:
-    """Parquet files under a results folder's data/ (on disk: referenced or not)."""
+    """Parquet files under a results folder's data/ (on disk: referenced or not); None and None
+    for data on S3, which is not counted here."""
 
-    files: int
-    bytes: int
+    files: int | None
+    bytes: int | None
 
     @classmethod
-    def under(cls, data_path: Path) -> "DataFiles":
+    def under(cls, data_path: Path | None) -> "DataFiles":
+        if data_path is None:
+            return cls(None, None)
         sizes = [p.stat().st_size for p in data_path.rglob("*.parquet") if p.is_file()]
         return cls(len(sizes), sum(sizes))
 
@@ -326,20 +394,26 @@ class MaintenanceReport:
 
 
 class Catalog:
-    """The catalog of one local results folder, open for writing (attached as `lake`)."""
+    """A catalog open for writing (attached as `lake`): a results folder (the embedded default)
+    or a `ResultsLocation` (SQLite or Postgres catalog, local or S3 data)."""
 
-    def __init__(self, results: str | os.PathLike):
-        self.root = results_root(results)
-        self.catalog_path = self.root / CATALOG_FILE
-        self.data_path = self.root / DATA_DIR
-        try:
-            self.data_path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"results folder {self.root}: cannot create it: "
-                              f"{exc.strerror or exc}") from None
-        self.con = connect_duckdb()
-        _attach(self.con, self.root, read_only=False)
-        self._upgrade()
+    def __init__(self, results: str | os.PathLike | ResultsLocation, catalog: str | None = None,
+                 storage_options: dict[str, Any] | None = None):
+        self.location = ResultsLocation.resolve(results, catalog, storage_options)
+        self.root = self.location.root  # the local results folder; None for data on S3
+        self.catalog_path = self.location.catalog_path
+        self.data_path = self.root / DATA_DIR if self.root else None
+        folders = [p for p in (self.data_path, self.catalog_path and self.catalog_path.parent) if p]
+        for folder in folders:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"results folder {folder}: cannot create it: "
+                                  f"{exc.strerror or exc}") from None
+        self.con = connect_duckdb(self.location)
+        with schema_lock(self.location):
+            _attach(self.con, self.location, read_only=False)
+            self._upgrade()
 
     def close(self) -> None:
         self.con.close()
@@ -355,12 +429,12 @@ class Catalog:
         """Apply the migrations this catalog lacks, one transaction each; refresh the views."""
         while True:
             version = _schema_version(self.con)
-            _refuse_newer(version, self.root)
+            _refuse_newer(version, self.location)
             if version == SCHEMA_VERSION:
                 break
             number = version + 1
-            log.info("catalog %s: migrating to schema version %d (%s)", self.catalog_path, number,
-                     MIGRATIONS[number - 1])
+            log.info("catalog %s: migrating to schema version %d (%s)", self.location.describe(),
+                     number, MIGRATIONS[number - 1])
             self._retrying(self._migrate_to, number)
         if _setting(self.con, VIEWS_DIGEST_KEY) != views_digest():
             self._retrying(self._refresh_views)
@@ -403,10 +477,27 @@ class Catalog:
     def _transaction(self, **tables: pa.Table) -> _Transaction:
         return _Transaction(self.con, tables)
 
+    def _write(self, work: Callable[[duckdb.DuckDBPyConnection], T], **tables: pa.Table) -> T:
+        """Run `work` in one transaction; again on the new snapshot if another writer's commit
+        conflicted with it (work must be safe to repeat: every write here replaces by key)."""
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                with self._transaction(**tables) as con:
+                    return work(con)
+            except duckdb.Error as exc:
+                if not _is_write_conflict(exc) or attempt == CONFLICT_RETRIES:
+                    raise
+                log.debug("catalog write conflicted with another writer (attempt %d): %s",
+                          attempt + 1, _first_line(exc))
+                time.sleep(min(2.0, 0.05 * 1.5 ** attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
     def _run_file(self, name: str, params: Sequence[Any] | None = None, **tables: pa.Table) -> None:
-        with self._transaction(**tables) as con:
+        def work(con: duckdb.DuckDBPyConnection) -> None:
             for statement in sql_statements(name):
                 con.execute(statement, params) if params is not None else con.execute(statement)
+
+        self._write(work, **tables)
 
     def _query_file(self, name: str, params: Sequence[Any] | None = None,
                     **tables: pa.Table) -> pa.Table:
@@ -432,8 +523,7 @@ class Catalog:
         return _setting(self.con, key)
 
     def set_setting(self, key: str, value: str) -> None:
-        with self._transaction() as con:
-            self._put_setting(con, key, value)
+        self._write(lambda con: self._put_setting(con, key, value))
 
     # -- deployments and recordings ------------------------------------------------------------
     def upsert_deployments(self, rows: Sequence[DeploymentRow]) -> None:
@@ -585,11 +675,16 @@ class Catalog:
             before=before, after=DataFiles.under(self.data_path), tables_merged=len(merged),
             snapshots_expired=len(expired), files_deleted=len(deleted), orphans_deleted=orphans,
         )
-        log.info("catalog %s maintained: %s", self.catalog_path, report)
+        log.info("catalog %s maintained: %s", self.location.describe(), report)
         return report
 
     def _delete_orphans(self, grace: timedelta) -> int:
-        """Delete the catalog's orphaned data files last written more than `grace` ago."""
+        """Delete the catalog's orphaned data files last written more than `grace` ago (local
+        data only: on S3 a bucket lifecycle rule is the place for stray objects)."""
+        if self.data_path is None:
+            log.info("catalog %s: data on S3, orphaned files are not looked for",
+                     self.location.describe())
+            return 0
         cutoff = (datetime.now(timezone.utc) - grace).timestamp()
         deleted = 0
         for (path,) in self._call("catalog/maintain_list_orphans"):
@@ -628,16 +723,20 @@ class Catalog:
     def finish_run(self, run: RunRow) -> None:
         self._run_file("catalog/finish_run", _run=RUNS.to_arrow([run]))
 
-    def mark_interrupted(self, noticed_at: datetime, by_run_id: str) -> list[str]:
-        """Mark every run still `running` but `by_run_id` as interrupted; their run ids.
+    def mark_interrupted(self, noticed_at: datetime, by_run_id: str,
+                         alive: Callable[[str], bool] | None = None) -> list[str]:
+        """Mark the runs still `running` that are dead as interrupted; their run ids.
 
-        Call it only while holding the results folder's run lock: then no other run is alive.
+        `alive(run_id)` tells a live run from a dead one (`connectors.locks`: a Postgres lease
+        asks whether that run's session still holds its lease). Without it every run but
+        `by_run_id` counts as dead: call it so only while holding a SQLite catalog's run lock.
         """
-        with self._transaction() as con:
-            dead = [r[0] for r in con.execute(sql_text("catalog/running_runs"), [by_run_id]).fetchall()]
-            if dead:
-                for statement in sql_statements("catalog/mark_interrupted"):
-                    con.execute(statement, [noticed_at, by_run_id])
+        running = [r[0] for r in self.con.execute(sql_text("catalog/running_runs"),
+                                                  [by_run_id]).fetchall()]
+        dead = [run_id for run_id in running if alive is None or not alive(run_id)]
+        if dead:
+            ids = pa.table({"run_id": pa.array(dead, pa.string())})
+            self._run_file("catalog/mark_interrupted", [noticed_at], _dead=ids)
         return dead
 
     def runs(self) -> list[RunRow]:
@@ -655,38 +754,47 @@ class CatalogReader:
     """The catalog, read-only and locked down (see the module docstring).
 
     `threshold` replaces the catalog's detection threshold for this reader's queries, and
-    `location_threshold` the location-and-season filter's (0 keeps every species).
+    `location_threshold` the location-and-season filter's (0 keeps every species). Files are
+    readable only under the catalog's data path (a local folder or the S3 prefix); the S3 secret
+    the data needs is a temporary one that no query can list or read.
     """
 
-    def __init__(self, results: str | os.PathLike, *, threshold: float | None = None,
+    def __init__(self, results: str | os.PathLike | ResultsLocation, *, catalog: str | None = None,
+                 storage_options: dict[str, Any] | None = None, threshold: float | None = None,
                  location_threshold: float | None = None):
-        self.root = results_root(results)
-        self.catalog_path = self.root / CATALOG_FILE
-        if not self.catalog_path.exists():
+        self.location = ResultsLocation.resolve(results, catalog, storage_options)
+        self.root = self.location.root
+        self.catalog_path = self.location.catalog_path
+        self._spill: str | None = None
+        if self.location.exists() is False:
             raise ConfigError(f"no catalog at {self.catalog_path}: run `dawnchorus run` first")
-        self.con = connect_duckdb()
-        _attach(self.con, self.root, read_only=True)
+        self.con = connect_duckdb(self.location)
+        _attach(self.con, self.location, read_only=True)
         version = _schema_version(self.con)
-        _refuse_newer(version, self.root)
+        _refuse_newer(version, self.location)
         if _needs_upgrade(self.con):
             self._upgrade_then_reattach()
         self._prepare(threshold, location_threshold)
         self._lock_down()
 
     def _upgrade_then_reattach(self) -> None:
-        """Upgrade an older catalog before reading it — under the run lock, so that a reader
-        never migrates beside a run; when a run holds the folder, it upgrades the catalog as it
-        opens it, and the reader waits for that."""
+        """Upgrade an older catalog before reading it, never beside another writer. A SQLite
+        catalog is upgraded under its run lock; when a run holds it, the run upgrades the catalog
+        as it opens it, and the reader waits for that. On Postgres, where runs lease deployments
+        and not the catalog, the writer's schema lock (taken by `Catalog`) serialises upgrades."""
         self.con.execute("USE memory")
         self.con.execute(f"DETACH {LAKE}")
         deadline = time.monotonic() + UPGRADE_WAIT_S
         while True:
             try:
-                with RunLock(self.root, "upgrade-before-reading"):
-                    Catalog(self.root).close()
+                if self.location.catalog_kind == "postgres":
+                    Catalog(self.location).close()
+                else:
+                    with run_lock(self.location, "upgrade-before-reading"):
+                        Catalog(self.location).close()
                 break
             except ResultsBusy as busy:
-                _attach(self.con, self.root, read_only=True)
+                _attach(self.con, self.location, read_only=True)
                 pending = _needs_upgrade(self.con)
                 self.con.execute("USE memory")
                 self.con.execute(f"DETACH {LAKE}")
@@ -694,7 +802,7 @@ class CatalogReader:
                     break
                 if time.monotonic() > deadline:
                     raise ConfigError(
-                        f"catalog {self.catalog_path} needs an upgrade to schema version "
+                        f"catalog {self.location.describe()} needs an upgrade to schema version "
                         f"{SCHEMA_VERSION}, and {busy.holder.describe() if busy.holder else 'a run'} "
                         "holds the folder without upgrading it: retry when it has finished"
                     ) from None
@@ -703,10 +811,11 @@ class CatalogReader:
                 raise
             except Exception as exc:
                 raise ConfigError(
-                    f"catalog {self.catalog_path} needs an upgrade to schema version "
-                    f"{SCHEMA_VERSION} and it could not be written here: {_first_line(exc)}"
+                    f"catalog {self.location.describe()} needs an upgrade to schema version "
+                    f"{SCHEMA_VERSION} and it could not be written here: "
+                    f"{_scrub(_first_line(exc), self.location)}"
                 ) from None
-        _attach(self.con, self.root, read_only=True)
+        _attach(self.con, self.location, read_only=True)
 
     def _prepare(self, threshold: float | None, location_threshold: float | None) -> None:
         con = self.con
@@ -751,18 +860,18 @@ class CatalogReader:
 
     def _lock_down(self) -> None:
         con = self.con
-        data = str(self.root / DATA_DIR) + "/"
         # DuckDB always allows its own spill folder, by default `.tmp` under the working
         # directory — where anything else may lie. Give it an empty private folder instead.
         self._spill = tempfile.mkdtemp(prefix="dawnchorus-reader-")
         con.execute("SET temp_directory = ?", [self._spill])
-        con.execute("SET allowed_directories = ?", [[data]])
+        con.execute("SET allowed_directories = ?", [[self.location.data_path]])
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
 
     def close(self) -> None:
         self.con.close()
-        shutil.rmtree(self._spill, ignore_errors=True)
+        if self._spill:
+            shutil.rmtree(self._spill, ignore_errors=True)
 
     def __enter__(self) -> "CatalogReader":
         return self
@@ -864,6 +973,13 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
                     f"(allowed: {', '.join(sorted(READ_ONLY_TABLE_FUNCTIONS))})"
                 )
         elif kind == "BASE_TABLE":
+            # A quoted path in FROM is a file scan. Refused outright: an S3 path is checked
+            # against allowed_directories as text, so `<data>/../elsewhere` would pass.
+            if any(c in node.get("table_name", "") for c in "/\\:."):
+                raise QueryRefused(
+                    f"query refused: {node.get('table_name')} is a file; only the catalog's "
+                    "tables and views can be read here"
+                )
             # `a.b` names schema a (or database a); either must not be another database.
             named = {node.get("catalog_name", ""), node.get("schema_name", "")}
             hidden = any(n.startswith("__ducklake_metadata") for n in named)  # DuckLake's own

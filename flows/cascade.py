@@ -111,7 +111,7 @@ def run_cascade(settings: RunSettings, run_id: str, first_fingerprint: str, curr
         info = describe_backend(stage.model, **stage.model_options)
         fingerprint = cascade_fingerprint(settings, stage, upstream, info.model_id, info.settings)
         result = StageResult(number, stage.model, info.model_id, fingerprint, upstream)
-        with Catalog(settings.results) as catalog:
+        with Catalog(settings.location) as catalog:
             units = plan_stage_units(catalog, current_ids, stage, upstream=upstream,
                                      fingerprint=fingerprint,
                                      windows_per_unit=settings.windows_per_unit,

@@ -12,78 +12,31 @@ from typing import Any, Sequence
 log = logging.getLogger("dawnchorus")
 
 
-def _parse_option(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--option {text!r}: expected KEY=VALUE")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
-def _parse_cascade(text: str) -> Any:
-    try:
-        stages = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"--cascade: not JSON: {exc}") from None
-    return tuple(stages) if isinstance(stages, list) else (stages,)
-
-
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", required=True, help="source root: folder, file:// or s3://")
-    p.add_argument("--results", required=True, help="results folder (catalog.sqlite + data/)")
-    p.add_argument("--model", default="birdnet", help="birdnet (default), naturelm, placeholder")
-    p.add_argument("--weights", help="NatureLM release folder or URI (config.json + model.safetensors)")
-    p.add_argument("--llama", help="Llama base folder or URI (Hugging Face format)")
-    p.add_argument("--option", action="append", type=_parse_option, default=[],
-                   metavar="KEY=VALUE", help="backend option, e.g. top_k=5 (repeatable)")
-    p.add_argument("--task", action="append", dest="tasks", choices=["detect", "classify"],
-                   help="task to ask (repeatable; default: detect and classify)")
-    p.add_argument("--window-s", type=float, default=None,
-                   help="window length, s (default: the model's native window: BirdNET 3, NatureLM 10)")
-    p.add_argument("--hop-s", type=float)
-    p.add_argument("--tail", choices=["pad", "drop", "shift"], default="pad")
-    p.add_argument("--channels", choices=["mean", "each"], default="mean")
-    p.add_argument("--windows-per-unit", type=int, default=None,
-                   help="windows per work unit (default: 5 minutes of windows)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--model-actors", type=int, default=1)
-    p.add_argument("--decode-workers", type=int, help="most decode tasks at once")
-    p.add_argument("--commit-interval-s", type=float, default=15.0,
-                   help="finished units wait at most this long to commit together")
-    p.add_argument("--deployment", action="append", dest="deployments",
-                   help="only this deployment id (repeatable)")
-    p.add_argument("--retry-failed", action="store_true", help="plan failed windows again")
-    p.add_argument("--embeddings", action="store_true",
-                   help="also write one audio embedding per analysed window (for `similar`)")
-    p.add_argument("--cascade", type=_parse_cascade, default=(), metavar="JSON",
-                   help='later stages, e.g. \'[{"model": "naturelm", "model_options": {...}, '
-                        '"pass_task": "detect", "pass_threshold": 0.3, "candidates_top_k": 3}]\' '
-                        "(docs/cascades.md)")
-    p.add_argument("--flow", choices=["nightly", "backfill"], default="nightly")
+    """Every RunSettings field (flows.cli_settings derives them), plus the flow to run and two
+    shorthands for NatureLM's weight options."""
+    from flows.cli_settings import add_settings_arguments
+    from flows.settings import RunSettings
+
+    add_settings_arguments(p, RunSettings)
+    p.add_argument("--weights", help="shorthand for --model-option weights=DIR: NatureLM release "
+                                     "folder or URI (config.json + model.safetensors)")
+    p.add_argument("--llama", help="shorthand for --model-option llama=DIR: Llama base folder or "
+                                   "URI (Hugging Face format)")
+    p.add_argument("--flow", choices=["nightly", "backfill"], default="nightly",
+                   help="which flow records the run (default: nightly)")
 
 
 def settings_from_args(args: argparse.Namespace):
+    """RunSettings from the parsed `run` arguments; ConfigError (one line, naming the flag)."""
+    from flows.cli_settings import build_settings, settings_values
     from flows.settings import RunSettings
 
-    options = dict(args.option)
-    if args.weights:
-        options["weights"] = args.weights
-    if args.llama:
-        options["llama"] = args.llama
-    fields: dict[str, Any] = dict(
-        source=args.source, results=args.results, model=args.model, model_options=options,
-        window_s=args.window_s, hop_s=args.hop_s, tail=args.tail, channel_policy=args.channels,
-        windows_per_unit=args.windows_per_unit, batch_size=args.batch_size,
-        model_actors=args.model_actors, retry_failed=args.retry_failed, embeddings=args.embeddings,
-        cascade=args.cascade, decode_workers=args.decode_workers,
-        commit_interval_s=args.commit_interval_s,
-        deployments=tuple(args.deployments) if args.deployments else None,
-    )
-    if args.tasks:
-        fields["tasks"] = tuple(args.tasks)
-    return RunSettings(**fields)
+    values = settings_values(args, RunSettings)
+    for shorthand in ("weights", "llama"):
+        if getattr(args, shorthand, None):
+            values.setdefault("model_options", {})[shorthand] = getattr(args, shorthand)
+    return build_settings(RunSettings, values)
 
 
 def _run_flow(flow: Any, settings: Any, run_id: str, verbose: bool = False) -> dict[str, Any]:
@@ -93,11 +46,10 @@ def _run_flow(flow: Any, settings: Any, run_id: str, verbose: bool = False) -> d
     With a Prefect API configured (PREFECT_API_URL) the flow runs as a Prefect flow run; without
     one, its steps run as plain functions instead of under Prefect's temporary server.
     """
-    from connectors.catalog import results_root
     from flows.nightly import IncompleteRunError, prefect_api_configured, run_plain
     from flows.terminal import run_console
 
-    with run_console(results_root(settings.results), run_id, verbose) as (console, log_file):
+    with run_console(local_log_root(settings.location), run_id, verbose) as (console, log_file):
         try:
             if prefect_api_configured():
                 summary = flow(settings, run_id)
@@ -110,18 +62,34 @@ def _run_flow(flow: Any, settings: Any, run_id: str, verbose: bool = False) -> d
     return summary
 
 
+def local_log_root(location: Any) -> Path:
+    """Where a run's log file goes (`<root>/logs/<run_id>.log`): the local results folder; for
+    results on S3, the SQLite catalog's folder, or else DAWNCHORUS_LOG_DIR (default
+    ~/.cache/dawnchorus)."""
+    import os
+
+    if location.root is not None:
+        return location.root
+    if location.catalog_path is not None:
+        return location.catalog_path.parent
+    return Path(os.environ.get("DAWNCHORUS_LOG_DIR", "~/.cache/dawnchorus")).expanduser()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from connectors.catalog import results_root
-    from connectors.locks import RunLock
+    from connectors.locks import run_lock
     from flows.nightly import backfill, new_run_id, nightly
+    from flows.pipeline import check_ray_address
     from flows.redact import install_log_redaction
 
     settings = settings_from_args(args)
-    install_log_redaction(settings.storage_options)
+    location = settings.location
+    install_log_redaction([settings.storage_options,
+                           {f"secret_{i}": s for i, s in enumerate(sorted(location.secrets()))}])
+    check_ray_address()
     run_id = new_run_id()
-    # Take the results folder before Prefect starts: a busy or impossible folder is refused at
-    # once, in one line; the flow re-enters the lock this process holds.
-    with RunLock(results_root(settings.results), run_id):
+    # Take the catalog before Prefect starts: a busy or impossible catalog is refused at once,
+    # in one line; the flow re-enters the lock (or lease) this process holds.
+    with run_lock(location, run_id, wait_s=settings.lease_wait_s):
         summary = _run_flow(backfill if args.flow == "backfill" else nightly, settings, run_id,
                             args.verbose)
     return 0 if summary["status"] == "completed" else 1
@@ -177,7 +145,9 @@ def cmd_tiny_naturelm(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dawnchorus", description=__doc__)
+    from flows.cli_settings import OneLineParser
+
+    parser = OneLineParser(prog="dawnchorus", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -1,5 +1,5 @@
-"""`dawnchorus duckdb --results R`: the `duckdb` command line on the catalog, read-only, with the
-views and the named analyses working.
+"""`dawnchorus duckdb --results R [--catalog C]`: the `duckdb` command line on the catalog,
+read-only, with the views and the named analyses working.
 
 The `duckdb-cli` package (same version as the extension wheels, 1.5.5) installs the `duckdb`
 binary beside Python; it cannot download extensions here, so the init script installs the
@@ -9,6 +9,12 @@ ducklake and sqlite extensions from the files inside the `duckdb-extension-*` wh
 named analyses become temporary views reading `getvariable(...)`; their defaults are set first
 (`config_fingerprint` = the catalog's only fingerprint), and `SET VARIABLE` changes them.
 `--print` writes the init script to standard output instead, to keep or adapt.
+
+Any catalog `dawnchorus run` writes opens here (`connectors.location.ResultsLocation`): a
+Postgres catalog loads the postgres extension (the password, if any, from PGPASSWORD or
+~/.pgpass, as libpq reads it); data on S3 loads httpfs, which takes its credentials from the
+AWS_* variables itself, and the script sets only the endpoint, region and URL style - no key is
+ever written into it.
 
 This is the user's own shell on the catalog, not the locked-down reader: it is read-only
 because the catalog is attached READ_ONLY.
@@ -27,11 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from connectors.analyses import FINGERPRINT, all_analyses
-from connectors.catalog import CATALOG_FILE, DATA_DIR, _extension_dir, results_root, sql_text
+from connectors.catalog import _extension_dir, sql_text
 from connectors.errors import ConfigError
+from connectors.location import ResultsLocation
 
 DUCKDB_VERSION = "v1.5.5"
 EXTENSIONS = ("ducklake", "sqlite")
+#: httpfs settings the script sets for data on S3, from the S3 secret parameters the run uses
+#: (`ResultsLocation.s3_secret`); the credentials among those parameters are left out.
+S3_SETTINGS = {"REGION": "s3_region", "ENDPOINT": "s3_endpoint", "USE_SSL": "s3_use_ssl",
+               "URL_STYLE": "s3_url_style"}
 
 
 def _quote(text: str) -> str:
@@ -58,23 +69,36 @@ def _literal(value: Any, sql_type: str) -> str:
     return f"CAST({_quote(str(value))} AS {sql_type})"
 
 
-def init_script(results: str) -> str:
+def init_script(results: "str | ResultsLocation", catalog: str | None = None) -> str:
     """The SQL the CLI runs first: extensions from the wheels, the catalog, the analysis views."""
-    root = results_root(results)
-    if not (root / CATALOG_FILE).exists():
-        raise ConfigError(f"no catalog at {root / CATALOG_FILE}: run `dawnchorus run` first")
+    location = ResultsLocation.resolve(results, catalog)
+    if location.exists() is False:
+        raise ConfigError(f"no catalog at {location.catalog}: run `dawnchorus run` first")
+    extensions = list(EXTENSIONS)
+    if location.catalog_kind == "postgres":
+        extensions.append("postgres")
+    if location.data_on_s3:
+        extensions.append("httpfs")
     lines = [
         "-- dawnchorus: the catalog, read-only, in the duckdb command line",
         "SET autoinstall_known_extensions = false;",
         "SET autoload_known_extensions = false;",
         f"SET extension_directory = {_quote(_extension_dir())};",
     ]
-    for name in EXTENSIONS:
+    for name in extensions:
         lines.append(f"INSTALL {_quote(str(extension_file(name)))};")
         lines.append(f"LOAD {name};")
-    catalog = _quote(f"ducklake:sqlite:{root / CATALOG_FILE}")
-    lines.append(f"ATTACH {catalog} AS lake (READ_ONLY, DATA_PATH {_quote(str(root / DATA_DIR) + '/')}, "
-                 "OVERRIDE_DATA_PATH true);")
+    if location.data_on_s3:
+        params = location.s3_secret()
+        for key, setting in S3_SETTINGS.items():
+            if key in params:
+                value = params[key]
+                text = ("true" if value else "false") if isinstance(value, bool) else _quote(str(value))
+                lines.append(f"SET {setting} = {text};")
+    options = ["READ_ONLY", f"DATA_PATH {_quote(location.data_path)}"]
+    if location.is_default:
+        options.append("OVERRIDE_DATA_PATH true")  # a moved results folder still opens
+    lines.append(f"ATTACH {_quote(location.attach_target())} AS lake ({', '.join(options)});")
     lines.append("USE lake;")
     lines.append("-- analysis parameters (SET VARIABLE name = value; to choose others)")
     defaults: dict[str, tuple[Any, str]] = {}
@@ -107,7 +131,7 @@ def duckdb_binary() -> str:
 
 
 def cmd_duckdb(args: argparse.Namespace) -> int:
-    script = init_script(args.results)
+    script = init_script(args.results, args.catalog)
     if args.print:
         sys.stdout.write(script)
         return 0
@@ -124,7 +148,9 @@ def cmd_duckdb(args: argparse.Namespace) -> int:
 def add_duckdb_parser(sub: Any) -> None:
     p = sub.add_parser("duckdb", help="the duckdb command line on the catalog (read-only, views "
                                       "and analyses ready)")
-    p.add_argument("--results", required=True, help="results folder (catalog.sqlite + data/)")
+    p.add_argument("--results", required=True, help="results root: a local folder or s3://...")
+    p.add_argument("--catalog", help="the catalog, as the run named it (default: "
+                                     "<results>/catalog.sqlite)")
     p.add_argument("--print", action="store_true", help="print the init script instead")
     p.add_argument("duckdb_args", nargs=argparse.REMAINDER,
                    help="arguments for duckdb after --, e.g. -- -csv -c 'from species_by_night'")

@@ -4,15 +4,19 @@ Thin tasks around the plain functions of discover / plan / pipeline / report; th
 wires them. Retries only where repeating is safe (listing and header reads are read-only), and
 never for a configuration error, which no retry can fix.
 
-One run at a time per results folder (`connectors.locks.RunLock`): a second run fails fast naming
-the holder. The run that takes the lock marks runs that died without finishing `interrupted`,
-then resumes their work: every committed unit stays, every other one is planned again.
+One run at a time per SQLite catalog (`connectors.locks.RunLock`); on a Postgres catalog, runs on
+different deployments at once and runs on the same deployments one after the other
+(`connectors.locks.CatalogLease`, claimed once discovery knows the run's deployments). A run that
+finds its way blocked fails fast naming the holder, or waits `lease_wait_s`. The run marks runs
+that died without finishing `interrupted`, then resumes their work: every committed unit stays,
+every other one is planned again.
 
-Start-up overlaps: discover → register → plan run in the background while the driver starts (or
-joins) Ray, so a run waits for the longer of the two, not their sum. `run_plain` runs the same
-steps as plain functions, with no Prefect API at all: what `dawnchorus run` does when no
-PREFECT_API_URL is set, instead of starting Prefect's temporary server for a run nobody watches.
-After processing, the catalog is maintained (`flows.maintain`): few files, however many units.
+Start-up overlaps: once discovery has listed the source (and the run has claimed its
+deployments), register → plan run in the background while the driver starts (or joins) Ray, so
+a run waits for the longer of the two, not their sum. `run_plain` runs the same steps as plain
+functions, with no Prefect API at all: what `dawnchorus run` does when no PREFECT_API_URL is set,
+instead of starting Prefect's temporary server for a run nobody watches. After processing, the
+catalog is maintained (`flows.maintain`): few files, however many units.
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
-from connectors.catalog import Catalog, results_root
+from connectors.catalog import Catalog
 from connectors.errors import ConfigError
-from connectors.locks import RunLock
+from connectors.locks import run_lock
 from connectors.storage import AUDIO_EXTENSIONS
 from connectors.tables import RunRow, replace
 from flows import discover as discover_mod
@@ -106,7 +110,7 @@ def discover_task(settings: RunSettings) -> discover_mod.Discovery:
 @task(name="register-recordings", cache_policy=NO_CACHE)
 def register_task(settings: RunSettings, discovery: discover_mod.Discovery,
                   run_id: str) -> discover_mod.SyncResult:
-    with Catalog(settings.results) as catalog:
+    with Catalog(settings.location) as catalog:
         discover_mod.sync_deployments(catalog, discovery, run_id)
         return discover_mod.sync_recordings(
             catalog, settings.source, settings.storage_options, discovery, run_id
@@ -115,7 +119,7 @@ def register_task(settings: RunSettings, discovery: discover_mod.Discovery,
 
 @task(name="plan", cache_policy=NO_CACHE)
 def plan_task(settings: RunSettings, sync: discover_mod.SyncResult, fingerprint: str) -> list[Unit]:
-    with Catalog(settings.results) as catalog:
+    with Catalog(settings.location) as catalog:
         return plan_units(
             catalog, sync.current_ids, fingerprint=fingerprint, window_s=settings.window_s,
             hop_s=settings.effective_hop_s, tail=settings.tail,
@@ -136,7 +140,7 @@ def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerpr
     dim = embedding_dim(settings)
     ctx = CommitContext(run_id=run_id, fingerprint=fingerprint, model_id=model_id,
                         window_s=settings.window_s, embedding_dim=dim)
-    with Catalog(settings.results) as catalog:
+    with Catalog(settings.location) as catalog:
         return process_units(
             units, catalog, ctx, decode=decode, model=settings.model,
             model_options=settings.model_options, tasks=settings.tasks,
@@ -161,14 +165,14 @@ def cascade_task(settings: RunSettings, run_id: str, fingerprint: str,
 def species_filter_task(settings: RunSettings, run_id: str) -> int:
     """Ask BirdNET's meta-model about the deployments and weeks this run added (no retries: a
     missing model file is reported, and the detections it would hide stay visible)."""
-    return species_filter_mod.update_location_filter(settings.results, run_id)
+    return species_filter_mod.update_location_filter(settings.location, run_id)
 
 
 @task(name="maintain-catalog", cache_policy=NO_CACHE)
 def maintain_task(settings: RunSettings) -> dict[str, Any]:
     """Merge the run's small files into the catalog's few; a failure here fails no run."""
     try:
-        return maintain_mod.report_dict(maintain_mod.maintain_results(settings.results))
+        return maintain_mod.report_dict(maintain_mod.maintain_results(settings.location))
     except Exception as exc:  # the run's rows are committed; the next maintenance catches up
         logging.getLogger(__name__).warning("catalog maintenance failed: %s", exc, exc_info=True)
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -177,11 +181,16 @@ def maintain_task(settings: RunSettings) -> dict[str, Any]:
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(settings: RunSettings, run_id: str, counts: dict[str, Any],
                 skipped: list[Any]) -> str:
-    return report_mod.write_report(settings.results, run_id, counts, skipped)
+    return report_mod.write_report(settings.location, run_id, counts, skipped)
 
 
 def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def _covered_deployments(settings: RunSettings, discovery: discover_mod.Discovery) -> set[str]:
+    """The deployments whose rows this run may write: those it found, and those it was asked for."""
+    return {o.deployment_id for o in discovery.objects} | set(settings.deployments or ())
 
 
 def _skipped_counts(skipped: list[Any]) -> dict[str, int]:
@@ -239,7 +248,7 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
     species filter → maintain → report, recording the run in `runs`."""
     logger = _logger()
     run_id = run_id or new_run_id()
-    with RunLock(results_root(settings.results), run_id) as lock:
+    with run_lock(settings.location, run_id, wait_s=settings.lease_wait_s) as lock:
         started = datetime.now(timezone.utc)
         settings, model_id, fingerprint, sample_rate_hz = steps.identify(settings)
         run = RunRow(
@@ -248,8 +257,8 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
             code_version=code_version(), counts=None, host=socket.gethostname(), pid=os.getpid(),
             interrupted_at=None,
         )
-        with Catalog(settings.results) as catalog:
-            dead = catalog.mark_interrupted(started, run_id)
+        with Catalog(settings.location) as catalog:
+            dead = catalog.mark_interrupted(started, run_id, alive=lock.alive)
             catalog.start_run(run)
         if dead:
             logger.warning("marked %d run(s) that died without finishing as interrupted: %s%s; "
@@ -259,11 +268,14 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
         skipped: list[Any] = []
         status = "failed"
         try:
-            discovery_f = steps.submit(steps.discover, settings)
-            sync_f = steps.submit(steps.register, settings, discovery_f, run_id)
+            discovery = steps.discover(settings)
+            # Claim the deployments this run covers before it writes any of their rows; on a
+            # SQLite catalog the run lock already covers them all.
+            lock.claim(_covered_deployments(settings, discovery))
+            sync_f = steps.submit(steps.register, settings, discovery, run_id)
             units_f = steps.submit(steps.plan, settings, sync_f, fingerprint)
-            ensure_ray()  # meanwhile: Ray starts (seconds) while the source is listed and read
-            discovery, sync, units = discovery_f.result(), sync_f.result(), units_f.result()
+            ensure_ray()  # meanwhile: Ray starts (seconds) while headers are read and units planned
+            sync, units = sync_f.result(), units_f.result()
             skipped = discovery.skipped
             if not discovery.objects:
                 logger.warning("no recordings under %s (looked for %s files, any case, in "
@@ -301,7 +313,7 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                 counts["location_filter_weeks_asked"] = f"failed: {exc}"
             counts["catalog_maintenance"] = steps.maintain(settings)  # after the run's last write
         finally:
-            with Catalog(settings.results) as catalog:
+            with Catalog(settings.location) as catalog:
                 catalog.finish_run(replace(run, status=status, counts=json.dumps(counts),
                                            finished_at=datetime.now(timezone.utc)))
         counts["report"] = steps.report(settings, run_id, counts, skipped)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from connectors.catalog import Catalog
+from connectors.errors import ConfigError
 from connectors.tables import EmbeddingRow, PredictionRow, WindowRow
 from flows.plan import Unit
 from flows.stages import CommitContext, DecodeOptions, Predictor, decode_unit, unit_embeddings, unit_rows
@@ -44,6 +45,24 @@ class ProcessResult:
     uncommitted_units: list[str] = field(default_factory=list)
 
 
+def check_ray_address() -> None:
+    """Refuse a RAY_ADDRESS this pipeline cannot use, before any work (ConfigError, one line).
+
+    Ray Client (`ray://host:10001`) cannot run Ray Data 2.60: its streaming executor needs the
+    driver's own core worker, which a client does not have (it fails with "'Worker' object has no
+    attribute 'core_worker'"), and the client server's start-up is itself unreliable
+    (ray-project/ray#63202). Run the driver inside the cluster instead - a Prefect worker pod
+    (infra/prefect-k8s-work-pool.json) or `ray job submit` - with RAY_ADDRESS=<head>:6379.
+    """
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    if address.startswith("ray://"):
+        raise ConfigError(
+            f"RAY_ADDRESS={address}: Ray Client (ray://) addresses cannot run Ray Data pipelines; "
+            "run the driver inside the cluster (a Prefect worker pod or `ray job submit`) with "
+            "RAY_ADDRESS=<head>:6379 (docs/deploy.md)"
+        )
+
+
 def ensure_ray() -> None:
     """Join the cluster named by RAY_ADDRESS, or start a local one (never a stale cluster file)."""
     import ray
@@ -51,6 +70,7 @@ def ensure_ray() -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    check_ray_address()
     address = os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False)

@@ -22,19 +22,21 @@ from connectors.errors import ConfigError
 
 
 def run_query(results: str, sql: str, threshold: float | None = None,
-              params: dict[str, Any] | None = None) -> pa.Table:
+              params: dict[str, Any] | None = None, catalog: str | None = None) -> pa.Table:
     """Run one read-only SELECT. `threshold` overrides the detections view's threshold; `params`
-    choose the parameters of the analysis views (`from species_by_night`)."""
-    with CatalogReader(results, threshold=threshold) as catalog:
+    choose the parameters of the analysis views (`from species_by_night`); `catalog` names a
+    catalog other than `<results>/catalog.sqlite` (a SQLite file or postgresql://...)."""
+    with CatalogReader(results, catalog=catalog, threshold=threshold) as reader:
         if params:
-            catalog.set_view_parameters(params)
-        return catalog.query(sql)
+            reader.set_view_parameters(params)
+        return reader.query(sql)
 
 
-def run_analysis(results: str, name: str, params: dict[str, Any] | None = None) -> pa.Table:
+def run_analysis(results: str, name: str, params: dict[str, Any] | None = None,
+                 catalog: str | None = None) -> pa.Table:
     """Run the named analysis with its parameters (text values are parsed to their types)."""
-    with CatalogReader(results) as catalog:
-        return catalog.analysis(name, params or {})
+    with CatalogReader(results, catalog=catalog) as reader:
+        return reader.analysis(name, params or {})
 
 
 def describe_analyses() -> str:
@@ -110,12 +112,12 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.threshold is not None:
         params["threshold"] = args.threshold
     if args.what in analysis_names():
-        table = run_analysis(args.results, args.what, params)
+        table = run_analysis(args.results, args.what, params, catalog=args.catalog)
     else:
         threshold = params.pop("threshold", None)
         table = run_query(args.results, args.what,
                           threshold=float(threshold) if threshold is not None else None,
-                          params=params)
+                          params=params, catalog=args.catalog)
     write_table(table, args.format, args.out)
     return 0
 
@@ -127,7 +129,11 @@ def add_query_parser(sub: Any) -> None:
                     "list them (--list), or run one read-only SELECT (analyses with defaults are "
                     "views there: \"from species_by_night\").")
     query.add_argument("what", nargs="?", help="analysis name, or SQL in quotes")
-    query.add_argument("--results", help="results folder (catalog.sqlite + data/)")
+    query.add_argument("--results", help="results root: a local folder (catalog.sqlite + data/) "
+                                         "or s3://bucket/prefix")
+    query.add_argument("--catalog", help="the catalog, as the run named it: a SQLite file or "
+                                         "postgresql://user@host:port/db (default: "
+                                         "<results>/catalog.sqlite)")
     query.add_argument("--param", action="append", type=_parse_param, default=[],
                        metavar="NAME=VALUE", help="analysis parameter (repeatable)")
     query.add_argument("--list", action="store_true", help="describe the analyses and exit")

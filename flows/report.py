@@ -8,7 +8,9 @@
 
 The pictures and the by-night table cover everything the catalog holds under the run's
 fingerprint (the season so far); the counts and failures are the run's own.
-`dawnchorus report --results R [--run RUN_ID]` rebuilds a report from the catalog.
+`dawnchorus report --results R [--catalog C] [--run RUN_ID]` rebuilds a report from the catalog.
+With results on S3 the report is drawn in a local staging folder and uploaded to
+`<results>/reports/<run_id>/`.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ import csv
 import html
 import json
 import logging
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 
 from connectors.catalog import CatalogReader, sql_text
 from connectors.errors import ConfigError
+from connectors.location import ResultsLocation
 from connectors.storage import SkippedPath
 
 log = logging.getLogger(__name__)
@@ -61,22 +66,23 @@ def html_table(table: pa.Table, limit: int = 200) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
 
 
-def latest_run_id(results: str) -> str:
-    with CatalogReader(results) as reader:
+def latest_run_id(results: str | ResultsLocation, catalog: str | None = None) -> str:
+    with CatalogReader(results, catalog=catalog) as reader:
         runs = reader.query(sql_text("reader/runs")).to_pylist()
     if not runs:
         raise ConfigError(f"{results}: the catalog has no runs yet")
     return runs[0]["run_id"]
 
 
-def write_report(results: str, run_id: str, counts: dict[str, Any] | None = None,
+def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, Any] | None = None,
                  skipped: list[SkippedPath] | None = None) -> str:
     """Write reports/<run_id>/ and publish its artifacts; the path of its index.html.
 
     `counts` default to what the run recorded; `skipped` lists the source paths that were not
     analysed, each with its reason (when rebuilding, the report's own skipped.csv is kept).
     """
-    with CatalogReader(results) as reader:
+    location = ResultsLocation.resolve(results)
+    with CatalogReader(location) as reader:
         runs = {r["run_id"]: r for r in reader.query(sql_text("reader/runs")).to_pylist()}
         if run_id not in runs and counts is None:
             raise ConfigError(f"{results}: no run {run_id!r} in the catalog")
@@ -94,7 +100,7 @@ def write_report(results: str, run_id: str, counts: dict[str, Any] | None = None
             tables = {name: reader.analysis(name, scope) for _, _, _, name in PLOTS}
         else:  # the run committed no window (or knew no model): nothing to draw yet
             tables = {name: pa.table({}) for _, _, _, name in PLOTS}
-        out = reader.root / "reports" / run_id
+    out, publish = _report_folder(location, run_id)
     out.mkdir(parents=True, exist_ok=True)
     skipped_rows = _skipped(out, skipped)
     from flows import plots  # matplotlib, only when a report is drawn
@@ -119,9 +125,33 @@ def write_report(results: str, run_id: str, counts: dict[str, Any] | None = None
     index = out / "index.html"
     index.write_text(_html(run, counts, images, species, nights, failures, skipped_rows),
                      encoding="utf-8")
-    _publish_artifacts(run_id, summary, index)
-    log.info("report written to %s", index)
-    return str(index)
+    where = publish(index)
+    _publish_artifacts(run_id, summary, where)
+    log.info("report written to %s", where)
+    return where
+
+
+def _report_folder(location: ResultsLocation, run_id: str) -> tuple[Path, Callable[[Path], str]]:
+    """The folder to draw the report in, and what makes it public: nothing for a local results
+    folder; for results on S3, an upload of the staged files to `<results>/reports/<run_id>/`."""
+    if location.root is not None:
+        return location.root / "reports" / run_id, str
+    staging = Path(tempfile.mkdtemp(prefix="dawnchorus-report-"))
+    fs, target = location.s3_filesystem(), f"{location.results}/reports/{run_id}"
+    # A rebuild keeps the skipped paths only the first report knew (`_skipped`): fetch them.
+    (staging / run_id).mkdir()
+    if fs.exists(f"{target}/skipped.csv"):
+        fs.get_file(f"{target}/skipped.csv", str(staging / run_id / "skipped.csv"))
+
+    def upload(index: Path) -> str:
+        try:
+            for path in sorted(index.parent.iterdir()):
+                fs.put_file(str(path), f"{target}/{path.name}")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return f"{target}/{index.name}"
+
+    return staging / run_id, upload
 
 
 def _html(run: dict, counts: dict, images: list, species: pa.Table, nights: pa.Table,
@@ -184,7 +214,7 @@ def _skipped(out: Path, skipped: list[SkippedPath] | None) -> pa.Table:
         [{"path": s.uri, "reason": s.reason, "detail": s.detail} for s in skipped or []], schema)
 
 
-def _publish_artifacts(run_id: str, summary: str, index: Path) -> None:
+def _publish_artifacts(run_id: str, summary: str, index: str) -> None:
     """The report on the Prefect flow run's page, when there is one (never outside a run: a
     rebuilt report must not start a Prefect server)."""
     try:
@@ -198,7 +228,8 @@ def _publish_artifacts(run_id: str, summary: str, index: Path) -> None:
 
         create_markdown_artifact(key="run-summary", markdown=summary,
                                  description=f"dawnchorus run {run_id}")
-        create_link_artifact(key="run-report", link=index.resolve().as_uri(),
+        link = index if "://" in index else Path(index).resolve().as_uri()
+        create_link_artifact(key="run-report", link=link,
                              link_text=f"report of run {run_id}",
                              description="plots, tables and failures")
     except Exception:  # the files are the record; an artifact is a convenience
@@ -213,13 +244,16 @@ def _write_csv(path: Path, table: pa.Table) -> None:
 
 
 def cmd_report(args: Any) -> int:
-    run_id = args.run or latest_run_id(args.results)
-    print(write_report(args.results, run_id))
+    location = ResultsLocation.resolve(args.results, args.catalog)
+    run_id = args.run or latest_run_id(location)
+    print(write_report(location, run_id))
     return 0
 
 
 def add_report_parser(sub: Any) -> None:
     p = sub.add_parser("report", help="rebuild a run's report (plots, tables, index.html)")
-    p.add_argument("--results", required=True, help="results folder (catalog.sqlite + data/)")
+    p.add_argument("--results", required=True, help="results root: a local folder or s3://...")
+    p.add_argument("--catalog", help="the catalog, as the run named it (default: "
+                                     "<results>/catalog.sqlite)")
     p.add_argument("--run", help="run id (default: the latest run)")
     p.set_defaults(func=cmd_report)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
+from connectors.location import ResultsLocation, masked_url
 from flows.redact import mask_secrets
 from naturelm_core.backend import BACKENDS, TASKS
 
@@ -16,6 +17,8 @@ from naturelm_core.backend import BACKENDS, TASKS
 #: therefore takes its credentials from the worker's environment (AWS_* variables, an instance
 #: role), never from its parameters.
 Options = Annotated[dict[str, Any], PlainSerializer(mask_secrets, when_used="json")]
+#: A catalog URL may carry a password (better: PGPASSWORD or ~/.pgpass); JSON never shows it.
+CatalogUrl = Annotated[str | None, PlainSerializer(lambda v: v and masked_url(v), when_used="json")]
 
 #: Resampler identity, part of the fingerprint: changing it changes every window's samples.
 RESAMPLER = "soxr-HQ"
@@ -78,7 +81,14 @@ class RunSettings(BaseModel):
     source: str = Field(
         min_length=1, description="Source root: a local folder, file:// or s3://bucket/prefix"
     )
-    results: str = Field(min_length=1, description="Results folder holding catalog.sqlite and data/")
+    results: str = Field(
+        min_length=1,
+        description="Results root: a local folder, or s3://bucket/prefix for the Parquet data files",
+    )
+    catalog: CatalogUrl = Field(
+        None, description="Catalog: a SQLite file (default: <results>/catalog.sqlite) or "
+                          "postgresql://user@host:port/db (a team's; several runs write at once)",
+    )
     model: str = Field("birdnet", description="Model backend: " + ", ".join(sorted(BACKENDS)))
     model_options: Options = Field(
         default_factory=dict, description="Keyword options of the backend (weights paths, top_k...)"
@@ -122,7 +132,13 @@ class RunSettings(BaseModel):
                            "table (models that have them: BirdNET, CLAP, NatureLM)"
     )
     storage_options: Options = Field(
-        default_factory=dict, description="fsspec options for the source (s3fs key, endpoint...)"
+        default_factory=dict,
+        description="s3fs options for every s3:// place of the run, source and results "
+                    "(client_kwargs.endpoint_url, ...); credentials belong in AWS_* variables",
+    )
+    lease_wait_s: float = Field(
+        0.0, ge=0, description="Seconds to wait for a live run holding this catalog (SQLite) or "
+                               "these deployments (Postgres) before giving up; 0 = at once",
     )
     cascade: tuple[CascadeStage, ...] = Field(
         (), description="Later stages: each answers only the windows the stage before it passed "
@@ -150,6 +166,11 @@ class RunSettings(BaseModel):
         if self.hop_s is not None and self.window_s is not None and self.hop_s > self.window_s:
             raise ValueError(f"hop_s ({self.hop_s}) must not exceed window_s ({self.window_s})")
         return self
+
+    @property
+    def location(self) -> ResultsLocation:
+        """Where the catalog is and where its data files go (ConfigError if they cannot be)."""
+        return ResultsLocation.resolve(self.results, self.catalog, self.storage_options)
 
     @property
     def effective_hop_s(self) -> float:

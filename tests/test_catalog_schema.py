@@ -1,7 +1,8 @@
 """The catalog owns its contract: every table's one definition (`connectors.tables`) equals what a
 catalog at the newest schema version holds, for a new catalog and for one upgraded from version 1;
 views reach old catalogs; a catalog newer than the code is refused; docs/tables.md names every
-column."""
+column. Each contract test runs against every catalog kind (`lake`: the embedded SQLite default,
+and a Postgres catalog with its data on S3)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from connectors.catalog import (
     SCHEMA_VERSION,
     Catalog,
     CatalogReader,
+    _attach,
+    _schema_version,
     connect_duckdb,
     sql_statements,
     views_digest,
 )
 from connectors.errors import ConfigError
+from connectors.location import ResultsLocation
 from connectors.tables import TABLES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "tables.md"
@@ -33,15 +37,13 @@ def defined_columns(table: str) -> list[tuple[str, str, bool]]:
     return [(c.name, c.sql_type, c.nullable) for c in TABLES[table].columns]
 
 
-def make_version_1_catalog(root: Path) -> None:
+def make_version_1_catalog(location: ResultsLocation) -> None:
     """A catalog as the first release left it: version-1 tables, no version recorded, an old view,
     and a readable recording that version 1 had marked failed because one window failed."""
-    root.mkdir(parents=True)
-    (root / "data").mkdir()
-    con = connect_duckdb()
-    con.execute(f"ATTACH 'ducklake:sqlite:{root}/catalog.sqlite' AS lake "
-                f"(DATA_PATH '{root}/data/', DATA_INLINING_ROW_LIMIT 0)")
-    con.execute("USE lake")
+    if location.root is not None:
+        (location.root / "data").mkdir(parents=True)
+    con = connect_duckdb(location)
+    _attach(con, location, read_only=False)  # attached as it is, without any migration
     for statement in sql_statements("migrations/0001_initial"):
         con.execute(statement)
     con.execute("create view detections as select 1 as stale")
@@ -52,14 +54,14 @@ def make_version_1_catalog(root: Path) -> None:
     con.close()
 
 
-@pytest.mark.parametrize("table", sorted(TABLES))
-def test_a_new_catalog_holds_exactly_the_defined_columns(tmp_path, table):
-    with Catalog(tmp_path / "r") as catalog:
-        assert catalog_columns(catalog, table) == defined_columns(table)
+def test_a_new_catalog_holds_exactly_the_defined_columns(lake):
+    with Catalog(lake()) as catalog:
+        for table in sorted(TABLES):
+            assert catalog_columns(catalog, table) == defined_columns(table), table
 
 
-def test_a_version_1_catalog_is_upgraded_to_the_definitions(tmp_path):
-    root = tmp_path / "old"
+def test_a_version_1_catalog_is_upgraded_to_the_definitions(lake):
+    root = lake("old")
     make_version_1_catalog(root)
     with Catalog(root) as catalog:
         assert catalog.schema_version == SCHEMA_VERSION
@@ -75,8 +77,8 @@ def test_a_version_1_catalog_is_upgraded_to_the_definitions(tmp_path):
     assert "stale" not in [r[0] for r in detections] and "score" in [r[0] for r in detections]
 
 
-def test_a_reader_upgrades_an_old_catalog_before_it_reads(tmp_path):
-    root = tmp_path / "old"
+def test_a_reader_upgrades_an_old_catalog_before_it_reads(lake):
+    root = lake("old")
     make_version_1_catalog(root)
     with CatalogReader(root) as reader:
         assert reader.query("select count(*) as n from detections").to_pylist() == [{"n": 0}]
@@ -86,8 +88,8 @@ def test_a_reader_upgrades_an_old_catalog_before_it_reads(tmp_path):
     assert settings["views_sha256"] == views_digest()
 
 
-def test_a_catalog_newer_than_the_code_is_refused(tmp_path):
-    root = tmp_path / "r"
+def test_a_catalog_newer_than_the_code_is_refused(lake):
+    root = lake()
     with Catalog(root) as catalog:
         catalog.set_setting("schema_version", str(SCHEMA_VERSION + 1))
     for opener in (Catalog, CatalogReader):
@@ -147,3 +149,61 @@ def test_processes_opening_one_new_catalog_at_once_all_see_the_newest_schema(tmp
         assert catalog.setting("schema_version") == str(SCHEMA_VERSION)
         for table in TABLES:
             assert catalog_columns(catalog, table) == defined_columns(table)
+
+
+def version_on_disk(location: ResultsLocation) -> int:
+    """The catalog's schema version, read without upgrading anything."""
+    con = connect_duckdb(location)
+    try:
+        _attach(con, location, read_only=True)
+        return _schema_version(con)
+    finally:
+        con.close()
+
+
+def someone_waits_for_the_schema_lock(location: ResultsLocation) -> bool:
+    """Whether another process is blocked on this catalog's schema lock: a waiting flock in
+    /proc/locks (SQLite), an ungranted advisory lock in pg_locks (Postgres)."""
+    if location.catalog_kind == "sqlite":
+        from connectors.locks import schema_lock_path
+
+        inode = schema_lock_path(location).stat().st_ino
+        lines = Path("/proc/locks").read_text().splitlines()
+        return any("->" in line and line.split()[6].endswith(f":{inode}") for line in lines)
+    import psycopg
+
+    with psycopg.connect(location.catalog, autocommit=True) as con:
+        return con.execute("select count(*) from pg_locks where locktype = 'advisory' "
+                           "and not granted").fetchone()[0] > 0
+
+
+def test_an_upgrade_waits_for_a_writer_that_is_creating_or_upgrading_the_catalog(lake):
+    """A reader that finds a catalog half-made (a run is creating it) sets out to upgrade it; it
+    must wait for that writer instead of migrating beside it."""
+    import subprocess
+    import sys
+    import time
+
+    from connectors.locks import schema_lock
+
+    root = lake("old")
+    make_version_1_catalog(root)
+    reader = [sys.executable, "-c",
+              "import sys\nfrom connectors.catalog import CatalogReader\n"
+              "from connectors.location import ResultsLocation\n"
+              "with CatalogReader(ResultsLocation.resolve(sys.argv[1], sys.argv[2])) as r:\n"
+              "    print(r.query('select count(*) as n from settings').to_pylist()[0]['n'])\n",
+              root.results, root.catalog]
+    with schema_lock(root):  # as a writer holds it while it creates or migrates the catalog
+        proc = subprocess.Popen(reader, cwd=Path(__file__).resolve().parents[1],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 180
+        while not someone_waits_for_the_schema_lock(root):
+            assert proc.poll() is None, ("the reader did not wait for the writer",
+                                         proc.communicate())
+            assert time.monotonic() < deadline, "the reader never waited for the schema lock"
+            time.sleep(0.2)
+        assert version_on_disk(root) == 1  # nothing migrated while the writer holds it
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert version_on_disk(root) == SCHEMA_VERSION

@@ -147,6 +147,8 @@ def test_settings_change_with_answer_changing_options(tiny, backend):
         ({"batch_size": 0}, "batch_size"),
         ({"cascade_threshold": 1.5}, "cascade_threshold"),
         ({"merging_alpha": -1.0}, "merging_alpha"),
+        ({"batch_size": "huge"}, "batch_size"),
+        ({"device": "tpu"}, "tpu"),
         ({"weights": "/nonexistent/release"}, "/nonexistent/release"),
     ],
 )
@@ -202,3 +204,36 @@ def test_embed_is_the_mean_of_the_windows_projected_audio_tokens(backend):
     np.testing.assert_allclose(vectors, tokens.float().mean(dim=1).numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"rows \[1\] have no valid samples"):
         backend.embed(audio, np.array([10, 0, 10]))
+
+
+def test_the_prompting_guide_set_answers_detect_and_classify_with_one_question(tiny, backend):
+    naturelm_dir, llama_dir, labels = tiny
+    guide = NatureLMBackend(weights=str(naturelm_dir), llama=str(llama_dir), max_new_tokens=8,
+                            labels_path=str(labels), prompt_set="prompting-guide-v1")
+    predictions = guide.predict(_batch(), np.full(3, WINDOW_SAMPLES), ["detect", "classify"])
+    assert {p.prompt_id for p in predictions} == {"naturelm-guide-species-v1"}
+    assert sorted((p.item, p.task) for p in predictions) == [(i, t) for i in range(3) for t in ("classify", "detect")]
+    assert guide.settings()["prompt_set"] == "prompting-guide-v1"
+    assert guide.settings()["prompts"]["detect"]["scoring"] == "not_none"
+    assert guide.settings() != backend.settings()
+    info = NatureLMBackend.describe(weights=str(naturelm_dir), llama=str(llama_dir), max_new_tokens=8,
+                                    prompt_set="prompting-guide-v1")
+    assert info.settings == guide.settings()
+
+
+def test_an_unknown_prompt_set_is_a_backend_error(tiny):
+    naturelm_dir, llama_dir, labels = tiny
+    with pytest.raises(BackendError, match="no-such-set"):
+        NatureLMBackend(weights=str(naturelm_dir), llama=str(llama_dir), prompt_set="no-such-set")
+    with pytest.raises(BackendError, match="no-such-set"):
+        NatureLMBackend.describe(weights=str(naturelm_dir), llama=str(llama_dir), prompt_set="no-such-set")
+
+
+def test_auto_device_records_the_dtype_rule_and_a_pinned_device_its_dtype(tiny, backend):
+    naturelm_dir, llama_dir, _ = tiny
+    assert NatureLMBackend.native_window_s == 10.0
+    assert backend.settings()["llm_dtype"].startswith("auto")  # the default device is "auto"
+    pinned = NatureLMBackend.describe(weights=str(naturelm_dir), llama=str(llama_dir), max_new_tokens=8, device="cpu")
+    assert pinned.settings["llm_dtype"] == "torch.float32"
+    if backend.model.device.type == "cpu":
+        assert backend.engine.batch_size == 4  # batch_size="auto" without a GPU

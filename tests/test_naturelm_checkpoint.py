@@ -271,6 +271,42 @@ def test_weights_digest_is_the_file_sha256(tiny):
     assert weights_digest(path) == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# ------------------------------------------------------------------ attention implementations
+
+
+def test_sdpa_attention_equals_the_eager_reference(tiny):
+    eager = load_naturelm(str(tiny[0]), str(tiny[1]), attn_implementation="eager").model
+    sdpa = load_naturelm(str(tiny[0]), str(tiny[1]), attn_implementation="sdpa").model
+    assert eager.llama_model.config._attn_implementation == "eager"
+    assert sdpa.llama_model.config._attn_implementation == "sdpa"
+    t = torch.arange(160000) / 16000
+    wave = torch.stack([0.3 * torch.sin(2 * torch.pi * 2000 * t), 0.2 * torch.sin(2 * torch.pi * 500 * t)])
+    embeds = eager.encode_audio(wave)
+    queries = ["Caption the audio", "Describe every sound you can hear in this recording, please."]
+    e, mask, positions, _ = eager.assemble(embeds, queries)  # left padding: row 0 has masked slots
+    assert not mask.all()
+    with torch.inference_mode():
+        expected = eager.llama_model(inputs_embeds=e, attention_mask=mask, position_ids=positions).logits
+        got = sdpa.llama_model(inputs_embeds=e, attention_mask=mask, position_ids=positions).logits
+    real = mask.bool()
+    torch.testing.assert_close(got[real], expected[real], rtol=1e-4, atol=1e-4)
+
+
+def test_auto_attention_is_eager_on_cpu_and_bad_names_are_refused(tiny):
+    model = load_naturelm(str(tiny[0]), str(tiny[1]), device="cpu").model
+    assert model.llama_model.config._attn_implementation == "eager"
+    with pytest.raises(CheckpointError, match="'fastest'"):
+        load_naturelm(str(tiny[0]), str(tiny[1]), attn_implementation="fastest")
+    with pytest.raises(CheckpointError, match="flash_attention_2"):
+        load_naturelm(str(tiny[0]), str(tiny[1]), device="cpu", attn_implementation="flash_attention_2")
+
+
+def test_lora_stays_in_the_llama_dtype(tiny):
+    model = load_naturelm(str(tiny[0]), str(tiny[1])).model
+    lora = {p.dtype for n, p in model.llama_model.named_parameters() if ".lora_" in n}
+    assert lora == {model.llm_dtype}
+
+
 # ------------------------------------------------------------------ the real release (opt-in)
 
 

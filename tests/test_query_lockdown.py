@@ -1,7 +1,9 @@
 """`dawnchorus query` (and every read-only path) cannot modify the catalog, cannot read or write
 files other than the catalog's own, cannot attach other databases, and cannot undo those limits
-from inside the SQL. Each escape is tried for real against a real DuckLake catalog; each must fail
-with a short error and exit 2, and leave the catalog and the file system as they were."""
+from inside the SQL, and never sees a credential. Each escape is tried for real against a real
+DuckLake catalog of each kind - the embedded SQLite default, and a Postgres catalog with its data
+on S3 (moto) - each must fail with a short error and exit 2, and leave the catalog, the file
+system and the bucket as they were."""
 
 from __future__ import annotations
 
@@ -9,21 +11,31 @@ import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import LAKE_KINDS
 from connectors.catalog import Catalog, CatalogReader, QueryRefused
+from connectors.location import ResultsLocation
 from connectors.tables import PredictionRow, RecordingRow, WindowRow
+from lakes import LakeFactory
+from s3server import FAKE_SECRET_ACCESS_KEY
 
 START = datetime(2024, 5, 1, 4, 0, tzinfo=timezone.utc)
 
 
+@pytest.fixture(scope="module", params=LAKE_KINDS)
+def lake(request, tmp_path_factory) -> LakeFactory:
+    return LakeFactory(request.param, request, tmp_path_factory)
+
+
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def results(lake) -> ResultsLocation:
     """A catalog with one recording, two windows and their predictions."""
-    root = tmp_path_factory.mktemp("results")
+    root = lake()
     with Catalog(root) as catalog:
         catalog.register_recordings([RecordingRow(
             recording_id="rec", deployment_id="dep", uri="/x/dep/a.wav", object_key="dep/a.wav",
@@ -45,9 +57,13 @@ def results(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def outside(tmp_path_factory):
-    """Files beside the catalog that no query may touch: a CSV, another SQLite database, Parquet."""
+def outside(tmp_path_factory, lake, results):
+    """Files beside the catalog that no query may touch: a CSV, another SQLite database, Parquet
+    (and, for data on S3, a Parquet file in the same bucket beside the results prefix)."""
     folder = tmp_path_factory.mktemp("outside")
+    if results.data_on_s3:
+        with lake.s3.filesystem().open(f"{results.results}-other/other.parquet", "wb") as fh:
+            pq.write_table(pa.table({"x": ["private"]}), fh)
     (folder / "secret.csv").write_text("token\nhunter2\n", encoding="utf-8")
     con = sqlite3.connect(folder / "other.sqlite")
     con.execute("create table z (x)")
@@ -58,17 +74,17 @@ def outside(tmp_path_factory):
     return folder
 
 
-def state(results) -> dict:
+def state(lake, results) -> dict:
     with CatalogReader(results) as reader:
         counts = reader.query("select (select count(*) from predictions) as p, "
                               "(select count(*) from windows) as w, "
                               "(select count(*) from recordings) as r").to_pylist()[0]
-    files = sorted(str(p.relative_to(results)) for p in results.rglob("*") if p.is_file())
-    return {"counts": counts, "files": files}
+    return {"counts": counts, "files": lake.files(results)}
 
 
-def escapes(results, outside) -> list[str]:
-    catalog = results / "catalog.sqlite"
+def escapes(results: ResultsLocation, outside) -> list[str]:
+    catalog = results.catalog
+    data = results.data_path
     return [
         # write the catalog, directly or by re-attaching it read-write
         "delete from predictions",
@@ -101,6 +117,24 @@ def escapes(results, outside) -> list[str]:
         "select * from glob('/etc/*')",
         "select * from read_csv('/etc/passwd')",
         "select * from __ducklake_metadata_lake.ducklake_data_file",
+        "select * from __ducklake_metadata_lake.public.ducklake_metadata",
+        # climb out of the data path (an S3 path is checked as text: `..` must not pass)
+        f"select * from '{data}../../outside/secret.csv'",
+        f"select * from '{data}../../{results.results.rsplit('/', 1)[-1]}-other/other.parquet'",
+        f"select * from read_parquet('{data}../../x-other/other.parquet')",
+        # the Postgres catalog behind the lake, directly
+        f"attach '{catalog}' as pg (type postgres)",
+        f"attach 'ducklake:postgres:{catalog}' as rw",
+        f"select * from postgres_scan('{catalog}', 'public', 'ducklake_metadata')",
+        f"select * from postgres_query('lake', 'select 1')",
+        "call postgres_execute('lake', 'drop table ducklake_snapshot')",
+        # credentials: secrets, settings, the environment
+        "select * from duckdb_secrets()",
+        "select * from duckdb_secrets(redact => false)",
+        "select * from duckdb_settings()",
+        "create secret leak (type s3, key_id 'x', secret 'y')",
+        "drop secret dawnchorus_results",
+        "select * from which_secret('s3://any/thing', 's3')",
         # undo the limits
         "set enable_external_access = true",
         "reset allowed_directories",
@@ -124,8 +158,8 @@ def test_files_under_the_working_directory_are_out_of_reach(results, tmp_path, m
                 reader.query(sql)
 
 
-def test_every_escape_is_refused_and_changes_nothing(results, outside):
-    before = state(results)
+def test_every_escape_is_refused_and_changes_nothing(lake, results, outside):
+    before = state(lake, results)
     outside_before = sorted(p.name for p in outside.iterdir())
     with CatalogReader(results) as reader:
         for sql in escapes(results, outside):
@@ -134,9 +168,10 @@ def test_every_escape_is_refused_and_changes_nothing(results, outside):
             message = str(refused.value)
             assert "\n" not in message and message.startswith("query "), (sql, message)
             assert "private" not in message and "hunter2" not in message, sql
+            assert FAKE_SECRET_ACCESS_KEY not in message, sql
         # The reader still answers ordinary questions after every attempt.
         assert reader.query("select count(*) as n from detections").to_pylist() == [{"n": 2}]
-    assert state(results) == before
+    assert state(lake, results) == before
     assert sorted(p.name for p in outside.iterdir()) == outside_before
 
 
@@ -154,21 +189,58 @@ def test_ordinary_queries_still_run(results, sql):
         assert reader.query(sql).num_rows > 0
 
 
-def test_the_cli_refuses_with_exit_2_and_one_line(results, outside, capsys):
+def test_no_setting_or_function_shows_a_credential(results):
+    """What a query can still call - settings, scalar functions - never returns a secret (the
+    S3 secret the data path needs is a temporary DuckDB secret, not an s3_* setting)."""
+    with CatalogReader(results) as reader:
+        for sql in ("select current_setting('s3_secret_access_key') as v",
+                    "select current_setting('s3_access_key_id') as v",
+                    "select current_setting('s3_session_token') as v",
+                    "select getenv('AWS_SECRET_ACCESS_KEY') as v"):
+            try:
+                values = reader.query(sql).to_pylist()
+            except QueryRefused as refused:
+                values = [str(refused)]
+            assert FAKE_SECRET_ACCESS_KEY not in repr(values), sql
+
+
+def test_no_progress_bar_can_reach_stdout(results):
+    """DuckDB draws a progress bar on stdout once a query passes 2 s: into `--format csv` output
+    (seen here when a slow machine made a migration take longer)."""
+    with CatalogReader(results) as reader:
+        assert reader.query("select current_setting('enable_progress_bar') as p"
+                            ).to_pylist() == [{"p": False}]
+
+
+def test_files_are_allowed_only_under_the_data_path(results, tmp_path, monkeypatch):
+    """DuckDB also allows its spill folder, by default `.tmp` in the working directory."""
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / ".tmp" / "notes.csv").write_text("token\nhunter2\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    with CatalogReader(results) as reader:
+        allowed = reader.query("select current_setting('allowed_directories') as a").to_pylist()[0]["a"]
+        others = [a for a in allowed if a != results.data_path]
+        assert len(others) == len(allowed) - 1, allowed
+        # The only other one is the reader's own spill folder: private and empty.
+        assert all(str(tmp_path) not in a and Path(a).is_dir() and not any(Path(a).iterdir())
+                   for a in others), allowed
+
+
+def test_the_cli_refuses_with_exit_2_and_one_line(lake, results, outside, capsys):
     from flows.cli import main
 
     for sql in (f"copy (select 1) to '{outside / 'cli.csv'}'",
                 f"select * from sqlite_scan('{outside / 'other.sqlite'}', 'z')",
                 "select * from no_such_table"):
-        assert main(["query", "--results", str(results), sql]) == 2
+        assert main(["query", *lake.cli_args(results), sql]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("dawnchorus: error: query") and "\n" not in err, err
     assert not (outside / "cli.csv").exists()
 
 
-def test_no_traceback_from_a_real_process(results):
+def test_no_traceback_from_a_real_process(lake, results):
     proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "query", "--results", str(results), "detach lake"],
+        [sys.executable, "-m", "flows.cli", "query", *lake.cli_args(results), "detach lake"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2

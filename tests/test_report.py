@@ -104,3 +104,29 @@ def test_a_run_that_committed_nothing_still_gets_its_report(root):
     assert "run-2" in open(index, encoding="utf-8").read()
     for name in PNGS:
         assert png_size(root / "reports" / "run-2" / name) == SIZE_PX
+
+
+def test_a_rebuilt_report_keeps_the_skipped_paths_where_the_results_are(lake):
+    """A report lands beside the results (uploaded when they are on S3); rebuilding it from the
+    catalog keeps the skipped paths the run listed, which only the first report knew."""
+    from connectors.storage import SkippedPath
+
+    location = lake()
+    now = datetime(2024, 5, 17, tzinfo=timezone.utc)
+    with Catalog(location) as catalog:
+        catalog.start_run(RunRow(run_id="r0", flow="nightly", started_at=now, finished_at=now,
+                                 status="completed", parameters="{}", config_fingerprint=None,
+                                 model_id=None, code_version="t", counts="{}", host=None,
+                                 pid=None, interrupted_at=None))
+    skipped = [SkippedPath("site/notes.txt", f"{location.results}/site/notes.txt",
+                           "not_audio", ".txt")]
+    first = write_report(location, "r0", {"windows": 0}, skipped=skipped)
+    rebuilt = write_report(location, "r0")
+    assert first == rebuilt == f"{location.results}/reports/r0/index.html"
+    files = lake.files(location)
+    assert {f"reports/r0/{name}" for name in (*PNGS, "index.html", "skipped.csv")} <= set(files)
+    if location.root is not None:
+        text = (location.root / "reports" / "r0" / "skipped.csv").read_text()
+    else:
+        text = lake.s3.filesystem().cat_file(f"{location.results}/reports/r0/skipped.csv").decode()
+    assert "site/notes.txt" in text and "not_audio" in text, text

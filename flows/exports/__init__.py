@@ -114,7 +114,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         date_from=_date(args.date_from, "--from"), date_to=_date(args.date_to, "--to"),
         threshold=args.threshold, location_threshold=args.location_threshold,
     )
-    summary = export(args.format, args.results, args.out, filters, occasion=args.occasion,
+    from connectors.location import ResultsLocation
+
+    results = ResultsLocation.resolve(args.results, args.catalog)
+    summary = export(args.format, results, args.out, filters, occasion=args.occasion,
                      days=args.days, title=args.title, contributor=args.contributor)
     left_out = {k: v for k, v in summary.items() if k.endswith(("_coordinates", "_start_time")) and v}
     print(f"{args.format}: {summary['detections']} detections, {len(summary['files'])} files "
@@ -135,7 +138,9 @@ def add_export_parser(sub: Any) -> None:
     p = sub.add_parser("export", help="detections as Raven tables, Audacity labels, CSV, "
                                       "a Camtrap DP package or occupancy histories")
     p.add_argument("format", choices=FORMATS)
-    p.add_argument("--results", required=True, help="results folder (catalog.sqlite + data/)")
+    p.add_argument("--results", required=True, help="results root: a local folder or s3://...")
+    p.add_argument("--catalog", help="the catalog, as the run named it (default: "
+                                     "<results>/catalog.sqlite)")
     p.add_argument("--out", required=True, help="folder to write into")
     p.add_argument("--deployment", action="append", help="only this deployment (repeatable)")
     p.add_argument("--species", action="append", help="only this species, scientific or common "

@@ -3,8 +3,9 @@
 Windows arrive at 16 kHz; shorter ones are zero-padded to 10 s (the model's input, 29 audio
 embeddings), longer ones are refused. Rows with no valid samples get no predictions.
 
-- detect -> one Prediction, label "animal" (as BirdNET's detect), score P(yes) of the detection
-  prompt, answer_text the generated answer.
+- detect -> one Prediction, label "animal" (as BirdNET's detect), score from one forward of the
+  detection prompt (P(yes), or 1 - P("None") for a species-list prompt), answer_text "yes" when
+  that score is at least 0.5, else "no".
 - classify -> the generated answer (or, with `candidates`, the best-scoring candidate), normalised
   with the BirdNET label list: label = common name + scientific_name when it names a species,
   otherwise label = the raw answer and scientific_name None; score = the answer's probability.
@@ -43,9 +44,11 @@ logger = logging.getLogger(__name__)
 
 WINDOW_S = 10
 WINDOW_SAMPLES = WINDOW_S * SAMPLE_RATE_HZ  # 160000: what the model was trained on
-PROMPTS: dict[str, P.Prompt] = {**P.DEFAULT_PROMPTS, P.CAPTION_PROMPT.task: P.CAPTION_PROMPT}
-#: Version of the score definitions in `naturelm.py`; bump when they change.
-SCORING_VERSION = "yes-no-first-token+sequence-with-stop/v1"
+#: Version of the score definitions (`model.py`, `decoding.py`); bump when they change. v2: detect
+#: is one forward (answer_text "yes"/"no", no generated text); "not_none" first-token scores.
+SCORING_VERSION = "first-token+sequence-with-stop/v2"
+#: Recorded instead of a dtype when device="auto": the workers decide (bf16 on a GPU, fp32 on CPU).
+AUTO_DTYPE = "auto: torch.bfloat16 on cuda, torch.float32 on cpu"
 
 
 class NatureLMBackend(ModelBackend):
@@ -54,8 +57,12 @@ class NatureLMBackend(ModelBackend):
     Options (keyword):
       weights: folder or URI with the release's config.json + model.safetensors.
       llama: folder or URI of Llama-3.1-8B-Instruct in Hugging Face format.
-      device: "cpu" (float32) or "cuda[:N]" (bfloat16 Llama).
-      batch_size: windows per encode / generate batch.
+      device: "auto" (CUDA when torch sees a GPU -- in a Ray actor with num_gpus=1 -- else CPU),
+        "cpu" (float32) or "cuda[:N]" (bfloat16 Llama). With "auto" the run's settings record the
+        rule, not the dtype: pin "cuda" or "cpu" to make the dtype part of the fingerprint.
+      batch_size: windows per engine batch, or "auto" (from free GPU memory; 4 on CPU).
+      prompt_set: a name in `prompts.PROMPT_SETS` or a JSON file (see `prompts.load_prompt_set`).
+      attn_implementation: "auto" (eager on CPU, SDPA on CUDA), "eager", "sdpa", "flash_attention_2".
       merging_alpha: LoRA delta scale; 1 = the released model, 0 = base Llama.
       cascade_threshold: classify only windows whose detect P(yes) reaches it (None: all).
       num_beams, max_new_tokens: decoding (defaults: the published 2 beams, 300 tokens).
@@ -66,15 +73,17 @@ class NatureLMBackend(ModelBackend):
 
     name = "naturelm"
     sample_rate_hz = SAMPLE_RATE_HZ
-    native_window_s = float(WINDOW_S)
+    #: The model's own window (s): it was trained on 10-s clips at 16 kHz (29 audio rows).
+    native_window_s = 10.0
 
     def __init__(
         self,
         *,
         weights: str,
         llama: str,
-        device: str = "cpu",
-        batch_size: int = 4,
+        device: str = "auto",
+        batch_size: int | str = "auto",
+        prompt_set: str = P.DEFAULT_PROMPT_SET,
         merging_alpha: float = 1.0,
         cascade_threshold: float | None = None,
         num_beams: int = GenerationOptions.num_beams,
@@ -82,28 +91,32 @@ class NatureLMBackend(ModelBackend):
         candidates: list[str] | None = None,
         labels_path: str | None = None,
         cache_dir: str | None = None,
+        attn_implementation: str = "auto",
     ):
         config = _engine_config(batch_size, cascade_threshold, num_beams, max_new_tokens, candidates)
+        self.prompts = _prompt_set(prompt_set)
         try:
             self.species = SpeciesIndex.from_birdnet(labels_path)
         except (FileNotFoundError, ValueError) as exc:
             raise BackendError(f"naturelm: cannot read the species list: {exc}") from None
         _require(weights, llama)
-        loaded = load_naturelm(weights, llama, device=device, cache_dir=Path(cache_dir) if cache_dir else None)
+        loaded = load_naturelm(weights, llama, device=device, cache_dir=Path(cache_dir) if cache_dir else None,
+                               attn_implementation=attn_implementation)
         self.model = loaded.model
         try:
             self.model.set_merging_alpha(float(merging_alpha))
+            self.engine = Engine(self.model, list(self.prompts), config)
         except ValueError as exc:
             raise BackendError(f"naturelm options: {exc}") from None
-        self.engine = Engine(self.model, list(PROMPTS.values()), config)
         self._engines: dict[tuple[str, ...], Engine] = {}  # classify_candidates, per name list
         self.embedding_dim = int(self.model.audio_llama_proj.out_features)  # the LLM's width
         self._model_id = _model_id(loaded.weights_file)
+        dtype = AUTO_DTYPE if device == "auto" else str(self.model.llm_dtype)
         self._settings = _settings(
-            self.model.config.prompt_template, config, self.model.merging_alpha,
-            str(self.model.llm_dtype), folder_digest(loaded.llama_dir),
-        )
-        logger.info("loaded %s on %s", self.model_id, device)
+            self.model.config.prompt_template, self.prompts, prompt_set, config, self.model.merging_alpha,
+            dtype, folder_digest(loaded.llama_dir),
+        )  # fmt: skip
+        logger.info("loaded %s on %s (batch_size %d)", self.model_id, self.model.device, self.engine.batch_size)
 
     @classmethod
     def describe(cls, **options: Any) -> BackendInfo:
@@ -114,11 +127,13 @@ class NatureLMBackend(ModelBackend):
         weights, llama = options.get("weights"), options.get("llama")
         _require(weights, llama)
         config = _engine_config(
-            options.get("batch_size", 4), options.get("cascade_threshold"),
+            options.get("batch_size", "auto"), options.get("cascade_threshold"),
             options.get("num_beams", GenerationOptions.num_beams),
             options.get("max_new_tokens", GenerationOptions.max_new_tokens),
             options.get("candidates"),
         )
+        prompt_set = options.get("prompt_set", P.DEFAULT_PROMPT_SET)
+        prompts = _prompt_set(prompt_set)
         alpha = float(options.get("merging_alpha", 1.0))
         if not np.isfinite(alpha) or alpha < 0:
             raise BackendError(f"naturelm options: merging_alpha must be a finite number >= 0, got {alpha}")
@@ -126,11 +141,12 @@ class NatureLMBackend(ModelBackend):
         release_dir = resolve_folder(weights, [RELEASE_CONFIG_FILE, RELEASE_WEIGHTS_FILE], cache_dir, "release folder")
         release = read_release_config(release_dir)
         llama_dir = resolve_folder(llama, ["config.json"], cache_dir, "Llama folder")
-        dtype = str(llm_dtype_for(parse_device(options.get("device", "cpu"))))
-        settings = _settings(release.prompt_template, config, alpha, dtype, folder_digest(llama_dir))
+        device = options.get("device", "auto")
+        dtype = AUTO_DTYPE if device == "auto" else str(llm_dtype_for(parse_device(device)))
+        settings = _settings(release.prompt_template, prompts, prompt_set, config, alpha, dtype, folder_digest(llama_dir))
         embedding = _embedding_settings(_llm_width(llama_dir))
         return BackendInfo(_model_id(release_dir / RELEASE_WEIGHTS_FILE), settings, SAMPLE_RATE_HZ,
-                           embedding=embedding)
+                           cls.native_window_s, embedding)
 
     @property
     def model_id(self) -> str:
@@ -140,7 +156,7 @@ class NatureLMBackend(ModelBackend):
         return self._settings
 
     def predict(self, audio: np.ndarray, valid_samples: np.ndarray, tasks: Sequence[str]) -> list[Prediction]:
-        wanted = check_tasks("naturelm", tasks, sorted(PROMPTS))
+        wanted = check_tasks("naturelm", tasks, sorted(p.task for p in self.prompts))
         check_batch(audio, valid_samples)
         if audio.shape[1] > WINDOW_SAMPLES:
             raise ValueError(f"naturelm takes windows of at most {WINDOW_S} s ({WINDOW_SAMPLES} samples), got {audio.shape[1]}")
@@ -192,7 +208,7 @@ class NatureLMBackend(ModelBackend):
             if len(self._engines) >= 256:
                 self._engines.clear()
             config = dataclasses.replace(self.engine.config, candidates=names, cascade_threshold=None)
-            engine = self._engines[names] = Engine(self.model, list(PROMPTS.values()), config)
+            engine = self._engines[names] = Engine(self.model, list(self.prompts), config)
         return engine
 
     def embed(self, audio: np.ndarray, valid_samples: np.ndarray) -> np.ndarray:
@@ -238,12 +254,21 @@ def _require(weights: str | None, llama: str | None) -> None:
         raise BackendError("the naturelm model needs both weights (release folder) and llama (Llama folder)")
 
 
+def _prompt_set(name_or_path: str) -> tuple[P.Prompt, ...]:
+    try:
+        return P.load_prompt_set(str(name_or_path))
+    except ValueError as exc:
+        raise BackendError(f"naturelm options: {exc}") from None
+
+
 def _engine_config(batch_size: Any, cascade_threshold: Any, num_beams: Any, max_new_tokens: Any,
                    candidates: Any) -> EngineConfig:
+    if batch_size != "auto" and not (isinstance(batch_size, int) or str(batch_size).isdigit()):
+        raise BackendError(f"naturelm options: batch_size must be a positive integer or 'auto', got {batch_size!r}")
     try:
         generation = GenerationOptions(num_beams=int(num_beams), max_new_tokens=int(max_new_tokens))
         return EngineConfig(
-            batch_size=int(batch_size),
+            batch_size=batch_size if batch_size == "auto" else int(batch_size),
             cascade_threshold=cascade_threshold,
             generation=generation,
             candidates=tuple(candidates) if candidates is not None else None,
@@ -270,11 +295,12 @@ def _model_id(weights_file: Path) -> str:
     return f"naturelm-audio@sha256:{weights_digest(weights_file)[:12]}"
 
 
-def _settings(prompt_template: str, config: EngineConfig, merging_alpha: float, llm_dtype: str,
-              llama_digest: str) -> dict[str, Any]:
+def _settings(prompt_template: str, prompts: tuple[P.Prompt, ...], prompt_set: str, config: EngineConfig,
+              merging_alpha: float, llm_dtype: str, llama_digest: str) -> dict[str, Any]:
     """Everything besides the release weights that changes answers (enters the fingerprint)."""
     return {
-        "prompts": {t: dataclasses.asdict(p) for t, p in PROMPTS.items()},
+        "prompt_set": str(prompt_set),
+        "prompts": P.prompt_set_dict(prompts),
         "prompt_template": prompt_template,
         "generation": dataclasses.asdict(config.generation),
         "merging_alpha": merging_alpha,

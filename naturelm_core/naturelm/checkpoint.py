@@ -245,11 +245,20 @@ def save_release(model: NatureLM, folder: Path, config_values: Mapping) -> Path:
 # ------------------------------------------------------------------------------ building
 
 
+#: Attention implementations of the Llama, by transformers' names. "eager" is the plain reference
+#: (the reference loads it unless flash_attn is set); "sdpa" is torch's fused attention, the CUDA
+#: default; "flash_attention_2" needs the flash-attn package.
+ATTN_IMPLEMENTATIONS: tuple[str, ...] = ("auto", "eager", "sdpa", "flash_attention_2")
+
+
 def llm_dtype_for(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
 def parse_device(device: str) -> torch.device:
+    """"cpu", "cuda[:N]" or "auto" (CUDA when torch sees a GPU, e.g. in a Ray actor with num_gpus=1)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         parsed = torch.device(device)
     except RuntimeError:
@@ -261,17 +270,35 @@ def parse_device(device: str) -> torch.device:
     return parsed
 
 
-def load_llama(llama_dir: Path, device: torch.device):
-    """(LlamaForCausalLM with the vocabulary resized for [PAD], tokenizer) from a local HF folder."""
-    from transformers import AutoTokenizer, GenerationConfig, LlamaForCausalLM
+def resolve_attn_implementation(name: str, device: torch.device) -> str:
+    """The attention implementation to load: "auto" is eager on CPU (the reference path) and SDPA on
+    CUDA; flash_attention_2 only by name, and only when flash-attn imports."""
+    if name not in ATTN_IMPLEMENTATIONS:
+        raise CheckpointError(f"attn_implementation {name!r}: expected one of {list(ATTN_IMPLEMENTATIONS)}")
+    if name == "auto":
+        return "sdpa" if device.type == "cuda" else "eager"
+    if name == "flash_attention_2":
+        if device.type != "cuda":
+            raise CheckpointError("attn_implementation 'flash_attention_2' needs a CUDA device")
+        try:
+            import flash_attn  # noqa: F401
+        except ImportError:
+            raise CheckpointError("attn_implementation 'flash_attention_2': the flash-attn package is not installed") from None
+    return name
 
+
+def load_llama(llama_dir: Path, device: torch.device, attn_implementation: str = "auto"):
+    """(LlamaForCausalLM with the vocabulary resized for [PAD], tokenizer) from a local HF folder."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    attn = resolve_attn_implementation(attn_implementation, device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(llama_dir), local_files_only=True)
         llama, info = LlamaForCausalLM.from_pretrained(
             str(llama_dir),
             dtype=llm_dtype_for(device),
             local_files_only=True,
-            attn_implementation="eager" if device.type == "cpu" else "sdpa",
+            attn_implementation=attn,
             output_loading_info=True,
         )
     except (OSError, ValueError) as exc:
@@ -279,6 +306,13 @@ def load_llama(llama_dir: Path, device: torch.device):
     problems = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
     if problems:
         raise CheckpointError(f"Llama folder {llama_dir}: weights do not match its config: {problems}")
+    return add_pad_token(llama, tokenizer)
+
+
+def add_pad_token(llama, tokenizer):
+    """Add NatureLM's [PAD] to the tokenizer and a zero row for it to the Llama's embeddings and head."""
+    from transformers import GenerationConfig
+
     base_vocab = llama.get_input_embeddings().weight.shape[0]
     tokenizer.add_special_tokens({"pad_token": "[PAD]"})
     llama.resize_token_embeddings(len(tokenizer), mean_resizing=False)
@@ -295,10 +329,10 @@ def load_llama(llama_dir: Path, device: torch.device):
     return llama, tokenizer
 
 
-def build_model(config: NatureLMConfig, llama_dir: Path, device: str = "cpu") -> NatureLM:
+def build_model(config: NatureLMConfig, llama_dir: Path, device: str = "cpu", attn_implementation: str = "auto") -> NatureLM:
     """The model with the base Llama loaded and random audio side / zero LoRA (no release yet)."""
     parsed = parse_device(device)
-    llama, tokenizer = load_llama(llama_dir, parsed)
+    llama, tokenizer = load_llama(llama_dir, parsed, attn_implementation)
     try:
         model = NatureLM(config, llama, tokenizer)
     except ValueError as exc:
@@ -315,15 +349,17 @@ class LoadedModel:
     llama_dir: Path  # the Llama folder (a cached copy for remote URIs)
 
 
-def load_naturelm(weights: str, llama: str, device: str = "cpu", cache_dir: Path | None = None) -> LoadedModel:
+def load_naturelm(weights: str, llama: str, device: str = "cpu", cache_dir: Path | None = None,
+                  attn_implementation: str = "auto") -> LoadedModel:
     """Load a release (folder or URI) on top of a Llama folder (folder or URI), strictly.
 
-    CPU: float32 everywhere. CUDA: bfloat16 Llama, float32 audio side (bf16 autocast at run time).
+    CPU: float32 everywhere. CUDA: bfloat16 Llama and LoRA, float32 audio side (bf16 autocast at
+    run time, float64 fbank), as the reference runs it. `device="auto"`: CUDA when available.
     """
     release_dir = resolve_folder(weights, [RELEASE_CONFIG_FILE, RELEASE_WEIGHTS_FILE], cache_dir, "release folder")
     config = read_release_config(release_dir)  # bad configuration fails before the big copy
     llama_dir = resolve_folder(llama, ["config.json"], cache_dir, "Llama folder")
-    model = build_model(config, llama_dir, device)
+    model = build_model(config, llama_dir, device, attn_implementation)
     load_release_weights(model, release_dir / RELEASE_WEIGHTS_FILE)
     return LoadedModel(model, release_dir / RELEASE_WEIGHTS_FILE, llama_dir)
 
@@ -366,7 +402,8 @@ def folder_digest(folder: Path) -> str:
 
 
 __all__ = [
-    "CheckpointError", "KeyReport", "LoadedModel", "build_model", "compare_keys", "default_cache_dir", "folder_digest",
+    "CheckpointError", "KeyReport", "LoadedModel", "add_pad_token", "build_model", "compare_keys", "default_cache_dir", "folder_digest",
     "load_naturelm", "load_release_weights", "read_release_config", "release_state_dict", "release_targets",
-    "llm_dtype_for", "parse_device", "resolve_folder", "save_release", "weights_digest",
+    "llm_dtype_for", "parse_device", "resolve_attn_implementation", "resolve_folder", "save_release", "weights_digest",
+    "ATTN_IMPLEMENTATIONS",
 ]  # fmt: skip

@@ -9,6 +9,7 @@ scores (facts: `reference/naturelm-audio.md` §1, §3.3, §3.4).
 Scores (all probabilities in [0, 1]):
 - `yes_no_probability`: P(yes) = the next-token distribution after the prompt, restricted to the
   yes ids and the no ids of `prompts.yes_no_token_ids` and renormalised over them.
+- `not_none_probability`: 1 - P(first answer token is a "None" spelling), for species-list prompts.
 - `sequence_probability`: product of the model's probabilities of the answer's tokens, times
   P(stop) = the summed probability of the three stop tokens after the last one when the answer
   ended on a stop token. The stop term makes "Green Tree" and "Green Treefrog" different answers.
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 #: Upper bound on the float32 logits one scoring pass materialises (rows are chunked to fit).
 SCORING_LOGITS_BYTES = 256 << 20
+#: Windows per pass of the audio side (bounds its activations: BEATs' attention and the fbank).
+AUDIO_CHUNK_WINDOWS = 64
 #: Attention projections carrying LoRA in the published model.
 LORA_TARGET_MODULES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
 
@@ -200,9 +203,14 @@ class NatureLM(nn.Module):
             lora_dropout=config.lora_dropout,
             target_modules=list(LORA_TARGET_MODULES),
         )
-        self.llama_model = get_peft_model(llama, lora)
+        # LoRA in the Llama's own dtype (bf16 on GPU), as the reference's peft 0.11 kept it and the
+        # release stores it; newer peft would upcast it to float32 and cast every input to match.
+        self.llama_model = get_peft_model(llama, lora, autocast_adapter_dtype=False)
         self.window_tokens = window_size_tokens(config.second_per_window)
         self.merging_alpha = 1.0
+        # The fbank runs in float64 like the reference's (its processor hands over float64 audio):
+        # the front end is then bit-identical to it; float32 moves features by up to ~6e-3.
+        self.fbank_dtype = torch.float64
         self.pad_id = P.special_token_id(tokenizer, P.PAD_TOKEN)
         self.stop_ids = P.stop_token_ids(tokenizer)
         self._prompt_cache: dict[str, P.PromptTokens] = {}
@@ -226,10 +234,19 @@ class NatureLM(nn.Module):
 
     @torch.inference_mode()
     def encode_audio(self, wave: torch.Tensor) -> torch.Tensor:
-        """wave (B, S) in [-1, 1] at 16 kHz -> audio embeddings (B, L * Q, D) in the LLM dtype."""
+        """wave (B, S) in [-1, 1] at 16 kHz -> audio embeddings (B, L * Q, D) in the LLM dtype.
+
+        The wave is cast to `fbank_dtype` on the model's device (copy float32 to the GPU, widen
+        there); rows are encoded AUDIO_CHUNK_WINDOWS at a time.
+        """
         if wave.dim() != 2:
             raise ValueError(f"encode_audio: wave must be (batch, samples), got {tuple(wave.shape)}")
         wave = wave.to(self.device)
+        chunks = [self._encode_chunk(wave[i : i + AUDIO_CHUNK_WINDOWS]) for i in range(0, wave.shape[0], AUDIO_CHUNK_WINDOWS)]
+        return torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+
+    def _encode_chunk(self, wave: torch.Tensor) -> torch.Tensor:
+        wave = wave.to(self.fbank_dtype)
         with self._audio_autocast():
             tokens = self.ln_audio(self.beats(wave))  # (B, T, E)
             windows = split_windows(tokens, self.window_tokens)  # (B, L, K, E)
@@ -416,6 +433,11 @@ class NatureLM(nn.Module):
         yes = torch.logsumexp(first_token_log_probs[:, list(yes_ids)], dim=-1)
         no = torch.logsumexp(first_token_log_probs[:, list(no_ids)], dim=-1)
         return torch.sigmoid(yes - no)  # = e^yes / (e^yes + e^no)
+
+    def not_none_probability(self, first_token_log_probs: torch.Tensor) -> torch.Tensor:
+        """1 - P(the answer starts with a "None" spelling) (R,), from first-token log-probs (R, V)."""
+        none_ids = P.none_token_ids(self.tokenizer)
+        return -torch.expm1(torch.logsumexp(first_token_log_probs[:, list(none_ids)], dim=-1))
 
     @torch.inference_mode()
     def candidate_probabilities(

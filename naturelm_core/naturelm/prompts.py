@@ -12,13 +12,17 @@ text on either side of the audio tokenized separately without special-token inse
 header tokens are recognised as added tokens, ``<Audio>`` / ``</Audio>`` are plain text.
 
 Prompt ids are stable names stored with every prediction; change the id whenever the text
-changes, so answers to different questions never share a prompt_id.
+changes, so answers to different questions never share a prompt_id. Prompt sets (which question
+each task asks) are data: `PROMPT_SETS` holds the published ones by name, and `load_prompt_set`
+also reads a JSON file of the same shape.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, get_args
 
 #: Marks where the audio embeddings go inside a query.
 AUDIO_PLACEHOLDER = "<AudioHere>"
@@ -40,8 +44,17 @@ PAD_TOKEN = "[PAD]"
 #: "\n\n" directly, so no leading-space variants are needed.
 YES_WORDS: tuple[str, ...] = ("Yes", "yes", "YES")
 NO_WORDS: tuple[str, ...] = ("No", "no", "NO")
+#: First-token spellings of an empty species list ("None"), for the species-list detection prompt.
+NONE_WORDS: tuple[str, ...] = ("None", "none", "NONE")
 
-Scoring = Literal["yes_no", "sequence"]
+#: How an answer becomes a score. The first two need only the next-token distribution after the
+#: prompt (one forward, no decoding):
+#: - "yes_no": P(yes) renormalised over the yes and no spellings;
+#: - "not_none": 1 - P(the answer starts with a "None" spelling): the chance that the model names
+#:   something, for prompts that ask for a species list "if any";
+#: - "sequence": the probability of the generated (or candidate) answer, stop term included.
+Scoring = Literal["yes_no", "not_none", "sequence"]
+FIRST_TOKEN_SCORINGS: frozenset[str] = frozenset({"yes_no", "not_none"})
 
 
 @dataclass(frozen=True)
@@ -51,7 +64,18 @@ class Prompt:
     prompt_id: str  # stable name stored with predictions, e.g. "naturelm-classify-common-v1"
     task: str  # which task's rows it produces ("detect", "classify", or a custom task name)
     text: str  # the query; the audio placeholder is prepended when missing
-    scoring: Scoring = "sequence"  # "yes_no": score = P(yes); "sequence": the answer's probability
+    scoring: Scoring = "sequence"  # see `Scoring`
+
+    def __post_init__(self) -> None:
+        if self.scoring not in get_args(Scoring):
+            raise ValueError(f"prompt {self.prompt_id!r}: scoring {self.scoring!r} is not one of {get_args(Scoring)}")
+        if not self.prompt_id.strip() or not self.task.strip() or not self.text.strip():
+            raise ValueError(f"prompt {self.prompt_id!r}: prompt_id, task and text must be non-empty")
+
+    @property
+    def first_token(self) -> bool:
+        """Scored from the next-token distribution after the prompt alone (nothing is generated)."""
+        return self.scoring in FIRST_TOKEN_SCORINGS
 
 
 #: Detection: our own yes/no phrasing (the published model was not trained on one fixed detection
@@ -74,7 +98,55 @@ CAPTION_PROMPT = Prompt(
     prompt_id="naturelm-caption-v1", task="caption", text="Caption the audio", scoring="sequence"
 )
 
+#: The published prompting guide's core question (Earth Species Project, for NatureLM-audio v1.1 in
+#: their Hugging Face Space; reference report, "prompting and serving facts"): one prompt that both
+#: detects and names. Asked once per window, it answers both tasks: detect scores 1 - P("None") from
+#: its first-token distribution, classify decodes the names from the same prompt rows.
+GUIDE_SPECIES_TEXT = "What are the common names for the species in the audio, if any?"
+GUIDE_DETECT_PROMPT = Prompt(
+    prompt_id="naturelm-guide-species-v1", task="detect", text=GUIDE_SPECIES_TEXT, scoring="not_none"
+)
+GUIDE_CLASSIFY_PROMPT = Prompt(
+    prompt_id="naturelm-guide-species-v1", task="classify", text=GUIDE_SPECIES_TEXT, scoring="sequence"
+)
+
 DEFAULT_PROMPTS: dict[str, Prompt] = {p.task: p for p in (DETECT_PROMPT, CLASSIFY_PROMPT)}
+
+#: Named prompt sets: which question each task asks. Change a set's name when its prompts change.
+PROMPT_SETS: dict[str, tuple[Prompt, ...]] = {
+    "naturelm-default-v1": (DETECT_PROMPT, CLASSIFY_PROMPT, CAPTION_PROMPT),
+    "prompting-guide-v1": (GUIDE_DETECT_PROMPT, GUIDE_CLASSIFY_PROMPT, CAPTION_PROMPT),
+}
+DEFAULT_PROMPT_SET = "naturelm-default-v1"
+
+
+def load_prompt_set(name_or_path: str) -> tuple[Prompt, ...]:
+    """A named set of `PROMPT_SETS`, or a JSON file ``{"prompts": [{prompt_id, task, text, scoring}]}``.
+
+    ValueError naming the set or the file and what is wrong: unknown name, unreadable or malformed
+    file, bad fields, or two prompts for one task.
+    """
+    if name_or_path in PROMPT_SETS:
+        return PROMPT_SETS[name_or_path]
+    path = Path(name_or_path)
+    if path.suffix.lower() != ".json":
+        raise ValueError(f"prompt set {name_or_path!r}: not one of {sorted(PROMPT_SETS)} and not a .json file")
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["prompts"]
+        found = tuple(Prompt(**entry) for entry in entries)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"prompt set {path}: cannot read it: {type(exc).__name__}: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"prompt set {path}: {exc}") from None
+    tasks = [p.task for p in found]
+    if not found or len(set(tasks)) != len(tasks):
+        raise ValueError(f"prompt set {path}: needs one prompt per task, got tasks {tasks}")
+    return found
+
+
+def prompt_set_dict(prompts: tuple[Prompt, ...]) -> dict[str, dict]:
+    """task -> the prompt's fields, JSON-ready (what a run's settings record)."""
+    return {p.task: asdict(p) for p in prompts}
 
 
 def format_prompt(query: str, template: str = PROMPT_TEMPLATE) -> str:
@@ -132,6 +204,14 @@ def single_token_ids(tokenizer, words: tuple[str, ...]) -> tuple[int, ...]:
         if len(pieces) == 1 and pieces[0] not in ids:
             ids.append(pieces[0])
     return tuple(ids)
+
+
+def none_token_ids(tokenizer) -> tuple[int, ...]:
+    """Ids of the single-token "None" spellings (for "not_none" scoring); ValueError when there are none."""
+    ids = single_token_ids(tokenizer, NONE_WORDS)
+    if not ids:
+        raise ValueError(f"tokenizer splits every spelling of {NONE_WORDS} into several tokens")
+    return ids
 
 
 def yes_no_token_ids(tokenizer) -> tuple[tuple[int, ...], tuple[int, ...]]:

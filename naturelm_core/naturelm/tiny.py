@@ -71,22 +71,34 @@ class TinyDims:
     llama_ffn: int = 224  # published 14336 (3.5x hidden)
     lora_rank: int = 8  # published 32
     lora_alpha: int = 16  # published 32; alpha / r = 2 here so the scaling is exercised
-    bpe_vocab: int = 400  # ordinary tokens before the special ones (published 128000)
+    bpe_vocab: int = 400  # ordinary tokens the BPE learns (published 128000)
+    ordinary_vocab: int | None = None  # pad the ordinary vocabulary to this size (None: as learned)
+    reserved_special: int = 0  # reserved special tokens after the named ones (Llama 3: 250, 256 in all)
     seed: int = 0
 
 
 def _corpus() -> list[str]:
     texts = [p.text for p in (prompts.DETECT_PROMPT, prompts.CLASSIFY_PROMPT, prompts.CAPTION_PROMPT)]
-    texts += ["<Audio>", "</Audio>", "Answer:", "none", "None", "unknown"]
+    texts += [prompts.GUIDE_SPECIES_TEXT]
+    # The templated turns too, so that the header text merges as in a large vocabulary.
+    texts += [prompts.format_prompt(t).replace(prompts.AUDIO_PLACEHOLDER, " ") for t in texts]
+    texts += ["<Audio>", "</Audio>", "Answer:", "unknown"]
     texts += list(TINY_SPECIES)
     # Answers start a sequence (after "\n\n"), so each must also appear unprefixed, many times.
-    texts += [w for w in (*prompts.YES_WORDS, *prompts.NO_WORDS) for _ in range(20)]
+    texts += [w for w in (*prompts.YES_WORDS, *prompts.NO_WORDS, *prompts.NONE_WORDS) for _ in range(20)]
     texts += ["A bird is singing in the forest.", "Frogs call near the water at night.", "Wind and rain."]
     return texts * 3
 
 
 def build_tiny_tokenizer(out_dir: Path, dims: TinyDims = TinyDims()):
-    """Train a byte-level BPE on a small corpus, add the Llama 3 special tokens, save; returns it."""
+    """Train a byte-level BPE on a small corpus, add the Llama 3 special tokens, save; returns it.
+
+    With `dims.ordinary_vocab` the ordinary vocabulary is padded with entries no merge produces
+    (never emitted by tokenization), so the ids and the vocabulary size can match Llama 3's
+    (128000 ordinary + 256 special) for full-size benchmarks.
+    """
+    import json
+
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -97,7 +109,17 @@ def build_tiny_tokenizer(out_dir: Path, dims: TinyDims = TinyDims()):
         vocab_size=dims.bpe_vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
     tok.train_from_iterator(_corpus(), trainer=trainer)
-    tok.add_special_tokens(list(LLAMA3_SPECIAL_TOKENS))
+    if dims.ordinary_vocab is not None:
+        vocab = tok.get_vocab()
+        if dims.ordinary_vocab < len(vocab):
+            raise ValueError(f"ordinary_vocab {dims.ordinary_vocab} < the {len(vocab)} tokens learned")
+        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in json.loads(tok.to_str())["model"]["merges"]]
+        vocab.update({f"<unused_{i}>": i for i in range(len(vocab), dims.ordinary_vocab)})
+        tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+    reserved = [f"<|reserved_special_token_{i}|>" for i in range(dims.reserved_special)]
+    tok.add_special_tokens([*LLAMA3_SPECIAL_TOKENS, *reserved])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", clean_up_tokenization_spaces=False
     )

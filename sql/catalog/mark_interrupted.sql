@@ -1,6 +1,6 @@
--- purpose: runs still marked running when a new run holds the results folder's run lock died
--- without finishing; mark them interrupted, with when that was noticed
--- parameters: $1 = noticed at (timestamptz), $2 = the run that noticed (left alone)
+-- purpose: runs still marked running whose holder died without finishing (no run lock or lease
+-- holds them any more); mark them interrupted, with when that was noticed
+-- parameters: $1 = noticed at (timestamptz); inputs: _dead (run_id: the runs found dead)
 update runs
 set status = 'interrupted', interrupted_at = $1
-where status = 'running' and run_id <> $2
+where status = 'running' and run_id in (select run_id from _dead)
