@@ -30,13 +30,22 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace):
     """RunSettings from the parsed `run` arguments; ConfigError (one line, naming the flag)."""
     from flows.cli_settings import build_settings, settings_values
-    from flows.settings import RunSettings
+    from flows.settings import RunSettings, declared_native_window
 
     values = settings_values(args, RunSettings)
     for shorthand in ("weights", "llama"):
         if getattr(args, shorthand, None):
             values.setdefault("model_options", {})[shorthand] = getattr(args, shorthand)
-    return build_settings(RunSettings, values)
+    settings = build_settings(RunSettings, values)
+    # A hop with no window is checked against the model's native window when the run resolves
+    # it; a class that declares its window lets the flags be named here, before any model loads.
+    native = declared_native_window(settings.model) if settings.window_s is None else None
+    if settings.hop_s is not None and native is not None and settings.hop_s > native:
+        from connectors.errors import ConfigError
+
+        raise ConfigError(f"--hop-s ({settings.hop_s:g}) must not exceed --window-s (default: "
+                          f"the {settings.model} model's native window, {native:g} s)")
+    return settings
 
 
 def _run_flow(flow: Any, settings: Any, run_id: str, verbose: bool = False) -> dict[str, Any]:

@@ -49,9 +49,9 @@ from flows import species_filter as species_filter_mod
 from flows import terminal
 from flows.pipeline import ProcessResult, ensure_ray, process_units
 from flows.plan import Unit, plan_units
-from flows.settings import RunSettings, config_fingerprint, resolve_settings
+from flows.settings import RunSettings, config_fingerprint, declared_native_window, resolve_settings
 from flows.stages import CommitContext, DecodeOptions
-from naturelm_core.backend import backend_class, describe_backend
+from naturelm_core.backend import describe_backend
 
 
 class IncompleteRunError(RuntimeError):
@@ -79,10 +79,8 @@ def identify_model(settings: RunSettings) -> tuple[RunSettings, str, str, int]:
     """The settings resolved for this model (its native window by default), model id,
     fingerprint and sample rate; missing weights stop the run here."""
     info = describe_backend(settings.model, **settings.model_options)
-    native = info.native_window_s
-    if native is None:  # a describe() that builds no backend may not say: the class declares it
-        declared = backend_class(settings.model).native_window_s
-        native = float(declared) if isinstance(declared, (int, float)) else None  # not a property
+    # A describe() that builds no backend may not say: then the class declares it.
+    native = info.native_window_s or declared_native_window(settings.model)
     settings = resolve_settings(settings, native)  # window and unit size: numbers from here on
     fingerprint = config_fingerprint(settings, info.model_id, info.settings, info.embedding)
     return settings, info.model_id, fingerprint, info.sample_rate_hz

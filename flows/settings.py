@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_valida
 
 from connectors.location import ResultsLocation, masked_url
 from flows.redact import mask_secrets
-from naturelm_core.backend import BACKENDS, TASKS
+from naturelm_core.backend import BACKENDS, TASKS, backend_class
 
 #: Options that may hold credentials: masked whenever settings are written as JSON (the runs
 #: table, Prefect's flow-run parameters, reports), kept as given in memory. A deployment run
@@ -181,6 +181,13 @@ class RunSettings(BaseModel):
     def public_json(self) -> str:
         """These settings as JSON with every credential masked: what a run stores and shows."""
         return self.model_dump_json()
+
+
+def declared_native_window(model: str) -> float | None:
+    """The native window a backend's class declares (None: any length, or a window that depends
+    on its options, such as CLAP's family, which only `describe` tells)."""
+    declared = backend_class(model).native_window_s
+    return float(declared) if isinstance(declared, (int, float)) else None
 
 
 def resolve_settings(settings: RunSettings, native_window_s: float | None) -> RunSettings:

@@ -91,7 +91,7 @@ def test_help_shows_each_field_with_its_description_and_default(capsys):
     for name, info in FIELDS.items():
         assert flag_name(name, info) in text, name
         assert " ".join(info.description.split()) in text, name
-    assert "(default: 10.0)" in text and "(default: birdnet)" in text
+    assert "(default: 16)" in text and "(default: birdnet)" in text
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
