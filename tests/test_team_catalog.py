@@ -166,7 +166,7 @@ def test_a_killed_run_resumes_exactly_once_on_the_team_catalog(s3_server, postgr
     location = ResultsLocation.resolve(results, catalog)
     proc = cli(s3_server, shared_ray, "run", "--source", source, "--results", results,
                "--catalog", catalog, "--model", "placeholder", "--windows-per-unit", "2",
-               "--batch-size", "2")
+               "--batch-size", "2", "--commit-interval-s", "0")  # each unit commits at once
     try:
         deadline = time.monotonic() + 300
         while committed_windows(location) < 4 and time.monotonic() < deadline:
