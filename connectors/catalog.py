@@ -68,17 +68,21 @@ from connectors.tables import (
     EMBEDDINGS,
     PREDICTIONS,
     RECORDINGS,
+    REVIEWS,
     RUNS,
     SETTINGS,
     SPECIES_OCCURRENCE,
+    THRESHOLDS,
     WINDOWS,
     DeploymentRow,
     EmbeddingRow,
     PredictionRow,
     RecordingRow,
+    ReviewRow,
     RunRow,
     SettingRow,
     SpeciesOccurrenceRow,
+    ThresholdRow,
     WindowRow,
 )
 
@@ -660,6 +664,50 @@ class Catalog:
 
     def runs(self) -> list[RunRow]:
         return RUNS.from_arrow(self._query_file("catalog/runs"))
+
+    # -- reviews and thresholds ----------------------------------------------------------------
+    def add_review(self, review: ReviewRow) -> None:
+        """One verdict, in its own transaction (the review page writes each click at once).
+
+        Needs no run lock: DuckLake's transactions let it commit while a run commits units.
+        """
+        self.add_reviews([review])
+
+    def add_reviews(self, reviews: Sequence[ReviewRow]) -> None:
+        """Several verdicts (a Raven table's) in one transaction: all or nothing."""
+        for r in reviews:
+            check_review(r)
+        if reviews:
+            self._run_file("catalog/add_reviews", _reviews=REVIEWS.to_arrow(reviews))
+
+    def replace_thresholds(self, rows: Sequence[ThresholdRow]) -> None:
+        """Replace the thresholds of these (fingerprint, label) pairs, in one transaction."""
+        for row in rows:
+            if row.status not in ThresholdRow.STATUSES:
+                raise ValueError(f"threshold status {row.status!r}: expected one of "
+                                 f"{', '.join(ThresholdRow.STATUSES)}")
+            if (row.threshold is None) != (row.status != "calibrated"):
+                raise ValueError(f"threshold for {row.label!r}: a threshold goes with status "
+                                 f"calibrated and only with it (got {row.threshold!r}, {row.status})")
+            if row.threshold is not None and not 0.0 <= row.threshold <= 1.0:
+                raise ValueError(f"threshold for {row.label!r}: {row.threshold!r} is not a score")
+        if rows:
+            self._run_file("catalog/replace_thresholds", _thresholds=THRESHOLDS.to_arrow(rows))
+
+
+def check_review(review: ReviewRow) -> None:
+    """Refuse a verdict the catalog must never hold (a bug in the caller, not user input)."""
+    if review.verdict not in ReviewRow.VERDICTS:
+        raise ValueError(f"verdict {review.verdict!r}: expected one of {', '.join(ReviewRow.VERDICTS)}")
+    if review.via not in ReviewRow.VIAS:
+        raise ValueError(f"review via {review.via!r}: expected one of {', '.join(ReviewRow.VIAS)}")
+    if (review.verdict == "other") != bool(review.corrected_label):
+        raise ValueError("a corrected label goes with verdict other, and only with it "
+                         f"(got verdict {review.verdict!r}, corrected label {review.corrected_label!r})")
+    if not review.reviewer.strip():
+        raise ValueError("a verdict needs a reviewer name")
+    if not (math.isfinite(review.score) and 0.0 <= review.score <= 1.0):
+        raise ValueError(f"review score {review.score!r}: expected a probability")
 
 
 # -------------------------------------------------------------------------------- the reader
