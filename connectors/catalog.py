@@ -94,6 +94,9 @@ SCHEMA_VERSION_KEY = "schema_version"
 VIEWS_DIGEST_KEY = "views_sha256"
 DETECTION_THRESHOLD_KEY = "detection_threshold"
 LOCATION_THRESHOLD_KEY = "location_filter_threshold"
+#: Set only by a reader given its own threshold: the detections view's threshold_source for rows
+#: that passed it ("query"; rows that passed the catalog's threshold say "default").
+DETECTION_THRESHOLD_SOURCE_KEY = "detection_threshold_source"
 
 #: Table functions a read-only query may call; every other one is refused (sqlite_scan,
 #: sqlite_attach, query, read_*, glob ... reach outside the catalog or run other SQL).
@@ -720,7 +723,8 @@ class QueryRefused(ConfigError):
 class CatalogReader:
     """The catalog, read-only and locked down (see the module docstring).
 
-    `threshold` replaces the catalog's detection threshold for this reader's queries, and
+    `threshold` replaces the catalog's detection threshold, and every species' calibrated one,
+    for this reader's queries (detections then say threshold_source query), and
     `location_threshold` the location-and-season filter's (0 keeps every species). Files are
     readable only under the catalog's data path (a local folder or the S3 prefix); the S3 secret
     the data needs is a temporary one that no query can list or read.
@@ -827,6 +831,13 @@ class CatalogReader:
         self.con.execute(sql_text("reader/reset_threshold"), [key])
         if threshold is not None:
             self.con.execute(sql_text("reader/set_threshold"), [key, str(float(threshold))])
+        if key == DETECTION_THRESHOLD_KEY:
+            # A threshold chosen here applies to every species: the detections view leaves the
+            # calibrated ones aside while this connection's settings name the source "query".
+            self.con.execute(sql_text("reader/unset_setting"), [DETECTION_THRESHOLD_SOURCE_KEY])
+            if threshold is not None:
+                self.con.execute(sql_text("reader/add_setting"),
+                                 [DETECTION_THRESHOLD_SOURCE_KEY, "query"])
 
     def _set_variables(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
