@@ -147,6 +147,10 @@ def create_app(service: ReviewService, *, token: str | None = None,
         )
         return HTMLResponse(html)
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status_code=204)  # no icon; an empty answer keeps the console clean
+
     @app.get("/static/{name}")
     def static_file(name: str) -> Response:
         if name not in STATIC:
