@@ -223,7 +223,7 @@ def test_audio_of_a_recording_changed_since_analysis_is_refused(tmp_path):
 
 def test_audio_is_read_from_s3(tmp_path, s3_server):
     local = write_recording(tmp_path / "x" / "20240601_050000.WAV", 30.0, [(4.0, 2500.0)])
-    bucket = s3_server.make_bucket("field-audio")
+    bucket = s3_server.make_bucket("review-audio")  # the S3 server is shared by the session
     uri = f"{bucket}/season-1/dep-a/20240601_050000.WAV"
     s3_server.filesystem().put_file(str(local), uri)
     info = s3_server.filesystem().info(uri)
