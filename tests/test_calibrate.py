@@ -14,6 +14,7 @@ the mean error must be within 3 standard errors of the mean, i.e. no bias beyond
 
 from __future__ import annotations
 
+import csv
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -211,6 +212,15 @@ def test_detections_switch_to_the_calibrated_threshold_and_others_keep_the_defau
     assert all(d["threshold_source"] == "default" and d["threshold"] == 0.5 and d["score"] >= 0.5
                for d in robin_rows)
     assert probe[2].window_index in {d["window_index"] for d in robin_rows}
+    # Exports read the same view and say which threshold each detection passed.
+    from flows.exports import export
+
+    export("csv", str(results), tmp_path / "csv")
+    with open(tmp_path / "csv" / "detections.csv", newline="", encoding="utf-8") as fh:
+        exported = list(csv.DictReader(fh))
+    assert {(r["Common name"], r["threshold_source"]) for r in exported} == {
+        ("wren", "calibrated"), ("robin", "default")}
+    assert {float(r["threshold"]) for r in exported if r["Common name"] == "wren"} == {wren.threshold}
     # A query's own threshold applies to every species, and says so.
     query = detections(results, threshold=0.55)
     assert {d["threshold_source"] for d in query} == {"query"}

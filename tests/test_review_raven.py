@@ -1,6 +1,6 @@
 """Reviews round-trip through Raven selection tables: export -> import gives the same verdicts,
 edits made in Raven come back as new verdicts, and rows the catalog cannot place are reported by
-line, never guessed."""
+selection, never guessed."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from connectors.errors import InputError
 from flows.cli import main
 from flows.review.exchange import export_reviews, import_reviews
-from flows.review.raven import COLUMNS, read_selection_table
+from flows.exports.raven import COLUMNS
 from flows.review.service import ReviewService, ReviewSettings, WindowKey
 from review_catalog import build, reviews_rows
 
@@ -69,22 +69,30 @@ def test_export_then_import_gives_the_same_verdicts(reviewed, tmp_path):
     assert len(reviews_rows(fresh)) == 5
 
 
+def table_rows(table: Path) -> list[dict[str, str]]:
+    """The table as plain tab-separated text: a dict of cells per row, by header."""
+    lines = table.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t")
+    return [dict(zip(header, line.split("\t"))) for line in lines[1:] if line.strip()]
+
+
 def test_the_table_places_each_selection_in_its_file(reviewed, tmp_path):
     built, _ = reviewed
     table = tmp_path / "t.txt"
     export_reviews(str(built.results), table)
-    rows = [r.cells for r in read_selection_table(table)]
+    rows = table_rows(table)
     mono = str((built.source / "dep-a" / "20240601_030000.WAV").resolve())
     stereo = str((built.source / "dep-a" / "20240601_040000.WAV").resolve())
-    by_place = {(r["Begin Path"], r["File Offset (s)"], r["Common Name"]): r for r in rows}
-    first = by_place[(mono, "0", "wren")]
-    assert (first["Channel"], first["Begin Time (s)"], first["End Time (s)"]) == ("1", "0", "10")
-    assert (first["High Freq (Hz)"], first["Verdict"], first["Confidence"]) == ("8000", "wrong", "0.0833")
-    robin = by_place[(mono, "10", "robin")]
+    by_place = {(r["Begin Path"], float(r["File Offset (s)"]), r["Common Name"]): r for r in rows}
+    first = by_place[(mono, 0.0, "wren")]
+    assert (int(first["Channel"]), float(first["Begin Time (s)"]), float(first["End Time (s)"])) == (1, 0, 10)
+    assert float(first["High Freq (Hz)"]) == 8000 and first["Verdict"] == "wrong"
+    assert float(first["Confidence"]) == pytest.approx(0.5 / 6)
+    robin = by_place[(mono, 10.0, "robin")]
     assert (robin["Verdict"], robin["Corrected Name"], robin["Reviewer"]) == ("other", "Dunnock", "bea")
     # The stereo file follows the 60-s mono file on the table's timeline; channel 2 stays 2.
-    late = by_place[(stereo, "50", "wren")]
-    assert (late["Channel"], late["Begin Time (s)"], late["End Time (s)"]) == ("2", "110", "120")
+    late = by_place[(stereo, 50.0, "wren")]
+    assert (int(late["Channel"]), float(late["Begin Time (s)"]), float(late["End Time (s)"])) == (2, 110, 120)
     assert [r["Selection"] for r in rows] == [str(i) for i in range(1, 6)]
 
 
@@ -102,9 +110,9 @@ def edit(table: Path, changes: dict[str, dict[str, str]]) -> None:
 
 def selection(table: Path, path_end: str, offset: str, label: str) -> str:
     """The Selection number of the row at `offset` s of the file ending `path_end`."""
-    (row,) = [r.cells for r in read_selection_table(table)
-              if r.cells["Begin Path"].endswith(path_end) and r.cells["File Offset (s)"] == offset
-              and r.cells["Common Name"] == label]
+    (row,) = [r for r in table_rows(table)
+              if r["Begin Path"].endswith(path_end) and float(r["File Offset (s)"]) == float(offset)
+              and r["Common Name"] == label]
     return row["Selection"]
 
 
@@ -113,7 +121,7 @@ def test_verdicts_given_in_raven_come_back(reviewed, tmp_path):
     table = tmp_path / "t.txt"
     done = export_reviews(str(built.results), table, pending_per_species=2)
     assert done.pending == 4  # two wren and two robin detections nobody reviewed yet
-    pending = [r.cells for r in read_selection_table(table) if not r.cells["Verdict"]]
+    pending = [r for r in table_rows(table) if not r["Verdict"]]
     assert len(pending) == 4
     edit(table, {
         selection(table, "030000.WAV", "0", "wren"): {"Verdict": "correct", "Reviewer": "cat"},
@@ -145,7 +153,7 @@ def test_rows_the_catalog_cannot_place_are_reported_by_line(reviewed, tmp_path):
     result = import_reviews(str(fresh), table, reviewer="x")
     assert result.imported == 2
     assert len(result.problems) == 3
-    assert all(p.startswith(f"{table}:") for p in result.problems)
+    assert all(p.startswith(f"{table}: selection ") for p in result.problems)
     reasons = " | ".join(result.problems)
     assert "no detection of 'wren' at 5 s" in reasons
     assert "verdict 'maybe': expected correct, wrong, unsure or other" in reasons
@@ -169,7 +177,7 @@ def test_a_window_two_fingerprints_analysed_needs_the_fingerprint(tmp_path):
 def test_a_file_that_is_not_a_selection_table_is_refused(tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("just some notes\n", encoding="utf-8")
-    with pytest.raises(InputError, match="no 'Channel'.*column"):
+    with pytest.raises(InputError, match="not a selection table"):
         import_reviews(str(tmp_path), bad, reviewer="x")
     with pytest.raises(InputError, match="file not found"):
         import_reviews(str(tmp_path), tmp_path / "missing.txt", reviewer="x")

@@ -21,10 +21,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from connectors.catalog import CatalogReader, sql_text
+from connectors.location import ResultsLocation
 from connectors.tables import THRESHOLDS, ThresholdRow
 from flows.review.calibrate import OUTCOME, Verdict, logit, newest_verdicts, sigmoid
 
 BINS = 10
+#: The PNGs' size in pixels (width, height).
+SIZE_PX = (640, 400)
 
 
 def calibration_curve_png(row: ThresholdRow, verdicts: Sequence[Verdict]) -> bytes:
@@ -32,7 +35,7 @@ def calibration_curve_png(row: ThresholdRow, verdicts: Sequence[Verdict]) -> byt
     fitted = [v for v in verdicts if v.verdict in OUTCOME]
     scores = np.array([v.score for v in fitted], dtype=np.float64)
     outcomes = np.array([OUTCOME[v.verdict] for v in fitted], dtype=np.float64)
-    figure = Figure(figsize=(6.4, 4.0), dpi=100)
+    figure = Figure(figsize=(SIZE_PX[0] / 100, SIZE_PX[1] / 100), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_axes((0.11, 0.13, 0.85, 0.76))
     # Verdicts as ticks at 0 and 1, spread a little so that piles stay readable.
@@ -84,8 +87,10 @@ def _file_name(row: ThresholdRow) -> str:
     return f"calibration-{stem}-{tag}.png"
 
 
-def calibration_plots(results: str, out_dir: str | Path) -> list[CalibrationPlot]:
-    """Write a calibration curve PNG for every species calibrate saw; what the report shows."""
+def calibration_plots(results: str | ResultsLocation, out_dir: str | Path, fingerprint: str | None = None
+                      ) -> list[CalibrationPlot]:
+    """Write a calibration curve PNG for every species calibrate saw (under `fingerprint` when
+    given); what the report shows."""
     with CatalogReader(results) as reader:
         rows = THRESHOLDS.from_arrow(reader.query(sql_text("review/thresholds")))
         verdicts = newest_verdicts(reader)
@@ -93,9 +98,11 @@ def calibration_plots(results: str, out_dir: str | Path) -> list[CalibrationPlot
     for v in verdicts:
         by_species[(v.config_fingerprint, v.label)].append(v)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     plots = []
     for row in rows:
+        if fingerprint is not None and row.config_fingerprint != fingerprint:
+            continue
+        out_dir.mkdir(parents=True, exist_ok=True)
         png = out_dir / _file_name(row)
         png.write_bytes(calibration_curve_png(row, by_species[(row.config_fingerprint, row.label)]))
         plots.append(CalibrationPlot(row.label, row.config_fingerprint, row.status, row.threshold,

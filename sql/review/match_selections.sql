@@ -1,13 +1,13 @@
 -- purpose: find the detection each row of an imported Raven selection table names
 -- grain: one row per table row and matching detection (none: not in the catalog; several:
 --   several fingerprints analysed that window)
--- parameters: lists of equal length, one item per table row: $1 line number, $2 Begin Path (the
---   recording's uri), $3 Raven channel (1 = the mean of all channels, or channel 1), $4 File
---   Offset (s), $5 Common Name (the label), $6 fingerprint (NULL = any)
+-- parameters: lists of equal length, one item per table row: $1 its Selection number, $2 Begin
+--   Path (the recording's uri), $3 Raven channel (1 = the mean of all channels, or channel 1),
+--   $4 File Offset (s), $5 Common Name (the label), $6 fingerprint (NULL = any)
 -- inputs: recordings, predictions
 with selections as (
     select
-        unnest($1) as line,
+        unnest($1) as selection,
         unnest($2) as begin_path,
         unnest($3) as raven_channel,
         unnest($4) as file_offset_s,
@@ -17,7 +17,7 @@ with selections as (
 
 final as (
     select
-        s.line,
+        s.selection,
         p.recording_id,
         p.config_fingerprint,
         p.channel,
@@ -39,4 +39,4 @@ final as (
 )
 
 select * from final
-order by line, config_fingerprint
+order by selection, config_fingerprint
