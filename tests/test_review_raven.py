@@ -141,7 +141,7 @@ def test_verdicts_given_in_raven_come_back(reviewed, tmp_path):
     assert got == [("wrong", None, "dan", "raven"), ("other", "Dunnock", "dan", "raven")]
 
 
-def test_rows_the_catalog_cannot_place_are_reported_by_line(reviewed, tmp_path):
+def test_rows_the_catalog_cannot_place_are_reported_by_selection(reviewed, tmp_path):
     built, fresh = reviewed
     table = tmp_path / "t.txt"
     export_reviews(str(built.results), table)
