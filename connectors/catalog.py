@@ -68,22 +68,25 @@ from connectors.tables import (
     EMBEDDINGS,
     PREDICTIONS,
     RECORDINGS,
+    REVIEWS,
     RUNS,
     SETTINGS,
     SPECIES_OCCURRENCE,
+    THRESHOLDS,
     WINDOWS,
     DeploymentRow,
     EmbeddingRow,
     PredictionRow,
     RecordingRow,
+    ReviewRow,
     RunRow,
     SettingRow,
     SpeciesOccurrenceRow,
+    ThresholdRow,
     WindowRow,
 )
 
 log = logging.getLogger(__name__)
-
 T = TypeVar("T")
 
 LAKE = "lake"
@@ -91,6 +94,9 @@ SCHEMA_VERSION_KEY = "schema_version"
 VIEWS_DIGEST_KEY = "views_sha256"
 DETECTION_THRESHOLD_KEY = "detection_threshold"
 LOCATION_THRESHOLD_KEY = "location_filter_threshold"
+#: Set only by a reader given its own threshold: the detections view's threshold_source for rows
+#: that passed it ("query"; rows that passed the catalog's threshold say "default").
+DETECTION_THRESHOLD_SOURCE_KEY = "detection_threshold_source"
 
 #: Table functions a read-only query may call; every other one is refused (sqlite_scan,
 #: sqlite_attach, query, read_*, glob ... reach outside the catalog or run other SQL).
@@ -118,6 +124,11 @@ CONFLICT_RETRIES = 20
 RESULTS_SECRET = "dawnchorus_results"
 #: httpfs settings that hold credentials (copied from the AWS_* variables when it loads).
 _S3_CREDENTIAL_SETTINGS = ("s3_access_key_id", "s3_secret_access_key", "s3_session_token")
+#: Waits before each retry of a catalog open or read that met another writer's commit (about
+#: 25 s in all, with jitter). SQLite takes one writer at a time and the sqlite extension does not
+#: wait for a busy database: the second process fails with "database is locked". Runs, the review
+#: page and calibrate use the same catalog at once; this (and `Catalog._write`) makes that safe.
+LOCKED_RETRY_WAITS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8)
 
 
 # -------------------------------------------------------------------------------- SQL files
@@ -281,6 +292,28 @@ def _scrub(text: str, location: ResultsLocation) -> str:
     return text.replace(location.catalog, location.describe())
 
 
+def _another_writer(exc: BaseException) -> bool:
+    """Whether a catalog access failed only because another process was committing to it."""
+    return isinstance(exc, duckdb.Error) and "database is locked" in str(exc)
+
+
+def retry_while_busy(action: Callable[[], T], what: str) -> T:
+    """`action()`, tried again (after LOCKED_RETRY_WAITS_S) while another process commits.
+
+    Only for actions that leave nothing behind when they fail: one transaction, or opening a
+    connection.
+    """
+    for wait_s in (*LOCKED_RETRY_WAITS_S, None):
+        try:
+            return action()
+        except duckdb.Error as exc:
+            if wait_s is None or not _another_writer(exc):
+                raise
+            log.debug("catalog busy (%s), %s: again in %.2f s", _first_line(exc), what, wait_s)
+            time.sleep(wait_s * (1.0 + random.random()))
+    raise AssertionError("unreachable")
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -294,17 +327,24 @@ class _Transaction:
         self.con, self.tables = con, tables
 
     def __enter__(self) -> duckdb.DuckDBPyConnection:
-        for name, table in self.tables.items():
-            self.con.register(name, table)
-        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for name, table in self.tables.items():
+                self.con.register(name, table)
+            self.con.execute("BEGIN TRANSACTION")
+        except BaseException:  # e.g. a busy catalog: leave nothing registered for the retry
+            self._unregister()
+            raise
         return self.con
 
     def __exit__(self, exc_type: Any, *rest: Any) -> None:
         try:
             self.con.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
-            for name in self.tables:
-                self.con.unregister(name)
+            self._unregister()
+
+    def _unregister(self) -> None:
+        for name in self.tables:
+            self.con.unregister(name)
 
 
 def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
@@ -410,10 +450,18 @@ class Catalog:
             except OSError as exc:
                 raise ConfigError(f"results folder {folder}: cannot create it: "
                                   f"{exc.strerror or exc}") from None
+        self.con = retry_while_busy(self._open, f"{self.location.describe()}: open")
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
         self.con = connect_duckdb(self.location)
-        with schema_lock(self.location):
-            _attach(self.con, self.location, read_only=False)
-            self._upgrade()
+        try:
+            with schema_lock(self.location):
+                _attach(self.con, self.location, read_only=False)
+                self._upgrade()
+        except BaseException:
+            self.con.close()
+            raise
+        return self.con
 
     def close(self) -> None:
         self.con.close()
@@ -479,15 +527,18 @@ class Catalog:
 
     def _write(self, work: Callable[[duckdb.DuckDBPyConnection], T], **tables: pa.Table) -> T:
         """Run `work` in one transaction; again on the new snapshot if another writer's commit
-        conflicted with it (work must be safe to repeat: every write here replaces by key)."""
+        conflicted with it, or while another process commits to a SQLite catalog ("database is
+        locked"). A failed transaction is rolled back whole, so running it again never duplicates
+        a row (and every write here but an appended verdict replaces by key)."""
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
                 with self._transaction(**tables) as con:
                     return work(con)
             except duckdb.Error as exc:
-                if not _is_write_conflict(exc) or attempt == CONFLICT_RETRIES:
+                again = _is_write_conflict(exc) or _another_writer(exc)
+                if not again or attempt == CONFLICT_RETRIES:
                     raise
-                log.debug("catalog write conflicted with another writer (attempt %d): %s",
+                log.debug("catalog write met another writer (attempt %d): %s",
                           attempt + 1, _first_line(exc))
                 time.sleep(min(2.0, 0.05 * 1.5 ** attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")
@@ -731,8 +782,10 @@ class Catalog:
         asks whether that run's session still holds its lease). Without it every run but
         `by_run_id` counts as dead: call it so only while holding a SQLite catalog's run lock.
         """
-        running = [r[0] for r in self.con.execute(sql_text("catalog/running_runs"),
-                                                  [by_run_id]).fetchall()]
+        running = retry_while_busy(
+            lambda: [r[0] for r in self.con.execute(sql_text("catalog/running_runs"),
+                                                    [by_run_id]).fetchall()],
+            f"{self.location.describe()}: running runs")
         dead = [run_id for run_id in running if alive is None or not alive(run_id)]
         if dead:
             ids = pa.table({"run_id": pa.array(dead, pa.string())})
@@ -741,6 +794,50 @@ class Catalog:
 
     def runs(self) -> list[RunRow]:
         return RUNS.from_arrow(self._query_file("catalog/runs"))
+
+    # -- reviews and thresholds ----------------------------------------------------------------
+    def add_review(self, review: ReviewRow) -> None:
+        """One verdict, in its own transaction (the review page writes each click at once).
+
+        Needs no run lock: DuckLake's transactions let it commit while a run commits units.
+        """
+        self.add_reviews([review])
+
+    def add_reviews(self, reviews: Sequence[ReviewRow]) -> None:
+        """Several verdicts (a Raven table's) in one transaction: all or nothing."""
+        for r in reviews:
+            check_review(r)
+        if reviews:
+            self._run_file("catalog/add_reviews", _reviews=REVIEWS.to_arrow(reviews))
+
+    def replace_thresholds(self, rows: Sequence[ThresholdRow]) -> None:
+        """Replace the thresholds of these (fingerprint, label) pairs, in one transaction."""
+        for row in rows:
+            if row.status not in ThresholdRow.STATUSES:
+                raise ValueError(f"threshold status {row.status!r}: expected one of "
+                                 f"{', '.join(ThresholdRow.STATUSES)}")
+            if (row.threshold is None) != (row.status != "calibrated"):
+                raise ValueError(f"threshold for {row.label!r}: a threshold goes with status "
+                                 f"calibrated and only with it (got {row.threshold!r}, {row.status})")
+            if row.threshold is not None and not 0.0 <= row.threshold <= 1.0:
+                raise ValueError(f"threshold for {row.label!r}: {row.threshold!r} is not a score")
+        if rows:
+            self._run_file("catalog/replace_thresholds", _thresholds=THRESHOLDS.to_arrow(rows))
+
+
+def check_review(review: ReviewRow) -> None:
+    """Refuse a verdict the catalog must never hold (a bug in the caller, not user input)."""
+    if review.verdict not in ReviewRow.VERDICTS:
+        raise ValueError(f"verdict {review.verdict!r}: expected one of {', '.join(ReviewRow.VERDICTS)}")
+    if review.via not in ReviewRow.VIAS:
+        raise ValueError(f"review via {review.via!r}: expected one of {', '.join(ReviewRow.VIAS)}")
+    if (review.verdict == "other") != bool(review.corrected_label):
+        raise ValueError("a corrected label goes with verdict other, and only with it "
+                         f"(got verdict {review.verdict!r}, corrected label {review.corrected_label!r})")
+    if not review.reviewer.strip():
+        raise ValueError("a verdict needs a reviewer name")
+    if not (math.isfinite(review.score) and 0.0 <= review.score <= 1.0):
+        raise ValueError(f"review score {review.score!r}: expected a probability")
 
 
 # -------------------------------------------------------------------------------- the reader
@@ -753,7 +850,8 @@ class QueryRefused(ConfigError):
 class CatalogReader:
     """The catalog, read-only and locked down (see the module docstring).
 
-    `threshold` replaces the catalog's detection threshold for this reader's queries, and
+    `threshold` replaces the catalog's detection threshold, and every species' calibrated one,
+    for this reader's queries (detections then say threshold_source query), and
     `location_threshold` the location-and-season filter's (0 keeps every species). Files are
     readable only under the catalog's data path (a local folder or the S3 prefix); the S3 secret
     the data needs is a temporary one that no query can list or read.
@@ -768,14 +866,25 @@ class CatalogReader:
         self._spill: str | None = None
         if self.location.exists() is False:
             raise ConfigError(f"no catalog at {self.catalog_path}: run `dawnchorus run` first")
+        self.con = retry_while_busy(lambda: self._open(threshold, location_threshold),
+                                    f"{self.location.describe()}: open")
+
+    def _open(self, threshold: float | None, location_threshold: float | None
+              ) -> duckdb.DuckDBPyConnection:
         self.con = connect_duckdb(self.location)
-        _attach(self.con, self.location, read_only=True)
-        version = _schema_version(self.con)
-        _refuse_newer(version, self.location)
-        if _needs_upgrade(self.con):
-            self._upgrade_then_reattach()
-        self._prepare(threshold, location_threshold)
+        try:
+            _attach(self.con, self.location, read_only=True)
+            version = _schema_version(self.con)
+            _refuse_newer(version, self.location)
+            if _needs_upgrade(self.con):
+                self._upgrade_then_reattach()
+            self._prepare(threshold, location_threshold)
+        except BaseException:
+            self.close()  # and its spill folder, so that a retry leaves none behind
+            self._spill = None
+            raise
         self._lock_down()
+        return self.con
 
     def _upgrade_then_reattach(self) -> None:
         """Upgrade an older catalog before reading it, never beside another writer. A SQLite
@@ -849,6 +958,13 @@ class CatalogReader:
         self.con.execute(sql_text("reader/reset_threshold"), [key])
         if threshold is not None:
             self.con.execute(sql_text("reader/set_threshold"), [key, str(float(threshold))])
+        if key == DETECTION_THRESHOLD_KEY:
+            # A threshold chosen here applies to every species: the detections view leaves the
+            # calibrated ones aside while this connection's settings name the source "query".
+            self.con.execute(sql_text("reader/unset_setting"), [DETECTION_THRESHOLD_SOURCE_KEY])
+            if threshold is not None:
+                self.con.execute(sql_text("reader/add_setting"),
+                                 [DETECTION_THRESHOLD_SOURCE_KEY, "query"])
 
     def _set_variables(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
@@ -882,10 +998,13 @@ class CatalogReader:
     # -- queries -------------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         """Run one read-only SELECT; QueryRefused (one line) for anything else or any failure."""
-        check_read_only(self.con, sql)
-        try:
+        def run() -> pa.Table:
+            check_read_only(self.con, sql)
             cursor = self.con.execute(sql, params) if params is not None else self.con.execute(sql)
             return cursor.to_arrow_table()
+
+        try:
+            return retry_while_busy(run, f"{self.location.describe()}: query")
         except duckdb.Error as exc:
             raise QueryRefused(f"query failed: {_first_line(exc)}") from None
 

@@ -282,6 +282,65 @@ class SettingRow:
     value: str = column(pa.string(), "", nullable=False)
 
 
+@dataclass(frozen=True)
+class ReviewRow:
+    """One person's verdict on one detection: a window's classify answer for one label.
+
+    Rows are only ever added: a changed mind is a newer row, and the newest row per detection
+    (window key + label) is the verdict that counts.
+    """
+
+    VERDICTS: ClassVar[tuple[str, ...]] = ("correct", "wrong", "unsure", "other")
+    VIAS: ClassVar[tuple[str, ...]] = ("page", "raven")
+
+    review_id: str = column(pa.string(), "random id of this verdict", nullable=False)
+    reviewed_at: datetime = column(UTC_TIME, "when the verdict was given", nullable=False)
+    reviewer: str = column(pa.string(), "who gave it", nullable=False)
+    recording_id: str = column(
+        pa.string(), "the window: recording_id, config_fingerprint, channel and window_index, "
+        "as in windows", nullable=False)
+    config_fingerprint: str = column(pa.string(), "", nullable=False)
+    channel: int = column(pa.int16(), "", nullable=False)
+    window_index: int = column(pa.int32(), "", nullable=False)
+    deployment_id: str = column(pa.string(), "", nullable=False)
+    label: str = column(pa.string(), "the model's label that was reviewed", nullable=False)
+    score: float = column(pa.float64(), "the model's score for that label", nullable=False)
+    verdict: str = column(pa.string(), "correct, wrong, unsure or other (another species)",
+                          nullable=False)
+    corrected_label: str | None = column(pa.string(), "for verdict other: the species heard")
+    via: str = column(pa.string(), "page (the review page) or raven (a Raven table import)",
+                      nullable=False)
+
+
+@dataclass(frozen=True)
+class ThresholdRow:
+    """One species' calibrated threshold under one fingerprint (`dawnchorus calibrate`)."""
+
+    STATUSES: ClassVar[tuple[str, ...]] = (
+        "calibrated", "too_few_reviews", "one_outcome", "separated", "not_increasing")
+
+    config_fingerprint: str = column(pa.string(), "", nullable=False)
+    label: str = column(pa.string(), "the species, as predictions.label", nullable=False)
+    target_precision: float = column(pa.float64(), "the probability of being correct asked for",
+                                     nullable=False)
+    threshold: float | None = column(
+        pa.float64(), "score at which P(correct) reaches the target; NULL: not calibrated")
+    status: str = column(pa.string(), "calibrated, or why not", nullable=False)
+    n_reviewed: int = column(pa.int64(), "verdicts fitted: correct, wrong and other", nullable=False)
+    n_correct: int = column(pa.int64(), "of which correct", nullable=False)
+    n_unsure: int = column(pa.int64(), "unsure verdicts (left out of the fit)", nullable=False)
+    min_reviews: int = column(pa.int32(), "fewest verdicts calibrate would fit", nullable=False)
+    intercept: float | None = column(pa.float64(), "fit: P(correct) = sigmoid(intercept + slope * logit(score))")
+    slope: float | None = column(pa.float64(), "fit: change in log-odds of correct per unit logit(score)")
+    slope_se: float | None = column(pa.float64(), "standard error of the slope (observed information)")
+    log_likelihood: float | None = column(pa.float64(), "of the fit")
+    null_log_likelihood: float | None = column(pa.float64(), "of a constant P(correct)")
+    iterations: int | None = column(pa.int32(), "Newton steps to converge")
+    score_min: float | None = column(pa.float64(), "lowest reviewed score")
+    score_max: float | None = column(pa.float64(), "highest reviewed score")
+    calibrated_at: datetime = column(UTC_TIME, "when calibrate wrote this row", nullable=False)
+
+
 DEPLOYMENTS = Table("deployments", DeploymentRow, "one row per deployment")
 RECORDINGS = Table("recordings", RecordingRow, "one row per version of a recording file")
 WINDOWS = Table("windows", WindowRow, "one row per planned window, channel and fingerprint",
@@ -295,11 +354,13 @@ EMBEDDINGS = Table("embeddings", EmbeddingRow, "one row per analysed window, cha
 SPECIES_OCCURRENCE = Table("species_occurrence", SpeciesOccurrenceRow,
                            "one row per deployment, BirdNET week and species",
                            partitioned_by=("deployment_id",))
+REVIEWS = Table("reviews", ReviewRow, "one row per verdict given (the newest per detection counts)")
+THRESHOLDS = Table("thresholds", ThresholdRow, "one row per fingerprint and species reviewed")
 
 #: Every table of the catalog, by name.
 TABLES: dict[str, Table[Any]] = {
     t.name: t for t in (DEPLOYMENTS, RECORDINGS, WINDOWS, PREDICTIONS, RUNS, SETTINGS,
-                        SPECIES_OCCURRENCE, EMBEDDINGS)
+                        SPECIES_OCCURRENCE, EMBEDDINGS, REVIEWS, THRESHOLDS)
 }
 
 

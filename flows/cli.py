@@ -1,4 +1,5 @@
-"""`dawnchorus`: run the pipeline, query the catalog, build the demo, build tiny test checkpoints."""
+"""`dawnchorus`: run the pipeline, query the catalog, review and calibrate detections, build the
+demo, build tiny test checkpoints."""
 
 from __future__ import annotations
 
@@ -153,6 +154,14 @@ def cmd_tiny_naturelm(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_review_parsers(sub: argparse._SubParsersAction) -> None:
+    """`review` (the review page, the Raven round trip) and `calibrate`: flows/review/."""
+    from flows.review.commands import add_calibrate_parser, add_review_parser
+
+    add_review_parser(sub)
+    add_calibrate_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from flows.cli_settings import OneLineParser
 
@@ -186,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default="birdnet")
     demo.set_defaults(func=cmd_demo)
 
+    add_review_parsers(sub)
     from flows.maintain import add_maintain_parser
 
     add_maintain_parser(sub)

@@ -107,6 +107,9 @@ def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, 
 
     images = [(file, title, getattr(plots, fn)(tables[name].to_pylist(), out / file))
               for file, title, fn, name in PLOTS]
+    from flows.review.curves import calibration_plots  # the species calibrate saw (docs/review.md)
+
+    calibration = calibration_plots(location, out, fingerprint) if fingerprint else []
     nights = tables["species_by_night"]
 
     counts_md = "\n".join(f"- {k.replace('_', ' ')}: {v}" for k, v in counts.items())
@@ -123,8 +126,8 @@ def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, 
     _write_csv(out / "failures.csv", failures)
     _write_csv(out / "skipped.csv", skipped_rows)
     index = out / "index.html"
-    index.write_text(_html(run, counts, images, species, nights, failures, skipped_rows),
-                     encoding="utf-8")
+    index.write_text(_html(run, counts, images, species, nights, failures, skipped_rows,
+                           calibration), encoding="utf-8")
     where = publish(index)
     _publish_artifacts(run_id, summary, where)
     log.info("report written to %s", where)
@@ -155,7 +158,7 @@ def _report_folder(location: ResultsLocation, run_id: str) -> tuple[Path, Callab
 
 
 def _html(run: dict, counts: dict, images: list, species: pa.Table, nights: pa.Table,
-          failures: pa.Table, skipped: pa.Table) -> str:
+          failures: pa.Table, skipped: pa.Table, calibration: list = ()) -> str:
     e = html.escape
     facts = [("status", run["status"]), ("flow", run["flow"]), ("model", run["model_id"]),
              ("fingerprint", run["config_fingerprint"]), ("started", run["started_at"]),
@@ -169,6 +172,7 @@ def _html(run: dict, counts: dict, images: list, species: pa.Table, nights: pa.T
         f'<figure><a href="{e(file)}"><img src="{e(file)}" alt="{e(title)}" width="{width}" '
         f'height="{height}"></a><figcaption>{e(title)}</figcaption></figure>'
         for file, title, _ in images)
+    curves = _calibration_html(calibration)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -189,6 +193,7 @@ figure {{ margin: 1em 0; }}
 <a href="summary.md">summary.md</a> · <a href="failures.csv">failures.csv</a> ·
 <a href="skipped.csv">skipped.csv</a></p>
 {figures}
+{curves}
 <h2>Detections per deployment and species (this run's windows)</h2>
 {html_table(species)}
 <h2>Species by site and night</h2>
@@ -200,6 +205,26 @@ figure {{ margin: 1em 0; }}
 </body>
 </html>
 """
+
+
+def _calibration_html(calibration: list) -> str:
+    """Each reviewed species' calibration curve (`dawnchorus calibrate`), if any."""
+    if not calibration:
+        return ""
+    from flows.review.curves import SIZE_PX as CURVE_PX
+
+    e = html.escape
+    width, height = CURVE_PX
+    items = "".join(
+        f'<figure><img src="{e(c.png.name)}" alt="calibration curve of {e(c.label)}" '
+        f'width="{width}" height="{height}"><figcaption>{e(c.label)}: {e(c.status)}, '
+        f'{c.n_reviewed} verdicts'
+        + (f", threshold {c.threshold:.3f}" if c.threshold is not None else "")
+        + "</figcaption></figure>"
+        for c in calibration)
+    return ("<h2>Calibration: P(correct) against score per reviewed species</h2>"
+            f"<p>From the reviews (docs/review.md); detections use a calibrated threshold where "
+            f"one exists.</p>{items}")
 
 
 def _skipped(out: Path, skipped: list[SkippedPath] | None) -> pa.Table:

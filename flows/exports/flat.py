@@ -6,7 +6,8 @@ the file; the label is "Common name (Scientific name) 0.873" so the score shows 
 The CSV starts with BirdNET-Analyzer's combined-table columns (`Start (s)`, `End (s)`,
 `Scientific name`, `Common name`, `Confidence`, `File`) and its optional `lat`, `lon`, `week`,
 `model`, then what BirdNET leaves to R scripts: deployment, site, channel, UTC and local start,
-time zone, night, fingerprint and run.
+time zone, night, fingerprint and run, and the threshold the detection passed with where it came
+from (`calibrated` for a species' calibrated threshold, else `default` or `query`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ CSV_COLUMNS = (
     "Start (s)", "End (s)", "Scientific name", "Common name", "Confidence", "File",
     "lat", "lon", "week", "model",
     "deployment_id", "site_id", "channel", "start_utc", "start_local", "tz_name", "night_date",
-    "rank", "config_fingerprint", "run_id",
+    "rank", "config_fingerprint", "run_id", "threshold", "threshold_source",
 )
 
 
@@ -62,6 +63,6 @@ def write_csv(detections: list[dict], out_dir: Path) -> list[Path]:
                 d["start_utc"].isoformat() if d["start_utc"] else "",
                 local.isoformat() if local else "", d["tz_name"] or "",
                 d["night_date"].isoformat() if d["night_date"] else "", d["rank"],
-                d["config_fingerprint"], d["run_id"],
+                d["config_fingerprint"], d["run_id"], repr(d["threshold"]), d["threshold_source"],
             ])
     return [path]

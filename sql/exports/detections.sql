@@ -1,6 +1,7 @@
 -- purpose: the detections an export writes, with their recording and deployment
 -- grain: one row per detection (recording, channel, window, answer rank)
--- inputs: the detections view (threshold, species filters), recordings
+-- inputs: the detections view (thresholds: a species' calibrated one or the catalog's, species
+-- filters), recordings
 -- parameters: $config_fingerprint; $deployments, $species (lists, or NULL for all);
 -- $date_from, $date_to (local dates, or NULL)
 with picked as (
@@ -41,7 +42,9 @@ final as (
         p.rank,
         p.model_id,
         p.config_fingerprint,
-        p.run_id
+        p.run_id,
+        p.threshold,
+        p.threshold_source
     from picked as p
     inner join recordings as r on r.recording_id = p.recording_id
 )

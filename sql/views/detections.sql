@@ -1,14 +1,32 @@
 -- purpose: the view ecologists query for detections
--- inputs: predictions, windows, recordings, deployments, settings, species_occurrence
--- detections: one row per classify answer whose score passes the catalog's detection threshold
--- (settings key 'detection_threshold'; `dawnchorus query --threshold` chooses another at query
--- time), with absolute and local times and the deployment's site, minus the species the
--- deployment's species filters hide (predictions themselves are never deleted).
+-- inputs: predictions, windows, recordings, deployments, settings, species_occurrence, thresholds
+-- detections: one row per classify answer whose score passes its species' threshold: the
+-- calibrated one (`dawnchorus calibrate`, table thresholds) where the species has one under the
+-- answer's fingerprint, else the catalog's detection threshold (settings key
+-- 'detection_threshold'; `dawnchorus query --threshold` chooses one for every species at query
+-- time); with absolute and local times and the deployment's site, minus the species the
+-- deployment's species filters hide (predictions themselves are never deleted). Columns threshold
+-- and threshold_source say which threshold each row passed.
 create or replace view detections as
 with threshold as (
     select cast(value as double) as min_score
     from settings
     where key = 'detection_threshold'
+),
+
+-- Calibrated per-species thresholds. A reader given its own threshold names itself in settings
+-- key 'detection_threshold_source' ('query'): then its threshold applies to every species.
+threshold_source as (
+    select coalesce(max(value), 'default') as name
+    from settings
+    where key = 'detection_threshold_source'
+),
+
+calibrated as (
+    select c.config_fingerprint, c.label, c.threshold as min_score
+    from thresholds as c
+    cross join threshold_source as s
+    where c.threshold is not null and s.name <> 'query'
 ),
 
 -- Species filters. Location and season: species BirdNET's meta-model gives less than
@@ -43,9 +61,16 @@ final as (
         p.rank,
         p.model_id,
         p.config_fingerprint,
-        p.run_id
+        p.run_id,
+        coalesce(c.min_score, t.min_score) as threshold,
+        case when c.min_score is not null then 'calibrated' else ts.name end as threshold_source
     from predictions as p
-    inner join threshold as t on p.score >= t.min_score
+    -- thresholds (see calibrated)
+    left join calibrated as c
+        on c.config_fingerprint = p.config_fingerprint
+        and c.label = p.label
+    inner join threshold as t on p.score >= coalesce(c.min_score, t.min_score)
+    cross join threshold_source as ts
     inner join windows as w
         on w.recording_id = p.recording_id
         and w.config_fingerprint = p.config_fingerprint

@@ -1,0 +1,193 @@
+"""The review page as a web app (FastAPI): server-rendered HTML, a little plain JavaScript.
+
+Routes:
+    GET  /                         the page: one detection to judge, filters, progress per species
+    GET  /api/spectrogram.png?key  the window +- 1 s as a spectrogram
+    GET  /api/audio.wav?key        the same span as a 16-bit WAV
+    POST /api/verdicts             one verdict (JSON), needs the server's token
+    GET  /api/queue, /api/progress the same data as JSON
+    GET  /static/review.js|.css
+
+Safe by default: a request names a window key, looked up in the catalog, never a path; every
+state-changing request carries the per-server token (header X-Review-Token, given to the page
+only); on a loopback address, requests naming another Host are refused (DNS rebinding); bad
+requests get a 4xx with a one-line reason, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from importlib.resources import files
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from connectors.clips import SourceChanged, SourceMissing, wav_bytes
+from connectors.errors import InputError
+from flows.review.service import (
+    MAX_LABEL_CHARS,
+    MAX_REVIEWER_CHARS,
+    BadRequest,
+    Filters,
+    NotInCatalog,
+    ReviewService,
+    WindowKey,
+)
+from flows.review.spectrogram import spectrogram_png
+
+log = logging.getLogger(__name__)
+
+TOKEN_HEADER = "X-Review-Token"
+STATIC = {"review.js": "text/javascript", "review.css": "text/css"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self'; media-src 'self'; "
+                               "script-src 'self'; style-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class VerdictIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(max_length=300)
+    label: str = Field(max_length=MAX_LABEL_CHARS)
+    verdict: str = Field(max_length=20)
+    reviewer: str = Field(max_length=MAX_REVIEWER_CHARS)
+    corrected_label: str | None = Field(None, max_length=MAX_LABEL_CHARS)
+
+
+def _error(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"detail": reason}, status_code=status, headers=SECURITY_HEADERS)
+
+
+def _validation_reason(exc: RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query"))
+        parts.append(f"{where or 'request'}: {e.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def _filters(deployment: str | None, species: str | None, fingerprint: str | None) -> Filters:
+    return Filters(deployment=deployment or None, label=species or None,
+                   fingerprint=fingerprint or None)
+
+
+def create_app(service: ReviewService, *, token: str | None = None,
+               allowed_hosts: frozenset[str] | None = None) -> FastAPI:
+    """The app over `service`. `allowed_hosts`: Host header values served (None = any)."""
+    token = token or secrets.token_urlsafe(32)
+    app = FastAPI(title="dawnchorus review", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.token = token
+    here = files("flows.review")
+    pages = Environment(loader=FileSystemLoader(str(here)), autoescape=select_autoescape(["html"]))
+    static = {name: here.joinpath(name).read_bytes() for name in STATIC}
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        if allowed_hosts is not None and request.headers.get("host", "") not in allowed_hosts:
+            return _error(400, f"host {request.headers.get('host', '')[:80]!r} is not served here")
+        if request.method not in ("GET", "HEAD"):
+            sent = request.headers.get(TOKEN_HEADER, "")
+            if not sent:
+                return _error(403, f"missing {TOKEN_HEADER} header: state-changing requests "
+                                   "need the token the review page carries")
+            if not secrets.compare_digest(sent.encode(), token.encode()):
+                return _error(403, f"wrong review token ({TOKEN_HEADER}): this server was "
+                                   "started with another; reload the page")
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(NotInCatalog)
+    async def not_in_catalog(request: Request, exc: NotInCatalog) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(InputError)
+    async def source_problem(request: Request, exc: InputError) -> JSONResponse:
+        status = 404 if isinstance(exc, SourceMissing) else 409 if isinstance(exc, SourceChanged) else 502
+        return _error(status, f"audio not available: {exc}")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(400, _validation_reason(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("review page: %s %s failed", request.method, request.url.path)
+        return _error(500, f"internal error ({type(exc).__name__}); the server log has the details")
+
+    @app.get("/", response_class=HTMLResponse)
+    def page(deployment: str | None = Query(None, max_length=MAX_LABEL_CHARS),
+             species: str | None = Query(None, max_length=MAX_LABEL_CHARS),
+             fingerprint: str | None = Query(None, max_length=MAX_LABEL_CHARS)) -> HTMLResponse:
+        filters = _filters(deployment, species, fingerprint)
+        queue = service.queue(filters, limit=1)
+        html = pages.get_template("page.html").render(
+            token=token, results=str(service.writer.root), reviewer=service.settings.reviewer,
+            filters=filters, options=service.options(), item=queue[0] if queue else None,
+            progress=service.progress(filters), goal=service.settings.goal,
+        )
+        return HTMLResponse(html)
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status_code=204)  # no icon; an empty answer keeps the console clean
+
+    @app.get("/static/{name}")
+    def static_file(name: str) -> Response:
+        if name not in STATIC:
+            return _error(404, f"no static file {name[:80]!r}")
+        return Response(static[name], media_type=STATIC[name])
+
+    @app.get("/api/audio.wav")
+    def audio(key: str = Query(max_length=300)) -> Response:
+        span, _ = service.clip(WindowKey.parse(key))
+        return Response(wav_bytes(span), media_type="audio/wav")
+
+    @app.get("/api/spectrogram.png")
+    def spectrogram(key: str = Query(max_length=300)) -> Response:
+        window_key = WindowKey.parse(key)
+        span, w = service.clip(window_key)
+        png = spectrogram_png(span, w["offset_s"], w["offset_s"] + w["window_s"])
+        return Response(png, media_type="image/png")
+
+    @app.post("/api/verdicts", status_code=201)
+    def verdict(body: VerdictIn) -> dict[str, Any]:
+        review = service.add_verdict(WindowKey.parse(body.key), body.label, body.verdict,
+                                     body.reviewer, body.corrected_label)
+        return {"review_id": review.review_id, "key": body.key, "label": review.label,
+                "verdict": review.verdict, "score": review.score}
+
+    @app.get("/api/queue")
+    def queue(deployment: str | None = Query(None, max_length=MAX_LABEL_CHARS),
+              species: str | None = Query(None, max_length=MAX_LABEL_CHARS),
+              fingerprint: str | None = Query(None, max_length=MAX_LABEL_CHARS),
+              limit: int = Query(20, ge=1, le=1000)) -> list[dict[str, Any]]:
+        return service.queue(_filters(deployment, species, fingerprint), limit=limit)
+
+    @app.get("/api/progress")
+    def progress(deployment: str | None = Query(None, max_length=MAX_LABEL_CHARS),
+                 species: str | None = Query(None, max_length=MAX_LABEL_CHARS),
+                 fingerprint: str | None = Query(None, max_length=MAX_LABEL_CHARS)
+                 ) -> list[dict[str, Any]]:
+        return service.progress(_filters(deployment, species, fingerprint))
+
+    return app

@@ -1,0 +1,83 @@
+// The review page's behaviour: verdict buttons and keys post one verdict, then the page reloads
+// with the next detection (the server renders it). No framework, no build step.
+"use strict";
+
+(function () {
+  const item = document.getElementById("item");
+  const reviewer = document.getElementById("reviewer");
+  const token = document.querySelector('meta[name="review-token"]').content;
+  const saved = window.localStorage.getItem("dawnchorus-reviewer");
+  if (saved) reviewer.value = saved;
+  reviewer.addEventListener("change", function () {
+    window.localStorage.setItem("dawnchorus-reviewer", reviewer.value.trim());
+  });
+  if (!item) return;
+
+  const player = document.getElementById("player");
+  const other = document.getElementById("other-label");
+  const status = document.getElementById("status");
+  const buttons = item.querySelectorAll("button[data-verdict]");
+  let sending = false;
+
+  function say(text, isError) {
+    status.textContent = text;
+    status.className = isError ? "error" : "";
+  }
+
+  async function send(verdict) {
+    if (sending) return;
+    const body = {
+      key: item.dataset.key,
+      label: item.dataset.label,
+      verdict: verdict,
+      reviewer: reviewer.value.trim(),
+    };
+    if (!body.reviewer) { say("Type your name in Reviewer first.", true); reviewer.focus(); return; }
+    if (verdict === "other") {
+      body.corrected_label = other.value.trim();
+      if (!body.corrected_label) { say("Type the species you heard, then Enter.", true); other.focus(); return; }
+    }
+    sending = true;
+    buttons.forEach(function (b) { b.disabled = true; });
+    say("saving " + verdict + "…", false);
+    try {
+      const response = await fetch("/api/verdicts", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-Review-Token": token },
+        body: JSON.stringify(body),
+      });
+      if (!response.ok) {
+        const reason = await response.json().catch(function () { return {}; });
+        throw new Error(reason.detail || ("HTTP " + response.status));
+      }
+      window.location.reload();
+    } catch (err) {
+      say("Not saved: " + err.message, true);
+      sending = false;
+      buttons.forEach(function (b) { b.disabled = false; });
+    }
+  }
+
+  buttons.forEach(function (b) {
+    b.addEventListener("click", function () { send(b.dataset.verdict); });
+  });
+
+  other.addEventListener("keydown", function (event) {
+    if (event.key === "Enter") { event.preventDefault(); send("other"); }
+    if (event.key === "Escape") { other.blur(); }
+  });
+
+  const keys = { c: "correct", w: "wrong", u: "unsure" };
+  document.addEventListener("keydown", function (event) {
+    const target = event.target;
+    if (target instanceof HTMLInputElement || target instanceof HTMLSelectElement) return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const key = event.key.toLowerCase();
+    if (keys[key]) { event.preventDefault(); send(keys[key]); }
+    else if (key === "o") { event.preventDefault(); other.focus(); }
+    else if (key === " ") {
+      event.preventDefault();
+      if (player.paused) { player.play().catch(function () {}); } else { player.pause(); }
+    }
+  });
+})();

@@ -1,0 +1,232 @@
+"""What the review page does, without the web: the queue, progress, one window's audio, verdicts.
+
+Every read goes through the locked-down `CatalogReader`; every verdict is one transaction through
+`Catalog.add_review` (no run lock: a run may be committing at the same time). Audio is read only
+for windows the catalog holds, from the uri the catalog recorded: a request names a window key,
+never a path.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from connectors.catalog import Catalog, CatalogReader, sql_text
+from connectors.clips import Span, check_unchanged, open_recording, read_span
+from connectors.tables import ReviewRow
+
+log = logging.getLogger(__name__)
+
+#: Seconds of context on each side of a window, in its spectrogram and playback.
+CONTEXT_S = 1.0
+MAX_LABEL_CHARS = 200
+MAX_REVIEWER_CHARS = 100
+_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
+
+
+class BadRequest(ValueError):
+    """A request that can never succeed as sent; the message says why (HTTP 400)."""
+
+
+class NotInCatalog(LookupError):
+    """The window or detection a request names is not in the catalog (HTTP 404)."""
+
+
+@dataclass(frozen=True)
+class WindowKey:
+    """One analysed window: `recording.fingerprint.channel.window` in URLs and pages."""
+
+    recording_id: str
+    config_fingerprint: str
+    channel: int
+    window_index: int
+
+    def __str__(self) -> str:
+        return f"{self.recording_id}.{self.config_fingerprint}.{self.channel}.{self.window_index}"
+
+    @classmethod
+    def parse(cls, text: str) -> "WindowKey":
+        parts = text.split(".") if isinstance(text, str) else []
+        if (len(parts) != 4 or not _ID.fullmatch(parts[0]) or not _ID.fullmatch(parts[1])
+                or not parts[2].isdigit() or not parts[3].isdigit()
+                or len(parts[2]) > 5 or len(parts[3]) > 9):
+            raise BadRequest(f"window key {text[:80]!r}: expected recording.fingerprint.channel.window")
+        return cls(parts[0], parts[1], int(parts[2]), int(parts[3]))
+
+    @property
+    def params(self) -> list[Any]:
+        return [self.recording_id, self.config_fingerprint, self.channel, self.window_index]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The queue's filters; None = any."""
+
+    deployment: str | None = None
+    label: str | None = None
+    fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("deployment", "label", "fingerprint"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or len(value) > MAX_LABEL_CHARS):
+                raise BadRequest(f"filter {name}: expected text of at most {MAX_LABEL_CHARS} characters")
+
+
+@dataclass(frozen=True)
+class ReviewSettings:
+    results: str
+    reviewer: str
+    min_score: float = 0.1
+    """The lowest score the queue offers (calibration needs low scores too)."""
+    score_bins: int = 10
+    """Equal-width score bins over [min_score, 1] the queue samples from in turn."""
+    goal: int = 30
+    """Verdicts per species the page counts towards (calibrate's --min-reviews)."""
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_score < 1.0:
+            raise ValueError(f"min_score {self.min_score}: expected a score in [0, 1)")
+        if not 1 <= self.score_bins <= 100:
+            raise ValueError(f"score_bins {self.score_bins}: expected 1..100")
+
+
+def clean_text(value: Any, what: str, limit: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"{what}: expected a non-empty text")
+    value = " ".join(value.split())
+    if len(value) > limit:
+        raise BadRequest(f"{what}: at most {limit} characters")
+    return value
+
+
+class ReviewService:
+    """The review page's catalog and audio (one per server; safe to call from many threads)."""
+
+    def __init__(self, settings: ReviewSettings):
+        self.settings = settings
+        self.writer = Catalog(settings.results)  # opening it upgrades an older catalog first
+        self.reader = CatalogReader(settings.results)
+        # One DuckDB connection must not run two statements at once; reads and writes have
+        # their own connection, so a verdict waiting on a busy catalog does not stall the page.
+        self._read_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
+
+    # -- reads ---------------------------------------------------------------------------------
+    def _rows(self, name: str, params: list[Any]) -> list[dict[str, Any]]:
+        with self._read_lock:
+            return self.reader.query(sql_text(f"review/{name}"), params).to_pylist()
+
+    def queue(self, filters: Filters, limit: int = 1, per_species: int | None = None
+              ) -> list[dict[str, Any]]:
+        """Detections not yet reviewed, per species in stratified order (see review/candidates)."""
+        s = self.settings
+        rows = self._rows("candidates", [s.min_score, s.score_bins, filters.deployment,
+                                         filters.label, filters.fingerprint, limit, per_species])
+        for row in rows:
+            row["key"] = str(WindowKey(row["recording_id"], row["config_fingerprint"],
+                                       row["channel"], row["window_index"]))
+        return rows
+
+    def progress(self, filters: Filters) -> list[dict[str, Any]]:
+        rows = self._rows("progress", [self.settings.min_score, filters.deployment,
+                                       filters.label, filters.fingerprint])
+        for row in rows:
+            row["goal"] = self.settings.goal
+        return rows
+
+    def options(self) -> dict[str, list[Any]]:
+        """Filter choices and the label list "other species" completes from."""
+        rows = self._rows("options", [])
+        by_kind: dict[str, list[Any]] = {}
+        for r in rows:
+            by_kind.setdefault(r["kind"], []).append(r)
+        models = {r["detail"] or "" for r in by_kind.get("fingerprint", [])}
+        labels = {r["value"] for r in by_kind.get("label", []) + by_kind.get("corrected_label", [])}
+        if any(m.startswith("birdnet") for m in models):
+            labels |= set(birdnet_common_names())
+        return {
+            "deployments": [r["value"] for r in by_kind.get("deployment", [])],
+            "labels": [r["value"] for r in by_kind.get("label", [])],
+            "fingerprints": [(r["value"], r["detail"]) for r in by_kind.get("fingerprint", [])],
+            "completions": sorted(labels, key=str.casefold),
+        }
+
+    def window(self, key: WindowKey) -> dict[str, Any]:
+        rows = self._rows("window", key.params)
+        if not rows:
+            raise NotInCatalog(f"window {key} is not in the catalog")
+        return rows[0]
+
+    def clip(self, key: WindowKey) -> tuple[Span, dict[str, Any]]:
+        """The window and CONTEXT_S on each side, read from the recording's source.
+
+        InputError when the source cannot give it (missing, changed since analysis, unreadable).
+        """
+        w = self.window(key)
+        fs, path = open_recording(w["uri"], self.settings.storage_options)
+        version_tag = w["etag"] or (w["mtime"].isoformat() if w["mtime"] is not None else "")
+        check_unchanged(fs, path, w["uri"], w["size_bytes"], version_tag)
+        start_s = max(0.0, w["offset_s"] - CONTEXT_S)
+        end_s = w["offset_s"] + w["window_s"] + CONTEXT_S
+        if w["duration_s"] is not None:
+            end_s = min(end_s, w["duration_s"])
+        end_s = max(end_s, start_s + 1.0 / max(1, w["sample_rate_hz"] or 1))
+        return read_span(fs, path, start_s, end_s, key.channel, uri=w["uri"]), w
+
+    # -- writes --------------------------------------------------------------------------------
+    def add_verdict(self, key: WindowKey, label: Any, verdict: Any, reviewer: Any,
+                    corrected_label: Any = None, now: datetime | None = None) -> ReviewRow:
+        """Record one verdict on one detection, in one transaction."""
+        label = clean_text(label, "label", MAX_LABEL_CHARS)
+        reviewer = clean_text(reviewer, "reviewer", MAX_REVIEWER_CHARS)
+        if verdict not in ReviewRow.VERDICTS:
+            raise BadRequest(f"verdict {str(verdict)[:40]!r}: expected one of "
+                             f"{', '.join(ReviewRow.VERDICTS)}")
+        if verdict == "other":
+            corrected_label = clean_text(corrected_label, "corrected label", MAX_LABEL_CHARS)
+            if corrected_label == label:
+                raise BadRequest("corrected label: the same as the model's label (use correct)")
+        elif corrected_label not in (None, ""):
+            raise BadRequest(f"corrected label: only with verdict other, not {verdict}")
+        else:
+            corrected_label = None
+        found = self._rows("detection", [*key.params, label])
+        if not found:
+            raise NotInCatalog(f"no detection of {label!r} in window {key} in the catalog")
+        detection = found[0]
+        review = ReviewRow(
+            review_id=uuid.uuid4().hex, reviewed_at=now or datetime.now(timezone.utc),
+            reviewer=reviewer, recording_id=key.recording_id,
+            config_fingerprint=key.config_fingerprint, channel=key.channel,
+            window_index=key.window_index, deployment_id=detection["deployment_id"], label=label,
+            score=float(detection["score"]), verdict=verdict, corrected_label=corrected_label,
+            via="page",
+        )
+        with self._write_lock:
+            self.writer.add_review(review)
+        log.info("%s: %s %s on %s", reviewer, verdict, label, key)
+        return review
+
+
+@functools.lru_cache(maxsize=1)
+def birdnet_common_names() -> tuple[str, ...]:
+    """BirdNET V2.4's common names (the label column's values for BirdNET runs)."""
+    from naturelm_core.labels import birdnet_labels, split_birdnet_label
+
+    try:
+        return tuple(sorted({split_birdnet_label(label).common_name for label in birdnet_labels()}))
+    except (FileNotFoundError, ValueError) as exc:
+        log.warning("no BirdNET label list for completion: %s", exc)
+        return ()

@@ -1,0 +1,103 @@
+-- purpose: the review queue: detections nobody has reviewed yet, in a stratified order per species
+-- grain: one row per detection (window key + label) not yet reviewed
+-- parameters: $1 min_score (lowest score offered), $2 score bins, $3 deployment_id, $4 label,
+--   $5 config_fingerprint (each NULL = any), $6 most rows returned, $7 most rows per fingerprint
+--   and species (NULL = no limit)
+-- inputs: predictions, reviews, windows, recordings, deployments
+-- order: per fingerprint and species, one detection from each score bin in turn (equal-width bins
+-- over [min_score, 1]), the pick inside a bin fixed by a hash of the detection: the first n items
+-- of a species are a stratified sample across its scores, and the order is the same on every
+-- start of the page.
+with classify as (
+    select *
+    from predictions
+    where task = 'classify'
+        and label is not null
+        and score >= $1
+        and ($3 is null or deployment_id = $3)
+        and ($4 is null or label = $4)
+        and ($5 is null or config_fingerprint = $5)
+    -- a label a model gave twice for one window (free-text answers can) is one detection
+    qualify row_number() over (
+        partition by recording_id, config_fingerprint, channel, window_index, label
+        order by score desc, rank
+    ) = 1
+),
+
+binned as (
+    select
+        *,
+        least(cast(floor((score - $1) / (1.0 - $1) * $2) as integer), $2 - 1) as score_bin,
+        md5(concat_ws('|', recording_id, config_fingerprint, channel, window_index, label)) as draw
+    from classify
+),
+
+turns as (
+    select
+        *,
+        row_number() over (partition by config_fingerprint, label, score_bin order by draw) as turn
+    from binned
+),
+
+-- positions are given over every detection, reviewed or not, so reviewing some never moves the
+-- others: a queue left half done resumes exactly where it was
+placed as (
+    select
+        *,
+        row_number() over (
+            partition by config_fingerprint, label order by turn, score_bin desc
+        ) as queue_position
+    from turns
+),
+
+pending as (
+    select p.*
+    from placed as p
+    anti join reviews as v
+        on v.recording_id = p.recording_id
+        and v.config_fingerprint = p.config_fingerprint
+        and v.channel = p.channel
+        and v.window_index = p.window_index
+        and v.label = p.label
+    qualify $7 is null or row_number() over (
+        partition by p.config_fingerprint, p.label order by p.queue_position
+    ) <= $7
+),
+
+final as (
+    select
+        t.recording_id,
+        t.config_fingerprint,
+        t.channel,
+        t.window_index,
+        t.deployment_id,
+        d.site_id,
+        t.label,
+        t.scientific_name,
+        t.score,
+        t.rank,
+        t.offset_s,
+        w.window_s,
+        t.start_utc,
+        t.start_local,
+        r.tz_name,
+        r.object_key,
+        r.uri,
+        r.duration_s,
+        r.sample_rate_hz,
+        t.model_id,
+        t.score_bin,
+        t.queue_position
+    from pending as t
+    inner join windows as w
+        on w.recording_id = t.recording_id
+        and w.config_fingerprint = t.config_fingerprint
+        and w.channel = t.channel
+        and w.window_index = t.window_index
+    inner join recordings as r on r.recording_id = t.recording_id
+    left join deployments as d on d.deployment_id = t.deployment_id
+)
+
+select * from final
+order by label, config_fingerprint, queue_position
+limit $6

@@ -1,0 +1,42 @@
+-- purpose: find the detection each row of an imported Raven selection table names
+-- grain: one row per table row and matching detection (none: not in the catalog; several:
+--   several fingerprints analysed that window)
+-- parameters: lists of equal length, one item per table row: $1 its Selection number, $2 Begin
+--   Path (the recording's uri), $3 Raven channel (1 = the mean of all channels, or channel 1),
+--   $4 File Offset (s), $5 Common Name (the label), $6 fingerprint (NULL = any)
+-- inputs: recordings, predictions
+with selections as (
+    select
+        unnest($1) as selection,
+        unnest($2) as begin_path,
+        unnest($3) as raven_channel,
+        unnest($4) as file_offset_s,
+        unnest($5) as label,
+        unnest($6) as fingerprint
+),
+
+final as (
+    select
+        s.selection,
+        p.recording_id,
+        p.config_fingerprint,
+        p.channel,
+        p.window_index,
+        p.deployment_id,
+        p.label,
+        max(p.score) as score
+    from selections as s
+    inner join recordings as r on r.uri = s.begin_path
+    inner join predictions as p
+        on p.recording_id = r.recording_id
+        and p.task = 'classify'
+        and p.label = s.label
+        -- Raven tables carry offsets in decimal text; windows start far more than 5 ms apart
+        and abs(p.offset_s - s.file_offset_s) < 0.005
+        and (p.channel = s.raven_channel or (s.raven_channel = 1 and p.channel = 0))
+        and (s.fingerprint is null or p.config_fingerprint = s.fingerprint)
+    group by all
+)
+
+select * from final
+order by selection, config_fingerprint

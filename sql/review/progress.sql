@@ -1,0 +1,71 @@
+-- purpose: review progress per fingerprint and species: verdicts so far and detections left
+-- grain: one row per config_fingerprint and label that has detections to review or verdicts
+-- parameters: $1 min_score (as the queue), $2 deployment_id, $3 label, $4 config_fingerprint
+--   (each NULL = any)
+-- inputs: reviews (the newest verdict per detection counts), predictions
+with latest as (
+    select *
+    from reviews
+    where ($2 is null or deployment_id = $2)
+        and ($3 is null or label = $3)
+        and ($4 is null or config_fingerprint = $4)
+    qualify row_number() over (
+        partition by recording_id, config_fingerprint, channel, window_index, label
+        order by reviewed_at desc, review_id desc
+    ) = 1
+),
+
+verdicts as (
+    select
+        config_fingerprint,
+        label,
+        count(*) as reviewed,
+        count(*) filter (where verdict = 'correct') as correct,
+        count(*) filter (where verdict = 'wrong') as wrong,
+        count(*) filter (where verdict = 'unsure') as unsure,
+        count(*) filter (where verdict = 'other') as other
+    from latest
+    group by config_fingerprint, label
+),
+
+detections as (
+    select distinct recording_id, config_fingerprint, channel, window_index, label
+    from predictions
+    where task = 'classify'
+        and label is not null
+        and score >= $1
+        and ($2 is null or deployment_id = $2)
+        and ($3 is null or label = $3)
+        and ($4 is null or config_fingerprint = $4)
+),
+
+pending as (
+    select config_fingerprint, label, count(*) as pending
+    from detections as d
+    anti join latest as v
+        on v.recording_id = d.recording_id
+        and v.config_fingerprint = d.config_fingerprint
+        and v.channel = d.channel
+        and v.window_index = d.window_index
+        and v.label = d.label
+    group by config_fingerprint, label
+),
+
+final as (
+    select
+        coalesce(v.config_fingerprint, p.config_fingerprint) as config_fingerprint,
+        coalesce(v.label, p.label) as label,
+        coalesce(v.reviewed, 0) as reviewed,
+        coalesce(v.correct, 0) as correct,
+        coalesce(v.wrong, 0) as wrong,
+        coalesce(v.unsure, 0) as unsure,
+        coalesce(v.other, 0) as other,
+        coalesce(p.pending, 0) as pending
+    from verdicts as v
+    full outer join pending as p
+        on p.config_fingerprint = v.config_fingerprint
+        and p.label = v.label
+)
+
+select * from final
+order by label, config_fingerprint
