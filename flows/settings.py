@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 from connectors.location import ResultsLocation, masked_url
 from flows.redact import mask_secrets
@@ -29,6 +29,24 @@ UNIT_AUDIO_S = 300.0
 DEFAULT_WINDOW_S = 10.0
 
 
+def _known_tasks(tasks: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise ValueError(f"tasks {list(tasks)}: expected a non-empty subset of {list(TASKS)}")
+    return tasks
+
+
+def _known_model(model: str) -> str:
+    if model not in BACKENDS:
+        raise ValueError(f"model {model!r}: expected one of {sorted(BACKENDS)}")
+    return model
+
+
+# Checked the same way wherever a model and its tasks are named (a run, a cascade stage).
+TaskList = Annotated[tuple[str, ...], AfterValidator(_known_tasks)]
+ModelName = Annotated[str, AfterValidator(_known_model)]
+
+
 class CascadeStage(BaseModel):
     """A later stage of a cascade: another model answers only the windows the stage before it
     passed, optionally over that stage's top-k species as its candidate list.
@@ -39,9 +57,9 @@ class CascadeStage(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    model: str = Field(description="Model backend of this stage: " + ", ".join(sorted(BACKENDS)))
+    model: ModelName = Field(description="Model backend of this stage: " + ", ".join(sorted(BACKENDS)))
     model_options: Options = Field(default_factory=dict, description="Keyword options of its backend")
-    tasks: tuple[str, ...] = Field(("classify",), description="Tasks this stage asks")
+    tasks: TaskList = Field(("classify",), description="Tasks this stage asks")
     pass_task: Literal["detect", "classify"] = Field(
         "detect", description="The previous stage's task whose score decides which windows go on")
     pass_threshold: float = Field(
@@ -49,21 +67,6 @@ class CascadeStage(BaseModel):
     candidates_top_k: int | None = Field(
         None, gt=0, description="classify over the previous stage's top-k classify labels of "
                                 "the window (constrained classification); None: the model's own")
-
-    @field_validator("tasks")
-    @classmethod
-    def _known_tasks(cls, tasks: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [t for t in tasks if t not in TASKS]
-        if unknown or not tasks:
-            raise ValueError(f"tasks {list(tasks)}: expected a non-empty subset of {list(TASKS)}")
-        return tasks
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, model: str) -> str:
-        if model not in BACKENDS:
-            raise ValueError(f"model {model!r}: expected one of {sorted(BACKENDS)}")
-        return model
 
     @model_validator(mode="after")
     def _candidates_need_classify(self) -> "CascadeStage":
@@ -89,11 +92,11 @@ class RunSettings(BaseModel):
         None, description="Catalog: a SQLite file (default: <results>/catalog.sqlite) or "
                           "postgresql://user@host:port/db (a team's; several runs write at once)",
     )
-    model: str = Field("birdnet", description="Model backend: " + ", ".join(sorted(BACKENDS)))
+    model: ModelName = Field("birdnet", description="Model backend: " + ", ".join(sorted(BACKENDS)))
     model_options: Options = Field(
         default_factory=dict, description="Keyword options of the backend (weights paths, top_k...)"
     )
-    tasks: tuple[str, ...] = Field(TASKS, description="Tasks asked of every window")
+    tasks: TaskList = Field(TASKS, description="Tasks asked of every window")
     window_s: float | None = Field(
         None, gt=0,
         description="Window length, seconds (default: the model's native window, BirdNET 3 s, "
@@ -145,21 +148,6 @@ class RunSettings(BaseModel):
                         "(JSON list of {model, model_options, tasks, pass_task, pass_threshold, "
                         "candidates_top_k})"
     )
-
-    @field_validator("tasks")
-    @classmethod
-    def _known_tasks(cls, tasks: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [t for t in tasks if t not in TASKS]
-        if unknown or not tasks:
-            raise ValueError(f"tasks {list(tasks)}: expected a non-empty subset of {list(TASKS)}")
-        return tasks
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, model: str) -> str:
-        if model not in BACKENDS:
-            raise ValueError(f"model {model!r}: expected one of {sorted(BACKENDS)}")
-        return model
 
     @model_validator(mode="after")
     def _hop_fits(self) -> "RunSettings":
