@@ -130,6 +130,34 @@ def test_batching_is_bit_identical_across_chunk_batch_sizes(birdnet):
         np.testing.assert_array_equal(batched[w], alone[0])
 
 
+def test_interpreters_side_by_side_answer_exactly_as_one(birdnet):
+    """Two interpreters share one call's chunks (3 windows x 4 chunks in batches of 2, taken in
+    turn); every window's scores and embedding are those of a single interpreter, bit for bit."""
+    audio = np.stack([bird_like(10.0, seed=s) for s in (4, 5, 6)])  # (3, 480000), 12 chunks
+    valid = np.array([10 * RATE_HZ, 7 * RATE_HZ, 2 * RATE_HZ])  # 4 + 3 + 1 chunks
+    pair = BirdNETBackend(num_threads=2, chunk_batch_size=2)
+    assert pair.interpreters == 2 and len({id(lane.interpreter) for lane in pair._lanes}) == 2
+    calls = {0: 0, 1: 0}
+    for i, lane in enumerate(pair._lanes):
+        real = lane.run
+        lane.run = lambda chunks, real=real, i=i: calls.__setitem__(i, calls[i] + 1) or real(chunks)
+    shared, shared_scored = pair.window_scores(audio, valid)
+    assert calls == {0: 2, 1: 2}  # 8 chunks in 4 batches of 2, two per interpreter
+    alone, alone_scored = birdnet.window_scores(audio, valid)
+    np.testing.assert_array_equal(shared, alone)
+    assert shared_scored.tolist() == alone_scored.tolist()
+    # The logits are identical; the float64 projection to embeddings sums in a batch-shaped order.
+    np.testing.assert_allclose(pair.embed(audio, valid), birdnet.embed(audio, valid), rtol=1e-9, atol=1e-12)
+    assert pair.predict(audio, valid, ["detect", "classify"]) == birdnet.predict(audio, valid, ["detect", "classify"])
+
+
+def test_threads_are_shared_out_between_interpreters():
+    three = BirdNETBackend(num_threads=3, interpreters=2)
+    assert three.interpreters == 2 and three.num_threads == 3
+    with pytest.raises(BackendError, match="interpreters must be between 1 and num_threads \\(2\\), got 3"):
+        BirdNETBackend(num_threads=2, interpreters=3)
+
+
 def test_embedding_is_the_mean_global_avg_pool_tensor_of_the_windows_chunks(birdnet):
     """Oracle: the same model with every intermediate tensor kept, read at GLOBAL_AVG_POOL."""
     from ai_edge_litert.interpreter import Interpreter
@@ -238,7 +266,8 @@ def test_labels_that_do_not_match_the_model_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "options", [{"top_k": 0}, {"chunk_batch_size": 0}, {"sensitivity": 0.0}, {"num_threads": 0}]
+    "options", [{"top_k": 0}, {"chunk_batch_size": 0}, {"sensitivity": 0.0}, {"num_threads": 0},
+                {"interpreters": 0}]
 )
 def test_bad_options_are_refused(options):
     with pytest.raises(BackendError, match=next(iter(options))):

@@ -84,8 +84,9 @@ def birdnet():
 def test_birdnet_runs_one_chunk_per_three_seconds_of_native_windows(birdnet, monkeypatch,
                                                                     window_s, chunks_per_window):
     rows = []
-    real = birdnet._run_chunks
-    monkeypatch.setattr(birdnet, "_run_chunks", lambda chunks: rows.append(len(chunks)) or real(chunks))
+    lane = birdnet._lanes[0]  # one thread, one interpreter: every chunk goes through it
+    real = lane.run
+    monkeypatch.setattr(lane, "run", lambda chunks: rows.append(len(chunks)) or real(chunks))
     n = round(window_s * SAMPLE_RATE_HZ)
     audio = np.random.default_rng(0).uniform(-0.1, 0.1, (5, n)).astype(np.float32)
     birdnet.predict(audio, np.full(5, n), ("detect",))

