@@ -41,11 +41,10 @@ import numpy as np
 from connectors.catalog import Catalog, CatalogReader, sql_text
 from connectors.errors import ConfigError
 from connectors.tables import ThresholdRow
+from flows.review.defaults import DEFAULT_MIN_REVIEWS, DEFAULT_PRECISION
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PRECISION = 0.9
-DEFAULT_MIN_REVIEWS = 30
 #: Scores are clipped to [SCORE_EPS, 1 - SCORE_EPS] before the logit: models do emit 0 and 1.
 SCORE_EPS = 1e-6
 #: Verdicts as outcomes; unsure verdicts are left out of the fit.

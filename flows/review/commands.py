@@ -24,8 +24,7 @@ def _default_reviewer() -> str:
 
 
 def add_review_parser(sub: argparse._SubParsersAction) -> None:
-    from flows.review.calibrate import DEFAULT_MIN_REVIEWS
-    from flows.review.server import DEFAULT_HOST, DEFAULT_PORT
+    from flows.review.defaults import DEFAULT_HOST, DEFAULT_MIN_REVIEWS, DEFAULT_PORT
 
     p = sub.add_parser("review", help="review detections in the browser (or round-trip them "
                                       "through a Raven selection table)")
@@ -54,7 +53,7 @@ def add_review_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
-    from flows.review.calibrate import DEFAULT_MIN_REVIEWS, DEFAULT_PRECISION
+    from flows.review.defaults import DEFAULT_MIN_REVIEWS, DEFAULT_PRECISION
 
     p = sub.add_parser("calibrate", help="per-species thresholds for a target precision, fitted "
                                          "to the reviews (Wood & Kahl 2024)")

@@ -14,12 +14,11 @@ import uvicorn
 
 from connectors.errors import ConfigError
 from flows.review.app import create_app
+from flows.review.defaults import DEFAULT_HOST, DEFAULT_PORT
 from flows.review.service import ReviewService
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
 
 
 def bind(host: str, port: int) -> socket.socket:
