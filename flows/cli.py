@@ -88,7 +88,7 @@ def local_log_root(location: Any) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     from connectors.locks import run_lock
     from flows.nightly import backfill, new_run_id, nightly
-    from flows.pipeline import check_ray_address
+    from flows.pipeline import check_ray_address, start_ray
     from flows.redact import install_log_redaction
 
     settings = settings_from_args(args)
@@ -100,6 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Take the catalog before Prefect starts: a busy or impossible catalog is refused at once,
     # in one line; the flow re-enters the lock (or lease) this process holds.
     with run_lock(location, run_id, wait_s=settings.lease_wait_s):
+        start_ray()  # seconds of start-up, spent while the flow imports, loads and plans
         summary = _run_flow(backfill if args.flow == "backfill" else nightly, settings, run_id,
                             args.verbose)
     return 0 if summary["status"] == "completed" else 1

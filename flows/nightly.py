@@ -47,7 +47,7 @@ from flows import maintain as maintain_mod
 from flows import report as report_mod
 from flows import species_filter as species_filter_mod
 from flows import terminal
-from flows.pipeline import ProcessResult, ensure_ray, process_units
+from flows.pipeline import ProcessResult, process_units, start_ray
 from flows.plan import Unit, plan_units
 from flows.settings import RunSettings, config_fingerprint, declared_native_window, resolve_settings
 from flows.stages import CommitContext, DecodeOptions
@@ -145,7 +145,8 @@ def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerpr
             batch_size=settings.batch_size, model_actors=settings.model_actors,
             decode_cpus=settings.decode_cpus, actor_cpus=settings.actor_cpus,
             actor_gpus=settings.actor_gpus, embeddings=dim is not None,
-            decode_workers=settings.decode_workers, on_commit=on_commit,
+            decode_workers=settings.decode_workers, decode_placement=settings.decode_placement,
+            on_commit=on_commit,
             commit_interval_s=settings.commit_interval_s,
         )
 
@@ -249,6 +250,7 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
     with run_lock(settings.location, run_id, wait_s=settings.lease_wait_s) as lock:
         started = datetime.now(timezone.utc)
         settings, model_id, fingerprint, sample_rate_hz = steps.identify(settings)
+        ray_ready = start_ray()  # Ray starts (seconds) while the run is recorded and planned
         run = RunRow(
             run_id=run_id, flow=flow_name, started_at=started, finished_at=None, status="running",
             parameters=settings.public_json(), config_fingerprint=fingerprint, model_id=model_id,
@@ -272,8 +274,8 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
             lock.claim(_covered_deployments(settings, discovery))
             sync_f = steps.submit(steps.register, settings, discovery, run_id)
             units_f = steps.submit(steps.plan, settings, sync_f, fingerprint)
-            ensure_ray()  # meanwhile: Ray starts (seconds) while headers are read and units planned
             sync, units = sync_f.result(), units_f.result()
+            ray_ready.result()
             skipped = discovery.skipped
             if not discovery.objects:
                 logger.warning("no recordings under %s (looked for %s files, any case, in "
