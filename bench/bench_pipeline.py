@@ -11,8 +11,9 @@ Run through `make bench` (bench/run_all.py), or alone:
   run and averaged.
 - speedup_vs_incumbent: birdnetlib 0.18.1 (and the birdnet package 1.3.1) on the same files with
   as many processes (workers) as we have LiteRT threads, wall time over ours.
-- decode workers 1 vs 2, and the null model's run against raw decode + resample (the
-  pipeline's own cost), on a 48 kHz WAV and a 44.1 kHz stereo FLAC.
+- decode workers 1 vs 2 (decode tasks of their own, the placement for GPU actors), and the null
+  model's run (decoding in the model actor, the default on CPU; and in 2 decode tasks) against
+  raw decode + resample (the pipeline's own cost), on a 48 kHz WAV and a 44.1 kHz stereo FLAC.
 - peak memory of all the run's processes together (driver, Ray's GCS, raylet and workers: PSS
   summed over the process tree) for one recording of 1 h, 6 h and 24 h, with the null model.
 
@@ -179,19 +180,25 @@ def decode_and_overhead(work: Path, hours: float, rounds: int) -> dict:
     rows = []
     for r in range(rounds):
         row = {"raw_decode_s": raw_decode_s(paths)}
-        for workers in (1, 2):
-            row[f"null_{workers}_workers"] = our_run(source, work / f"null-{r}-{workers}", work, "null",
-                                                     [], extra=["--decode-workers", str(workers)])
+        for workers in (1, 2):  # decode tasks of their own (the placement for GPU actors)
+            row[f"null_{workers}_workers"] = our_run(
+                source, work / f"null-{r}-{workers}", work, "null", [],
+                extra=["--decode-placement", "tasks", "--decode-workers", str(workers)])
+        # the default on CPU: decoding inside the model actor
+        row["null_in_actor"] = our_run(source, work / f"null-{r}-actor", work, "null", [])
         rows.append(row)
     one = [r["null_1_workers"]["wall_s"] for r in rows]
     two = [r["null_2_workers"]["wall_s"] for r in rows]
+    actor = [r["null_in_actor"]["wall_s"] for r in rows]
     return {
         "audio_hours": audio_s / 3600, "files": ["48 kHz mono WAV", "44.1 kHz stereo FLAC (half as long)"],
         "rounds": rows,
         "null_run_s_1_worker": summary(one), "null_run_s_2_workers": summary(two),
+        "null_run_s_in_actor": summary(actor),
         "decode_workers_speedup_2_over_1": ratio_summary(one, two),
         "raw_decode_s": summary([r["raw_decode_s"] for r in rows]),
-        "null_run_over_raw_decode": ratio_summary(two, [r["raw_decode_s"] for r in rows]),
+        "null_run_over_raw_decode": ratio_summary(actor, [r["raw_decode_s"] for r in rows]),
+        "null_run_over_raw_decode_tasks": ratio_summary(two, [r["raw_decode_s"] for r in rows]),
     }
 
 

@@ -177,13 +177,17 @@ def _decode(dec: dict) -> list[str]:
         "", f"## Decode workers and the pipeline's own cost ({dec['audio_hours']:g} h: a 48 kHz WAV and a "
         "44.1 kHz stereo FLAC resampled to 48 kHz)", "",
         "| | value |", "|---|---|",
-        f"| null-model run, 1 decode worker, s | {fig(dec['null_run_s_1_worker'])} |",
-        f"| null-model run, 2 decode workers, s | {fig(dec['null_run_s_2_workers'])} |",
-        f"| speedup 2 / 1 workers | {fig(dec['decode_workers_speedup_2_over_1'])} |",
+        f"| null-model run, decoding in the model actor (the default on CPU), s | {fig(dec.get('null_run_s_in_actor'))} |",
+        f"| null-model run, 1 decode task at a time, s | {fig(dec['null_run_s_1_worker'])} |",
+        f"| null-model run, 2 decode tasks at a time, s | {fig(dec['null_run_s_2_workers'])} |",
+        f"| speedup 2 / 1 decode tasks | {fig(dec['decode_workers_speedup_2_over_1'])} |",
         f"| raw decode + resample in one process (`iter_windows`), s | {fig(dec['raw_decode_s'])} |",
-        f"| null-model run (2 workers) / raw decode | {fig(dec['null_run_over_raw_decode'])} |",
+        f"| null-model run (in the actor) / raw decode | {fig(dec['null_run_over_raw_decode'])} |",
+        f"| null-model run (2 decode tasks) / raw decode | {fig(dec.get('null_run_over_raw_decode_tasks'))} |",
         "", "A null-model run is a whole `dawnchorus run` whose model does no work: what it takes beyond "
-        "raw decoding is the pipeline's cost (start-up, Ray, commits, maintenance).",
+        "raw decoding is the pipeline's cost (start-up, Ray, commits, maintenance). Decode tasks of "
+        "their own (`--decode-placement tasks`) are the placement for GPU actors, where decoding must "
+        "spread over a node's CPUs; on CPU the model actor decodes the next unit while it answers one.",
     ]
 
 

@@ -130,6 +130,7 @@ def run_cascade(settings: RunSettings, run_id: str, first_fingerprint: str, curr
                 batch_size=settings.batch_size, model_actors=settings.model_actors,
                 decode_cpus=settings.decode_cpus, actor_cpus=settings.actor_cpus,
                 actor_gpus=settings.actor_gpus, candidates=stage.candidates_top_k is not None,
+                decode_placement=settings.decode_placement,
             )
         results.append(result)
         if on_stage is not None:

@@ -122,6 +122,13 @@ class RunSettings(BaseModel):
     decode_workers: int | None = Field(
         None, gt=0, description="Most decode tasks at once (default: as many as the CPUs allow)"
     )
+    decode_placement: Literal["auto", "tasks", "actor"] = Field(
+        "auto",
+        description="Where windows are decoded: 'tasks' (Ray tasks of their own, over every CPU: "
+                    "for GPU actors), 'actor' (inside each model actor, overlapped with "
+                    "inference: no audio through the object store), 'auto' (actor when the "
+                    "model actor has no GPU)",
+    )
     commit_interval_s: float = Field(
         15.0, ge=0,
         description="Finished units wait at most this long to commit together (0: each at once)",

@@ -202,6 +202,48 @@ class Predictor:
                 vectors[row] = vector.tobytes()
 
 
+class DecodingPredictor:
+    """Decode and infer in one model actor (decode placement "actor"): no decode tasks, and no
+    window audio through Ray's object store.
+
+    Each call takes a batch of unit items (pyarrow) and yields the `Predictor`'s output for each
+    `batch_size` windows as they are answered, while a thread decodes the next unit (LiteRT and
+    the decoders release the GIL, so decoding overlaps inference). Decoding and its failures are
+    `decode_unit`'s, row for row, as in a decode task.
+    """
+
+    def __init__(self, decode: DecodeOptions, batch_size: int, model: str,
+                 model_options: dict[str, Any], tasks: tuple[str, ...], embeddings: bool = False,
+                 candidates: bool = False):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.decode, self.batch_size = decode, batch_size
+        self.predictor = Predictor(model, model_options, tasks, embeddings, candidates)
+        self.reader = ThreadPoolExecutor(1, thread_name_prefix="dawnchorus-decode")
+
+    def __call__(self, units: Any) -> Iterable[dict[str, np.ndarray]]:
+        items = units.to_pylist()
+        ahead = self.reader.submit(decode_unit, items[0], self.decode)
+        for i in range(len(items)):
+            rows = ahead.result()
+            if i + 1 < len(items):
+                ahead = self.reader.submit(decode_unit, items[i + 1], self.decode)
+            for first in range(0, len(rows), self.batch_size):
+                yield self.predictor(_columns(rows[first : first + self.batch_size]))
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Decoded rows as the column batch a `Predictor` takes: numbers as typed arrays, text (and
+    None) as object arrays, audio as a list of arrays (stacked once, by the Predictor)."""
+    batch: dict[str, Any] = {"audio": [r["audio"] for r in rows]}
+    for key in rows[0]:
+        if key != "audio":
+            values = [r[key] for r in rows]
+            numeric = all(isinstance(v, (bool, int, float, np.number, np.bool_)) for v in values)
+            batch[key] = np.asarray(values) if numeric else np.array(values, dtype=object)
+    return batch
+
+
 # ------------------------------------------------------------------------------------ commit
 
 

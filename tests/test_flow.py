@@ -208,6 +208,31 @@ def test_bad_files_are_recorded_and_the_rest_processed(deployment, tmp_path):
     assert "20240601_000000.WAV" in report and "20240601_010000.WAV" in report
 
 
+def test_decoding_in_the_model_actor_or_in_tasks_gives_the_same_rows(deployment, tmp_path):
+    """The two decode placements (tasks of their own, or inside the model actor) over good,
+    stereo and truncated files: the same windows (statuses, errors, durations) and answers."""
+    from flows.pipeline import resolve_decode_placement
+
+    assert resolve_decode_placement("auto", actor_gpus=0) == "actor"
+    assert resolve_decode_placement("auto", actor_gpus=1) == "tasks"
+    source = tmp_path / "source"
+    shutil.copytree(deployment, source)
+    truncated = source / "dep-a" / "20240601_020000.WAV"
+    shutil.copy(source / "dep-a" / "20240531_220000.WAV", truncated)
+    truncate_wav(truncated, keep_fraction=0.5)
+    corrupt_file(shutil.copy(source / "dep-a" / "20240531_220000.WAV", source / "dep-a" / "20240601_030000.WAV"))
+    got = {}
+    for placement in ("tasks", "actor"):
+        results = tmp_path / placement
+        summary = nightly(settings_for(source, results, decode_placement=placement, windows_per_unit=3))
+        assert summary["status"] == "completed"
+        got[placement] = {table: sorted(tuple(str(v) for v in r.values()) for r in rows(
+            results, f"select * exclude (run_id) from {table}")) for table in ("windows", "predictions")}
+    assert got["actor"] == got["tasks"]
+    statuses = {r["status"] for r in rows(tmp_path / "actor", "select status from windows")}
+    assert statuses == {"ok", "empty"} and got["actor"]["predictions"]  # the truncated file's tail
+
+
 def test_query_threshold_and_csv(first_run, capsys):
     results, _ = first_run
     from flows.cli import main
