@@ -1,11 +1,19 @@
 -- purpose: the model's best classify answer for every analysed window (no threshold, no filter)
 -- grain: one row per recording, channel and window
--- inputs: predictions, windows, recordings
+-- inputs: predictions, windows (each fingerprint's window length), recordings
 -- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
 with top1 as (
     select *
     from predictions
     where task = 'classify' and rank = 1 and config_fingerprint = getvariable('config_fingerprint')
+),
+
+-- window_s is part of what a fingerprint hashes: one length per fingerprint, no per-row join.
+window_length as (
+    select config_fingerprint, max(window_s) as window_s
+    from windows
+    where config_fingerprint = getvariable('config_fingerprint')
+    group by config_fingerprint
 ),
 
 final as (
@@ -19,11 +27,7 @@ final as (
         t.score,
         t.config_fingerprint
     from top1 as t
-    inner join windows as w
-        on w.recording_id = t.recording_id
-        and w.config_fingerprint = t.config_fingerprint
-        and w.channel = t.channel
-        and w.window_index = t.window_index
+    inner join window_length as w on w.config_fingerprint = t.config_fingerprint
     inner join recordings as r on r.recording_id = t.recording_id
 )
 

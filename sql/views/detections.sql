@@ -40,6 +40,14 @@ unlikely_here_and_now as (
         on s.key = 'location_filter_threshold' and o.occurrence < cast(s.value as double)
 ),
 
+-- One window length per fingerprint (window_s is part of what a fingerprint hashes): the end of
+-- a detection's window without joining every prediction to its window row.
+window_length as (
+    select config_fingerprint, max(window_s) as window_s
+    from windows
+    group by config_fingerprint
+),
+
 final as (
     select
         p.deployment_id,
@@ -71,11 +79,7 @@ final as (
         and c.label = p.label
     inner join threshold as t on p.score >= coalesce(c.min_score, t.min_score)
     cross join threshold_source as ts
-    inner join windows as w
-        on w.recording_id = p.recording_id
-        and w.config_fingerprint = p.config_fingerprint
-        and w.channel = p.channel
-        and w.window_index = p.window_index
+    inner join window_length as w on w.config_fingerprint = p.config_fingerprint
     inner join recordings as r on r.recording_id = p.recording_id
     left join deployments as d on d.deployment_id = p.deployment_id
     -- species filters (see unlikely_here_and_now)
