@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
         deployments, hours = 25, 10.0
         nights = max(1, int(np.ceil(args.predictions / (deployments * hours * 1200 * 4))))
         started = time.perf_counter()
-        catalog, commits = build(Path(tmp) / "big", deployments, nights, hours, units_per_commit=40,
+        catalog, commits = build(Path(tmp) / "big", deployments, nights, hours, units_per_commit=160,
                                  unit_windows=100)
         load_s = time.perf_counter() - started
         started = time.perf_counter()

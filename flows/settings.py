@@ -120,7 +120,8 @@ class RunSettings(BaseModel):
     actor_cpus: float = Field(1.0, ge=0, description="Logical CPUs reserved per model actor")
     actor_gpus: float = Field(0.0, ge=0, description="GPUs per model actor")
     decode_workers: int | None = Field(
-        None, gt=0, description="Most decode tasks at once (default: as many as the CPUs allow)"
+        None, gt=0, description="Most decode tasks at once when decoding runs in tasks "
+                                "(decode_placement; default: as many as the CPUs allow)"
     )
     decode_placement: Literal["auto", "tasks", "actor"] = Field(
         "auto",

@@ -211,6 +211,7 @@ def test_bad_files_are_recorded_and_the_rest_processed(deployment, tmp_path):
 def test_decoding_in_the_model_actor_or_in_tasks_gives_the_same_rows(deployment, tmp_path):
     """The two decode placements (tasks of their own, or inside the model actor) over good,
     stereo and truncated files: the same windows (statuses, errors, durations) and answers."""
+    from flows.nightly import run_plain
     from flows.pipeline import resolve_decode_placement
 
     assert resolve_decode_placement("auto", actor_gpus=0) == "actor"
@@ -224,7 +225,7 @@ def test_decoding_in_the_model_actor_or_in_tasks_gives_the_same_rows(deployment,
     got = {}
     for placement in ("tasks", "actor"):
         results = tmp_path / placement
-        summary = nightly(settings_for(source, results, decode_placement=placement, windows_per_unit=3))
+        summary = run_plain(settings_for(source, results, decode_placement=placement, windows_per_unit=3))
         assert summary["status"] == "completed"
         got[placement] = {table: sorted(tuple(str(v) for v in r.values()) for r in rows(
             results, f"select * exclude (run_id) from {table}")) for table in ("windows", "predictions")}
