@@ -2,10 +2,11 @@
 
 Work units stream through `decode_unit` (CPU tasks) and `Predictor` (model actors, loaded once
 each, batched), or, for models on CPU, through `DecodingPredictor` (both stages in each model
-actor, `decode_placement`). The driver gathers each unit's rows as they arrive; finished units wait at most
-`COMMIT_INTERVAL_S` (or `COMMIT_MAX_ROWS` rows) and then commit together in one catalog
-transaction. A unit is never split across transactions, so a crash or a retried task never loses
-or duplicates a row, and one commit (one Parquet file per table and partition) covers many units.
+actor; `decode_placement`). The driver gathers each unit's rows as they arrive; finished units
+wait at most `COMMIT_INTERVAL_S` (or `COMMIT_MAX_ROWS` rows) and then commit together in one
+catalog transaction. A unit is never split across transactions, so a crash or a retried task
+never loses or duplicates a row, and one commit (one Parquet file per table and partition) covers
+many units.
 """
 
 from __future__ import annotations

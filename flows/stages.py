@@ -5,7 +5,8 @@
   reason; the run goes on.
 - `Predictor` (a model actor): the backend loads once and answers a batch of windows. A batch the
   model fails on, or a window it scores with anything but a finite probability, fails with the
-  reason; nothing non-finite reaches the catalog.
+  reason; nothing non-finite reaches the catalog. `DecodingPredictor` is both stages in one
+  model actor (for models on CPU: no decode tasks, no audio through the object store).
 - `unit_rows` (the driver): one finished unit's decoded and answered rows become the typed
   `windows` and `predictions` rows the catalog commits in one transaction; `unit_embeddings`
   its `embeddings` rows when the run asks for them (committed in the same transaction).
