@@ -162,6 +162,11 @@ def _pipeline(eff: dict, latest: dict) -> list[str]:
         f"| pipeline_efficiency (ours / ceiling) | {fig(eff['pipeline_efficiency'])} |",
         f"| speedup_vs_incumbent (birdnetlib wall / ours) | {fig(eff['speedup_vs_birdnetlib'])} |",
         f"| speedup vs birdnet (birdnet wall / ours) | {fig(eff['speedup_vs_birdnet'])} |",
+        "", "The ceiling is measured just before and just after our run, in each round: "
+        + "; ".join(f"{r['ceiling_before']:.1f} and {r['ceiling_after']:.1f}" for r in eff["rounds"])
+        + " audio s per wall s; the faster is the round's ceiling. How far the two differ is how "
+        "much the machine itself moved during the round; with one round (the default) read the "
+        "ratios with at least that margin, or run `bench/run_all.py --rounds 3` for a range.",
         "", f"Peak memory of the whole run (driver, Ray GCS, raylet, workers; PSS summed): "
         f"{fig(eff['ours_peak_mb'], 0, ' MB')}.", "",
         f"Where our time goes (median round): the run took {ours_wall:.0f} s where the model alone "
