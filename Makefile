@@ -1,5 +1,6 @@
-# dawnchorus — `make demo` runs the main job on the embedded defaults; `make test` runs the suite.
-# Both create .venv and install the pinned set first (torch's CPU build before anything else:
+# dawnchorus — `make demo` runs the main job on the embedded defaults; `make test` runs the suite,
+# `make test-fast` the part that starts no server, Ray, Prefect or browser.
+# All three create .venv and install the pinned set first (torch's CPU build before anything else:
 # a plain `torch` requirement would pull a multi-GB CUDA build).
 
 PYTHON ?= python3.11
@@ -16,7 +17,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup browser demo test lint bench bench-quick clean
+.PHONY: setup browser demo test test-fast lint bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -43,9 +44,16 @@ demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	$(VENV)/bin/dawnchorus demo --out $(DEMO_DIR) $(if $(CLIPS),--clips $(CLIPS),)
 
+# Everything, what CI runs: the import contracts, then every test (e2e ones start moto, Prefect,
+# Postgres, uvicorn, Ray and a browser; the browser comes from the `browser` target above).
 test: $(STAMP) browser
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The edit-test loop: every test that starts no server, Ray, Prefect or browser (marker `e2e`,
+# tests/conftest.py). Under 3 minutes on 2 cores.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 BENCH_VENV := bench/.venv-incumbents
 BENCH_STAMP := $(BENCH_VENV)/.installed
@@ -61,11 +69,11 @@ $(BENCH_STAMP): bench/requirements-incumbents.txt
 # Every benchmark, NatureLM's and the similarity search's included (bench/run_all.py):
 # bench/results/latest.json + docs/benchmarks.md.
 bench: $(STAMP) $(BENCH_STAMP)
-	$(PY) bench/run_all.py $(BENCH_ARGS)
+	$(PY) -m bench.run_all $(BENCH_ARGS)
 
 # A few minutes: every section at small sizes, to bench/results/quick.{json,md} (never latest.json).
 bench-quick: $(STAMP) $(BENCH_STAMP)
-	$(PY) bench/run_all.py --quick
+	$(PY) -m bench.run_all --quick
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,6 +1,6 @@
 """BirdNET backend throughput: chunk batching, and where an end-to-end 10-s window's time goes.
 
-Run: `.venv/bin/python bench/bench_birdnet.py [--windows 32] [--rounds 3]`. Prints a table and
+Run: `.venv/bin/python -m bench.bench_birdnet [--windows 32] [--rounds 3]`. Prints a table and
 writes `bench/results/birdnet.json`. Measured side by side in one run, on the same synthetic audio
 (-40 dBFS noise with 2->4 kHz sweeps):
 
@@ -8,7 +8,7 @@ writes `bench/results/birdnet.json`. Measured side by side in one run, on the sa
    ``chunk_batch_size`` 1 (one 3-s chunk per interpreter call) against 16 (pooled chunks), handed
    ``--batch-windows`` windows per call as the pipeline's model stage is;
 2. end to end per 10-s window through the pipeline's own stage functions without Ray:
-   `flows.pipeline.decode_unit` (seek, read, mix, resample, cut) then `flows.pipeline.Predictor`
+   `flows.pipeline.ray_engine.decode_unit` (seek, read, mix, resample, cut) then `flows.pipeline.ray_engine.Predictor`
    (the model actor's __call__ on a numpy batch), on a 48 kHz mono WAV (no resampling) and a
    44.1 kHz stereo FLAC (mean + resampling), with decode alone and inference alone timed too.
 
@@ -32,11 +32,10 @@ from typing import Callable
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from anywhere in the repo
 
 from bench.bench_decode import load_average, synth_chunk, write_recording  # noqa: E402
 from connectors.audio import plan_windows  # noqa: E402
-from flows.stages import DecodeOptions, Predictor, decode_unit  # noqa: E402
+from flows.pipeline.stages import DecodeOptions, Predictor, decode_unit  # noqa: E402
 from connectors.storage import object_version  # noqa: E402
 from fsspec.implementations.local import LocalFileSystem  # noqa: E402
 from naturelm_core.birdnet.backend import CHUNK_SAMPLES, SAMPLE_RATE_HZ, BirdNETBackend, chunk_starts  # noqa: E402
@@ -68,7 +67,7 @@ def predict_all(backend: BirdNETBackend, audio: np.ndarray, batch_windows: int) 
 
 
 def make_units(path: Path, duration_s: float, batch_windows: int) -> list[dict]:
-    """Units of `batch_windows` consecutive windows, shaped as `flows.plan.Unit.as_item` ships them."""
+    """Units of `batch_windows` consecutive windows, shaped as `flows.pipeline.plan.Unit.as_item` ships them."""
     specs = plan_windows(duration_s, WINDOW_S, tail="pad")
     size_bytes, version_tag = object_version(LocalFileSystem(), str(path))
     units = []

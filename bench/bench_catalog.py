@@ -1,7 +1,7 @@
 """The catalog at scale: every analysis over >= 10 M predictions, and a season's files before and
 after `maintain`.
 
-Run through `make bench`, or `.venv/bin/python bench/bench_catalog.py [--predictions 10e6]`.
+Run through `make bench`, or `.venv/bin/python -m bench.bench_catalog [--predictions 10e6]`.
 
 1. Latency: a catalog of synthetic BirdNET-like results (3-s windows, a detect and three
    classify answers each, scores drawn so that a few percent pass the detection threshold) is
@@ -27,7 +27,6 @@ import numpy as np
 import pyarrow as pa
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from bench.bench_decode import load_average  # noqa: E402
 from bench.common import summary  # noqa: E402

@@ -1,6 +1,6 @@
 """CLAP backend throughput on full-size random weights (CPU): both families, two batch sizes.
 
-Run: `.venv/bin/python bench/bench_clap.py [--windows 4] [--rounds 2] [--labels 20]`. Prints a
+Run: `.venv/bin/python -m bench.bench_clap [--windows 4] [--rounds 2] [--labels 20]`. Prints a
 table and writes `bench/results/clap.json`. The cost of a forward pass does not depend on the
 weight values, so random weights at the published sizes give the real cost:
 
@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from anywhere in the repo
 
 from bench.bench_decode import load_average, synth_chunk  # noqa: E402
 from naturelm_core.backend import load_backend  # noqa: E402

@@ -1,6 +1,6 @@
 """Peak memory and speed of our streaming window decode against whole-file decoding, side by side.
 
-Run: `.venv/bin/python bench/bench_decode.py [--hours 2] [--flac-minutes 30] [--rounds 1]`.
+Run: `.venv/bin/python -m bench.bench_decode [--hours 2] [--flac-minutes 30] [--rounds 1]`.
 Prints a table and writes `bench/results/decode.json`.
 
 Two synthetic recordings are written in 60-s chunks to a temporary folder (so the generator's own
@@ -46,7 +46,6 @@ import soundfile as sf
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from anywhere in the repo
 
 from connectors.audio import iter_windows, plan_windows, read_header  # noqa: E402
 from connectors.storage import open_root  # noqa: E402
@@ -221,7 +220,7 @@ def reference_estimate_bytes(frames: int, channels: int, rate_hz: int, target_hz
 
 def _launch(job: dict) -> dict:
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(job)],
+        [sys.executable, "-m", "bench.bench_decode", "--child", json.dumps(job)], cwd=REPO,
         capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:

@@ -1,6 +1,6 @@
 """Listing a local source: our symlink-following walker against fsspec's ``find``.
 
-Run: `.venv/bin/python bench/bench_listing.py [--deployments 40] [--files 500] [--rounds 5]`.
+Run: `.venv/bin/python -m bench.bench_listing [--deployments 40] [--files 500] [--rounds 5]`.
 Prints a table and writes `bench/results/listing.json`. Builds one tree in a temporary folder:
 ``--deployments`` folders of ``--files`` empty ``.WAV`` files each, every one with a ``.txt``
 sidecar (AudioMoth cards carry CONFIG.TXT, Song Meters summary files), and times side by side:
@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from anywhere in the repo
 
 from fsspec.implementations.local import LocalFileSystem  # noqa: E402
 

@@ -1,6 +1,6 @@
 """CPU benchmark of the NatureLM-audio engine on a tiny but proportioned model, plus GPU arithmetic.
 
-Run: `.venv/bin/python bench/bench_naturelm.py [--windows 16] [--batch-size 8]`. Prints a table
+Run: `.venv/bin/python -m bench.bench_naturelm [--windows 16] [--batch-size 8]`. Prints a table
 and writes `bench/results/naturelm.json`. Measured side by side in one run, on the same model and
 audio:
 
@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repo
 
 from naturelm_core.naturelm import prompts as P  # noqa: E402
 from naturelm_core.naturelm.checkpoint import load_naturelm  # noqa: E402

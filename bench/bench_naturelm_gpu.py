@@ -1,6 +1,6 @@
 """NatureLM-audio at GPU speed: windows/s of the cached engine against the reference's way.
 
-Run: `.venv/bin/python bench/bench_naturelm_gpu.py [--mode auto|gpu|tiny] [--windows N]`.
+Run: `.venv/bin/python -m bench.bench_naturelm_gpu [--mode auto|gpu|tiny] [--windows N]`.
 
 - **gpu** (default when CUDA is available): builds full-size NatureLM-audio with random weights
   directly on the GPU -- Llama-3.1-8B's shape (32 layers, 4096 wide, 8 KV heads, FFN 14336) and
@@ -47,7 +47,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the repo
 
 from naturelm_core.naturelm import prompts as P  # noqa: E402
 from naturelm_core.naturelm.beats import BEATs, BEATsConfig, fbank_batch  # noqa: E402

@@ -1,7 +1,7 @@
 """The whole pipeline against its model's ceiling and against the incumbents, on the same files.
 
 Run through `make bench` (bench/run_all.py), or alone:
-`.venv/bin/python bench/bench_pipeline.py [--hours 6] [--rounds 1] [--out FILE]`.
+`.venv/bin/python -m bench.bench_pipeline [--hours 6] [--rounds 1] [--out FILE]`.
 
 - pipeline_efficiency: the audio seconds per wall second of a whole `dawnchorus run` (a fresh
   process: imports, Ray, model load, discovery, decode, inference, commits, maintenance) over
@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from bench.bench_decode import load_average, write_recording  # noqa: E402
 from bench.common import (  # noqa: E402

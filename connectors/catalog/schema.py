@@ -1,0 +1,121 @@
+"""The catalog's schema: versioned migrations (`sql/migrations/`), the views (`sql/views/`) and
+the catalog settings that record both; opening a writer upgrades an older catalog, a newer one is
+refused."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+import duckdb
+
+from connectors.catalog.connection import LAKE, _Transaction
+from connectors.catalog.sql_files import folder_files, sql_statements, sql_text
+from connectors.errors import ConfigError
+from connectors.location import ResultsLocation
+from connectors.tables import SETTINGS, SettingRow
+
+log = logging.getLogger("connectors.catalog")
+
+SCHEMA_VERSION_KEY = "schema_version"
+VIEWS_DIGEST_KEY = "views_sha256"
+DETECTION_THRESHOLD_KEY = "detection_threshold"
+LOCATION_THRESHOLD_KEY = "location_filter_threshold"
+#: Set only by a reader given its own threshold: the detections view's threshold_source for rows
+#: that passed it ("query"; rows that passed the catalog's threshold say "default").
+DETECTION_THRESHOLD_SOURCE_KEY = "detection_threshold_source"
+
+#: The migrations, in order; the catalog's schema version is the number applied.
+MIGRATIONS: tuple[str, ...] = tuple(folder_files("migrations"))
+SCHEMA_VERSION = len(MIGRATIONS)
+VIEWS: tuple[str, ...] = tuple(folder_files("views"))
+
+
+def views_digest() -> str:
+    text = "\n".join(sql_text(v) for v in VIEWS)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    tables = con.execute(
+        "select count(*) from duckdb_tables() where database_name = ?", [LAKE]
+    ).fetchone()[0]
+    if tables == 0:
+        return 0
+    row = con.execute(sql_text("catalog/get_setting"), [SCHEMA_VERSION_KEY]).fetchone()
+    return int(row[0]) if row else 1  # version 1 catalogs recorded no version
+
+
+def setting(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    row = con.execute(sql_text("catalog/get_setting"), [key]).fetchone()
+    return row[0] if row else None
+
+
+def _refuse_newer(version: int, where: ResultsLocation) -> None:
+    if version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"catalog {where.describe()} has schema version {version}, newer than this "
+            f"dawnchorus understands ({SCHEMA_VERSION}): upgrade dawnchorus to open it"
+        )
+
+
+def _needs_upgrade(con: duckdb.DuckDBPyConnection) -> bool:
+    return _schema_version(con) < SCHEMA_VERSION or setting(con, VIEWS_DIGEST_KEY) != views_digest()
+
+
+def put_setting(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+    con.register("_setting", SETTINGS.to_arrow([SettingRow(key, value)]))
+    try:
+        for statement in sql_statements("catalog/set_setting"):
+            con.execute(statement)
+    finally:
+        con.unregister("_setting")
+
+
+def upgrade(con: duckdb.DuckDBPyConnection, location: ResultsLocation) -> None:
+    """Apply the migrations this catalog lacks, one transaction each; refresh the views."""
+    while True:
+        version = _schema_version(con)
+        _refuse_newer(version, location)
+        if version == SCHEMA_VERSION:
+            break
+        number = version + 1
+        log.info("catalog %s: migrating to schema version %d (%s)", location.describe(),
+                 number, MIGRATIONS[number - 1])
+        _retrying(_migrate_to, con, number)
+    if setting(con, VIEWS_DIGEST_KEY) != views_digest():
+        _retrying(_refresh_views, con)
+
+
+def _migrate_to(con: duckdb.DuckDBPyConnection, number: int) -> None:
+    with _Transaction(con, {}):
+        if _schema_version(con) >= number:
+            return  # another process got there first
+        for statement in sql_statements(MIGRATIONS[number - 1]):
+            con.execute(statement)
+        put_setting(con, SCHEMA_VERSION_KEY, str(number))
+
+
+def _refresh_views(con: duckdb.DuckDBPyConnection) -> None:
+    with _Transaction(con, {}):
+        if setting(con, VIEWS_DIGEST_KEY) == views_digest():
+            return
+        for view in VIEWS:
+            for statement in sql_statements(view):
+                con.execute(statement)
+        put_setting(con, VIEWS_DIGEST_KEY, views_digest())
+
+
+def _retrying(step: Any, *args: Any, attempts: int = 20) -> None:
+    """Run a schema step; when another process upgrades the same catalog at the same moment
+    (SQLite busy, DuckLake write conflict), wait and try again — the step re-checks."""
+    for attempt in range(attempts):
+        try:
+            return step(*args)
+        except duckdb.Error as exc:
+            text = str(exc).lower()
+            if attempt == attempts - 1 or not ("locked" in text or "conflict" in text):
+                raise
+            time.sleep(0.1 * (attempt + 1))

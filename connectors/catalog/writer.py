@@ -1,0 +1,405 @@
+"""The catalog open for writing: typed methods that take and return the row dataclasses of
+`connectors.tables`; every write is one transaction, run again when another writer's commit
+conflicted with it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Sequence, TypeVar
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from connectors.catalog.connection import (
+    _another_writer,
+    _attach,
+    _first_line,
+    _is_write_conflict,
+    _Transaction,
+    connect_duckdb,
+    retry_while_busy,
+)
+from connectors.catalog.locks import schema_lock
+from connectors.catalog.maintenance import DEFAULT_DELETE_GRACE, MaintenanceReport, maintain
+from connectors.catalog.schema import _schema_version, put_setting, setting, upgrade
+from connectors.catalog.sql_files import sql_statements, sql_text
+from connectors.errors import ConfigError
+from connectors.location import DATA_DIR, ResultsLocation
+from connectors.tables import (
+    DEPLOYMENTS,
+    EMBEDDINGS,
+    PREDICTIONS,
+    RECORDINGS,
+    REVIEWS,
+    RUNS,
+    SETTINGS,
+    SPECIES_OCCURRENCE,
+    THRESHOLDS,
+    WINDOWS,
+    DeploymentRow,
+    EmbeddingRow,
+    PredictionRow,
+    RecordingRow,
+    ReviewRow,
+    RunRow,
+    SettingRow,
+    SpeciesOccurrenceRow,
+    ThresholdRow,
+    WindowRow,
+)
+
+
+log = logging.getLogger("connectors.catalog")
+T = TypeVar("T")
+
+#: A write that conflicts with another writer's is run again this many times (see the docstring).
+CONFLICT_RETRIES = 20
+
+
+@dataclass(frozen=True)
+class CascadeWindow:
+    """A window a cascade stage answers, and the previous stage's proposals for it."""
+
+    recording_id: str
+    channel: int
+    window_index: int
+    offset_s: float
+    duration_s: float
+    padded: bool
+    candidates: tuple[str, ...]  # the previous stage's top-k classify labels, best first
+
+
+def check_embeddings(rows: Sequence[EmbeddingRow]) -> None:
+    """Refuse embeddings that are empty, not finite, or of two lengths under one fingerprint."""
+    widths: dict[str, int] = {}
+    for e in rows:
+        vector = np.asarray(e.vector, dtype=np.float32)
+        where = f"recording {e.recording_id} window {e.window_index} channel {e.channel}"
+        if vector.ndim != 1 or vector.size == 0 or not np.all(np.isfinite(vector)):
+            raise ValueError(f"refusing to commit the embedding of {where}: expected a non-empty "
+                             f"finite vector, got shape {vector.shape}")
+        width = widths.setdefault(e.config_fingerprint, vector.size)
+        if vector.size != width:
+            raise ValueError(f"refusing to commit the embedding of {where}: {vector.size} values, "
+                             f"but {width} for other windows of fingerprint {e.config_fingerprint}")
+
+
+# -------------------------------------------------------------------------------- the writer
+
+
+class Catalog:
+    """A catalog open for writing (attached as `lake`): a results folder (the embedded default)
+    or a `ResultsLocation` (SQLite or Postgres catalog, local or S3 data)."""
+
+    def __init__(self, results: str | os.PathLike | ResultsLocation, catalog: str | None = None,
+                 storage_options: dict[str, Any] | None = None):
+        self.location = ResultsLocation.resolve(results, catalog, storage_options)
+        self.root = self.location.root  # the local results folder; None for data on S3
+        self.catalog_path = self.location.catalog_path
+        self.data_path = self.root / DATA_DIR if self.root else None
+        folders = [p for p in (self.data_path, self.catalog_path and self.catalog_path.parent) if p]
+        for folder in folders:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"results folder {folder}: cannot create it: "
+                                  f"{exc.strerror or exc}") from None
+        self.con = retry_while_busy(self._open, f"{self.location.describe()}: open")
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        self.con = connect_duckdb(self.location)
+        try:
+            with schema_lock(self.location):
+                _attach(self.con, self.location, read_only=False)
+                self._upgrade()
+        except BaseException:
+            self.con.close()
+            raise
+        return self.con
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- schema ------------------------------------------------------------------------------
+    def _upgrade(self) -> None:
+        """Apply the migrations this catalog lacks, one transaction each; refresh the views."""
+        upgrade(self.con, self.location)
+
+    @property
+    def schema_version(self) -> int:
+        return _schema_version(self.con)
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _transaction(self, **tables: pa.Table) -> _Transaction:
+        return _Transaction(self.con, tables)
+
+    def _write(self, work: Callable[[duckdb.DuckDBPyConnection], T], **tables: pa.Table) -> T:
+        """Run `work` in one transaction; again on the new snapshot if another writer's commit
+        conflicted with it, or while another process commits to a SQLite catalog ("database is
+        locked"). A failed transaction is rolled back whole, so running it again never duplicates
+        a row (and every write here but an appended verdict replaces by key)."""
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                with self._transaction(**tables) as con:
+                    return work(con)
+            except duckdb.Error as exc:
+                again = _is_write_conflict(exc) or _another_writer(exc)
+                if not again or attempt == CONFLICT_RETRIES:
+                    raise
+                log.debug("catalog write met another writer (attempt %d): %s",
+                          attempt + 1, _first_line(exc))
+                time.sleep(min(2.0, 0.05 * 1.5 ** attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    def _run_file(self, name: str, params: Sequence[Any] | None = None, **tables: pa.Table) -> None:
+        def work(con: duckdb.DuckDBPyConnection) -> None:
+            for statement in sql_statements(name):
+                con.execute(statement, params) if params is not None else con.execute(statement)
+
+        self._write(work, **tables)
+
+    def _query_file(self, name: str, params: Sequence[Any] | None = None,
+                    **tables: pa.Table) -> pa.Table:
+        for table_name, table in tables.items():
+            self.con.register(table_name, table)
+        try:
+            return self.con.execute(sql_text(name), params).to_arrow_table()
+        finally:
+            for table_name in tables:
+                self.con.unregister(table_name)
+
+    # -- settings ------------------------------------------------------------------------------
+    def setting(self, key: str) -> str | None:
+        return setting(self.con, key)
+
+    def set_setting(self, key: str, value: str) -> None:
+        self._write(lambda con: put_setting(con, key, value))
+
+    # -- deployments and recordings ------------------------------------------------------------
+    def upsert_deployments(self, rows: Sequence[DeploymentRow]) -> None:
+        """Replace the rows of these deployments (by deployment_id) in one transaction."""
+        if rows:
+            self._run_file("catalog/replace_deployments", _deployments=DEPLOYMENTS.to_arrow(rows))
+
+    def deployments(self) -> list[DeploymentRow]:
+        """Every deployment the catalog holds, by id."""
+        return DEPLOYMENTS.from_arrow(self._query_file("catalog/deployments"))
+
+    def known_recordings(self) -> list[RecordingRow]:
+        """Every recording version the catalog holds."""
+        return RECORDINGS.from_arrow(self._query_file("catalog/known_recordings"))
+
+    def register_recordings(self, new: Sequence[RecordingRow], superseded_ids: Sequence[str]) -> None:
+        """Add new recording versions and drop superseded ones with their rows, in one transaction."""
+        superseded = pa.table({"recording_id": pa.array(list(superseded_ids), pa.string())})
+        self._run_file("catalog/replace_recordings", _superseded=superseded,
+                       _new_recordings=RECORDINGS.to_arrow(new))
+
+    def plannable_recordings(self, recording_ids: Sequence[str]) -> list[RecordingRow]:
+        """The readable recordings among `recording_ids`, by uri."""
+        ids = pa.table({"recording_id": pa.array(list(recording_ids), pa.string())})
+        return RECORDINGS.from_arrow(self._query_file("catalog/plannable_recordings", _ids=ids))
+
+    def cascade_windows(self, upstream: str, fingerprint: str, *, pass_task: str,
+                        threshold: float, top_k: int | None, retry_failed: bool = False
+                        ) -> list["CascadeWindow"]:
+        """The windows a cascade stage (`fingerprint`) has still to answer: analysed under
+        `upstream`, passed by its `pass_task` score, with its top-k classify labels."""
+        table = self._query_file("catalog/cascade_windows", {
+            "upstream": upstream, "fingerprint": fingerprint, "pass_task": pass_task,
+            "threshold": float(threshold), "top_k": int(top_k or 0), "retry_failed": retry_failed})
+        return [CascadeWindow(r["recording_id"], int(r["channel"]), int(r["window_index"]),
+                              float(r["offset_s"]), float(r["duration_s"]), bool(r["padded"]),
+                              tuple(r["candidates"]))
+                for r in table.to_pylist()]
+
+    # -- windows and predictions ---------------------------------------------------------------
+    def committed_windows(self, config_fingerprint: str, *, retry_failed: bool = False
+                          ) -> dict[tuple[str, int], set[int]]:
+        """(recording_id, channel) -> window indexes already committed under this fingerprint.
+
+        With `retry_failed`, failed windows do not count as committed, so they are planned again.
+        """
+        table = self._query_file("catalog/committed_windows", [config_fingerprint, retry_failed])
+        return {(r["recording_id"], r["channel"]): set(r["window_indexes"]) for r in table.to_pylist()}
+
+    def commit_unit(self, windows: Sequence[WindowRow], predictions: Sequence[PredictionRow],
+                    embeddings: Sequence[EmbeddingRow] = ()) -> None:
+        """One unit's effort rows, predictions and embeddings: all or nothing (see
+        `commit_units`)."""
+        self.commit_units([(windows, predictions, embeddings)])
+
+    def commit_units(self, units: Sequence[tuple[Sequence[WindowRow], Sequence[PredictionRow]]
+                                           | tuple[Sequence[WindowRow], Sequence[PredictionRow],
+                                                   Sequence[EmbeddingRow]]]) -> None:
+        """Whole units' effort rows, predictions and embeddings (each unit's third item, none
+        when it has two) in one transaction: all or nothing.
+
+        Several finished units may share a transaction (fewer commits and files); none is ever
+        split across two, so a re-run after a crash plans exactly the units that are not in.
+        A window committed again after failing replaces its failed row. Every score must be a
+        finite probability: the inference stage fails windows whose model output is not one, so
+        a bad score here is a bug, refused before it can reach a detection. Embeddings are
+        refused unless they are finite and of one length per fingerprint (DuckLake stores
+        `FLOAT[]`, so nothing else would catch a short vector).
+        """
+        windows = [w for unit in units for w in unit[0]]
+        predictions = [p for unit in units for p in unit[1]]
+        embeddings = [e for unit in units for e in (unit[2] if len(unit) > 2 else ())]
+        for p in predictions:
+            if not (isinstance(p.score, float) and math.isfinite(p.score) and 0.0 <= p.score <= 1.0):
+                raise ValueError(
+                    f"refusing to commit score {p.score!r} for recording {p.recording_id} window "
+                    f"{p.window_index} ({p.task}): scores must be finite probabilities"
+                )
+        check_embeddings(embeddings)
+        self._run_file("catalog/commit_unit", _unit_windows=WINDOWS.to_arrow(windows),
+                       _unit_predictions=PREDICTIONS.to_arrow(predictions),
+                       _unit_embeddings=EMBEDDINGS.to_arrow(embeddings))
+
+    def commit_tables(self, windows: pa.Table, predictions: pa.Table) -> None:
+        """Windows and predictions already in Arrow, with exactly the tables' schemas, in one
+        transaction (bulk loads of many rows, e.g. the catalog benchmark's synthetic season);
+        scores are checked as `commit_units` checks them."""
+        for table, name in ((windows, WINDOWS), (predictions, PREDICTIONS)):
+            if not table.schema.equals(name.schema):
+                raise TypeError(f"{name.name}: expected the schema of connectors.tables.{name.name}")
+        scores = predictions.column("score")
+        good = pc.and_(pc.is_finite(scores), pc.and_(pc.greater_equal(scores, 0.0),
+                                                     pc.less_equal(scores, 1.0)))
+        if predictions.num_rows and not pc.all(good).as_py():
+            bad = predictions.filter(pc.invert(pc.fill_null(good, False))).slice(0, 1).to_pylist()[0]
+            raise ValueError(
+                f"refusing to commit score {bad['score']!r} for recording {bad['recording_id']} "
+                f"window {bad['window_index']} ({bad['task']}): scores must be finite probabilities"
+            )
+        self._run_file("catalog/commit_unit", _unit_windows=windows, _unit_predictions=predictions,
+                       _unit_embeddings=EMBEDDINGS.to_arrow([]))
+
+    def commit_embeddings_table(self, embeddings: pa.Table) -> None:
+        """Embeddings already in Arrow (exactly the table's schema), in one transaction: bulk
+        loads such as the similarity benchmark's synthetic season. Checked as `commit_unit`
+        checks rows: finite, non-empty, one width per fingerprint."""
+        if not embeddings.schema.equals(EMBEDDINGS.schema):
+            raise TypeError("embeddings: expected the schema of connectors.tables.embeddings")
+        vectors = embeddings.column("vector").combine_chunks()
+        widths = pa.table({"fp": embeddings.column("config_fingerprint"),
+                           "n": pc.list_value_length(vectors)}).group_by("fp").aggregate(
+                               [("n", "min"), ("n", "max")])
+        values = vectors.flatten()
+        if (embeddings.num_rows and (pc.min(widths["n_min"]).as_py() < 1
+                                     or widths["n_min"] != widths["n_max"]
+                                     or not pc.all(pc.is_finite(values)).as_py())):
+            raise ValueError("refusing to commit embeddings: every vector must be non-empty and "
+                             "finite, of one width per fingerprint")
+        self._run_file("catalog/commit_unit", _unit_windows=WINDOWS.to_arrow([]),
+                       _unit_predictions=PREDICTIONS.to_arrow([]), _unit_embeddings=embeddings)
+
+    # -- maintenance ---------------------------------------------------------------------------
+    def maintain(self, *, retention: timedelta | None = None, keep_for_readers: bool = True,
+                 orphan_grace: timedelta = DEFAULT_DELETE_GRACE) -> MaintenanceReport:
+        """Few files, no dead ones (`connectors.catalog.maintenance.maintain` says how). Call it
+        holding the results folder's run lock, so that no commit is writing files meanwhile."""
+        return maintain(self.con, self.location, self.data_path, retention=retention,
+                        keep_for_readers=keep_for_readers, orphan_grace=orphan_grace)
+
+    # -- species filters -----------------------------------------------------------------------
+    def location_filter_todo(self) -> list[tuple[str, int, float, float]]:
+        """(deployment_id, BirdNET week, latitude, longitude) pairs the meta-model has not been
+        asked about yet (or was asked about other coordinates than the deployment's now)."""
+        table = self._query_file("catalog/location_filter_todo")
+        return [(r["deployment_id"], r["week"], r["latitude"], r["longitude"])
+                for r in table.to_pylist()]
+
+    def put_species_occurrence(self, rows: Sequence[SpeciesOccurrenceRow]) -> None:
+        """The meta-model's answers for some (deployment, week) pairs, replacing older ones for
+        those pairs, in one transaction."""
+        if rows:
+            self._run_file("catalog/put_species_occurrence",
+                           _occurrence=SPECIES_OCCURRENCE.to_arrow(rows))
+
+    # -- runs ----------------------------------------------------------------------------------
+    def start_run(self, run: RunRow) -> None:
+        self._run_file("catalog/start_run", _run=RUNS.to_arrow([run]))
+
+    def finish_run(self, run: RunRow) -> None:
+        self._run_file("catalog/finish_run", _run=RUNS.to_arrow([run]))
+
+    def mark_interrupted(self, noticed_at: datetime, by_run_id: str,
+                         alive: Callable[[str], bool] | None = None) -> list[str]:
+        """Mark the runs still `running` that are dead as interrupted; their run ids.
+
+        `alive(run_id)` tells a live run from a dead one (`connectors.catalog.locks`: a Postgres
+        lease asks whether that run's session still holds its lease). Without it every run but
+        `by_run_id` counts as dead: call it so only while holding a SQLite catalog's run lock.
+        """
+        running = retry_while_busy(
+            lambda: [r[0] for r in self.con.execute(sql_text("catalog/running_runs"),
+                                                    [by_run_id]).fetchall()],
+            f"{self.location.describe()}: running runs")
+        dead = [run_id for run_id in running if alive is None or not alive(run_id)]
+        if dead:
+            ids = pa.table({"run_id": pa.array(dead, pa.string())})
+            self._run_file("catalog/mark_interrupted", [noticed_at], _dead=ids)
+        return dead
+
+    def runs(self) -> list[RunRow]:
+        return RUNS.from_arrow(self._query_file("catalog/runs"))
+
+    # -- reviews and thresholds ----------------------------------------------------------------
+    def add_review(self, review: ReviewRow) -> None:
+        """One verdict, in its own transaction (the review page writes each click at once).
+
+        Needs no run lock: DuckLake's transactions let it commit while a run commits units.
+        """
+        self.add_reviews([review])
+
+    def add_reviews(self, reviews: Sequence[ReviewRow]) -> None:
+        """Several verdicts (a Raven table's) in one transaction: all or nothing."""
+        for r in reviews:
+            check_review(r)
+        if reviews:
+            self._run_file("catalog/add_reviews", _reviews=REVIEWS.to_arrow(reviews))
+
+    def replace_thresholds(self, rows: Sequence[ThresholdRow]) -> None:
+        """Replace the thresholds of these (fingerprint, label) pairs, in one transaction."""
+        for row in rows:
+            if row.status not in ThresholdRow.STATUSES:
+                raise ValueError(f"threshold status {row.status!r}: expected one of "
+                                 f"{', '.join(ThresholdRow.STATUSES)}")
+            if (row.threshold is None) != (row.status != "calibrated"):
+                raise ValueError(f"threshold for {row.label!r}: a threshold goes with status "
+                                 f"calibrated and only with it (got {row.threshold!r}, {row.status})")
+            if row.threshold is not None and not 0.0 <= row.threshold <= 1.0:
+                raise ValueError(f"threshold for {row.label!r}: {row.threshold!r} is not a score")
+        if rows:
+            self._run_file("catalog/replace_thresholds", _thresholds=THRESHOLDS.to_arrow(rows))
+
+
+def check_review(review: ReviewRow) -> None:
+    """Refuse a verdict the catalog must never hold (a bug in the caller, not user input)."""
+    if review.verdict not in ReviewRow.VERDICTS:
+        raise ValueError(f"verdict {review.verdict!r}: expected one of {', '.join(ReviewRow.VERDICTS)}")
+    if review.via not in ReviewRow.VIAS:
+        raise ValueError(f"review via {review.via!r}: expected one of {', '.join(ReviewRow.VIAS)}")
+    if (review.verdict == "other") != bool(review.corrected_label):
+        raise ValueError("a corrected label goes with verdict other, and only with it "
+                         f"(got verdict {review.verdict!r}, corrected label {review.corrected_label!r})")
+    if not review.reviewer.strip():
+        raise ValueError("a verdict needs a reviewer name")
+    if not (math.isfinite(review.score) and 0.0 <= review.score <= 1.0):
+        raise ValueError(f"review score {review.score!r}: expected a probability")

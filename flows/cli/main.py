@@ -1,0 +1,253 @@
+"""`dawnchorus`: run the pipeline, query the catalog, review and calibrate detections, build the
+demo, build tiny test checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger("dawnchorus")
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Every RunSettings field (flows.cli.settings_args derives them), plus the flow to run and two
+    shorthands for NatureLM's weight options."""
+    from flows.cli.settings_args import add_settings_arguments
+    from flows.pipeline.settings import RunSettings
+
+    add_settings_arguments(p, RunSettings)
+    p.add_argument("--weights", help="shorthand for --model-option weights=DIR: NatureLM release "
+                                     "folder or URI (config.json + model.safetensors)")
+    p.add_argument("--llama", help="shorthand for --model-option llama=DIR: Llama base folder or "
+                                   "URI (Hugging Face format)")
+    p.add_argument("--flow", choices=["nightly", "backfill"], default="nightly",
+                   help="which flow records the run (default: nightly)")
+
+
+def settings_from_args(args: argparse.Namespace):
+    """RunSettings from the parsed `run` arguments; ConfigError (one line, naming the flag)."""
+    from flows.cli.settings_args import build_settings, settings_values
+    from flows.pipeline.settings import RunSettings, declared_native_window
+
+    values = settings_values(args, RunSettings)
+    for shorthand in ("weights", "llama"):
+        if getattr(args, shorthand, None):
+            values.setdefault("model_options", {})[shorthand] = getattr(args, shorthand)
+    settings = build_settings(RunSettings, values)
+    # A hop with no window is checked against the model's native window when the run resolves
+    # it; a class that declares its window lets the flags be named here, before any model loads.
+    native = declared_native_window(settings.model) if settings.window_s is None else None
+    if settings.hop_s is not None and native is not None and settings.hop_s > native:
+        from connectors.errors import ConfigError
+
+        raise ConfigError(f"--hop-s ({settings.hop_s:g}) must not exceed --window-s (default: "
+                          f"the {settings.model} model's native window, {native:g} s)")
+    return settings
+
+
+def _run_flow(flow: Any, settings: Any, run_id: str, verbose: bool = False) -> dict[str, Any]:
+    """Run a flow with the terminal's header, progress bar and summary (`flows.cli.terminal`); the
+    logs go to <results>/logs/<run_id>.log. An incomplete run still has a summary.
+
+    With a Prefect API configured (PREFECT_API_URL) the flow runs as a Prefect flow run; without
+    one, its steps run as plain functions instead of under Prefect's temporary server.
+    """
+    from flows.pipeline.prefect_flows import prefect_api_configured
+    from flows.pipeline.run import IncompleteRunError, run_plain
+    from flows.cli.terminal import run_console
+
+    with run_console(local_log_root(settings.location), run_id, verbose) as (console, log_file):
+        try:
+            if prefect_api_configured():
+                summary = flow(settings, run_id)
+            else:
+                summary = run_plain(settings, flow.name, run_id)
+        except IncompleteRunError as exc:
+            summary = exc.summary
+        log.info("run summary: %s", json.dumps(summary, default=str))
+        console.summary(summary, log_file)
+    return summary
+
+
+def local_log_root(location: Any) -> Path:
+    """Where a run's log file goes (`<root>/logs/<run_id>.log`): the local results folder; for
+    results on S3, the SQLite catalog's folder, or else DAWNCHORUS_LOG_DIR (default
+    ~/.cache/dawnchorus)."""
+    import os
+
+    if location.root is not None:
+        return location.root
+    if location.catalog_path is not None:
+        return location.catalog_path.parent
+    return Path(os.environ.get("DAWNCHORUS_LOG_DIR", "~/.cache/dawnchorus")).expanduser()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from connectors.catalog.locks import run_lock
+    from flows.pipeline.prefect_flows import backfill, nightly
+    from flows.pipeline.run import new_run_id
+    from flows.pipeline.ray_engine import check_ray_address, start_ray
+    from flows.outputs.redact import install_log_redaction
+
+    settings = settings_from_args(args)
+    location = settings.location
+    install_log_redaction([settings.storage_options,
+                           {f"secret_{i}": s for i, s in enumerate(sorted(location.secrets()))}])
+    check_ray_address()
+    run_id = new_run_id()
+    # Take the catalog before Prefect starts: a busy or impossible catalog is refused at once,
+    # in one line; the flow re-enters the lock (or lease) this process holds.
+    with run_lock(location, run_id, wait_s=settings.lease_wait_s):
+        start_ray()  # seconds of start-up, spent while the flow imports, loads and plans
+        summary = _run_flow(backfill if args.flow == "backfill" else nightly, settings, run_id,
+                            args.verbose)
+    return 0 if summary["status"] == "completed" else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
+    from flows.cli.demo import WINDOW_S, build_demo, compare_with_truth
+    from flows.pipeline.prefect_flows import nightly
+    from flows.pipeline.run import new_run_id
+    from flows.outputs.query import format_table, run_analysis, run_query
+    from flows.pipeline.settings import RunSettings
+
+    out = Path(args.out)
+    info = build_demo(out, clips_dir=Path(args.clips) if args.clips else None)
+    # The demo lays its calls out in 10-s windows, so it analyses 10-s windows whatever the model.
+    settings = RunSettings(source=str(info.source_root), results=str(out / "results"),
+                           model=args.model, window_s=WINDOW_S)
+    summary = _run_flow(nightly, settings, new_run_id(), args.verbose)
+    print("\nSpecies by site and night (detections = windows, score >= catalog threshold, "
+          "species filters applied):")
+    nights = run_analysis(settings.results, "species_by_night")
+    print(format_table(nights.select(["site_id", "night_date", "label", "scientific_name",
+                                      "detections", "max_score", "effort_hours"])))
+    from connectors.catalog import CatalogReader
+
+    count = "select count(*) as n from detections"
+    with CatalogReader(settings.results, location_threshold=0.0) as unfiltered:
+        hidden = unfiltered.query(count)["n"][0].as_py() - run_query(settings.results, count)["n"][0].as_py()
+    if hidden:
+        print(f"({hidden} detections of species unlikely at these sites in these weeks are hidden "
+              f"by the location filter: dawnchorus query --results {settings.results} "
+              "\"from species_filter where not kept\")")
+    top1 = run_query(settings.results, "from top1_per_window").to_pylist()
+    truth = compare_with_truth(info.truth_csv, top1)
+    hits = sum(row["match"] for row in truth)
+    print(f"\nCalls mixed into the demo and the top-1 answer in their window "
+          f"({hits} of {len(truth)} named right; synthetic calls are no species):")
+    print(format_table(pa.Table.from_pylist(truth)))
+    print(f"\nReport:  {summary.get('report')}")
+    print(f"Catalog: {Path(settings.results).resolve() / 'catalog.sqlite'}")
+    print(f"Query it: dawnchorus query species_by_night --results {settings.results}")
+    print(f"          dawnchorus duckdb --results {settings.results}")
+    return 0 if summary["status"] == "completed" else 1
+
+
+def cmd_tiny_naturelm(args: argparse.Namespace) -> int:
+    from naturelm_core.naturelm.tiny import build_tiny_checkpoint
+
+    naturelm_dir, llama_dir = build_tiny_checkpoint(Path(args.out))
+    print(f"NatureLM release: {naturelm_dir}\nLlama base:       {llama_dir}")
+    return 0
+
+
+def add_review_parsers(sub: argparse._SubParsersAction) -> None:
+    """`review` (the review page, the Raven round trip) and `calibrate`: flows/review/."""
+    from flows.cli.review import add_calibrate_parser, add_review_parser
+
+    add_review_parser(sub)
+    add_calibrate_parser(sub)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from flows.cli.settings_args import OneLineParser
+
+    parser = OneLineParser(prog="dawnchorus", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="analyse new or changed recordings (the nightly flow)")
+    _add_run_arguments(run)
+    run.set_defaults(func=cmd_run)
+
+    from flows.cli.query import add_query_parser
+
+    add_query_parser(sub)
+    from flows.outputs.exports import add_export_parser
+
+    add_export_parser(sub)
+    from flows.cli.report import add_report_parser
+
+    add_report_parser(sub)
+    from flows.cli.duckdb_shell import add_duckdb_parser
+
+    add_duckdb_parser(sub)
+    from flows.cli.similar import add_similar_parser
+
+    add_similar_parser(sub)
+
+    demo = sub.add_parser("demo", help="build a demo deployment, run nightly on it, summarise")
+    demo.add_argument("--out", default="demo")
+    demo.add_argument("--clips", help="folder of real clips with manifest.csv to mix in")
+    demo.add_argument("--model", default="birdnet")
+    demo.set_defaults(func=cmd_demo)
+
+    add_review_parsers(sub)
+    from flows.cli.maintain import add_maintain_parser
+
+    add_maintain_parser(sub)
+
+    dev = sub.add_parser("dev", help="developer tools")
+    dev_sub = dev.add_subparsers(dest="dev_command", required=True)
+    tiny = dev_sub.add_parser("tiny-naturelm", help="build a tiny random NatureLM checkpoint")
+    tiny.add_argument("--out", required=True)
+    tiny.set_defaults(func=cmd_tiny_naturelm)
+    return parser
+
+
+def _one_line(exc: Exception) -> str:
+    """A user error as one readable line (pydantic lists each bad field as `field: reason`)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+    return " ".join(str(exc).split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from flows.outputs.redact import install_log_redaction
+
+    install_log_redaction()  # the AWS credential variables never reach a log line
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Every Prefect API call is an httpx INFO line; keep the terminal for progress.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from flows.cli.console import quiet_user_error_tracebacks
+
+    quiet_user_error_tracebacks()
+    from pydantic import ValidationError
+
+    from connectors.errors import ConfigError
+    from naturelm_core.backend import BackendError
+
+    try:
+        return args.func(args)
+    except (ConfigError, BackendError, ValidationError) as exc:
+        print(f"dawnchorus: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

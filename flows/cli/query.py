@@ -1,0 +1,61 @@
+"""`dawnchorus query`: a named analysis, or read-only SQL, on the catalog (`flows.outputs.query`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from connectors.analyses import analysis_names
+from connectors.errors import ConfigError
+from flows.outputs.query import describe_analyses, run_analysis, run_query, write_table
+
+
+def _parse_param(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"--param {text!r}: expected NAME=VALUE")
+    return key.strip(), value
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    if args.list:
+        print(describe_analyses())
+        return 0
+    if not args.what:
+        raise ConfigError("query: give an analysis name, SQL in quotes, or --list")
+    if not args.results:
+        raise ConfigError("query: --results RESULTS is required")
+    params = dict(args.param)
+    if args.threshold is not None:
+        params["threshold"] = args.threshold
+    if args.what in analysis_names():
+        table = run_analysis(args.results, args.what, params, catalog=args.catalog)
+    else:
+        threshold = params.pop("threshold", None)
+        table = run_query(args.results, args.what,
+                          threshold=float(threshold) if threshold is not None else None,
+                          params=params, catalog=args.catalog)
+    write_table(table, args.format, args.out)
+    return 0
+
+
+def add_query_parser(sub: Any) -> None:
+    query = sub.add_parser(
+        "query", help="a named analysis, or read-only SQL, on the catalog",
+        description="Run a named analysis (dawnchorus query diel --param species='Turdus merula'), "
+                    "list them (--list), or run one read-only SELECT (analyses with defaults are "
+                    "views there: \"from species_by_night\").")
+    query.add_argument("what", nargs="?", help="analysis name, or SQL in quotes")
+    query.add_argument("--results", help="results root: a local folder (catalog.sqlite + data/) "
+                                         "or s3://bucket/prefix")
+    query.add_argument("--catalog", help="the catalog, as the run named it: a SQLite file or "
+                                         "postgresql://user@host:port/db (default: "
+                                         "<results>/catalog.sqlite)")
+    query.add_argument("--param", action="append", type=_parse_param, default=[],
+                       metavar="NAME=VALUE", help="analysis parameter (repeatable)")
+    query.add_argument("--list", action="store_true", help="describe the analyses and exit")
+    query.add_argument("--format", choices=["table", "csv", "parquet"], default="table")
+    query.add_argument("--out", help="write to this file instead of the terminal")
+    query.add_argument("--threshold", type=float,
+                       help="detection threshold for the detections view (default: the catalog's)")
+    query.set_defaults(func=cmd_query)

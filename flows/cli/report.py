@@ -1,0 +1,24 @@
+"""`dawnchorus report`: rebuild a run's report (`flows.outputs.report`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.location import ResultsLocation
+from flows.outputs.report import latest_run_id, write_report
+
+
+def cmd_report(args: Any) -> int:
+    location = ResultsLocation.resolve(args.results, args.catalog)
+    run_id = args.run or latest_run_id(location)
+    print(write_report(location, run_id))
+    return 0
+
+
+def add_report_parser(sub: Any) -> None:
+    p = sub.add_parser("report", help="rebuild a run's report (plots, tables, index.html)")
+    p.add_argument("--results", required=True, help="results root: a local folder or s3://...")
+    p.add_argument("--catalog", help="the catalog, as the run named it (default: "
+                                     "<results>/catalog.sqlite)")
+    p.add_argument("--run", help="run id (default: the latest run)")
+    p.set_defaults(func=cmd_report)

@@ -1,0 +1,160 @@
+"""`dawnchorus review` and `dawnchorus calibrate`: their arguments and what they do.
+
+`flows/cli/main.py` adds the two subcommands through `add_review_parser` and `add_calibrate_parser`;
+heavy imports wait until a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+
+from connectors.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _default_reviewer() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (some containers): the page asks for one
+        return ""
+
+
+def add_review_parser(sub: argparse._SubParsersAction) -> None:
+    from flows.review.defaults import DEFAULT_HOST, DEFAULT_MIN_REVIEWS, DEFAULT_PORT
+
+    p = sub.add_parser("review", help="review detections in the browser (or round-trip them "
+                                      "through a Raven selection table)")
+    p.add_argument("--results", required=True, help="results folder (catalog.sqlite + data/)")
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help=f"address to serve on (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT,
+                   help=f"port to serve on (default {DEFAULT_PORT}; 0 = any free port)")
+    p.add_argument("--reviewer", default=_default_reviewer(),
+                   help="name recorded with each verdict (default: your login name)")
+    p.add_argument("--min-score", type=float, default=0.1,
+                   help="lowest score the queue offers (default 0.1; calibration needs low scores)")
+    p.add_argument("--bins", type=int, default=10,
+                   help="score bins the queue samples from in turn (default 10)")
+    p.add_argument("--goal", type=int, default=DEFAULT_MIN_REVIEWS,
+                   help=f"verdicts per species to aim for (default {DEFAULT_MIN_REVIEWS}, "
+                        "calibrate's --min-reviews)")
+    p.add_argument("--export-raven", metavar="FILE",
+                   help="write the reviews as a Raven selection table (Verdict column) and exit")
+    p.add_argument("--pending", type=int, default=0, metavar="N",
+                   help="with --export-raven: also the next N unreviewed detections per species")
+    p.add_argument("--import-raven", metavar="FILE",
+                   help="read verdicts from a Raven selection table's Verdict column and exit")
+    p.add_argument("--fingerprint", help="only this config fingerprint (export and import)")
+    p.set_defaults(func=cmd_review)
+
+
+def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
+    from flows.review.defaults import DEFAULT_MIN_REVIEWS, DEFAULT_PRECISION
+
+    p = sub.add_parser("calibrate", help="per-species thresholds for a target precision, fitted "
+                                         "to the reviews (Wood & Kahl 2024)")
+    p.add_argument("--results", required=True, help="results folder (catalog.sqlite + data/)")
+    p.add_argument("--precision", type=float, default=DEFAULT_PRECISION,
+                   help=f"probability of being correct at the threshold (default {DEFAULT_PRECISION})")
+    p.add_argument("--min-reviews", type=int, default=DEFAULT_MIN_REVIEWS,
+                   help=f"fewest verdicts a species needs (default {DEFAULT_MIN_REVIEWS})")
+    p.set_defaults(func=cmd_calibrate)
+
+
+def _check_review_args(args: argparse.Namespace) -> None:
+    if not 0.0 <= args.min_score < 1.0:
+        raise ConfigError(f"--min-score {args.min_score}: expected a score in [0, 1)")
+    if not 1 <= args.bins <= 100:
+        raise ConfigError(f"--bins {args.bins}: expected 1 to 100")
+    if args.goal < 1 or args.pending < 0:
+        raise ConfigError("--goal must be at least 1 and --pending at least 0")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port}: expected 0 to 65535")
+    if args.export_raven and args.import_raven:
+        raise ConfigError("--export-raven and --import-raven: one at a time")
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from connectors.catalog import results_root
+
+    _check_review_args(args)
+    results = str(results_root(args.results))
+    if not (results_root(args.results) / "catalog.sqlite").exists():
+        raise ConfigError(f"no catalog in {results}: run `dawnchorus run` first")
+    if args.export_raven:
+        from flows.review.exchange import export_reviews
+
+        done = export_reviews(results, args.export_raven, fingerprint=args.fingerprint,
+                              pending_per_species=args.pending, min_score=args.min_score,
+                              score_bins=args.bins)
+        print(f"{args.export_raven}: {done.rows} selections ({done.verdicts} with verdicts, "
+              f"{done.pending} to review)"
+              + (f"; {done.left_out} verdicts on recordings that have since changed left out"
+                 if done.left_out else ""))
+        return 0
+    if args.import_raven:
+        return _import(args, results)
+    return _serve(args, results)
+
+
+def _import(args: argparse.Namespace, results: str) -> int:
+    from connectors.errors import InputError
+    from flows.review.exchange import import_reviews
+
+    if not args.reviewer.strip():
+        raise ConfigError("--reviewer: needed for rows without a Reviewer")
+    try:
+        done = import_reviews(results, args.import_raven, reviewer=args.reviewer,
+                              fingerprint=args.fingerprint)
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
+    for problem in done.problems:
+        print(problem, file=sys.stderr)
+    print(f"{args.import_raven}: {done.imported} verdicts imported, {done.unchanged} unchanged, "
+          f"{done.blank} rows without a verdict, {len(done.problems)} refused")
+    return 1 if done.problems else 0
+
+
+def _serve(args: argparse.Namespace, results: str) -> int:
+    from flows.review.server import ReviewServer, is_loopback
+    from flows.review.service import ReviewService, ReviewSettings
+
+    service = ReviewService(ReviewSettings(
+        results=results, reviewer=args.reviewer, min_score=args.min_score,
+        score_bins=args.bins, goal=args.goal))
+    try:
+        server = ReviewServer(service, host=args.host, port=args.port)
+        if not is_loopback(args.host):
+            log.warning("serving on %s: anyone who can reach this address can listen to the "
+                        "reviewed audio (verdicts still need the page's token)", args.host)
+        print(f"Reviewing {results} at {server.url}  (Ctrl-C to stop)", flush=True)
+        server.serve_forever()
+    finally:
+        service.close()
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from flows.outputs.query import format_table
+    from flows.outputs.calibration.calibrate import calibrate
+
+    import pyarrow as pa
+
+    rows = calibrate(args.results, precision=args.precision, min_reviews=args.min_reviews)
+    if not rows:
+        print("no reviews yet: `dawnchorus review` first")
+        return 0
+    table = pa.Table.from_pylist([{
+        "species": r.label, "fingerprint": r.config_fingerprint, "status": r.status,
+        "threshold": None if r.threshold is None else round(r.threshold, 4),
+        "reviewed": r.n_reviewed, "correct": r.n_correct, "unsure": r.n_unsure,
+    } for r in rows])
+    print(format_table(table))
+    calibrated = sum(r.status == "calibrated" for r in rows)
+    print(f"\n{calibrated} of {len(rows)} species calibrated for precision {args.precision:g}; "
+          "the others keep the catalog's detection threshold")
+    return 0

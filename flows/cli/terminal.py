@@ -1,0 +1,233 @@
+"""What `dawnchorus run` (and `make demo`) shows at the terminal, and where the logs go.
+
+- A short header once the run knows its work: source, model, recordings new/changed, windows and
+  audio hours planned.
+- One progress bar, fed by `process_units(on_commit=...)`: windows committed / planned, audio
+  hours analysed per hour of wall-clock time, time left.
+- A final summary: status, windows, failures, detections, and where the report is.
+
+Logs of Prefect, Ray and every library go to `<results>/logs/<run_id>.log` (with `-v` also to the
+terminal, at DEBUG), so the terminal keeps the header, the bar and the summary; dawnchorus's own
+warnings (a file that cannot be read, with its reason; a source without recordings) still reach
+the terminal, one line each. Credential
+scrubbing (`flows.outputs.redact`) works on records, so it applies to the file as to the terminal, and user
+errors still end the CLI as one line (`flows.cli.console`, `flows.cli`).
+
+The flow finds the console through `current()`: a run started by a Prefect worker has none, and
+then nothing is printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_current: "RunConsole | None" = None
+
+
+def current() -> "RunConsole | None":
+    """The console of the CLI run in this process, if any."""
+    return _current
+
+
+class AudioRate(ProgressColumn):
+    """Audio hours analysed per hour of wall-clock time (the real-time factor)."""
+
+    def render(self, task: Any) -> Text:
+        audio_s = task.fields.get("audio_s", 0.0)
+        elapsed = task.elapsed or 0.0
+        if elapsed <= 0 or audio_s <= 0:
+            return Text("-- audio h/h")
+        return Text(f"{audio_s / elapsed:.1f} audio h/h")
+
+
+class RunConsole:
+    """The header, the one progress bar and the summary of one run."""
+
+    def __init__(self, file: Any = None):
+        self.console = Console(file=file or sys.stdout, highlight=False, soft_wrap=True)
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.planned_windows = 0
+        self.done_windows = 0
+        self.audio_s = 0.0
+        self.started = time.monotonic()
+
+    def header(self, *, source: str, results: str, model_id: str, recordings_new: int,
+               recordings_changed: int, planned_windows: int, planned_audio_s: float) -> None:
+        self.console.print(f"dawnchorus run: {source} -> {results}")
+        self.console.print(f"  model       {model_id}")
+        self.console.print(f"  recordings  {recordings_new} new, {recordings_changed} changed")
+        self.console.print(f"  planned     {planned_windows} windows, "
+                           f"{planned_audio_s / 3600:.2f} audio hours")
+        self.planned_windows = planned_windows
+        self.progress = Progress(
+            TextColumn("windows"), BarColumn(), MofNCompleteColumn(), AudioRate(),
+            TimeRemainingColumn(), console=self.console, transient=False,
+        )
+        self.task = self.progress.add_task("windows", total=planned_windows, audio_s=0.0)
+        self.progress.start()
+
+    def on_commit(self, result: Any, unit: Any) -> None:
+        """`process_units`' callback: one unit's windows are in the catalog."""
+        self.done_windows += unit.expected_rows
+        self.audio_s += sum(w.duration_s for w in unit.windows)
+        if self.progress is not None:
+            self.progress.update(self.task, completed=self.done_windows, audio_s=self.audio_s)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.refresh()
+            self.progress.stop()
+            self.progress = None
+
+    def summary(self, summary: dict[str, Any], log_file: Path | None) -> None:
+        self.stop()
+        elapsed = time.monotonic() - self.started
+        self.console.print(
+            f"{summary.get('status', '?')}: {summary.get('windows', 0)} windows committed "
+            f"({summary.get('windows_failed', 0)} failed), {summary.get('predictions', 0)} "
+            f"predictions in {elapsed:.0f} s")
+        if summary.get("recordings_failed"):
+            self.console.print(f"  {summary['recordings_failed']} recordings could not be read "
+                               "(see the report's failures)")
+        if summary.get("report"):
+            self.console.print(f"  report   {summary['report']}")
+        if log_file is not None:
+            self.console.print(f"  log      {log_file}")
+
+
+@contextlib.contextmanager
+def run_console(results_root: Path, run_id: str, verbose: bool,
+                file: Any = None) -> Iterator[tuple[RunConsole, Path]]:
+    """Install the console and the log file for one CLI run; restore logging afterwards."""
+    global _current
+    log_file = results_root / "logs" / f"{run_id}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    console = RunConsole(file=file)
+    restore = _logs_to_file(log_file, verbose, console)
+    _current = console
+    try:
+        yield console, log_file
+    finally:
+        _current = None
+        console.stop()
+        restore()
+
+
+#: Source folders of dawnchorus itself: its own warnings (a file that cannot be read, a source with
+#: no recordings) are for the user and reach the terminal; libraries' warnings stay in the log.
+_OWN_CODE = tuple(str(Path(__file__).resolve().parents[2] / package) for package in
+                  ("flows", "connectors", "naturelm_core"))
+
+
+class _OwnWarnings(logging.Handler):
+    """dawnchorus's own warnings and errors, one line each, on whatever stderr is at emit time
+    (rich redirects it above the progress bar)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING and str(record.pathname).startswith(_OWN_CODE)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = " ".join(self.format(record).splitlines()[:1])
+            sys.stderr.write(f"{record.levelname.lower()}: {message}\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def _logs_to_file(log_file: Path, verbose: bool, console: RunConsole):
+    """Route every log record to `log_file` (and the terminal with -v); a function undoing it."""
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root = logging.getLogger()
+    # Ray Data installs its terminal handlers when it is imported: import it first, so that
+    # the sweep below finds them.
+    quiet_ray_data = _quiet_ray_data_progress()
+    saved: list[tuple[logging.Logger, list[logging.Handler], bool, int]] = []
+    # Prefect and Ray give their loggers handlers of their own that write to the terminal; each
+    # logger with a terminal handler gets the file instead (with -v, a terminal handler too).
+    loggers = [root] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                        if isinstance(lg, logging.Logger)]
+    terminal = None
+    if verbose:
+        from rich.logging import RichHandler
+
+        terminal = RichHandler(console=Console(file=sys.stderr), show_path=False)
+        terminal.setLevel(logging.DEBUG)
+    for lg in loggers:
+        streams = [h for h in lg.handlers if _writes_to_terminal(h)]
+        if lg is not root and not streams:
+            continue
+        saved.append((lg, list(lg.handlers), lg.propagate, lg.level))
+        for h in streams:
+            lg.removeHandler(h)
+        if lg is root:
+            lg.addHandler(handler)
+            lg.addHandler(terminal if terminal is not None else _OwnWarnings())
+            lg.setLevel(logging.DEBUG if verbose else logging.INFO)
+        else:
+            lg.propagate = True  # to the root's file handler
+    logging.captureWarnings(True)
+
+    def restore() -> None:
+        logging.captureWarnings(False)
+        quiet_ray_data()
+        for lg, handlers, propagate, level in saved:
+            for h in list(lg.handlers):
+                lg.removeHandler(h)
+            for h in handlers:
+                lg.addHandler(h)
+            lg.propagate, lg.level = propagate, level
+        handler.close()
+
+    return restore
+
+
+def _writes_to_terminal(handler: logging.Handler) -> bool:
+    stream = getattr(handler, "stream", None)
+    if isinstance(handler, logging.FileHandler):
+        return False
+    if type(handler).__name__ in ("PrefectConsoleHandler", "RichHandler", "PlainRayHandler"):
+        return True  # these write to whatever sys.stderr is when they emit
+    return isinstance(handler, logging.StreamHandler) and stream in (sys.stderr, sys.stdout,
+                                                                     sys.__stderr__, sys.__stdout__)
+
+
+def _quiet_ray_data_progress():
+    """Ray Data draws progress bars of its own on stderr: off during the run, back after."""
+    try:
+        import ray.data
+    except Exception:
+        return lambda: None
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.enable_progress_bars
+    ctx.enable_progress_bars = False
+
+    def restore() -> None:
+        ctx.enable_progress_bars = before
+
+    return restore

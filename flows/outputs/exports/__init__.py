@@ -1,0 +1,159 @@
+"""`dawnchorus export FORMAT --results R --out DIR [filters]`: detections in the formats
+reviewers and modellers already load.
+
+- raven: one Raven Pro selection table per recording (`raven.py`, with a reader);
+- audacity: one label track per recording; csv: one flat table (`flat.py`);
+- camtrap-dp: a Camtrap DP 1.0.2 data package (`camtrap_dp.py`);
+- occupancy: detection histories with effort for occupancy models (`occupancy.py`).
+
+Every export reads the catalog through the locked-down reader and the `detections` view, so the
+detection threshold and the species filters apply; filters choose deployments, species and local
+dates. Each export reads one fingerprint (the catalog's only one unless chosen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from connectors.analyses import resolve_fingerprint
+from connectors.catalog import CatalogReader, sql_text
+from connectors.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("raven", "audacity", "csv", "camtrap-dp", "occupancy")
+
+
+@dataclass(frozen=True)
+class ExportFilters:
+    """What to export: None everywhere means everything (of one fingerprint)."""
+
+    config_fingerprint: str | None = None
+    deployments: tuple[str, ...] | None = None
+    species: tuple[str, ...] | None = None  # scientific or common names, any case
+    date_from: date | None = None  # local dates, inclusive
+    date_to: date | None = None
+    threshold: float | None = None  # detection threshold (default: the catalog's)
+    location_threshold: float | None = None  # location filter threshold (default: the catalog's)
+
+
+def _params(reader: CatalogReader, f: ExportFilters) -> dict[str, Any]:
+    fingerprint = resolve_fingerprint(reader.fingerprints, f.config_fingerprint, "export")
+    return {
+        "config_fingerprint": fingerprint or "",
+        "deployments": list(f.deployments) if f.deployments else None,
+        "species": [s.lower() for s in f.species] if f.species else None,
+        "date_from": f.date_from, "date_to": f.date_to,
+    }
+
+
+def export(fmt: str, results: str, out: str | Path, filters: ExportFilters = ExportFilters(),
+           **options: Any) -> dict[str, Any]:
+    """Write one export under `out`; returns what was written (files and counts)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"export format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    out_dir = Path(out)
+    with CatalogReader(results, threshold=filters.threshold,
+                       location_threshold=filters.location_threshold) as reader:
+        params = _params(reader, filters)
+        detections = reader.query(sql_text("exports/detections"), params).to_pylist()
+        if fmt == "occupancy":
+            effort = reader.query(sql_text("exports/effort"), {
+                k: params[k] for k in ("config_fingerprint", "deployments", "date_from", "date_to")
+            }).to_pylist()
+            sites = reader.query(sql_text("exports/sites"),
+                                 {"deployments": params["deployments"]}).to_pylist()
+        if fmt == "camtrap-dp":
+            deployments = reader.query(sql_text("exports/camtrap_deployments"),
+                                       {"deployments": params["deployments"]}).to_pylist()
+            media = reader.query(sql_text("exports/camtrap_media"),
+                                 {"deployments": params["deployments"]}).to_pylist()
+    summary: dict[str, Any] = {"format": fmt, "detections": len(detections)}
+    if fmt == "raven":
+        from flows.outputs.exports.raven import write_raven
+
+        files = write_raven(detections, out_dir)
+    elif fmt == "audacity":
+        from flows.outputs.exports.flat import write_audacity
+
+        files = write_audacity(detections, out_dir)
+    elif fmt == "csv":
+        from flows.outputs.exports.flat import write_csv
+
+        files = write_csv(detections, out_dir)
+    elif fmt == "occupancy":
+        from flows.outputs.exports.occupancy import write_occupancy
+
+        files = write_occupancy(detections, effort, sites, out_dir,
+                                occasion=options.get("occasion", "night"),
+                                days=int(options.get("days", 1)))
+    else:
+        from flows.outputs.exports.camtrap_dp import write_camtrap_dp
+
+        summary.update(write_camtrap_dp(
+            detections, deployments, media, out_dir,
+            title=options.get("title") or "dawnchorus acoustic monitoring",
+            contributor=options.get("contributor") or "dawnchorus"))
+        files = [out_dir / "datapackage.json", *(out_dir / f"{t}.csv" for t in
+                                                 ("deployments", "media", "observations"))]
+    summary["files"] = [str(p) for p in files]
+    log.info("export %s: %d detections, %d files under %s", fmt, len(detections), len(files), out_dir)
+    return summary
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    filters = ExportFilters(
+        config_fingerprint=args.config_fingerprint,
+        deployments=tuple(args.deployment) if args.deployment else None,
+        species=tuple(args.species) if args.species else None,
+        date_from=_date(args.date_from, "--from"), date_to=_date(args.date_to, "--to"),
+        threshold=args.threshold, location_threshold=args.location_threshold,
+    )
+    from connectors.location import ResultsLocation
+
+    results = ResultsLocation.resolve(args.results, args.catalog)
+    summary = export(args.format, results, args.out, filters, occasion=args.occasion,
+                     days=args.days, title=args.title, contributor=args.contributor)
+    left_out = {k: v for k, v in summary.items() if k.endswith(("_coordinates", "_start_time")) and v}
+    print(f"{args.format}: {summary['detections']} detections, {len(summary['files'])} files "
+          f"under {args.out}" + (f" (left out: {left_out})" if left_out else ""))
+    return 0
+
+
+def _date(text: str | None, option: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected a date YYYY-MM-DD") from None
+
+
+def add_export_parser(sub: Any) -> None:
+    p = sub.add_parser("export", help="detections as Raven tables, Audacity labels, CSV, "
+                                      "a Camtrap DP package or occupancy histories")
+    p.add_argument("format", choices=FORMATS)
+    p.add_argument("--results", required=True, help="results root: a local folder or s3://...")
+    p.add_argument("--catalog", help="the catalog, as the run named it (default: "
+                                     "<results>/catalog.sqlite)")
+    p.add_argument("--out", required=True, help="folder to write into")
+    p.add_argument("--deployment", action="append", help="only this deployment (repeatable)")
+    p.add_argument("--species", action="append", help="only this species, scientific or common "
+                                                       "name (repeatable)")
+    p.add_argument("--from", dest="date_from", help="first local date, YYYY-MM-DD")
+    p.add_argument("--to", dest="date_to", help="last local date, YYYY-MM-DD")
+    p.add_argument("--config-fingerprint", help="results of this fingerprint (default: the only one)")
+    p.add_argument("--threshold", type=float, help="detection threshold (default: the catalog's)")
+    p.add_argument("--location-threshold", type=float,
+                   help="location filter threshold (default: the catalog's; 0 keeps every species)")
+    p.add_argument("--occasion", choices=["night", "day"], default="night",
+                   help="occupancy: an occasion is a night or a local day")
+    p.add_argument("--days", type=int, default=1, help="occupancy: nights or days per occasion")
+    p.add_argument("--title", help="camtrap-dp: project title")
+    p.add_argument("--contributor", help="camtrap-dp: contact person or organisation")
+    p.set_defaults(func=cmd_export)

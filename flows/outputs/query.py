@@ -1,0 +1,92 @@
+"""Read-only SQL on the catalog: `dawnchorus query`, the demo summary, reports and tests.
+
+`dawnchorus query NAME --param k=v` runs a named analysis (`sql/analyses/NAME.sql`),
+`dawnchorus query --list` describes them, `dawnchorus query "SQL"` runs one SELECT (the analyses
+with defaults are views there: `from species_by_night`). Output as an aligned table, CSV or
+Parquet. Everything goes through `connectors.catalog.CatalogReader`, locked down: one SELECT at a
+time, nothing outside the catalog.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from connectors.analyses import all_analyses, analysis_names
+from connectors.catalog import CatalogReader
+from connectors.errors import ConfigError
+
+
+def run_query(results: str, sql: str, threshold: float | None = None,
+              params: dict[str, Any] | None = None, catalog: str | None = None) -> pa.Table:
+    """Run one read-only SELECT. `threshold` overrides the detections view's threshold; `params`
+    choose the parameters of the analysis views (`from species_by_night`); `catalog` names a
+    catalog other than `<results>/catalog.sqlite` (a SQLite file or postgresql://...)."""
+    with CatalogReader(results, catalog=catalog, threshold=threshold) as reader:
+        if params:
+            reader.set_view_parameters(params)
+        return reader.query(sql)
+
+
+def run_analysis(results: str, name: str, params: dict[str, Any] | None = None,
+                 catalog: str | None = None) -> pa.Table:
+    """Run the named analysis with its parameters (text values are parsed to their types)."""
+    with CatalogReader(results, catalog=catalog) as reader:
+        return reader.analysis(name, params or {})
+
+
+def describe_analyses() -> str:
+    """`dawnchorus query --list`: each analysis, its grain and its parameters."""
+    lines = []
+    for a in all_analyses():
+        lines.append(f"{a.name}: {a.purpose}")
+        lines.append(f"    grain: {a.grain}")
+        for p in a.parameters:
+            lines.append(f"    --param {p.describe()}")
+    return "\n".join(lines)
+
+
+def format_table(table: pa.Table, max_rows: int = 200) -> str:
+    """A plain aligned text table for the terminal."""
+    names = table.column_names
+    rows = [["" if v is None else _cell(v) for v in r.values()]
+            for r in table.slice(0, max_rows).to_pylist()]
+    widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
+    line = "  ".join(n.ljust(w) for n, w in zip(names, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+    if table.num_rows > max_rows:
+        out.append(f"... {table.num_rows - max_rows} more rows")
+    if not rows:
+        out.append("(no rows)")
+    return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.0f}"
+    return str(value)
+
+
+def write_table(table: pa.Table, fmt: str, out: str | None) -> None:
+    """The result as `fmt` (table, csv or parquet) to `out`, or to standard output."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        if out is None:
+            raise ConfigError("--format parquet needs --out FILE")
+        pq.write_table(table, out)
+    elif fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        if out is None:
+            pacsv.write_csv(table, sys.stdout.buffer)
+        else:
+            pacsv.write_csv(table, out)
+    elif out is None:
+        print(format_table(table, max_rows=table.num_rows if not sys.stdout.isatty() else 200))
+    else:
+        Path(out).write_text(format_table(table, max_rows=table.num_rows) + "\n", encoding="utf-8")

@@ -1,0 +1,161 @@
+"""Discover: list the source, read new recordings' headers and start times, register them.
+
+Plain functions; the Prefect tasks in `flows.pipeline.run` wrap them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from connectors.audio import read_header
+from connectors.catalog import Catalog
+from connectors.errors import InputError
+from connectors.tables import DeploymentRow, RecordingRow, replace
+from connectors.storage import (
+    Deployment,
+    SkippedPath,
+    SourceObject,
+    list_recordings,
+    open_root,
+    read_deployments,
+)
+from connectors.timeparse import resolve_start_time
+
+log = logging.getLogger(__name__)
+
+#: Header reads are I/O bound (one or two small range requests each on object storage).
+HEADER_THREADS = 8
+
+
+@dataclass
+class Discovery:
+    """What the source holds now."""
+
+    objects: list[SourceObject]
+    deployments: dict[str, Deployment]
+    skipped: list[SkippedPath] = field(default_factory=list)  # listed paths that are not recordings
+    empty_warning: str | None = None  # when no recording was found: root, extensions, what was skipped
+
+
+@dataclass
+class SyncResult:
+    """How the source differs from the catalog, after registering the difference."""
+
+    current_ids: list[str]  # recording ids of every object listed now
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)  # {uri, error} of new failures
+
+
+def recording_id(obj: SourceObject) -> str:
+    """Stable id of one version of one object: a changed size or ETag/mtime is a new recording."""
+    key = f"{obj.uri}\n{obj.size_bytes}\n{obj.version_tag}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def discover(source: str, storage_options: dict[str, Any], only: tuple[str, ...] | None) -> Discovery:
+    """List recordings and deployment metadata; bad metadata raises ConfigError before any work."""
+    fs, root = open_root(source, storage_options)
+    deployments = read_deployments(fs, root)
+    listing = list_recordings(fs, root)
+    if only is not None:
+        listing = listing.for_deployments(only)
+    objects = listing.objects
+    log.info("discovered %d recordings in %d deployments under %s (%d other paths skipped)", len(objects),
+             len({o.deployment_id for o in objects}), source, len(listing.skipped))
+    return Discovery(objects=objects, deployments=deployments, skipped=listing.skipped,
+                     empty_warning=listing.empty_warning())
+
+
+def _recording_row(obj: SourceObject, fs: Any, deployment: Deployment | None, run_id: str,
+                   now: datetime) -> RecordingRow:
+    """The catalog row of one new recording version: its header and start time, or why not."""
+    row = RecordingRow(
+        recording_id=recording_id(obj), deployment_id=obj.deployment_id, uri=obj.uri,
+        object_key=obj.key, size_bytes=obj.size_bytes, etag=obj.etag, mtime=obj.mtime,
+        duration_s=None, frames=None, sample_rate_hz=None, channels=None, format=None,
+        subtype=None, start_utc=None, tz_name=None, time_source=None, tz_source=None,
+        status="ok", error=None, run_id=run_id, discovered_at=now,
+    )
+    try:
+        header = read_header(fs, obj.path, uri=obj.uri)
+    except InputError as exc:
+        return replace(row, status="failed", error=exc.reason)
+    except Exception as exc:  # a bad file must never stop the run; record why it failed
+        return replace(row, status="failed", error=f"unreadable: {type(exc).__name__}: {exc}")
+    start = resolve_start_time(
+        obj.key.rsplit("/", 1)[-1], header.comment, header.guano,
+        deployment.timezone if deployment else None,
+        deployment.clock_timezone if deployment else None,
+    )
+    return replace(
+        row, duration_s=header.duration_s, frames=header.frames,
+        sample_rate_hz=header.sample_rate_hz, channels=header.channels, format=header.format,
+        subtype=header.subtype, start_utc=start.start_utc, tz_name=start.tz_name,
+        time_source=start.time_source, tz_source=start.tz_source,
+    )
+
+
+def sync_recordings(catalog: Catalog, source: str, storage_options: dict[str, Any],
+                    discovery: Discovery, run_id: str) -> SyncResult:
+    """Register new and changed recordings (headers read once, in threads) in one transaction."""
+    fs, _ = open_root(source, storage_options)
+    known = catalog.known_recordings()
+    known_ids = {r.recording_id for r in known}
+    ids_by_uri: dict[str, list[str]] = {}
+    for r in known:
+        ids_by_uri.setdefault(r.uri, []).append(r.recording_id)
+
+    result = SyncResult(current_ids=[recording_id(o) for o in discovery.objects])
+    todo = [o for o, rid in zip(discovery.objects, result.current_ids) if rid not in known_ids]
+    result.unchanged = len(discovery.objects) - len(todo)
+    superseded = [old for o in todo for old in ids_by_uri.get(o.uri, [])]
+    result.changed = sum(1 for o in todo if o.uri in ids_by_uri)
+    result.new = len(todo) - result.changed
+
+    now = datetime.now(timezone.utc)
+    with ThreadPoolExecutor(max_workers=HEADER_THREADS) as pool:
+        rows = list(pool.map(
+            lambda o: _recording_row(o, fs, discovery.deployments.get(o.deployment_id), run_id, now),
+            todo,
+        ))
+    for row in rows:
+        if row.status == "failed":
+            log.warning("recording failed: %s: %s", row.uri, row.error)
+            result.failed.append({"uri": row.uri, "error": row.error})
+    if rows or superseded:
+        catalog.register_recordings(rows, superseded)
+    log.info("recordings: %d new, %d changed, %d unchanged, %d failed", result.new,
+             result.changed, result.unchanged, len(result.failed))
+    return result
+
+
+def sync_deployments(catalog: Catalog, discovery: Discovery, run_id: str) -> None:
+    """Upsert deployments.csv rows, plus a bare row for each deployment folder it does not name."""
+    rows = []
+    seen = {o.deployment_id for o in discovery.objects}
+    for dep_id in sorted(seen | set(discovery.deployments)):
+        d = discovery.deployments.get(dep_id)
+        rows.append(DeploymentRow(
+            deployment_id=dep_id,
+            site_id=d.site_id if d else None,
+            latitude=d.latitude if d else None,
+            longitude=d.longitude if d else None,
+            recorder=d.recorder if d else None,
+            timezone=d.timezone if d else None,
+            start_utc=d.start if d else None,
+            end_utc=d.end if d else None,
+            extra=json.dumps(d.extra, default=str) if d and d.extra else None,
+            updated_run_id=run_id,
+            clock_timezone=d.clock_timezone if d else None,
+            species_include=list(d.species_include) if d and d.species_include else None,
+            species_exclude=list(d.species_exclude) if d and d.species_exclude else None,
+        ))
+    catalog.upsert_deployments(rows)

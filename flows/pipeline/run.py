@@ -1,0 +1,335 @@
+"""Prefect flows: `nightly` (new and changed recordings) and `backfill` (chosen deployments/model).
+
+Thin tasks around the plain functions of discover / plan / pipeline / report; the flow body only
+wires them. Retries only where repeating is safe (listing and header reads are read-only), and
+never for a configuration error, which no retry can fix.
+
+One run at a time per SQLite catalog (`connectors.catalog.locks.RunLock`); on a Postgres
+catalog, runs on different deployments at once and runs on the same deployments one after the
+other (`connectors.catalog.locks.CatalogLease`, claimed once discovery knows the run's
+deployments). A run that finds its way blocked fails fast naming the holder, or waits
+`lease_wait_s`. The run marks runs
+that died without finishing `interrupted`, then resumes their work: every committed unit stays,
+every other one is planned again.
+
+Start-up overlaps: once discovery has listed the source (and the run has claimed its
+deployments), register → plan run in the background while the driver starts (or joins) Ray, so
+a run waits for the longer of the two, not their sum. `run_plain` runs the same steps as plain
+functions, with no Prefect API at all: what `dawnchorus run` does when no PREFECT_API_URL is set,
+instead of starting Prefect's temporary server for a run nobody watches. After processing, the
+catalog is maintained (`flows.pipeline.maintain`): few files, however many units.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import uuid
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Callable
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+
+from connectors.catalog import Catalog
+from connectors.errors import ConfigError
+from connectors.catalog.locks import run_lock
+from connectors.storage import AUDIO_EXTENSIONS
+from connectors.tables import RunRow, replace
+from flows.pipeline import discover as discover_mod
+from flows.pipeline import maintain as maintain_mod
+from flows.outputs import report as report_mod
+from flows.pipeline import species_filter as species_filter_mod
+from flows.cli import terminal
+from flows.pipeline.ray_engine import ProcessResult, process_units, start_ray
+from flows.pipeline.plan import Unit, plan_units
+from flows.pipeline.settings import RunSettings, config_fingerprint, declared_native_window, resolve_settings
+from flows.pipeline.stages import CommitContext, DecodeOptions
+from naturelm_core.backend import describe_backend
+
+
+class IncompleteRunError(RuntimeError):
+    """Some planned units did not commit; the run is recorded as failed (a re-run resumes them)."""
+
+    def __init__(self, summary: dict[str, Any]):
+        super().__init__(f"run {summary['run_id']} did not commit every unit: {json.dumps(summary)}")
+        self.summary = summary
+
+
+def code_version() -> str:
+    try:
+        return version("dawnchorus")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _not_a_config_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry condition: I/O hiccups are retried, configuration errors are not."""
+    return not isinstance(state.data, ConfigError)
+
+
+@task(name="identify-model", cache_policy=NO_CACHE)
+def identify_model(settings: RunSettings) -> tuple[RunSettings, str, str, int]:
+    """The settings resolved for this model (its native window by default), model id,
+    fingerprint and sample rate; missing weights stop the run here."""
+    info = describe_backend(settings.model, **settings.model_options)
+    # A describe() that builds no backend may not say: then the class declares it.
+    native = info.native_window_s or declared_native_window(settings.model)
+    settings = resolve_settings(settings, native)  # window and unit size: numbers from here on
+    fingerprint = config_fingerprint(settings, info.model_id, info.settings, info.embedding)
+    return settings, info.model_id, fingerprint, info.sample_rate_hz
+
+
+def embedding_dim(settings: RunSettings) -> int | None:
+    """The width of the embeddings this run writes; None when it writes none (not asked for, or
+    a model without embeddings: said once, in the run's log)."""
+    if not settings.embeddings:
+        return None
+    info = describe_backend(settings.model, **settings.model_options)
+    if info.embedding is None:
+        logging.getLogger(__name__).warning(
+            "--embeddings: the %s model has no audio embeddings; this run writes none", settings.model)
+        return None
+    return int(info.embedding["dim"])
+
+
+@task(name="discover", retries=2, retry_delay_seconds=5, retry_condition_fn=_not_a_config_error,
+      cache_policy=NO_CACHE)
+def discover_task(settings: RunSettings) -> discover_mod.Discovery:
+    return discover_mod.discover(settings.source, settings.storage_options, settings.deployments)
+
+
+@task(name="register-recordings", cache_policy=NO_CACHE)
+def register_task(settings: RunSettings, discovery: discover_mod.Discovery,
+                  run_id: str) -> discover_mod.SyncResult:
+    with Catalog(settings.location) as catalog:
+        discover_mod.sync_deployments(catalog, discovery, run_id)
+        return discover_mod.sync_recordings(
+            catalog, settings.source, settings.storage_options, discovery, run_id
+        )
+
+
+@task(name="plan", cache_policy=NO_CACHE)
+def plan_task(settings: RunSettings, sync: discover_mod.SyncResult, fingerprint: str) -> list[Unit]:
+    with Catalog(settings.location) as catalog:
+        return plan_units(
+            catalog, sync.current_ids, fingerprint=fingerprint, window_s=settings.window_s,
+            hop_s=settings.effective_hop_s, tail=settings.tail,
+            channel_policy=settings.channel_policy, windows_per_unit=settings.windows_per_unit,
+            retry_failed=settings.retry_failed,
+        )
+
+
+@task(name="process", cache_policy=NO_CACHE)
+def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerprint: str,
+                 model_id: str, sample_rate_hz: int,
+                 on_commit: Callable[[ProcessResult, Unit], None] | None = None) -> ProcessResult:
+    decode = DecodeOptions(
+        source=settings.source, storage_options=settings.storage_options,
+        window_s=settings.window_s, sample_rate_hz=sample_rate_hz,
+        channel_policy=settings.channel_policy,
+    )
+    dim = embedding_dim(settings)
+    ctx = CommitContext(run_id=run_id, fingerprint=fingerprint, model_id=model_id,
+                        window_s=settings.window_s, embedding_dim=dim)
+    with Catalog(settings.location) as catalog:
+        return process_units(
+            units, catalog, ctx, decode=decode, model=settings.model,
+            model_options=settings.model_options, tasks=settings.tasks,
+            batch_size=settings.batch_size, model_actors=settings.model_actors,
+            decode_cpus=settings.decode_cpus, actor_cpus=settings.actor_cpus,
+            actor_gpus=settings.actor_gpus, embeddings=dim is not None,
+            decode_workers=settings.decode_workers, decode_placement=settings.decode_placement,
+            on_commit=on_commit,
+            commit_interval_s=settings.commit_interval_s,
+        )
+
+
+@task(name="cascade", cache_policy=NO_CACHE)
+def cascade_task(settings: RunSettings, run_id: str, fingerprint: str,
+                 current_ids: list[str]) -> list[dict[str, Any]]:
+    """The run's later stages, each over the rows the stage before it committed."""
+    from flows.pipeline.cascade import run_cascade
+
+    return [r.counts() for r in run_cascade(settings, run_id, fingerprint, current_ids)]
+
+
+@task(name="species-filter", cache_policy=NO_CACHE)
+def species_filter_task(settings: RunSettings, run_id: str) -> int:
+    """Ask BirdNET's meta-model about the deployments and weeks this run added (no retries: a
+    missing model file is reported, and the detections it would hide stay visible)."""
+    return species_filter_mod.update_location_filter(settings.location, run_id)
+
+
+@task(name="maintain-catalog", cache_policy=NO_CACHE)
+def maintain_task(settings: RunSettings) -> dict[str, Any]:
+    """Merge the run's small files into the catalog's few; a failure here fails no run."""
+    try:
+        return maintain_mod.report_dict(maintain_mod.maintain_results(settings.location))
+    except Exception as exc:  # the run's rows are committed; the next maintenance catches up
+        logging.getLogger(__name__).warning("catalog maintenance failed: %s", exc, exc_info=True)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report_task(settings: RunSettings, run_id: str, counts: dict[str, Any],
+                skipped: list[Any]) -> str:
+    return report_mod.write_report(settings.location, run_id, counts, skipped)
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def _covered_deployments(settings: RunSettings, discovery: discover_mod.Discovery) -> set[str]:
+    """The deployments whose rows this run may write: those it found, and those it was asked for."""
+    return {o.deployment_id for o in discovery.objects} | set(settings.deployments or ())
+
+
+def _skipped_counts(skipped: list[Any]) -> dict[str, int]:
+    return dict(sorted(Counter(getattr(s, "reason", str(s)) for s in skipped).items()))
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The pipeline's steps: Prefect tasks inside a flow run, or their plain functions."""
+
+    identify: Callable[..., Any]
+    discover: Callable[..., Any]
+    register: Callable[..., Any]
+    plan: Callable[..., Any]
+    process: Callable[..., Any]
+    cascade: Callable[..., Any]
+    species_filter: Callable[..., Any]
+    maintain: Callable[..., Any]
+    report: Callable[..., Any]
+    #: submit(step, *args) -> a future (`.result()`); futures among args are waited for first.
+    submit: Callable[..., Any]
+
+
+def _prefect_submit(step: Any, *args: Any) -> Any:
+    return step.submit(*args)  # Prefect resolves upstream futures among the arguments
+
+
+PREFECT_STEPS = Steps(identify_model, discover_task, register_task, plan_task, process_task,
+                      cascade_task, species_filter_task, maintain_task, report_task,
+                      submit=_prefect_submit)
+
+
+def _plain_steps(executor: ThreadPoolExecutor) -> Steps:
+    """The steps as plain functions; `submit` chains them on one background thread, in order."""
+
+    def submit(step: Callable[..., Any], *args: Any) -> Future:
+        return executor.submit(
+            lambda: step(*(a.result() if isinstance(a, Future) else a for a in args)))
+
+    return Steps(identify_model.fn, discover_task.fn, register_task.fn, plan_task.fn,
+                 process_task.fn, cascade_task.fn, species_filter_task.fn, maintain_task.fn,
+                 report_task.fn, submit=submit)
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        return get_run_logger()
+    except MissingContextError:  # a plain run
+        return logging.getLogger(__name__)
+
+
+def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = None,
+                 steps: Steps = PREFECT_STEPS) -> dict[str, Any]:
+    """identify → (discover → register → plan, while Ray starts) → process → cascade stages →
+    species filter → maintain → report, recording the run in `runs`."""
+    logger = _logger()
+    run_id = run_id or new_run_id()
+    with run_lock(settings.location, run_id, wait_s=settings.lease_wait_s) as lock:
+        started = datetime.now(timezone.utc)
+        settings, model_id, fingerprint, sample_rate_hz = steps.identify(settings)
+        ray_ready = start_ray()  # Ray starts (seconds) while the run is recorded and planned
+        run = RunRow(
+            run_id=run_id, flow=flow_name, started_at=started, finished_at=None, status="running",
+            parameters=settings.public_json(), config_fingerprint=fingerprint, model_id=model_id,
+            code_version=code_version(), counts=None, host=socket.gethostname(), pid=os.getpid(),
+            interrupted_at=None,
+        )
+        with Catalog(settings.location) as catalog:
+            dead = catalog.mark_interrupted(started, run_id, alive=lock.alive)
+            catalog.start_run(run)
+        if dead:
+            logger.warning("marked %d run(s) that died without finishing as interrupted: %s%s; "
+                           "this run resumes their work", len(dead), ", ".join(dead),
+                           f" (last held by {lock.previous.describe()})" if lock.previous else "")
+        counts: dict[str, Any] = {}
+        skipped: list[Any] = []
+        status = "failed"
+        try:
+            discovery = steps.discover(settings)
+            # Claim the deployments this run covers before it writes any of their rows; on a
+            # SQLite catalog the run lock already covers them all.
+            lock.claim(_covered_deployments(settings, discovery))
+            sync_f = steps.submit(steps.register, settings, discovery, run_id)
+            units_f = steps.submit(steps.plan, settings, sync_f, fingerprint)
+            sync, units = sync_f.result(), units_f.result()
+            ray_ready.result()
+            skipped = discovery.skipped
+            if not discovery.objects:
+                logger.warning("no recordings under %s (looked for %s files, any case, in "
+                               "deployment folders)", settings.source, ", ".join(AUDIO_EXTENSIONS))
+            console = terminal.current()  # the CLI's header and progress bar, if any
+            if console is not None:
+                console.header(
+                    source=settings.source, results=settings.results, model_id=model_id,
+                    recordings_new=sync.new, recordings_changed=sync.changed,
+                    planned_windows=sum(u.expected_rows for u in units),
+                    planned_audio_s=sum(w.duration_s for u in units for w in u.windows))
+            result = steps.process(settings, units, run_id, fingerprint, model_id, sample_rate_hz,
+                                   on_commit=console.on_commit if console is not None else None)
+            if console is not None:
+                console.stop()
+            counts = {
+                "recordings_listed": len(sync.current_ids), "recordings_new": sync.new,
+                "recordings_changed": sync.changed, "recordings_failed": len(sync.failed),
+                "paths_skipped": _skipped_counts(skipped),
+                "units_planned": len(units), "units_committed": result.units,
+                "windows": result.windows, "windows_failed": result.windows_failed,
+                "predictions": result.predictions,
+            }
+            if settings.embeddings:
+                counts["embeddings"] = result.embeddings
+            status = "completed" if not result.uncommitted_units else "failed"
+            if settings.cascade:
+                counts["cascade"] = steps.cascade(settings, run_id, fingerprint, sync.current_ids)
+                if any(stage["units_uncommitted"] for stage in counts["cascade"]):
+                    status = "failed"
+            try:
+                counts["location_filter_weeks_asked"] = steps.species_filter(settings, run_id)
+            except Exception as exc:  # the filter is an output's refinement, never the run's end
+                logger.warning("location filter not updated (its species stay visible): %s", exc)
+                counts["location_filter_weeks_asked"] = f"failed: {exc}"
+            counts["catalog_maintenance"] = steps.maintain(settings)  # after the run's last write
+        finally:
+            with Catalog(settings.location) as catalog:
+                catalog.finish_run(replace(run, status=status, counts=json.dumps(counts),
+                                           finished_at=datetime.now(timezone.utc)))
+        counts["report"] = steps.report(settings, run_id, counts, skipped)
+    logger.info("run %s %s: %s", run_id, status, json.dumps(counts))
+    summary = {"run_id": run_id, "status": status, "config_fingerprint": fingerprint, **counts}
+    if status != "completed":
+        raise IncompleteRunError(summary)  # the flow run ends Failed, where schedulers look
+    return summary
+
+
+def run_plain(settings: RunSettings, flow_name: str = "nightly",
+              run_id: str | None = None) -> dict[str, Any]:
+    """The pipeline without Prefect: the same steps as plain functions, no API server."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dawnchorus-prepare") as executor:
+        return run_pipeline(settings, flow_name, run_id, steps=_plain_steps(executor))
+
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

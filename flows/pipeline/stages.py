@@ -1,0 +1,321 @@
+"""The three stages of processing, as plain functions free of any engine: decode, infer, commit.
+
+- `decode_unit` (a CPU task): seek into one recording, cut and resample the unit's windows. A
+  file rewritten since discovery, or one that fails to decode, fails the unit's windows with the
+  reason; the run goes on.
+- `Predictor` (a model actor): the backend loads once and answers a batch of windows. A batch the
+  model fails on, or a window it scores with anything but a finite probability, fails with the
+  reason; nothing non-finite reaches the catalog. `DecodingPredictor` is both stages in one
+  model actor (for models on CPU: no decode tasks, no audio through the object store).
+- `unit_rows` (the driver): one finished unit's decoded and answered rows become the typed
+  `windows` and `predictions` rows the catalog commits in one transaction; `unit_embeddings`
+  its `embeddings` rows when the run asks for them (committed in the same transaction).
+
+`flows.pipeline.ray_engine` wires them with Ray Data; tests call them directly on one batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Iterable
+
+import numpy as np
+
+from connectors.audio import iter_windows, read_header
+from connectors.errors import InputError
+from connectors.storage import object_version, open_root
+from connectors.tables import EmbeddingRow, PredictionRow, WindowRow
+from connectors.timeparse import zone_from_name
+from flows.pipeline.plan import Unit, UnitItem
+from naturelm_core.backend import load_backend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    source: str
+    storage_options: dict[str, Any]
+    window_s: float
+    sample_rate_hz: int
+    channel_policy: str
+
+
+# ------------------------------------------------------------------------------------ decode
+
+
+def decode_unit(item: dict[str, Any], options: DecodeOptions) -> list[dict[str, Any]]:
+    """Every (window, channel) row of one unit; a file error fails the rows it left, not the run.
+
+    Rows: unit_id, window_index, channel, audio (float32 at the model's rate), valid_samples,
+    duration_s (real audio), padded, status (ok / empty / failed), error.
+    """
+    unit = UnitItem.from_item(item)
+    n_samples = round(options.window_s * options.sample_rate_hz)
+    rows: dict[tuple[int, int], dict[str, Any]] = {}
+    error = None
+    try:
+        fs, _ = open_root(options.source, options.storage_options)
+        _check_unchanged(fs, unit)
+        header = read_header(fs, unit.path, uri=unit.uri)
+        for w in iter_windows(fs, unit.path, header, unit.windows, options.window_s,
+                              options.sample_rate_hz, options.channel_policy, uri=unit.uri):
+            rows[(w.index, w.channel)] = {
+                "audio": w.samples, "valid_samples": w.valid_samples, "duration_s": w.duration_s,
+                "padded": w.padded, "status": w.status, "error": w.error,
+            }
+    except InputError as exc:  # the file's problem is recorded on its windows; the run goes on
+        error = str(exc)
+    except Exception as exc:  # anything else a decoder throws is the file's problem too
+        error = f"{unit.uri}: {type(exc).__name__}: {exc}"
+    if error:
+        log.warning("unit %s failed: %s", unit.unit_id, error)
+    out = []
+    candidates = item.get("candidates")  # a cascade stage's per-window candidate names
+    for position, spec in enumerate(unit.windows):
+        for channel in unit.channels:
+            row = rows.get((spec.index, channel)) or {
+                "audio": np.zeros(n_samples, np.float32), "valid_samples": 0,
+                "duration_s": 0.0, "padded": spec.padded,
+                "status": "failed", "error": error or "window not decoded",
+            }
+            out.append({"unit_id": unit.unit_id, "window_index": spec.index, "channel": channel, **row})
+            if candidates is not None:
+                out[-1]["candidates"] = json.dumps(list(candidates[position]))
+    return out
+
+
+def _check_unchanged(fs: Any, unit: UnitItem) -> None:
+    size, tag = object_version(fs, unit.path)
+    if (size, tag) != (unit.size_bytes, unit.version_tag):
+        raise InputError(
+            unit.uri,
+            f"file changed since discovery (size {unit.size_bytes} -> {size} bytes, version "
+            f"{unit.version_tag or '?'} -> {tag or '?'}); the next run analyses the new version",
+        )
+
+
+# ------------------------------------------------------------------------------------ infer
+
+
+def _is_probability(score: Any) -> bool:
+    return isinstance(score, (float, int)) and math.isfinite(score) and 0.0 <= score <= 1.0
+
+
+class Predictor:
+    """The model stage: the backend loads once per actor and answers batches of windows."""
+
+    def __init__(self, model: str, model_options: dict[str, Any], tasks: tuple[str, ...],
+                 embeddings: bool = False, candidates: bool = False):
+        self.backend = load_backend(model, **model_options)
+        self.tasks = tasks
+        # A cascade stage classifies each window over its own candidates (the batch's
+        # `candidates` column, JSON lists), through the backend's classify_candidates.
+        self.candidates = candidates and "classify" in tasks
+        # A model without embeddings answers as usual; the driver said so before the run started.
+        self.embeddings = embeddings and self.backend.embedding_dim is not None
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(batch["unit_id"])
+        answers: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+        status = np.array(batch["status"], dtype=object)
+        error = np.array(batch["error"], dtype=object)
+        todo = np.flatnonzero(status == "ok")
+        if len(todo):
+            audio = np.stack([np.asarray(batch["audio"][i], np.float32) for i in todo])
+            valid = np.asarray(batch["valid_samples"], np.int64)[todo]
+            try:
+                predictions = self._answer(batch, todo, audio, valid)
+            except Exception as exc:  # a model failure fails these windows, recorded, not the run
+                log.exception("model failed on a batch")
+                status[todo] = "failed"
+                error[todo] = f"model error: {type(exc).__name__}: {exc}"
+                predictions = []
+            for p in predictions:
+                row = todo[p.item]
+                if status[row] != "ok":
+                    continue
+                if not _is_probability(p.score):
+                    status[row] = "failed"
+                    error[row] = f"model returned score {p.score!r} for {p.task}: not a probability"
+                    answers[row] = []
+                    continue
+                answers[row].append({
+                    "task": p.task, "prompt_id": p.prompt_id, "rank": p.rank,
+                    "answer_text": p.answer_text, "label": p.label,
+                    "scientific_name": p.scientific_name, "score": float(p.score),
+                })
+        vectors = np.full(n, b"", dtype=object)
+        if self.embeddings:
+            self._embed(batch, status, error, vectors, answers)
+        return {
+            "unit_id": batch["unit_id"],
+            "window_index": batch["window_index"],
+            "channel": batch["channel"],
+            "duration_s": batch["duration_s"],
+            "padded": batch["padded"],
+            "status": status,
+            "error": error,
+            "predictions": np.array([json.dumps(a) for a in answers], dtype=object),
+            "embedding": vectors,
+        }
+
+    def _answer(self, batch: dict[str, np.ndarray], todo: np.ndarray, audio: np.ndarray,
+                valid: np.ndarray) -> list[Any]:
+        if not self.candidates:
+            return self.backend.predict(audio, valid, self.tasks)
+        others = tuple(t for t in self.tasks if t != "classify")
+        predictions = list(self.backend.predict(audio, valid, others)) if others else []
+        lists = [json.loads(batch["candidates"][i]) for i in todo]
+        return predictions + list(self.backend.classify_candidates(audio, valid, lists))
+
+    def _embed(self, batch: dict[str, np.ndarray], status: np.ndarray, error: np.ndarray,
+               vectors: np.ndarray, answers: list[list[dict[str, Any]]]) -> None:
+        """One float32 vector (as bytes) per window still ok; a window whose embedding the model
+        cannot make, or makes non-finite, fails with the reason (it is asked again on retry)."""
+        todo = np.flatnonzero(status == "ok")
+        if not len(todo):
+            return
+        audio = np.stack([np.asarray(batch["audio"][i], np.float32) for i in todo])
+        valid = np.asarray(batch["valid_samples"], np.int64)[todo]
+        try:
+            out = np.asarray(self.backend.embed(audio, valid), dtype=np.float32)  # (B, D)
+            if out.shape != (len(todo), self.backend.embedding_dim):
+                raise ValueError(f"expected shape {(len(todo), self.backend.embedding_dim)}, "
+                                 f"got {out.shape}")
+        except Exception as exc:
+            log.exception("model failed to embed a batch")
+            status[todo] = "failed"
+            error[todo] = f"embedding error: {type(exc).__name__}: {exc}"
+            for row in todo:
+                answers[row] = []
+            return
+        for row, vector in zip(todo, out):
+            if not np.all(np.isfinite(vector)):
+                status[row] = "failed"
+                error[row] = "model returned a non-finite embedding"
+                answers[row] = []
+            else:
+                vectors[row] = vector.tobytes()
+
+
+class DecodingPredictor:
+    """Decode and infer in one model actor (decode placement "actor"): no decode tasks, and no
+    window audio through Ray's object store.
+
+    Each call takes a batch of unit items (pyarrow) and yields the `Predictor`'s output for each
+    `batch_size` windows as they are answered, while a thread decodes the next unit (LiteRT and
+    the decoders release the GIL, so decoding overlaps inference). Decoding and its failures are
+    `decode_unit`'s, row for row, as in a decode task.
+    """
+
+    def __init__(self, decode: DecodeOptions, batch_size: int, model: str,
+                 model_options: dict[str, Any], tasks: tuple[str, ...], embeddings: bool = False,
+                 candidates: bool = False):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.decode, self.batch_size = decode, batch_size
+        self.predictor = Predictor(model, model_options, tasks, embeddings, candidates)
+        self.reader = ThreadPoolExecutor(1, thread_name_prefix="dawnchorus-decode")
+
+    def __call__(self, units: Any) -> Iterable[dict[str, np.ndarray]]:
+        items = units.to_pylist()
+        ahead = self.reader.submit(decode_unit, items[0], self.decode)
+        for i in range(len(items)):
+            rows = ahead.result()
+            if i + 1 < len(items):
+                ahead = self.reader.submit(decode_unit, items[i + 1], self.decode)
+            for first in range(0, len(rows), self.batch_size):
+                yield self.predictor(_columns(rows[first : first + self.batch_size]))
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Decoded rows as the column batch a `Predictor` takes: numbers as typed arrays, text (and
+    None) as object arrays, audio as a list of arrays (stacked once, by the Predictor)."""
+    batch: dict[str, Any] = {"audio": [r["audio"] for r in rows]}
+    for key in rows[0]:
+        if key != "audio":
+            values = [r[key] for r in rows]
+            numeric = all(isinstance(v, (bool, int, float, np.number, np.bool_)) for v in values)
+            batch[key] = np.asarray(values) if numeric else np.array(values, dtype=object)
+    return batch
+
+
+# ------------------------------------------------------------------------------------ commit
+
+
+@dataclass(frozen=True)
+class CommitContext:
+    run_id: str
+    fingerprint: str
+    model_id: str
+    window_s: float
+    embedding_dim: int | None = None  # width of the embeddings the run writes; None: none
+
+
+def unit_rows(unit: Unit, rows: Iterable[dict[str, Any]], ctx: CommitContext
+              ) -> tuple[list[WindowRow], list[PredictionRow]]:
+    """The windows and predictions rows of one finished unit, in window and channel order."""
+    tz = zone_from_name(unit.tz_name or "UTC")
+    offsets = {w.index: w.offset_s for w in unit.windows}
+    windows, predictions = [], []
+    for r in sorted(rows, key=lambda r: (int(r["window_index"]), int(r["channel"]))):
+        index, channel = int(r["window_index"]), int(r["channel"])
+        offset_s = offsets[index]
+        # Ray turns an all-None column into NaNs on its way through numpy batches.
+        error = r["error"] if isinstance(r["error"], str) and r["error"] else None
+        start = unit.start_utc + timedelta(seconds=offset_s) if unit.start_utc else None
+        local = start.astimezone(tz).replace(tzinfo=None) if start else None
+        day = start.date() if start else None
+        windows.append(WindowRow(
+            run_id=ctx.run_id, config_fingerprint=ctx.fingerprint,
+            recording_id=unit.recording_id, deployment_id=unit.deployment_id,
+            channel=channel, window_index=index, offset_s=offset_s, window_s=ctx.window_s,
+            duration_s=float(r["duration_s"]), start_utc=start, start_local=local, date=day,
+            status=r["status"], padded=bool(r["padded"]), error=error,
+        ))
+        for p in json.loads(r["predictions"]):
+            predictions.append(PredictionRow(
+                run_id=ctx.run_id, model_id=ctx.model_id, config_fingerprint=ctx.fingerprint,
+                recording_id=unit.recording_id, deployment_id=unit.deployment_id,
+                channel=channel, window_index=index, offset_s=offset_s,
+                start_utc=start, start_local=local, date=day,
+                task=p["task"], prompt_id=p["prompt_id"], rank=int(p["rank"]),
+                answer_text=p["answer_text"], label=p["label"],
+                scientific_name=p["scientific_name"], score=float(p["score"]),
+            ))
+    return windows, predictions
+
+
+def unit_embeddings(unit: Unit, rows: Iterable[dict[str, Any]], ctx: CommitContext
+                    ) -> list[EmbeddingRow]:
+    """The embeddings rows of one finished unit: one per analysed window and channel.
+
+    A window that failed (also after the model answered it) has none; a vector of the wrong width
+    is a bug, refused here before it reaches the catalog.
+    """
+    if ctx.embedding_dim is None:
+        return []
+    offsets = {w.index: w.offset_s for w in unit.windows}
+    out = []
+    for r in sorted(rows, key=lambda r: (int(r["window_index"]), int(r["channel"]))):
+        data = r.get("embedding") or b""
+        if r["status"] != "ok" or not data:
+            continue
+        vector = np.frombuffer(data, dtype=np.float32)
+        index = int(r["window_index"])
+        if vector.size != ctx.embedding_dim:
+            raise ValueError(f"{unit.uri} window {index}: embedding of {vector.size} values, "
+                             f"expected {ctx.embedding_dim}")
+        start = unit.start_utc + timedelta(seconds=offsets[index]) if unit.start_utc else None
+        out.append(EmbeddingRow(
+            run_id=ctx.run_id, model_id=ctx.model_id, config_fingerprint=ctx.fingerprint,
+            recording_id=unit.recording_id, deployment_id=unit.deployment_id,
+            channel=int(r["channel"]), window_index=index, offset_s=offsets[index],
+            start_utc=start, date=start.date() if start else None, vector=vector,
+        ))
+    return out

@@ -1,0 +1,185 @@
+"""`--embeddings`: one vector per analysed window, committed in the unit's transaction.
+
+Stage functions on one batch (no Ray): the vectors are the backend's own for those windows, a
+failed window has none, a vector of the wrong width or a non-finite one never reaches the catalog
+(and takes its unit's windows with it), and the fingerprint changes only when embeddings are asked
+for. One end-to-end run through the CLI: the table has one row per analysed window, and a second
+run adds nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from connectors.catalog import Catalog, CatalogReader
+from connectors.tables import replace
+from flows.pipeline.discover import discover, sync_deployments, sync_recordings
+from flows.pipeline.plan import plan_units
+from flows.pipeline.settings import RunSettings, config_fingerprint
+from flows.pipeline.stages import CommitContext, DecodeOptions, Predictor, decode_unit, unit_embeddings, unit_rows
+from naturelm_core.backend import BACKENDS, describe_backend
+from naturelm_core.placeholder import PlaceholderBackend
+from tests.support.synth_audio import audiomoth_name, make_deployment, noise, place, tone, truncate_wav, write_wav
+
+RATE_HZ = 16_000
+START = datetime(2024, 5, 1, 4, 0, tzinfo=timezone.utc)
+TASKS = ("detect", "classify")
+
+
+def as_batch(rows):
+    batch = {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0] if k != "audio"}
+    batch["audio"] = np.stack([r["audio"] for r in rows])  # (B, S)
+    return batch
+
+
+def as_rows(batch):
+    return [{k: batch[k][i] for k in batch} for i in range(len(batch["unit_id"]))]
+
+
+def planned(source, results):
+    found = discover(str(source), {}, None)
+    with Catalog(results) as catalog:
+        sync_deployments(catalog, found, "run-1")
+        sync = sync_recordings(catalog, str(source), {}, found, "run-1")
+        return plan_units(catalog, sync.current_ids, fingerprint="fp", window_s=10.0, hop_s=10.0,
+                          tail="pad", channel_policy="mean", windows_per_unit=30)
+
+
+def processed(units, source, backend="placeholder", dim=32):
+    options = DecodeOptions(str(source), {}, 10.0, RATE_HZ, "mean")
+    predictor = Predictor(backend, {"sample_rate_hz": RATE_HZ}, TASKS, embeddings=True)
+    ctx = CommitContext("run-1", "fp", "model@x", 10.0, embedding_dim=dim)
+    out = []
+    for unit in units:
+        decoded = decode_unit(unit.as_item(), options)
+        rows = as_rows(predictor(as_batch(decoded)))
+        out.append((decoded, *unit_rows(unit, rows, ctx), unit_embeddings(unit, rows, ctx)))
+    return out
+
+
+def test_one_vector_per_analysed_window_equal_to_the_backends_own(tmp_path):
+    audio = place(noise(35.0, RATE_HZ, -30), tone(1500.0, 2.0, RATE_HZ), 12.0, RATE_HZ)
+    folder = tmp_path / "src" / "dep"
+    folder.mkdir(parents=True)
+    path = write_wav(folder / audiomoth_name(START), audio, RATE_HZ)
+    truncate_wav(path, keep_fraction=0.5)  # 17.5 s of the promised 35: windows 2 and 3 are empty
+    [(decoded, windows, predictions, vectors)] = processed(
+        planned(tmp_path / "src", tmp_path / "res"), tmp_path / "src")
+    assert [w.status for w in windows] == ["ok", "ok", "empty", "empty"]
+    assert [(e.window_index, e.channel, e.offset_s) for e in vectors] == [(0, 0, 0.0), (1, 0, 10.0)]
+    backend = PlaceholderBackend(sample_rate_hz=RATE_HZ)
+    for e in vectors:
+        row = decoded[e.window_index]
+        own = backend.embed(row["audio"][None, :], np.array([row["valid_samples"]]))[0]
+        np.testing.assert_array_equal(e.vector, own)
+        assert e.start_utc == windows[e.window_index].start_utc and e.date == windows[e.window_index].date
+    with Catalog(tmp_path / "res") as catalog:
+        catalog.commit_unit(windows, predictions, vectors)
+    with CatalogReader(tmp_path / "res") as reader:
+        stored = reader.query("select window_index, vector from embeddings order by window_index").to_pylist()
+    assert [r["window_index"] for r in stored] == [0, 1]
+    np.testing.assert_array_equal(np.array(stored[1]["vector"], np.float32), vectors[1].vector)
+
+
+class BadEmbedder(PlaceholderBackend):
+    """The placeholder, except that the second window of every batch embeds to NaN."""
+
+    def embed(self, audio, valid_samples):
+        out = super().embed(audio, valid_samples)
+        out[1] = np.nan
+        return out
+
+
+def test_a_non_finite_embedding_fails_its_window_and_drops_its_answers(tmp_path, monkeypatch):
+    monkeypatch.setitem(BACKENDS, "bad-embedder", "test_embeddings:BadEmbedder")
+    make_deployment(tmp_path / "src", "dep", [START], 30.0, RATE_HZ)
+    [(_, windows, predictions, vectors)] = processed(
+        planned(tmp_path / "src", tmp_path / "res"), tmp_path / "src", backend="bad-embedder")
+    assert [w.status for w in windows] == ["ok", "failed", "ok"]
+    assert windows[1].error == "model returned a non-finite embedding"
+    assert {p.window_index for p in predictions} == {0, 2}
+    assert [e.window_index for e in vectors] == [0, 2]
+
+
+def test_commit_refuses_bad_vectors_and_keeps_nothing_of_their_unit(tmp_path):
+    make_deployment(tmp_path / "src", "dep", [START], 30.0, RATE_HZ)
+    [(_, windows, predictions, vectors)] = processed(
+        planned(tmp_path / "src", tmp_path / "res"), tmp_path / "src")
+    short = [*vectors[:-1], replace(vectors[-1], vector=vectors[-1].vector[:-1])]
+    infinite = [*vectors[:-1], replace(vectors[-1], vector=np.full(32, np.inf, np.float32))]
+    with Catalog(tmp_path / "res") as catalog:
+        with pytest.raises(ValueError, match="31 values, but 32"):
+            catalog.commit_unit(windows, predictions, short)
+        with pytest.raises(ValueError, match="non-empty finite vector"):
+            catalog.commit_unit(windows, predictions, infinite)
+    with CatalogReader(tmp_path / "res") as reader:
+        counts = reader.query("select (select count(*) from windows) as w, "
+                              "(select count(*) from embeddings) as e").to_pylist()
+    assert counts == [{"w": 0, "e": 0}]
+    # The stage itself refuses a vector that is not the model's width.
+    with pytest.raises(ValueError, match="embedding of 32 values, expected 16"):
+        processed(planned(tmp_path / "src", tmp_path / "res2"), tmp_path / "src", dim=16)
+
+
+def test_embeddings_enter_the_fingerprint_only_when_asked_for(tmp_path):
+    base = RunSettings(source=str(tmp_path), results=str(tmp_path / "r"), model="placeholder",
+                       window_s=10.0)  # fingerprints take resolved settings
+    info = describe_backend("placeholder")
+    assert info.embedding == {"dim": 32, "form": PlaceholderBackend().embedding_settings()["form"]}
+    without = config_fingerprint(base, info.model_id, info.settings)
+    # A run without embeddings keeps its fingerprint, whatever the model's embedding is.
+    assert config_fingerprint(base, info.model_id, info.settings, info.embedding) == without
+    asked = base.model_copy(update={"embeddings": True})
+    with_embeddings = config_fingerprint(asked, info.model_id, info.settings, info.embedding)
+    assert with_embeddings != without
+    other = dict(info.embedding, pooling="max")
+    assert config_fingerprint(asked, info.model_id, info.settings, other) != with_embeddings
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server", "ray_local")
+def test_a_run_with_embeddings_writes_one_row_per_analysed_window_exactly_once(tmp_path):
+    from flows.cli.main import main
+
+    make_deployment(tmp_path / "src", "dep-a", [START, START.replace(hour=5)], 25.0, RATE_HZ,
+                    events={0: [(12.0, 2.0, 2000.0)]})
+    args = ["run", "--source", str(tmp_path / "src"), "--results", str(tmp_path / "res"),
+            "--model", "placeholder", "--option", f"sample_rate_hz={RATE_HZ}",
+            "--windows-per-unit", "2", "--embeddings"]
+    assert main(args) == 0
+    assert main(args) == 0  # nothing new: the second run plans nothing and writes nothing
+    with CatalogReader(tmp_path / "res") as reader:
+        windows = reader.query("select recording_id, window_index, channel, config_fingerprint "
+                               "from windows where status = 'ok' order by all").to_pylist()
+        vectors = reader.query("select recording_id, window_index, channel, config_fingerprint, "
+                               "model_id, len(vector) as n from embeddings order by all").to_pylist()
+        runs = reader.query("select config_fingerprint from runs").to_pylist()
+    assert len(windows) == 6  # 2 recordings x 3 windows of 10 s
+    assert [{k: v for k, v in e.items() if k not in ("model_id", "n")} for e in vectors] == windows
+    assert {(e["model_id"], e["n"]) for e in vectors} == {("placeholder-v1@none", 32)}
+    assert {r["config_fingerprint"] for r in runs} == {windows[0]["config_fingerprint"]}
+
+
+def test_describe_tells_the_embedding_of_the_loaded_model_without_building_it(tmp_path):
+    from naturelm_core.backend import load_backend
+    from naturelm_core.clap.tiny import build_tiny_msclap, build_tiny_transformers_clap
+    from naturelm_core.naturelm.tiny import build_tiny_checkpoint
+
+    weights, text_dir, config = build_tiny_msclap(tmp_path / "msclap")
+    naturelm, llama = build_tiny_checkpoint(tmp_path / "naturelm")
+    cases = {
+        "clap-msclap": ("clap", {"weights": str(weights), "text_model": str(text_dir),
+                                 "model_config": str(config), "labels": ["Tawny Owl"]}),
+        "clap-transformers": ("clap", {"weights": str(build_tiny_transformers_clap(tmp_path / "tc")),
+                                       "labels": ["Tawny Owl"]}),
+        "naturelm": ("naturelm", {"weights": str(naturelm), "llama": str(llama)}),
+        "birdnet": ("birdnet", {}),
+    }
+    for name, (model, options) in cases.items():
+        info = describe_backend(model, **options)
+        backend = load_backend(model, **options)
+        assert info.embedding == backend.embedding_settings(), name
+        assert info.embedding["dim"] == backend.embedding_dim, name
