@@ -160,6 +160,12 @@ class RecordingRow:
     error: str | None = column(pa.string(), "why it is unreadable")
     run_id: str = column(pa.string(), "the run that discovered this version", nullable=False)
     discovered_at: datetime | None = column(UTC_TIME, "when it was discovered")
+    time_conflict_s: float | None = column(
+        pa.float64(), "another start-time source minus the one used, seconds, when they disagree "
+        "beyond the tolerance (docs/source.md); NULL otherwise", default=None)
+    warnings: list[str] | None = column(
+        pa.list_(pa.string()), "the source check's warnings about this file when it was "
+        "registered (code: text): beyond_model_band, time_conflict; NULL = none", default=None)
 
     @property
     def version_tag(self) -> str:
@@ -254,6 +260,9 @@ class RunRow:
     host: str | None = column(pa.string(), "machine the run's driver ran on")
     pid: int | None = column(pa.int64(), "process id of the run's driver")
     interrupted_at: datetime | None = column(UTC_TIME, "when a later run noticed this one had died")
+    warnings: list[str] | None = column(
+        pa.list_(pa.string()), "the source check's warnings, as printed in the run header "
+        "(docs/source.md); NULL = none", default=None)
 
 
 @dataclass(frozen=True)
