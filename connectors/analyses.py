@@ -144,11 +144,32 @@ def analysis_names() -> tuple[str, ...]:
     return tuple(sorted(p.name[:-4] for p in _folder().iterdir() if p.name.endswith(".sql")))
 
 
+def looks_like_a_name(what: str) -> bool:
+    """True when `what` is one word (an analysis name, or a mistyped one), not SQL."""
+    return re.fullmatch(r"\s*[A-Za-z_][A-Za-z0-9_\-]*\s*", what) is not None
+
+
+def unknown_analysis(name: str) -> ConfigError:
+    """The one-line error for an analysis name that is not one: the closest name, if any."""
+    import difflib
+
+    close = difflib.get_close_matches(name.strip().lower().replace("-", "_"), analysis_names(),
+                                      n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"no analysis named {name.strip()!r}{hint} (analyses: "
+                       f"{', '.join(analysis_names())}; dawnchorus query --list describes them)")
+
+
+def check_analysis_name(what: str) -> None:
+    """Before any SQL runs: a single word that names no analysis is a typo, never SQL."""
+    if looks_like_a_name(what) and what.strip() not in analysis_names():
+        raise unknown_analysis(what)
+
+
 def load_analysis(name: str) -> Analysis:
-    """The analysis `sql/analyses/<name>.sql`; ConfigError listing the known ones if none."""
+    """The analysis `sql/analyses/<name>.sql`; ConfigError naming the closest one if none."""
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or name not in analysis_names():
-        raise ConfigError(f"no analysis named {name!r} (analyses: {', '.join(analysis_names())}; "
-                          "dawnchorus query --list describes them)")
+        raise unknown_analysis(name)
     return parse_header(name, _folder().joinpath(name + ".sql").read_text(encoding="utf-8"))
 
 
