@@ -41,6 +41,7 @@ from connectors.storage import (
     DEPLOYMENTS_FILE,
     KNOWN_DEPLOYMENT_COLUMNS,
     Deployment,
+    Listing,
     SourceObject,
     list_recordings,
     open_root,
@@ -302,6 +303,14 @@ def check_start(start: StartTime, where: str) -> Problem | None:
         "or a reset clock?")
 
 
+def recording_problems(sample_rate_hz: int | None, start: StartTime | None, model: str | None,
+                       model_rate_hz: int | None, where: str) -> list[Problem]:
+    """Everything the check says about one readable recording (warnings only)."""
+    found = [check_band(sample_rate_hz, model, model_rate_hz, where),
+             check_start(start, where) if start is not None else None]
+    return [p for p in found if p is not None]
+
+
 def recording_warnings(problems: Iterable[Problem]) -> list[str]:
     """The text a recording keeps of its own problems (`recordings.warnings`)."""
     return [f"{p.code}: {p.message}" for p in problems]
@@ -310,20 +319,43 @@ def recording_warnings(problems: Iterable[Problem]) -> list[str]:
 # ---------------------------------------------------------------------------------- source
 
 
-def check_listing(source: str, storage_options: dict[str, Any] | None = None,
-                  only: tuple[str, ...] | None = None) -> tuple[SourceReport, dict[str, Deployment],
-                                                              list[SourceObject], Any]:
-    """The cheap part: the listing and ``deployments.csv`` (no recording is opened).
+@dataclass
+class ListingCheck:
+    """The cheap part of the check and what it read, for a run to go on with."""
 
-    Returns the report so far, the deployments read (empty when the CSV is bad), the recordings
-    listed and the filesystem. Errors of this part are what stop a run before it starts.
-    """
+    report: SourceReport
+    deployments: dict[str, Deployment]
+    """The rows of ``deployments.csv`` (empty when it is bad: the report has the error)."""
+    listing: Listing | None
+    """None when the source cannot be opened."""
+    fs: Any = None
+
+    @property
+    def objects(self) -> list[SourceObject]:
+        return self.listing.objects if self.listing is not None else []
+
+    def raise_errors(self) -> None:
+        """ConfigError, one line, when the check found an error: the first one, and how many
+        more (`dawnchorus check` lists them all)."""
+        errors = self.report.errors
+        if not errors:
+            return
+        more = (f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''}: "
+                f"dawnchorus check --source {self.report.source} lists them)"
+                if len(errors) > 1 else "")
+        raise ConfigError(f"{errors[0].where}: {errors[0].message}{more}")
+
+
+def check_listing(source: str, storage_options: dict[str, Any] | None = None,
+                  only: tuple[str, ...] | None = None) -> ListingCheck:
+    """The cheap part: the listing and ``deployments.csv`` (no recording is opened). Its errors
+    are what stop a run before it starts."""
     report = SourceReport(source=source)
     try:
         fs, root = open_root(source, storage_options)
     except ConfigError as exc:
         report.problems.append(Problem("error", "source", source, str(exc)))
-        return report, {}, [], None
+        return ListingCheck(report, {}, None)
     csv_where = f"{root.rstrip('/')}/{DEPLOYMENTS_FILE}"
     header = csv_header(fs, root)
     if header is not None:
@@ -356,7 +388,7 @@ def check_listing(source: str, storage_options: dict[str, Any] | None = None,
     for obj in listing.objects:
         summaries[obj.deployment_id].files += 1
     report.deployments = list(summaries.values())
-    return report, deployments, listing.objects, fs
+    return ListingCheck(report, deployments, listing, fs)
 
 
 def check_source(source: str, storage_options: dict[str, Any] | None = None, *,
@@ -364,7 +396,8 @@ def check_source(source: str, storage_options: dict[str, Any] | None = None, *,
                  only: tuple[str, ...] | None = None, headers: bool = True) -> SourceReport:
     """Check a source root: the listing, ``deployments.csv`` and (``headers``) every
     recording's header: start times, sample rates, band against the model's."""
-    report, deployments, objects, fs = check_listing(source, storage_options, only)
+    checked = check_listing(source, storage_options, only)
+    report, deployments, objects, fs = checked.report, checked.deployments, checked.objects, checked.fs
     if not headers or fs is None or not objects:
         return report
     bad_zone = any(p.code == "bad_metadata" for p in report.errors)
@@ -397,14 +430,10 @@ def check_source(source: str, storage_options: dict[str, Any] | None = None, *,
             continue
         rates.setdefault(obj.deployment_id, set()).add(header.sample_rate_hz)
         summary.seconds += header.duration_s
-        band = check_band(header.sample_rate_hz, model, model_rate_hz, obj.uri)
-        if band is not None:
-            report.problems.append(band)
+        report.problems.extend(recording_problems(header.sample_rate_hz, start, model,
+                                                  model_rate_hz, obj.uri))
         if start is None or start.start_utc is None:
             continue
-        conflict = check_start(start, obj.uri)
-        if conflict is not None:
-            report.problems.append(conflict)
         local = start.start_utc.astimezone(_zone(start.tz_name)).replace(tzinfo=None)
         end = local + timedelta(seconds=header.duration_s)
         summary.first_local = local if summary.first_local is None else min(summary.first_local, local)

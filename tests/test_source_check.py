@@ -186,3 +186,24 @@ def test_a_missing_source_is_an_error(tmp_path):
     report = check_source(str(tmp_path / "no-such-folder"))
     (error,) = report.errors
     assert error.code == "source" and "does not exist" in error.message
+
+
+def test_a_run_stops_on_the_first_error_in_one_line_naming_how_many_more(tmp_path):
+    import pytest
+
+    from connectors.errors import ConfigError
+    from connectors.source_check import check_listing
+
+    root = _source(tmp_path)
+    _csv(root, ["deployment_id", "lat", "lon", "time_zone"],
+         [["pa-01", PA["latitude"], PA["longitude"], PA["timezone"]]])
+    checked = check_listing(str(root))
+    assert [o.deployment_id for o in checked.objects] == ["pa-01", "pa-01"]
+    with pytest.raises(ConfigError) as caught:
+        checked.raise_errors()
+    message = str(caught.value)
+    assert "\n" not in message and "did you mean 'latitude'" in message
+    assert f"and 2 more errors: dawnchorus check --source {root} lists them" in message
+    # A clean source passes.
+    _csv(root, ["deployment_id", "timezone"], [["pa-01", PA["timezone"]]])
+    check_listing(str(root)).raise_errors()
