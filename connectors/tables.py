@@ -292,6 +292,16 @@ class SettingRow:
 
 
 @dataclass(frozen=True)
+class SettingChangeRow:
+    """One change of a catalog setting: who made it and when (`dawnchorus thresholds --set`)."""
+
+    key: str = column(pa.string(), "the setting changed", nullable=False)
+    value: str = column(pa.string(), "its new value", nullable=False)
+    changed_by: str = column(pa.string(), "who changed it (--by, else the user name)", nullable=False)
+    changed_at: datetime = column(UTC_TIME, "when", nullable=False)
+
+
+@dataclass(frozen=True)
 class ReviewRow:
     """One person's verdict on one detection: a window's classify answer for one label.
 
@@ -358,6 +368,7 @@ PREDICTIONS = Table("predictions", PredictionRow, "one row per window, channel, 
                     partitioned_by=("deployment_id", "date"))
 RUNS = Table("runs", RunRow, "one row per flow run")
 SETTINGS = Table("settings", SettingRow, "one row per setting")
+SETTING_CHANGES = Table("setting_changes", SettingChangeRow, "one row per change of a setting")
 EMBEDDINGS = Table("embeddings", EmbeddingRow, "one row per analysed window, channel and fingerprint",
                    partitioned_by=("deployment_id", "date"))
 SPECIES_OCCURRENCE = Table("species_occurrence", SpeciesOccurrenceRow,
@@ -369,7 +380,7 @@ THRESHOLDS = Table("thresholds", ThresholdRow, "one row per fingerprint and spec
 #: Every table of the catalog, by name.
 TABLES: dict[str, Table[Any]] = {
     t.name: t for t in (DEPLOYMENTS, RECORDINGS, WINDOWS, PREDICTIONS, RUNS, SETTINGS,
-                        SPECIES_OCCURRENCE, EMBEDDINGS, REVIEWS, THRESHOLDS)
+                        SPECIES_OCCURRENCE, EMBEDDINGS, REVIEWS, THRESHOLDS, SETTING_CHANGES)
 }
 
 
