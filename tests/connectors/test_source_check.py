@@ -15,7 +15,7 @@ import numpy as np
 
 from connectors.source_check import check_source, format_report, zone_longitude
 from connectors.timeparse import resolve_start_time
-from tests.synth_audio import audiomoth_comment, audiomoth_name, make_deployment, write_wav
+from tests.support.synth_audio import audiomoth_comment, audiomoth_name, make_deployment, write_wav
 
 START = datetime(2024, 5, 15, 9, 50, tzinfo=timezone.utc)  # 05:50 in New York (EDT)
 PA = {"latitude": "40.8", "longitude": "-77.8", "timezone": "America/New_York"}
