@@ -87,13 +87,19 @@ def local_log_root(location: Any) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from connectors.catalog.locks import run_lock
-    from flows.pipeline.prefect_flows import backfill, nightly
-    from flows.pipeline.run import new_run_id
-    from flows.pipeline.ray_engine import check_ray_address, start_ray
-    from flows.outputs.redact import install_log_redaction
+    from connectors.source_check import check_listing
 
     settings = settings_from_args(args)
+    # The source check's listing-and-CSV part first, before Prefect and Ray are even imported:
+    # an error stops here, in one line, with nothing created under the results (docs/source.md).
+    check_listing(settings.source, settings.storage_options, settings.deployments).raise_errors()
+
+    from connectors.catalog.locks import run_lock
+    from flows.outputs.redact import install_log_redaction
+    from flows.pipeline.prefect_flows import backfill, nightly
+    from flows.pipeline.ray_engine import check_ray_address, start_ray
+    from flows.pipeline.run import new_run_id
+
     location = settings.location
     install_log_redaction([settings.storage_options,
                            {f"secret_{i}": s for i, s in enumerate(sorted(location.secrets()))}])
@@ -177,9 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(run)
     run.set_defaults(func=cmd_run)
 
+    from flows.cli.check import add_check_parser
+
+    add_check_parser(sub)
     from flows.cli.query import add_query_parser
 
     add_query_parser(sub)
+    from flows.cli.thresholds import add_thresholds_parser
+
+    add_thresholds_parser(sub)
     from flows.outputs.exports import add_export_parser
 
     add_export_parser(sub)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.location import ResultsLocation
-from flows.outputs.report import latest_run_id, write_report
 
 
 def cmd_report(args: Any) -> int:
+    from connectors.location import ResultsLocation
+    from flows.outputs.report import latest_run_id, write_report
+
     location = ResultsLocation.resolve(args.results, args.catalog)
     run_id = args.run or latest_run_id(location)
     print(write_report(location, run_id))
