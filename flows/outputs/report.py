@@ -96,6 +96,7 @@ def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, 
         scope = {"config_fingerprint": fingerprint or ""}
         species = reader.analysis("run_species_counts", {"run_id": run_id})
         failures = reader.analysis("run_failures", {"run_id": run_id})
+        hidden = reader.analysis("run_hidden_by_filters", {"run_id": run_id})
         if fingerprint in reader.fingerprints:
             tables = {name: reader.analysis(name, scope) for _, _, _, name in PLOTS}
         else:  # the run committed no window (or knew no model): nothing to draw yet
@@ -113,10 +114,14 @@ def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, 
     nights = tables["species_by_night"]
 
     counts_md = "\n".join(f"- {k.replace('_', ' ')}: {v}" for k, v in counts.items())
+    warnings = pa.table({"warning": list(run.get("warnings") or [])})
     summary = (
         f"# dawnchorus run {run_id}\n\n"
         f"- status: {run['status']}\n- model: {run['model_id']}\n- fingerprint: {fingerprint}\n"
         f"{counts_md}\n\n"
+        f"## Source check warnings (docs/source.md)\n\n{markdown_table(warnings)}\n"
+        f"## Strong predictions hidden by filters (score >= 0.5; dawnchorus query "
+        f"--location-threshold 0 shows location-filtered ones)\n\n{markdown_table(hidden)}\n"
         f"## Detections per deployment and species (this run's windows)\n\n{markdown_table(species)}\n"
         f"## Species by site and night (fingerprint {fingerprint})\n\n{markdown_table(nights)}\n"
         f"## Failures\n\n{markdown_table(failures)}"
@@ -127,11 +132,17 @@ def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, 
     _write_csv(out / "skipped.csv", skipped_rows)
     index = out / "index.html"
     index.write_text(_html(run, counts, images, species, nights, failures, skipped_rows,
-                           calibration), encoding="utf-8")
+                           calibration, hidden, warnings), encoding="utf-8")
     where = publish(index)
     _publish_artifacts(run_id, summary, where)
     log.info("report written to %s", where)
     return where
+
+
+def hidden_by_filters(results: str | ResultsLocation, run_id: str) -> list[dict[str, Any]]:
+    """A run's strong predictions the species filters hid (`run_hidden_by_filters`)."""
+    with CatalogReader(ResultsLocation.resolve(results)) as reader:
+        return reader.analysis("run_hidden_by_filters", {"run_id": run_id}).to_pylist()
 
 
 def _report_folder(location: ResultsLocation, run_id: str) -> tuple[Path, Callable[[Path], str]]:
@@ -158,7 +169,8 @@ def _report_folder(location: ResultsLocation, run_id: str) -> tuple[Path, Callab
 
 
 def _html(run: dict, counts: dict, images: list, species: pa.Table, nights: pa.Table,
-          failures: pa.Table, skipped: pa.Table, calibration: list = ()) -> str:
+          failures: pa.Table, skipped: pa.Table, calibration: list = (),
+          hidden: pa.Table | None = None, warnings: pa.Table | None = None) -> str:
     e = html.escape
     facts = [("status", run["status"]), ("flow", run["flow"]), ("model", run["model_id"]),
              ("fingerprint", run["config_fingerprint"]), ("started", run["started_at"]),
@@ -192,6 +204,12 @@ figure {{ margin: 1em 0; }}
 {e(str(run['config_fingerprint']))}; counts and failures: this run.
 <a href="summary.md">summary.md</a> · <a href="failures.csv">failures.csv</a> ·
 <a href="skipped.csv">skipped.csv</a></p>
+<h2>Source check warnings</h2>
+{html_table(warnings if warnings is not None else pa.table({}))}
+<h2>Strong predictions hidden by filters</h2>
+<p>Score 0.5 or more, hidden from detections by a species filter (which, and why);
+<code>dawnchorus query --location-threshold 0</code> shows the location-filtered ones.</p>
+{html_table(hidden if hidden is not None else pa.table({}))}
 {figures}
 {curves}
 <h2>Detections per deployment and species (this run's windows)</h2>
