@@ -75,14 +75,17 @@ def latest_run_id(results: str | ResultsLocation, catalog: str | None = None) ->
 
 
 def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, Any] | None = None,
-                 skipped: list[SkippedPath] | None = None) -> str:
+                 skipped: list[SkippedPath] | None = None, threshold: float | None = None,
+                 location_threshold: float | None = None) -> str:
     """Write reports/<run_id>/ and publish its artifacts; the path of its index.html.
 
     `counts` default to what the run recorded; `skipped` lists the source paths that were not
     analysed, each with its reason (when rebuilding, the report's own skipped.csv is kept).
+    `threshold` and `location_threshold` replace the catalog's, as `dawnchorus query`'s do.
     """
     location = ResultsLocation.resolve(results)
-    with CatalogReader(location) as reader:
+    with CatalogReader(location, threshold=threshold,
+                       location_threshold=location_threshold) as reader:
         runs = {r["run_id"]: r for r in reader.query(sql_text("reader/runs")).to_pylist()}
         if run_id not in runs and counts is None:
             raise ConfigError(f"{results}: no run {run_id!r} in the catalog")
