@@ -177,21 +177,28 @@ def all_analyses() -> list[Analysis]:
     return [load_analysis(n) for n in analysis_names()]
 
 
-def resolve_fingerprint(fingerprints: list[str], chosen: str | None, where: str) -> str | None:
-    """The fingerprint an analysis reads: `chosen`, else the only one; None when there is none.
+def resolve_fingerprint(fingerprints: list[str], chosen: str | None, where: str,
+                        flag: str = "--param config_fingerprint=...") -> str | None:
+    """The fingerprint an analysis reads: `chosen` (a full fingerprint or a unique prefix of
+    one), else the only one; None when there is none.
 
     Results of two fingerprints never mix, so with several and none chosen this is a ConfigError
-    that lists them.
+    that lists them and names `flag`, the caller's way to choose.
     """
     if chosen is not None:
-        if fingerprints and chosen not in fingerprints:
-            raise ConfigError(f"{where}: config_fingerprint {chosen!r} is not in the catalog "
-                              f"(fingerprints: {', '.join(fingerprints)})")
-        return chosen
+        if not fingerprints or chosen in fingerprints:
+            return chosen
+        matches = [f for f in fingerprints if f.startswith(chosen)] if chosen else []
+        if len(matches) == 1:
+            return matches[0]
+        what = "matches several fingerprints" if matches else "is not in the catalog"
+        raise ConfigError(f"{where}: config_fingerprint {chosen!r} {what} "
+                          f"(fingerprints: {', '.join(matches or fingerprints)}; the view "
+                          "fingerprints describes them)")
     if len(fingerprints) > 1:
         raise ConfigError(f"{where}: the catalog holds {len(fingerprints)} fingerprints "
-                          f"({', '.join(fingerprints)}); choose one with "
-                          "--param config_fingerprint=...")
+                          f"({', '.join(fingerprints)}); choose one with {flag} (a unique "
+                          "prefix will do; the view fingerprints describes them)")
     return fingerprints[0] if fingerprints else None
 
 
