@@ -245,8 +245,11 @@ class BirdNETBackend(ModelBackend):
         return f"birdnet-v2.4@sha256:{self._model_digest}"
 
     def settings(self) -> dict[str, Any]:
+        # With no floor, the settings are spelled as before the floor existed, so a catalog made
+        # with the old fixed top 3 continues its fingerprint under min_conf=0, top_k=3.
+        floor = {"min_conf": self.min_conf} if self.min_conf > 0 else {}
         return {
-            "min_conf": self.min_conf,
+            **floor,
             "top_k": self.top_k,
             "sensitivity": self.sensitivity,
             "chunk_s": CHUNK_S,

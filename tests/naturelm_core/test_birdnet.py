@@ -290,6 +290,11 @@ def test_settings_name_what_changes_answers():
     # The floor changes answers, so it is part of the settings the fingerprint hashes.
     default = BirdNETBackend(num_threads=1).settings()
     assert default["min_conf"] == DEFAULT_MIN_CONF == 0.1 and default["top_k"] is None
+    # No floor and a top 3 is the old behaviour, spelled as it was: old fingerprints continue.
+    old = BirdNETBackend(num_threads=1, min_conf=0.0, top_k=3).settings()
+    assert old == {"top_k": 3, "sensitivity": 1.0, "chunk_s": 3.0, "chunk_layout": old["chunk_layout"],
+                   "chunk_pooling": "max", "exclude_non_animal": True,
+                   "labels_sha256": old["labels_sha256"]}
     assert settings["chunk_s"] == 3.0 and settings["exclude_non_animal"] is True
     assert settings["chunk_layout"]
 
