@@ -92,7 +92,8 @@ class AudioHeader:
     comment: str | None
     """RIFF LIST/INFO ICMT (where AudioMoth writes its comment), else the file's comment tag."""
     guano: dict[str, Any] | None
-    """GUANO metadata (``{"GUANO|Version": "1.0", "Timestamp": datetime, ...}``) if present."""
+    """GUANO metadata (``{"GUANO|Version": "1.0", "Timestamp": "2024-05-01T07:00:00+02:00", ...}``)
+    if present; the Timestamp is kept as written."""
     truncated: bool = False
     """True when the file holds fewer sample bytes than its header declares."""
 
@@ -264,12 +265,20 @@ def _decode_text(value: bytes) -> str:
 def _parse_guano(body: bytes, uri: str) -> dict[str, Any] | None:
     import guano  # only WAVs with a guan chunk need it
 
+    text = _decode_text(body).strip("\x00")
     try:
-        parsed = guano.GuanoFile.from_string(_decode_text(body).strip("\x00"))
+        parsed = guano.GuanoFile.from_string(text)
     except (ValueError, TypeError) as exc:
         log.warning("%s: unreadable GUANO metadata ignored: %s", uri, exc)
         return None
-    return dict(parsed.items()) or None
+    meta = dict(parsed.items())
+    # The Timestamp as written: guano folds an offset such as +05:75 into +06:15, and the time
+    # rule must see the digits to refuse them (connectors.timeparse).
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("Timestamp", "GUANO|Timestamp") and "Timestamp" in meta:
+            meta["Timestamp"] = value.strip()
+    return meta or None
 
 
 @dataclass(frozen=True)
