@@ -98,6 +98,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     install_log_redaction([settings.storage_options,
                            {f"secret_{i}": s for i, s in enumerate(sorted(location.secrets()))}])
     check_ray_address()
+    # Everything a user can get wrong about the places, before the catalog is touched: the source
+    # (root, bucket, credentials, storage options, deployments.csv, --deployment ids) and the
+    # results bucket. Each a ConfigError: one line, exit 2, nothing created under the results.
+    from connectors.storage import check_source
+
+    check_source(settings.source, settings.storage_options, settings.deployments)
+    location.check_reachable()
     run_id = new_run_id()
     # Take the catalog before Prefect starts: a busy or impossible catalog is refused at once,
     # in one line; the flow re-enters the lock (or lease) this process holds.

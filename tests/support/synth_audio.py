@@ -288,6 +288,30 @@ def truncate_wav(path: str | Path, keep_fraction: float) -> Path:
     raise ValueError(f"{path}: no 'data' chunk found")
 
 
+def hostile_wav(
+    path: str | Path,
+    sample_rate_hz: int = 1,
+    channels: int = 1,
+    bits: int = 16,
+    data_size: int = 0xFFFFFFF0,
+    total_bytes: int = 144,
+) -> Path:
+    """A tiny WAV whose header lies: any rate and channel count, a data chunk claiming
+    ``data_size`` bytes, and only ``total_bytes`` in the file (the rest of it is sample bytes).
+
+    The issue's case is the default: 144 bytes claiming 1 Hz and a 0xFFFFFFF0-byte data chunk.
+    """
+    block_align = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", 1, channels, sample_rate_hz, sample_rate_hz * block_align,
+                      block_align, bits)
+    head = b"WAVE" + _chunk(b"fmt ", fmt) + b"data" + struct.pack("<I", data_size)
+    samples = bytes(max(0, total_bytes - 8 - len(head)))
+    riff_size = min(0xFFFFFFFF, len(head) + data_size)
+    path = Path(path)
+    path.write_bytes(b"RIFF" + struct.pack("<I", riff_size) + head + samples)
+    return path
+
+
 # --- deployments ----------------------------------------------------------------------------------
 
 

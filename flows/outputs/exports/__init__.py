@@ -14,7 +14,9 @@ dates. Each export reads one fingerprint (the catalog's only one unless chosen).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
+import math
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -27,6 +29,50 @@ from connectors.errors import ConfigError
 log = logging.getLogger(__name__)
 
 FORMATS = ("raven", "audacity", "csv", "camtrap-dp", "occupancy")
+
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make Excel, LibreOffice and Google Sheets read a cell as a formula
+(OWASP, CSV injection)."""
+MAX_NAME_BYTES = 255
+"""Longest file or folder name (bytes) on the file systems exports are written to."""
+NAME_HASH_CHARS = 12
+
+
+def spreadsheet_text(value: object) -> str:
+    """A text cell made safe for spreadsheets: one beginning with a formula trigger gets a leading
+    single quote (OWASP's neutralisation; spreadsheets show the text, never run it).
+
+    Only for text: numbers are written as numbers (a negative score or longitude stays -0.1).
+    """
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+
+
+def tab_table_text(value: object) -> str:
+    """A text cell of a tab-separated table (Raven, Audacity): a tab, carriage return or line
+    break inside it would start a new column or row, so each becomes a space; then
+    :func:`spreadsheet_text`."""
+    text = "" if value is None else str(value)
+    return spreadsheet_text(text.replace("\t", " ").replace("\r", " ").replace("\n", " "))
+
+
+def fitted_name(name: str, suffix: str = "") -> str:
+    """``name + suffix`` as one file name of at most MAX_NAME_BYTES bytes: a longer name is cut
+    and ends in ``~`` and the first NAME_HASH_CHARS hex digits of its SHA-256, so the same name
+    always gives the same file and two long names sharing a prefix never collide."""
+    if len((name + suffix).encode("utf-8")) <= MAX_NAME_BYTES:
+        return name + suffix
+    tag = "~" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:NAME_HASH_CHARS]
+    room = MAX_NAME_BYTES - len((tag + suffix).encode("utf-8"))
+    cut = name.encode("utf-8")[:room].decode("utf-8", errors="ignore")
+    return cut + tag + suffix
+
+
+def fitted_path(out_dir: Path, relative: str, suffix: str = "") -> Path:
+    """``out_dir / relative + suffix`` with every folder and the file name fitted (fitted_name)."""
+    parts = [p for p in relative.split("/") if p]
+    *folders, last = parts or [""]
+    return out_dir.joinpath(*(fitted_name(f) for f in folders), fitted_name(last, suffix))
 
 
 @dataclass(frozen=True)
@@ -58,6 +104,7 @@ def export(fmt: str, results: str, out: str | Path, filters: ExportFilters = Exp
     if fmt not in FORMATS:
         raise ConfigError(f"export format {fmt!r}: expected one of {', '.join(FORMATS)}")
     out_dir = Path(out)
+    check_export_options(out_dir, filters, **options)
     with CatalogReader(results, threshold=filters.threshold,
                        location_threshold=filters.location_threshold) as reader:
         params = _params(reader, filters)
@@ -104,6 +151,29 @@ def export(fmt: str, results: str, out: str | Path, filters: ExportFilters = Exp
     summary["files"] = [str(p) for p in files]
     log.info("export %s: %d detections, %d files under %s", fmt, len(detections), len(files), out_dir)
     return summary
+
+
+MAX_OCCASION_DAYS = 366
+
+
+def check_export_options(out_dir: Path, filters: ExportFilters, **options: Any) -> None:
+    """Every export option checked before the catalog is read or a file written: ConfigError,
+    one line naming the option."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: an existing file, expected a folder to write into")
+    for name, value in (("--threshold", filters.threshold),
+                        ("--location-threshold", filters.location_threshold)):
+        if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise ConfigError(f"{name} {value}: expected a score in [0, 1]")
+    if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
+        raise ConfigError(f"--from {filters.date_from} is after --to {filters.date_to}")
+    days = options.get("days")
+    if days is not None and not (isinstance(days, int) and 1 <= days <= MAX_OCCASION_DAYS):
+        raise ConfigError(f"--days {days}: expected 1 to {MAX_OCCASION_DAYS} nights or days "
+                          "per occasion")
+    occasion = options.get("occasion")
+    if occasion is not None and occasion not in ("night", "day"):
+        raise ConfigError(f"--occasion {occasion!r}: expected night or day")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
