@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from connectors.analyses import analysis_names
 from connectors.errors import ConfigError
-from flows.outputs.query import describe_analyses, run_analysis, run_query, write_table
+from flows.outputs.query import describe_analyses, format_table, run_analysis, run_query
 
 
 def _parse_param(text: str) -> tuple[str, str]:
@@ -59,3 +63,24 @@ def add_query_parser(sub: Any) -> None:
     query.add_argument("--threshold", type=float,
                        help="detection threshold for the detections view (default: the catalog's)")
     query.set_defaults(func=cmd_query)
+
+
+def write_table(table: pa.Table, fmt: str, out: str | None) -> None:
+    """The result as `fmt` (table, csv or parquet) to `out`, or to standard output."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        if out is None:
+            raise ConfigError("--format parquet needs --out FILE")
+        pq.write_table(table, out)
+    elif fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        if out is None:
+            pacsv.write_csv(table, sys.stdout.buffer)
+        else:
+            pacsv.write_csv(table, out)
+    elif out is None:
+        print(format_table(table, max_rows=table.num_rows if not sys.stdout.isatty() else 200))
+    else:
+        Path(out).write_text(format_table(table, max_rows=table.num_rows) + "\n", encoding="utf-8")
