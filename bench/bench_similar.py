@@ -33,7 +33,8 @@ import pyarrow as pa
 
 REPO = Path(__file__).resolve().parents[1]
 
-from connectors.catalog import Catalog, CatalogReader, sql_text  # noqa: E402
+from connectors.catalog import Catalog, CatalogReader
+from connectors.catalog.reads import embedding_vectors
 from connectors.tables import EMBEDDINGS, UTC_TIME  # noqa: E402
 from flows.outputs.similar import normalise_rows, top_matches, vector_matrix  # noqa: E402
 
@@ -89,7 +90,7 @@ def write(results: Path, vectors: np.ndarray) -> float:
 def measure(results: Path, dim: int, queries: np.ndarray) -> dict:
     with CatalogReader(results) as reader:
         started = time.perf_counter()
-        table = reader.query(sql_text("similar/vectors"), {"config_fingerprint": "fp", "deployments": None})
+        table = embedding_vectors(reader, config_fingerprint="fp")
         keys = list(zip(table.column("recording_id").to_pylist(), table.column("window_index").to_pylist()))
         matrix = normalise_rows(vector_matrix(table, dim), in_place=True)
         del table

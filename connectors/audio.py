@@ -53,6 +53,22 @@ planned around already committed windows) is read through; a longer one is seeke
 READ_MODES = ("sequential", "seek")
 MAX_METADATA_CHUNK_BYTES = 1024 * 1024
 """Larger LIST/guan chunks are skipped rather than read (they are a few hundred bytes)."""
+# Headers are not trusted: every value that sizes work is checked before anything is planned or
+# allocated, so a file whose header lies (a 144-byte WAV claiming 1 Hz and a 4 GB data chunk)
+# fails with its reason instead of planning hundreds of millions of windows.
+MIN_SAMPLE_RATE_HZ = 100
+"""Lowest native rate accepted (infrasound recorders go down to a few hundred Hz)."""
+MAX_SAMPLE_RATE_HZ = 2_000_000
+"""Highest native rate accepted (ultrasonic bat recorders reach 500 kHz-1 MHz)."""
+MAX_CHANNELS = 64
+"""Most channels accepted (microphone arrays; libsndfile itself allows 1024)."""
+MAX_DURATION_S = 31 * 24 * 3600.0
+"""Longest recording a header may declare: 31 days. It bounds the windows planned (and the
+effort rows written) per recording, whatever a truncated file's header claims."""
+MAX_SPAN_BYTES = 1024**3
+"""Most float32 bytes one window's read span (all channels, with its resampling margins) may
+take: a window of ``window_s`` at a header's rate and channel count beyond it fails the file
+rather than allocating it."""
 _MAX_RIFF_CHUNKS = 4096  # bound on the chunk walk, against corrupt size fields that loop
 _RIFF_SIZE_PLACEHOLDERS = (0, 0xFFFFFFFF)  # written by recorders before the size is known
 
@@ -76,7 +92,8 @@ class AudioHeader:
     comment: str | None
     """RIFF LIST/INFO ICMT (where AudioMoth writes its comment), else the file's comment tag."""
     guano: dict[str, Any] | None
-    """GUANO metadata (``{"GUANO|Version": "1.0", "Timestamp": datetime, ...}``) if present."""
+    """GUANO metadata (``{"GUANO|Version": "1.0", "Timestamp": "2024-05-01T07:00:00+02:00", ...}``)
+    if present; the Timestamp is kept as written."""
     truncated: bool = False
     """True when the file holds fewer sample bytes than its header declares."""
 
@@ -109,8 +126,13 @@ def read_header(fs: fsspec.AbstractFileSystem, path: str, uri: str | None = None
 
     if sample_rate_hz <= 0:
         raise InputError(uri, f"invalid sample rate {sample_rate_hz} Hz")
+    if not MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
+        raise InputError(uri, f"header sample rate {sample_rate_hz} Hz is outside "
+                              f"{MIN_SAMPLE_RATE_HZ}-{MAX_SAMPLE_RATE_HZ} Hz")
     if channels <= 0:
         raise InputError(uri, "no audio channels (0 channels)")
+    if channels > MAX_CHANNELS:
+        raise InputError(uri, f"header declares {channels} channels (at most {MAX_CHANNELS})")
     truncated = False
     if riff is not None and riff.declared_frames is not None and riff.declared_frames > frames:
         log.warning(
@@ -119,6 +141,11 @@ def read_header(fs: fsspec.AbstractFileSystem, path: str, uri: str | None = None
         frames, truncated = riff.declared_frames, True
     if frames <= 0:
         raise InputError(uri, "no audio frames (0 frames)")
+    if frames / sample_rate_hz > MAX_DURATION_S:
+        held = f", the file holds {size_bytes} bytes" if truncated else ""
+        raise InputError(uri, f"header declares {frames} frames at {sample_rate_hz} Hz "
+                              f"({frames / sample_rate_hz / 86400:.0f} days{held}); "
+                              f"at most {MAX_DURATION_S / 86400:.0f} days per recording")
     comment = riff.comment if riff is not None and riff.comment else ((tag_comment or "").strip() or None)
     return AudioHeader(
         frames=frames,
@@ -238,12 +265,20 @@ def _decode_text(value: bytes) -> str:
 def _parse_guano(body: bytes, uri: str) -> dict[str, Any] | None:
     import guano  # only WAVs with a guan chunk need it
 
+    text = _decode_text(body).strip("\x00")
     try:
-        parsed = guano.GuanoFile.from_string(_decode_text(body).strip("\x00"))
+        parsed = guano.GuanoFile.from_string(text)
     except (ValueError, TypeError) as exc:
         log.warning("%s: unreadable GUANO metadata ignored: %s", uri, exc)
         return None
-    return dict(parsed.items()) or None
+    meta = dict(parsed.items())
+    # The Timestamp as written: guano folds an offset such as +05:75 into +06:15, and the time
+    # rule must see the digits to refuse them (connectors.timeparse).
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("Timestamp", "GUANO|Timestamp") and "Timestamp" in meta:
+            meta["Timestamp"] = value.strip()
+    return meta or None
 
 
 @dataclass(frozen=True)
@@ -396,6 +431,11 @@ def iter_windows(
     margin_frames = (round(RESAMPLE_MARGIN_S * native_hz) // period) * period
     if native_hz == target_rate_hz:
         margin_frames = 0  # nothing is resampled, so no filter needs context
+    span_bytes = (window_frames + 2 * margin_frames) * header.channels * 4
+    if span_bytes > MAX_SPAN_BYTES:
+        raise InputError(uri, f"a {window_s:g} s window at {native_hz} Hz x {header.channels} channels "
+                              f"needs {span_bytes / 1024**3:.1f} GiB (at most "
+                              f"{MAX_SPAN_BYTES / 1024**3:.0f} GiB per window)")
 
     try:
         handle = _open_for_windows(fs, path)

@@ -162,6 +162,14 @@ class ResultsLocation:
         return found
 
     # -- object storage ------------------------------------------------------------------------
+    def check_reachable(self) -> None:
+        """Results on object storage: their bucket exists and takes these credentials (one
+        request; ConfigError naming the bucket). Local results need nothing checked here."""
+        if self.data_on_s3:
+            from connectors.storage import check_bucket
+
+            check_bucket(self.s3_filesystem(), self.results, "results")
+
     def s3_filesystem(self) -> Any:
         """The s3fs filesystem of the results prefix (same credentials as the sources)."""
         from connectors.storage import open_root

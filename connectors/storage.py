@@ -41,6 +41,8 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 """Recording extensions, matched case-insensitively (AudioMoth writes ``.WAV``)."""
 
 DEPLOYMENTS_FILE = "deployments.csv"
+MAX_DEPLOYMENTS_BYTES = 64 * 2**20
+"""Largest deployments.csv read (it holds one short row per deployment)."""
 
 # The usual AWS variables and the S3FileSystem argument each one feeds. botocore reads most of
 # them itself, but passing them explicitly makes storage_options overrides predictable.
@@ -105,6 +107,7 @@ def _open_s3(uri: str, rest: str, storage_options: dict | None) -> tuple[fsspec.
     if endpoint_url:
         client_kwargs["endpoint_url"] = endpoint_url
     user = dict(storage_options or {})
+    check_storage_options(user)
     client_kwargs.update(user.pop("client_kwargs", None) or {})
     options.update(user)
     if client_kwargs:
@@ -114,6 +117,89 @@ def _open_s3(uri: str, rest: str, storage_options: dict | None) -> tuple[fsspec.
     except TypeError as exc:
         raise ConfigError(f"source URI {uri!r}: bad storage_options: {exc}") from exc
     return fs, root
+
+
+def check_storage_options(options: dict[str, Any]) -> None:
+    """Refuse storage options s3fs would not use (a mistyped key is silently dropped by fsspec,
+    or fails deep inside aiobotocore at the first request): every top-level key must be an
+    ``S3FileSystem`` argument, every ``client_kwargs`` key an argument of botocore's
+    ``create_client``, every ``config_kwargs`` key a botocore ``Config`` option.
+
+    Raises ConfigError naming the key and the keys that would be understood.
+    """
+    import inspect
+
+    import botocore.config
+    import botocore.session
+    import s3fs
+
+    def named(function: Any) -> set[str]:
+        return {k for k, p in inspect.signature(function).parameters.items()
+                if k != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+    top = named(s3fs.S3FileSystem.__init__) | {"use_listings_cache", "listings_expiry_time",
+                                               "max_paths", "skip_instance_cache"}
+    # aiobotocore's create_client takes *args/**kwargs and hands them to botocore's.
+    nested = {"client_kwargs": (named(botocore.session.Session.create_client) - {"service_name"}),
+              "config_kwargs": set(botocore.config.Config.OPTION_DEFAULTS)}
+    for key, value in options.items():
+        if key not in top:
+            raise ConfigError(f"storage option {key!r}: not an s3fs option (known: "
+                              f"{', '.join(sorted(top))})")
+        if key in nested and value is not None:
+            if not isinstance(value, dict):
+                raise ConfigError(f"storage option {key}: expected KEY=VALUE pairs "
+                                  f"({key}.NAME=VALUE), got {value!r}")
+            for inner in value:
+                if inner not in nested[key]:
+                    raise ConfigError(f"storage option {key}.{inner}: not a botocore "
+                                      f"{'client' if key == 'client_kwargs' else 'Config'} option "
+                                      f"(known: {', '.join(sorted(nested[key]))})")
+
+
+def check_bucket(fs: fsspec.AbstractFileSystem, uri: str, what: str = "source") -> None:
+    """One request to the bucket of ``uri`` (an ``s3://`` URI): ConfigError naming the bucket
+    when it does not exist or the credentials are refused, before a run does any work."""
+    bucket = uri.partition("://")[2].split("/", 1)[0]
+    try:
+        fs.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {uri}: bucket {bucket!r} does not exist") from None
+    except PermissionError as exc:
+        raise ConfigError(f"{what} {uri}: bucket {bucket!r}: access refused ({_first_line(exc)}); "
+                          "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{what} {uri}: bucket {bucket!r} cannot be reached: "
+                          f"{type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def check_source(uri: str, storage_options: dict | None = None,
+                 deployments: Iterable[str] | None = None) -> None:
+    """Everything about a source a user can get wrong, checked before a run starts: the root
+    (a missing folder, a bucket that does not exist, refused credentials, an unknown storage
+    option), ``deployments.csv`` (every read and parse error) and deployment ids that name no
+    deployment folder under the root. ConfigError, one line, naming what is wrong."""
+    fs, root = open_root(uri, storage_options)
+    if "://" in uri and not uri.lower().startswith("file://"):
+        check_bucket(fs, uri.strip())
+    known = read_deployments(fs, root)
+    if deployments:
+        try:
+            folders = {posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)
+                       if fs.isdir(p)}
+        except OSError as exc:
+            raise ConfigError(f"source {uri}: cannot list it: {_first_line(exc)}") from None
+        folders.add(posixpath.basename(root.rstrip("/")))  # files directly in the root
+        missing = sorted(set(deployments) - folders)
+        if missing:
+            listed = ", ".join(sorted(folders - {posixpath.basename(root.rstrip('/'))}))
+            extra = " (named in deployments.csv but no folder)" if set(missing) & set(known) else ""
+            raise ConfigError(f"deployment {', '.join(missing)}: no such folder under {uri}{extra}"
+                              f" (folders: {listed or 'none'})")
 
 
 @dataclass(frozen=True)
@@ -518,15 +604,32 @@ def read_deployments(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Depl
     """
     path = f"{root.rstrip('/')}/{DEPLOYMENTS_FILE}"
     if not fs.exists(path):
+        if isinstance(fs, LocalFileSystem) and os.path.islink(path):
+            raise ConfigError(f"{path}: a link to nothing ({_link_target(path)})")
         return {}
-    with fs.open(path, "rb") as handle:
-        raw = handle.read()
+    if fs.isdir(path):
+        raise ConfigError(f"{path}: a folder, expected a CSV file")
+    try:
+        with fs.open(path, "rb") as handle:
+            raw = handle.read(MAX_DEPLOYMENTS_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror or _first_line(exc)}") from None
+    if len(raw) > MAX_DEPLOYMENTS_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_DEPLOYMENTS_BYTES // 2**20} MiB; "
+                          "one row per deployment is a few hundred bytes")
     try:
         # utf-8-sig: spreadsheets often save CSV with a byte-order mark.
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc})") from exc
     reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return _read_deployment_rows(reader, path)
+    except csv.Error as exc:  # a field over csv's limit, a NUL byte ...
+        raise ConfigError(f"{path}, line {reader.line_num}: not readable as CSV: {exc}") from None
+
+
+def _read_deployment_rows(reader: Any, path: str) -> dict[str, Deployment]:
     try:
         header = next(reader)
     except StopIteration:

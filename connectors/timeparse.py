@@ -83,6 +83,9 @@ class StartTime:
     """One of :data:`TIME_SOURCES`."""
     tz_source: str
     """Which rule gave the clock zone used to compute ``start_utc``; one of :data:`TZ_SOURCES`."""
+    warnings: tuple[str, ...] = ()
+    """Metadata refused on the way (an AudioMoth comment or GUANO offset out of range): each a
+    sentence saying what was found and why it was not used."""
     conflict_s: float | None = None
     """Another source's start minus the chosen one's, seconds (the largest disagreement);
     None when only one source gave a time."""
@@ -169,61 +172,108 @@ def _parse_offset(text: str) -> timezone | None:
     return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
+MAX_OFFSET = timedelta(hours=14)
+"""The largest UTC offset in use (Kiribati, UTC+14); anything beyond is not a time-zone offset."""
+
+
+def offset_problem(hours: int, minutes: int) -> str | None:
+    """Why ``±hours:minutes`` is not a UTC offset (minutes 0-59, at most 14 hours), or None."""
+    if minutes > 59:
+        return f"minutes {minutes} are not 0-59"
+    if timedelta(hours=hours, minutes=minutes) > MAX_OFFSET:
+        return "more than 14 hours from UTC"
+    return None
+
+
 def parse_audiomoth_comment(text: str) -> datetime | None:
     """Start time in an AudioMoth WAV comment, aware with the comment's fixed offset.
 
     The comment reads e.g. ``"Recorded at 22:08:00 20/09/2022 (UTC+8) by AudioMoth
     24E1440360379295 at low gain ..."`` (day/month/year); the zone is ``(UTC)``, ``(UTC-5)`` or
     ``(UTC+10:30)``. Only the leading "Recorded at ..." part is read, because the rest of the
-    wording changed across firmware versions. None if the text does not match or the date is
-    impossible.
+    wording changed across firmware versions. None if the text does not match, the date is
+    impossible or the offset is not one (:func:`audiomoth_comment_problem` says why).
     """
+    return _read_audiomoth_comment(text)[0]
+
+
+def audiomoth_comment_problem(text: str) -> str | None:
+    """Why an AudioMoth comment's time was refused (an offset out of range), or None."""
+    return _read_audiomoth_comment(text)[1]
+
+
+def _read_audiomoth_comment(text: str) -> tuple[datetime | None, str | None]:
     if not text:
-        return None
+        return None, None
     match = _AUDIOMOTH_COMMENT.search(text)
     if match is None:
-        return None
+        return None, None
     hour, minute, second, day, month, year = (int(match.group(i)) for i in range(1, 7))
     sign, offset_hours, offset_minutes = match.group(7), match.group(8), match.group(9)
     offset = timedelta(0)
     if sign:
+        problem = offset_problem(int(offset_hours), int(offset_minutes or 0))
+        if problem is not None:
+            written = match.group(0)[match.group(0).rindex("(") :]
+            return None, f"AudioMoth comment offset {written} refused ({problem}); its time is not used"
         offset = timedelta(hours=int(offset_hours), minutes=int(offset_minutes or 0))
         if sign == "-":
             offset = -offset
-    if abs(offset) > timedelta(hours=14):
-        return None
     try:
-        return datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
+        return datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset)), None
     except ValueError:
-        return None
+        return None, None
 
 
 def parse_guano_timestamp(meta: dict[str, Any]) -> datetime | None:
     """The GUANO ``Timestamp`` (ISO 8601) as a datetime; naive when it has no offset.
 
     Accepts the raw text or the datetime the ``guano`` package already coerced it to; a value
-    that does not parse gives None (logged).
+    that does not parse, or whose offset is not one (minutes 0-59, at most 14 hours), gives None
+    (:func:`guano_timestamp_problem` says why).
     """
+    return _read_guano_timestamp(meta)[0]
+
+
+def guano_timestamp_problem(meta: dict[str, Any]) -> str | None:
+    """Why a GUANO Timestamp was refused, or None."""
+    return _read_guano_timestamp(meta)[1]
+
+
+_ISO_OFFSET = re.compile(r"([+-])(\d{1,2})(?::?(\d{2}))?$")
+
+
+def _read_guano_timestamp(meta: dict[str, Any]) -> tuple[datetime | None, str | None]:
     if not meta:
-        return None
+        return None, None
     value = meta.get("Timestamp")
     if value is None:
         value = meta.get("GUANO|Timestamp")
     if value is None or value == "":
-        return None
+        return None, None
     if isinstance(value, datetime):
-        return _with_fixed_offset(value)
+        offset = value.utcoffset()
+        if offset is not None and abs(offset) > MAX_OFFSET:
+            return None, f"GUANO Timestamp {value.isoformat()} refused (more than 14 hours from UTC)"
+        return _with_fixed_offset(value), None
     text = str(value).strip()
     if not text:
-        return None
+        return None, None
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
+    text = text.replace(" ", "T", 1)
+    time_part = text.partition("T")[2]
+    offset_match = _ISO_OFFSET.search(time_part) if "T" in text else None
+    if offset_match is not None:
+        problem = offset_problem(int(offset_match.group(2)), int(offset_match.group(3) or 0))
+        if problem is not None:
+            return None, f"GUANO Timestamp {str(value).strip()} refused: offset {problem}"
     try:
-        parsed = datetime.fromisoformat(text.replace(" ", "T", 1))
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         log.warning("GUANO Timestamp %r is not ISO 8601; ignoring it", text)
-        return None
-    return _with_fixed_offset(parsed)
+        return None, None
+    return _with_fixed_offset(parsed), None
 
 
 def _with_fixed_offset(value: datetime) -> datetime:
@@ -290,8 +340,10 @@ def resolve_start_time(
     site_zone = _site_zone(deployment_tz) if deployment_tz else None
     clock_name = _clock_zone_name(clock_timezone) if clock_timezone else None
     from_name = parse_filename_time(name)
-    from_comment = parse_audiomoth_comment(header_comment) if header_comment else None
-    from_guano = parse_guano_timestamp(guano) if guano else None
+    from_comment, comment_problem = _read_audiomoth_comment(header_comment) if header_comment else (None, None)
+    from_guano, guano_problem = _read_guano_timestamp(guano) if guano else (None, None)
+    # A refused offset is no answer: the source is left out and the next rule answers.
+    warnings = tuple(p for p in (comment_problem, guano_problem) if p is not None)
 
     # (source, datetime or None) in precedence order.
     candidates = [
@@ -306,6 +358,7 @@ def resolve_start_time(
             tz_name=deployment_tz or clock_name,
             time_source="unknown",
             tz_source="unknown",
+            warnings=warnings,
         )
     time_source, local = found[0]
 
@@ -339,7 +392,7 @@ def resolve_start_time(
         if conflict_s is None or abs(delta) > abs(conflict_s):
             conflict_s, conflict_source = delta, source
     return StartTime(start_utc=start_utc, tz_name=tz_name, time_source=time_source, tz_source=tz_source,
-                     conflict_s=conflict_s, conflict_source=conflict_source)
+                     warnings=warnings, conflict_s=conflict_s, conflict_source=conflict_source)
 
 
 def _recorder_convention(time_source: str, name_pattern: str | None, site_zone: tzinfo | None) -> tzinfo | None:

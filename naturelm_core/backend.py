@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import abc
 import importlib
+import inspect
+import math
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -170,3 +174,52 @@ def load_backend(name: str, **options: Any) -> ModelBackend:
 def describe_backend(name: str, **options: Any) -> BackendInfo:
     """Identity, settings and sample rate of the backend `name` with these options."""
     return backend_class(name).describe(**options)
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse model options the backend `name` cannot take, before it is built: a name its
+    constructor does not have, or a value of the wrong kind for a number it declares (a text,
+    a bool, NaN or an infinity where it takes a float; a fraction where it takes an int).
+
+    Raises BackendError naming the option, what was given and what the backend expects. Ranges
+    a backend knows (`sensitivity > 0`) stay its own constructor's to check.
+    """
+    cls = backend_class(name)
+    signature = inspect.signature(cls.__init__)
+    params = {k: p for k, p in signature.parameters.items() if k != "self"}
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    named = {k: p for k, p in params.items()
+             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # an annotation that does not resolve: leave the types to the backend
+        hints = {}
+    for key, value in options.items():
+        if key not in named:
+            if open_ended:
+                continue
+            raise BackendError(f"model_options {key}: not an option of the {name} backend "
+                               f"(it takes {', '.join(sorted(named)) or 'none'})")
+        kinds = _number_kinds(hints.get(key))
+        if not kinds or value is None:
+            continue
+        if float in kinds and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise BackendError(f"model_options {key}={value!r}: expected a finite number")
+            continue
+        if int in kinds and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        expected = "a finite number" if float in kinds else "a whole number"
+        raise BackendError(f"model_options {key}={value!r}: expected {expected}")
+
+
+def _number_kinds(annotation: Any) -> set[type]:
+    """{float} / {int} / {float, int} when the annotation is a number (or Optional of one), else
+    empty (paths, texts, anything else: the backend checks them)."""
+    if annotation is None:
+        return set()
+    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    args = tuple(a for a in args if a is not type(None))
+    if not args or any(a not in (int, float) for a in args):
+        return set()
+    return set(args)

@@ -187,7 +187,7 @@ def _read_holder(fd: int) -> LockHolder | None:
 
 
 def _sql(name: str) -> str:
-    return sql_text(f"leases/{name}")
+    return sql_text(f"postgres/{name}")
 
 
 def lease_key(kind: str, name: str) -> int:

@@ -74,11 +74,12 @@ def maintain(con: duckdb.DuckDBPyConnection, location: ResultsLocation, data_pat
     if retention < timedelta(0) or orphan_grace < timedelta(0):
         raise ConfigError(f"retention ({retention}) and grace ({orphan_grace}) must not be negative")
     before = DataFiles.under(data_path)
-    deleted = _call(con, "catalog/maintain_cleanup_files") if keep_for_readers else []
-    merged = _call(con, "catalog/maintain_merge_files")
-    expired = _call(con, "catalog/maintain_expire_snapshots", [datetime.now(timezone.utc) - retention])
+    deleted = _call(con, "writes/maintain_cleanup_files") if keep_for_readers else []
+    merged = _call(con, "writes/maintain_merge_files")
+    expired = _call(con, "writes/maintain_expire_snapshots",
+                    {"older_than": datetime.now(timezone.utc) - retention})
     if not keep_for_readers:
-        deleted = _call(con, "catalog/maintain_cleanup_files")
+        deleted = _call(con, "writes/maintain_cleanup_files")
     orphans = _delete_orphans(con, location, data_path, orphan_grace)
     report = MaintenanceReport(
         before=before, after=DataFiles.under(data_path), tables_merged=len(merged),
@@ -98,7 +99,7 @@ def _delete_orphans(con: duckdb.DuckDBPyConnection, location: ResultsLocation,
         return 0
     cutoff = (datetime.now(timezone.utc) - grace).timestamp()
     deleted = 0
-    for (path,) in _call(con, "catalog/maintain_list_orphans"):
+    for (path,) in _call(con, "reads/maintain_list_orphans"):
         file = Path(path)
         try:
             if file.parent.resolve().is_relative_to(data_path) and file.stat().st_mtime <= cutoff:
@@ -109,6 +110,6 @@ def _delete_orphans(con: duckdb.DuckDBPyConnection, location: ResultsLocation,
     return deleted
 
 
-def _call(con: duckdb.DuckDBPyConnection, name: str, params: Sequence[Any] | None = None) -> list[tuple]:
+def _call(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None) -> list[tuple]:
     """Rows of a maintenance call (DuckLake's functions run their own transactions)."""
     return con.execute(sql_text(name), params).fetchall()

@@ -139,11 +139,11 @@ class CatalogReader:
         con = self.con
         # A temporary `settings` shadows the catalog's for this connection only: the detections
         # view reads its thresholds from there, so a reader (or one analysis) can choose its own.
-        con.execute(sql_text("reader/shadow_settings"))
+        con.execute(sql_text("reads/session/shadow_settings"))
         self._default_threshold = threshold
         self._set_threshold(threshold)
         self._set_threshold(location_threshold, LOCATION_THRESHOLD_KEY)
-        self.fingerprints = [r[0] for r in con.execute(sql_text("reader/fingerprints")).fetchall()]
+        self.fingerprints = [r[0] for r in con.execute(sql_text("reads/fingerprints")).fetchall()]
         # Analyses whose parameters all have defaults are views (`from species_by_night`), read
         # with the defaults: the variables below. config_fingerprint defaults to the only one;
         # with several, it stays NULL (the views show nothing) until a query chooses one.
@@ -164,16 +164,18 @@ class CatalogReader:
         if threshold is not None and not (
                 isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
             raise ConfigError(f"{key} {threshold}: expected a probability in [0, 1]")
-        self.con.execute(sql_text("reader/reset_threshold"), [key])
+        self.con.execute(sql_text("reads/session/reset_threshold"), {"key": key})
         if threshold is not None:
-            self.con.execute(sql_text("reader/set_threshold"), [key, str(float(threshold))])
+            self.con.execute(sql_text("reads/session/set_threshold"),
+                             {"key": key, "value": str(float(threshold))})
         if key == DETECTION_THRESHOLD_KEY:
             # A threshold chosen here applies to every species: the detections view leaves the
             # calibrated ones aside while this connection's settings name the source "query".
-            self.con.execute(sql_text("reader/unset_setting"), [DETECTION_THRESHOLD_SOURCE_KEY])
+            self.con.execute(sql_text("reads/session/unset_setting"),
+                             {"key": DETECTION_THRESHOLD_SOURCE_KEY})
             if threshold is not None:
-                self.con.execute(sql_text("reader/add_setting"),
-                                 [DETECTION_THRESHOLD_SOURCE_KEY, "query"])
+                self.con.execute(sql_text("reads/session/add_setting"),
+                                 {"key": DETECTION_THRESHOLD_SOURCE_KEY, "value": "query"})
 
     def _set_variables(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
@@ -205,7 +207,7 @@ class CatalogReader:
         self.close()
 
     # -- queries -------------------------------------------------------------------------------
-    def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+    def query(self, sql: str, params: dict[str, Any] | Sequence[Any] | None = None) -> pa.Table:
         """Run one read-only SELECT; QueryRefused (one line) for anything else or any failure."""
         def run() -> pa.Table:
             check_read_only(self.con, sql)

@@ -44,12 +44,12 @@ def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
     ).fetchone()[0]
     if tables == 0:
         return 0
-    row = con.execute(sql_text("catalog/get_setting"), [SCHEMA_VERSION_KEY]).fetchone()
+    row = con.execute(sql_text("reads/get_setting"), {"key": SCHEMA_VERSION_KEY}).fetchone()
     return int(row[0]) if row else 1  # version 1 catalogs recorded no version
 
 
 def setting(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
-    row = con.execute(sql_text("catalog/get_setting"), [key]).fetchone()
+    row = con.execute(sql_text("reads/get_setting"), {"key": key}).fetchone()
     return row[0] if row else None
 
 
@@ -68,7 +68,7 @@ def _needs_upgrade(con: duckdb.DuckDBPyConnection) -> bool:
 def put_setting(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
     con.register("_setting", SETTINGS.to_arrow([SettingRow(key, value)]))
     try:
-        for statement in sql_statements("catalog/set_setting"):
+        for statement in sql_statements("writes/set_setting"):
             con.execute(statement)
     finally:
         con.unregister("_setting")

@@ -7,7 +7,7 @@ import importlib.resources
 
 
 def sql_text(name: str) -> str:
-    """The text of `sql/<name>.sql` (e.g. "catalog/commit_unit"), shipped as package data."""
+    """The text of `sql/<name>.sql` (e.g. "writes/commit_unit"), shipped as package data."""
     parts = name.split("/")
     resource = importlib.resources.files("dawnchorus_sql").joinpath(*parts[:-1], parts[-1] + ".sql")
     return resource.read_text(encoding="utf-8")

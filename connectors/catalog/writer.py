@@ -167,14 +167,14 @@ class Catalog:
                 time.sleep(min(2.0, 0.05 * 1.5 ** attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
-    def _run_file(self, name: str, params: Sequence[Any] | None = None, **tables: pa.Table) -> None:
+    def _run_file(self, name: str, params: dict[str, Any] | None = None, **tables: pa.Table) -> None:
         def work(con: duckdb.DuckDBPyConnection) -> None:
             for statement in sql_statements(name):
                 con.execute(statement, params) if params is not None else con.execute(statement)
 
         self._write(work, **tables)
 
-    def _query_file(self, name: str, params: Sequence[Any] | None = None,
+    def _query_file(self, name: str, params: dict[str, Any] | None = None,
                     **tables: pa.Table) -> pa.Table:
         for table_name, table in tables.items():
             self.con.register(table_name, table)
@@ -195,46 +195,46 @@ class Catalog:
         """Set these settings and record who changed them and when, in one transaction."""
         now = datetime.now(timezone.utc)
         self._run_file(
-            "catalog/change_setting",
+            "writes/change_setting",
             _setting=SETTINGS.to_arrow([SettingRow(k, v) for k, v in values.items()]),
             _change=SETTING_CHANGES.to_arrow([SettingChangeRow(k, v, changed_by, now)
                                               for k, v in values.items()]))
 
     def setting_changes(self, key: str) -> list[SettingChangeRow]:
         """Every recorded change of setting `key`, newest first."""
-        return SETTING_CHANGES.from_arrow(self._query_file("catalog/setting_changes", [key]))
+        return SETTING_CHANGES.from_arrow(self._query_file("reads/setting_changes", {"key": key}))
 
     # -- deployments and recordings ------------------------------------------------------------
     def upsert_deployments(self, rows: Sequence[DeploymentRow]) -> None:
         """Replace the rows of these deployments (by deployment_id) in one transaction."""
         if rows:
-            self._run_file("catalog/replace_deployments", _deployments=DEPLOYMENTS.to_arrow(rows))
+            self._run_file("writes/replace_deployments", _deployments=DEPLOYMENTS.to_arrow(rows))
 
     def deployments(self) -> list[DeploymentRow]:
         """Every deployment the catalog holds, by id."""
-        return DEPLOYMENTS.from_arrow(self._query_file("catalog/deployments"))
+        return DEPLOYMENTS.from_arrow(self._query_file("reads/deployments"))
 
     def known_recordings(self) -> list[RecordingRow]:
         """Every recording version the catalog holds."""
-        return RECORDINGS.from_arrow(self._query_file("catalog/known_recordings"))
+        return RECORDINGS.from_arrow(self._query_file("reads/known_recordings"))
 
     def register_recordings(self, new: Sequence[RecordingRow], superseded_ids: Sequence[str]) -> None:
         """Add new recording versions and drop superseded ones with their rows, in one transaction."""
         superseded = pa.table({"recording_id": pa.array(list(superseded_ids), pa.string())})
-        self._run_file("catalog/replace_recordings", _superseded=superseded,
+        self._run_file("writes/replace_recordings", _superseded=superseded,
                        _new_recordings=RECORDINGS.to_arrow(new))
 
     def plannable_recordings(self, recording_ids: Sequence[str]) -> list[RecordingRow]:
         """The readable recordings among `recording_ids`, by uri."""
         ids = pa.table({"recording_id": pa.array(list(recording_ids), pa.string())})
-        return RECORDINGS.from_arrow(self._query_file("catalog/plannable_recordings", _ids=ids))
+        return RECORDINGS.from_arrow(self._query_file("reads/plannable_recordings", _ids=ids))
 
     def cascade_windows(self, upstream: str, fingerprint: str, *, pass_task: str,
                         threshold: float, top_k: int | None, retry_failed: bool = False
                         ) -> list["CascadeWindow"]:
         """The windows a cascade stage (`fingerprint`) has still to answer: analysed under
         `upstream`, passed by its `pass_task` score, with its top-k classify labels."""
-        table = self._query_file("catalog/cascade_windows", {
+        table = self._query_file("reads/cascade_windows", {
             "upstream": upstream, "fingerprint": fingerprint, "pass_task": pass_task,
             "threshold": float(threshold), "top_k": int(top_k or 0), "retry_failed": retry_failed})
         return [CascadeWindow(r["recording_id"], int(r["channel"]), int(r["window_index"]),
@@ -249,7 +249,8 @@ class Catalog:
 
         With `retry_failed`, failed windows do not count as committed, so they are planned again.
         """
-        table = self._query_file("catalog/committed_windows", [config_fingerprint, retry_failed])
+        table = self._query_file("reads/committed_windows", {
+            "config_fingerprint": config_fingerprint, "retry_failed": retry_failed})
         return {(r["recording_id"], r["channel"]): set(r["window_indexes"]) for r in table.to_pylist()}
 
     def commit_unit(self, windows: Sequence[WindowRow], predictions: Sequence[PredictionRow],
@@ -282,7 +283,7 @@ class Catalog:
                     f"{p.window_index} ({p.task}): scores must be finite probabilities"
                 )
         check_embeddings(embeddings)
-        self._run_file("catalog/commit_unit", _unit_windows=WINDOWS.to_arrow(windows),
+        self._run_file("writes/commit_unit", _unit_windows=WINDOWS.to_arrow(windows),
                        _unit_predictions=PREDICTIONS.to_arrow(predictions),
                        _unit_embeddings=EMBEDDINGS.to_arrow(embeddings))
 
@@ -302,7 +303,7 @@ class Catalog:
                 f"refusing to commit score {bad['score']!r} for recording {bad['recording_id']} "
                 f"window {bad['window_index']} ({bad['task']}): scores must be finite probabilities"
             )
-        self._run_file("catalog/commit_unit", _unit_windows=windows, _unit_predictions=predictions,
+        self._run_file("writes/commit_unit", _unit_windows=windows, _unit_predictions=predictions,
                        _unit_embeddings=EMBEDDINGS.to_arrow([]))
 
     def commit_embeddings_table(self, embeddings: pa.Table) -> None:
@@ -321,7 +322,7 @@ class Catalog:
                                      or not pc.all(pc.is_finite(values)).as_py())):
             raise ValueError("refusing to commit embeddings: every vector must be non-empty and "
                              "finite, of one width per fingerprint")
-        self._run_file("catalog/commit_unit", _unit_windows=WINDOWS.to_arrow([]),
+        self._run_file("writes/commit_unit", _unit_windows=WINDOWS.to_arrow([]),
                        _unit_predictions=PREDICTIONS.to_arrow([]), _unit_embeddings=embeddings)
 
     # -- maintenance ---------------------------------------------------------------------------
@@ -336,7 +337,7 @@ class Catalog:
     def location_filter_todo(self) -> list[tuple[str, int, float, float]]:
         """(deployment_id, BirdNET week, latitude, longitude) pairs the meta-model has not been
         asked about yet (or was asked about other coordinates than the deployment's now)."""
-        table = self._query_file("catalog/location_filter_todo")
+        table = self._query_file("reads/location_filter_todo")
         return [(r["deployment_id"], r["week"], r["latitude"], r["longitude"])
                 for r in table.to_pylist()]
 
@@ -344,15 +345,15 @@ class Catalog:
         """The meta-model's answers for some (deployment, week) pairs, replacing older ones for
         those pairs, in one transaction."""
         if rows:
-            self._run_file("catalog/put_species_occurrence",
+            self._run_file("writes/put_species_occurrence",
                            _occurrence=SPECIES_OCCURRENCE.to_arrow(rows))
 
     # -- runs ----------------------------------------------------------------------------------
     def start_run(self, run: RunRow) -> None:
-        self._run_file("catalog/start_run", _run=RUNS.to_arrow([run]))
+        self._run_file("writes/start_run", _run=RUNS.to_arrow([run]))
 
     def finish_run(self, run: RunRow) -> None:
-        self._run_file("catalog/finish_run", _run=RUNS.to_arrow([run]))
+        self._run_file("writes/finish_run", _run=RUNS.to_arrow([run]))
 
     def mark_interrupted(self, noticed_at: datetime, by_run_id: str,
                          alive: Callable[[str], bool] | None = None) -> list[str]:
@@ -363,17 +364,17 @@ class Catalog:
         `by_run_id` counts as dead: call it so only while holding a SQLite catalog's run lock.
         """
         running = retry_while_busy(
-            lambda: [r[0] for r in self.con.execute(sql_text("catalog/running_runs"),
-                                                    [by_run_id]).fetchall()],
+            lambda: [r[0] for r in self.con.execute(sql_text("reads/running_runs"),
+                                                    {"except_run_id": by_run_id}).fetchall()],
             f"{self.location.describe()}: running runs")
         dead = [run_id for run_id in running if alive is None or not alive(run_id)]
         if dead:
             ids = pa.table({"run_id": pa.array(dead, pa.string())})
-            self._run_file("catalog/mark_interrupted", [noticed_at], _dead=ids)
+            self._run_file("writes/mark_interrupted", {"noticed_at": noticed_at}, _dead=ids)
         return dead
 
     def runs(self) -> list[RunRow]:
-        return RUNS.from_arrow(self._query_file("catalog/runs"))
+        return RUNS.from_arrow(self._query_file("reads/runs"))
 
     # -- reviews and thresholds ----------------------------------------------------------------
     def add_review(self, review: ReviewRow) -> None:
@@ -388,7 +389,7 @@ class Catalog:
         for r in reviews:
             check_review(r)
         if reviews:
-            self._run_file("catalog/add_reviews", _reviews=REVIEWS.to_arrow(reviews))
+            self._run_file("writes/add_reviews", _reviews=REVIEWS.to_arrow(reviews))
 
     def replace_thresholds(self, rows: Sequence[ThresholdRow]) -> None:
         """Replace the thresholds of these (fingerprint, label) pairs, in one transaction."""
@@ -402,7 +403,7 @@ class Catalog:
             if row.threshold is not None and not 0.0 <= row.threshold <= 1.0:
                 raise ValueError(f"threshold for {row.label!r}: {row.threshold!r} is not a score")
         if rows:
-            self._run_file("catalog/replace_thresholds", _thresholds=THRESHOLDS.to_arrow(rows))
+            self._run_file("writes/replace_thresholds", _thresholds=THRESHOLDS.to_arrow(rows))
 
 
 def check_review(review: ReviewRow) -> None:

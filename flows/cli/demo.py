@@ -23,6 +23,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from connectors.synthetic import audiomoth_comment, write_wav
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ = 48_000
@@ -218,21 +220,14 @@ def _event_windows(duration_s: float, rng: np.random.Generator) -> list[int]:
     return sorted(int(k) for k in rng.choice(candidates, size=n, replace=False))
 
 
-def _audiomoth_comment(start_utc: datetime, serial: str) -> str:
-    # The firmware's wording (1.5+), for a recorder left on its default UTC clock.
-    return (
-        f"Recorded at {start_utc:%H:%M:%S %d/%m/%Y} (UTC) by AudioMoth {serial} "
-        "at medium gain while battery was 4.2V and temperature was 11.0C."
-    )
-
-
 def _write_recording(path: Path, samples: np.ndarray, start_utc: datetime, serial: str) -> None:
-    with sf.SoundFile(path, "w", SAMPLE_RATE_HZ, 1, subtype="PCM_16", format="WAV") as f:
-        # Set before the first write, so libsndfile puts the LIST/INFO chunk ahead of the data,
-        # where AudioMoth firmware writes it.
-        f.comment = _audiomoth_comment(start_utc, serial)
-        f.artist = f"AudioMoth {serial}"
-        f.write(np.clip(samples, -1.0, 1.0 - 2**-15))  # 16-bit full scale is asymmetric
+    """An AudioMoth file as the firmware (1.5+) writes it, for a recorder left on its default UTC
+    clock (`connectors.synthetic`, the writer the tests use too)."""
+    write_wav(path, np.clip(samples, -1.0, 1.0 - 2**-15),  # 16-bit full scale is asymmetric
+              SAMPLE_RATE_HZ, subtype="PCM_16",
+              comment=audiomoth_comment(start_utc.astimezone(timezone.utc), serial,
+                                        temperature_c=11.0),
+              artist=f"AudioMoth {serial}")
 
 
 def _recording_starts_utc(deployment: DemoDeployment) -> list[datetime]:

@@ -88,10 +88,14 @@ def local_log_root(location: Any) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from connectors.source_check import check_listing
+    from connectors.storage import check_source
 
     settings = settings_from_args(args)
-    # The source check's listing-and-CSV part first, before Prefect and Ray are even imported:
-    # an error stops here, in one line, with nothing created under the results (docs/source.md).
+    # Everything a user can get wrong about the source, before Prefect and Ray are even imported:
+    # the places (root, bucket, credentials, storage options, deployments.csv, --deployment ids),
+    # then the source contract (docs/source.md: misnamed columns, unmatched ids, coordinates).
+    # Each a ConfigError: one line, exit 2, nothing created under the results.
+    check_source(settings.source, settings.storage_options, settings.deployments)
     check_listing(settings.source, settings.storage_options, settings.deployments).raise_errors()
 
     from connectors.catalog.locks import run_lock
@@ -104,6 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     install_log_redaction([settings.storage_options,
                            {f"secret_{i}": s for i, s in enumerate(sorted(location.secrets()))}])
     check_ray_address()
+    location.check_reachable()  # the results bucket
     run_id = new_run_id()
     # Take the catalog before Prefect starts: a busy or impossible catalog is refused at once,
     # in one line; the flow re-enters the lock (or lease) this process holds.
@@ -120,7 +125,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from flows.cli.demo import WINDOW_S, build_demo, compare_with_truth
     from flows.pipeline.prefect_flows import nightly
     from flows.pipeline.run import new_run_id
-    from flows.outputs.query import format_table, run_analysis, run_query
+    from flows.outputs.query import format_table, run_analysis
     from flows.pipeline.settings import RunSettings
 
     out = Path(args.out)
@@ -134,16 +139,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     nights = run_analysis(settings.results, "species_by_night")
     print(format_table(nights.select(["site_id", "night_date", "label", "scientific_name",
                                       "detections", "max_score", "effort_hours"])))
-    from connectors.catalog import CatalogReader
+    from connectors.catalog import CatalogReader, reads
 
-    count = "select count(*) as n from detections"
-    with CatalogReader(settings.results, location_threshold=0.0) as unfiltered:
-        hidden = unfiltered.query(count)["n"][0].as_py() - run_query(settings.results, count)["n"][0].as_py()
+    with (CatalogReader(settings.results, location_threshold=0.0) as unfiltered,
+          CatalogReader(settings.results) as filtered):
+        hidden = reads.detection_count(unfiltered) - reads.detection_count(filtered)
     if hidden:
         print(f"({hidden} detections of species unlikely at these sites in these weeks are hidden "
               f"by the location filter: dawnchorus query --results {settings.results} "
               "\"from species_filter where not kept\")")
-    top1 = run_query(settings.results, "from top1_per_window").to_pylist()
+    top1 = run_analysis(settings.results, "top1_per_window").to_pylist()
     truth = compare_with_truth(info.truth_csv, top1)
     hits = sum(row["match"] for row in truth)
     print(f"\nCalls mixed into the demo and the top-1 answer in their window "
@@ -192,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.cli.thresholds import add_thresholds_parser
 
     add_thresholds_parser(sub)
-    from flows.outputs.exports import add_export_parser
+    from flows.cli.export import add_export_parser
 
     add_export_parser(sub)
     from flows.cli.report import add_report_parser
@@ -224,17 +229,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(exc: Exception) -> str:
-    """A user error as one readable line (pydantic lists each bad field as `field: reason`)."""
-    from pydantic import ValidationError
-
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-    return " ".join(str(exc).split())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from flows.outputs.redact import install_log_redaction
 
@@ -246,18 +240,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Every Prefect API call is an httpx INFO line; keep the terminal for progress.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    from flows.cli.console import quiet_user_error_tracebacks
+    from flows.cli.console import one_line, quiet_user_error_tracebacks, user_error
 
     quiet_user_error_tracebacks()
-    from pydantic import ValidationError
-
-    from connectors.errors import ConfigError
-    from naturelm_core.backend import BackendError
-
     try:
         return args.func(args)
-    except (ConfigError, BackendError, ValidationError) as exc:
-        print(f"dawnchorus: error: {_one_line(exc)}", file=sys.stderr)
+    except Exception as exc:  # a user error ends the CLI one way: one line, exit 2
+        error = user_error(exc)
+        if error is None:
+            raise  # a bug: its traceback is the report
+        print(f"dawnchorus: error: {one_line(error)}", file=sys.stderr)
         return 2
 
 

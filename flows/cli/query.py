@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
+from connectors.analyses import analysis_names, check_analysis_name
 from connectors.errors import ConfigError
+from flows.outputs.query import describe_analyses, format_table, run_analysis, run_query
 
 
 def _parse_param(text: str) -> tuple[str, str]:
@@ -16,10 +22,6 @@ def _parse_param(text: str) -> tuple[str, str]:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    # Imported here: building the parser must not load DuckDB (`run` refuses bad input at once).
-    from connectors.analyses import analysis_names, check_analysis_name
-    from flows.outputs.query import describe_analyses, run_analysis, run_query, write_table
-
     if args.list:
         print(describe_analyses())
         return 0
@@ -68,3 +70,24 @@ def add_query_parser(sub: Any) -> None:
                             "site and week is below it are hidden (default: the catalog's; 0 "
                             "shows every species)")
     query.set_defaults(func=cmd_query)
+
+
+def write_table(table: pa.Table, fmt: str, out: str | None) -> None:
+    """The result as `fmt` (table, csv or parquet) to `out`, or to standard output."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        if out is None:
+            raise ConfigError("--format parquet needs --out FILE")
+        pq.write_table(table, out)
+    elif fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        if out is None:
+            pacsv.write_csv(table, sys.stdout.buffer)
+        else:
+            pacsv.write_csv(table, out)
+    elif out is None:
+        print(format_table(table, max_rows=table.num_rows if not sys.stdout.isatty() else 200))
+    else:
+        Path(out).write_text(format_table(table, max_rows=table.num_rows) + "\n", encoding="utf-8")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
+import secrets
 import sys
 
 from connectors.errors import ConfigError
@@ -33,6 +35,10 @@ def add_review_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"address to serve on (default {DEFAULT_HOST}: this machine only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT,
                    help=f"port to serve on (default {DEFAULT_PORT}; 0 = any free port)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="with --host beyond loopback: another name or address clients reach this "
+                        "machine by (repeatable; the bound address and the machine's own name "
+                        "are always allowed)")
     p.add_argument("--reviewer", default=_default_reviewer(),
                    help="name recorded with each verdict (default: your login name)")
     p.add_argument("--min-score", type=float, default=0.1,
@@ -127,11 +133,23 @@ def _serve(args: argparse.Namespace, results: str) -> int:
         results=results, reviewer=args.reviewer, min_score=args.min_score,
         score_bins=args.bins, goal=args.goal))
     try:
-        server = ReviewServer(service, host=args.host, port=args.port)
+        # Beyond loopback the page needs a secret that only this terminal shows: a fresh random
+        # access key per start (or DAWNCHORUS_REVIEW_KEY, to keep one across restarts).
+        access_key = None
         if not is_loopback(args.host):
-            log.warning("serving on %s: anyone who can reach this address can listen to the "
-                        "reviewed audio (verdicts still need the page's token)", args.host)
-        print(f"Reviewing {results} at {server.url}  (Ctrl-C to stop)", flush=True)
+            access_key = os.environ.get("DAWNCHORUS_REVIEW_KEY") or secrets.token_urlsafe(24)
+            if len(access_key) < 16:
+                raise ConfigError("DAWNCHORUS_REVIEW_KEY: at least 16 characters")
+        server = ReviewServer(service, host=args.host, port=args.port, access_key=access_key,
+                              allowed_hosts=tuple(args.allowed_host))
+        if access_key:
+            log.warning("serving on %s over plain HTTP: requests need the access key, but anyone "
+                        "who can watch this network can read it; prefer an SSH tunnel to the "
+                        "default 127.0.0.1", args.host)
+            print(f"Reviewing {results} at {server.access_url}  (open this address once; it holds "
+                  f"the page's access key, keep it private; Ctrl-C to stop)", flush=True)
+        else:
+            print(f"Reviewing {results} at {server.url}  (Ctrl-C to stop)", flush=True)
         server.serve_forever()
     finally:
         service.close()

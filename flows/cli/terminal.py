@@ -37,14 +37,14 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from flows.pipeline import watchers
+from flows.pipeline.ray_engine import quiet_ray_data_progress
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-_current: "RunConsole | None" = None
-
 
 def current() -> "RunConsole | None":
     """The console of the CLI run in this process, if any."""
-    return _current
+    return watchers.current()  # type: ignore[return-value]
 
 
 class AudioRate(ProgressColumn):
@@ -135,16 +135,15 @@ class RunConsole:
 def run_console(results_root: Path, run_id: str, verbose: bool,
                 file: Any = None) -> Iterator[tuple[RunConsole, Path]]:
     """Install the console and the log file for one CLI run; restore logging afterwards."""
-    global _current
     log_file = results_root / "logs" / f"{run_id}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     console = RunConsole(file=file)
     restore = _logs_to_file(log_file, verbose, console)
-    _current = console
+    watchers.set_current(console)
     try:
         yield console, log_file
     finally:
-        _current = None
+        watchers.set_current(None)
         console.stop()
         restore()
 
@@ -183,7 +182,7 @@ def _logs_to_file(log_file: Path, verbose: bool, console: RunConsole):
     root = logging.getLogger()
     # Ray Data installs its terminal handlers when it is imported: import it first, so that
     # the sweep below finds them.
-    quiet_ray_data = _quiet_ray_data_progress()
+    quiet_ray_data = quiet_ray_data_progress()
     saved: list[tuple[logging.Logger, list[logging.Handler], bool, int]] = []
     # Prefect and Ray give their loggers handlers of their own that write to the terminal; each
     # logger with a terminal handler gets the file instead (with -v, a terminal handler too).
@@ -234,17 +233,3 @@ def _writes_to_terminal(handler: logging.Handler) -> bool:
                                                                      sys.__stderr__, sys.__stdout__)
 
 
-def _quiet_ray_data_progress():
-    """Ray Data draws progress bars of its own on stderr: off during the run, back after."""
-    try:
-        import ray.data
-    except Exception:
-        return lambda: None
-    ctx = ray.data.DataContext.get_current()
-    before = ctx.enable_progress_bars
-    ctx.enable_progress_bars = False
-
-    def restore() -> None:
-        ctx.enable_progress_bars = before
-
-    return restore

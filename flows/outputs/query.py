@@ -9,15 +9,12 @@ time, nothing outside the catalog.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from connectors.analyses import all_analyses, analysis_names
+from connectors.analyses import all_analyses
 from connectors.catalog import CatalogReader
-from connectors.errors import ConfigError
 
 
 def run_query(results: str, sql: str, threshold: float | None = None,
@@ -73,24 +70,3 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.0f}"
     return str(value)
-
-
-def write_table(table: pa.Table, fmt: str, out: str | None) -> None:
-    """The result as `fmt` (table, csv or parquet) to `out`, or to standard output."""
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        if out is None:
-            raise ConfigError("--format parquet needs --out FILE")
-        pq.write_table(table, out)
-    elif fmt == "csv":
-        import pyarrow.csv as pacsv
-
-        if out is None:
-            pacsv.write_csv(table, sys.stdout.buffer)
-        else:
-            pacsv.write_csv(table, out)
-    elif out is None:
-        print(format_table(table, max_rows=table.num_rows if not sys.stdout.isatty() else 200))
-    else:
-        Path(out).write_text(format_table(table, max_rows=table.num_rows) + "\n", encoding="utf-8")

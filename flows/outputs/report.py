@@ -16,6 +16,7 @@ With results on S3 the report is drawn in a local staging folder and uploaded to
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import json
 import logging
@@ -26,7 +27,8 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from connectors.catalog import CatalogReader, sql_text
+from connectors.catalog import CatalogReader
+from connectors.catalog.reads import runs as catalog_runs
 from connectors.errors import ConfigError
 from connectors.location import ResultsLocation
 from connectors.storage import SkippedPath
@@ -68,25 +70,28 @@ def html_table(table: pa.Table, limit: int = 200) -> str:
 
 def latest_run_id(results: str | ResultsLocation, catalog: str | None = None) -> str:
     with CatalogReader(results, catalog=catalog) as reader:
-        runs = reader.query(sql_text("reader/runs")).to_pylist()
+        runs = catalog_runs(reader)
     if not runs:
         raise ConfigError(f"{results}: the catalog has no runs yet")
-    return runs[0]["run_id"]
+    return runs[0].run_id
 
 
 def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, Any] | None = None,
-                 skipped: list[SkippedPath] | None = None, threshold: float | None = None,
-                 location_threshold: float | None = None) -> str:
+                 skipped: list[SkippedPath] | None = None,
+                 announce: Callable[[str, str, str], None] | None = None,
+                 threshold: float | None = None, location_threshold: float | None = None) -> str:
     """Write reports/<run_id>/ and publish its artifacts; the path of its index.html.
 
     `counts` default to what the run recorded; `skipped` lists the source paths that were not
     analysed, each with its reason (when rebuilding, the report's own skipped.csv is kept).
-    `threshold` and `location_threshold` replace the catalog's, as `dawnchorus query`'s do.
+    `announce(run_id, summary_markdown, index)` is told where the report is (a flow run's
+    artifacts, `flows.pipeline.run`). `threshold` and `location_threshold` replace the
+    catalog's, as `dawnchorus query`'s do.
     """
     location = ResultsLocation.resolve(results)
     with CatalogReader(location, threshold=threshold,
                        location_threshold=location_threshold) as reader:
-        runs = {r["run_id"]: r for r in reader.query(sql_text("reader/runs")).to_pylist()}
+        runs = {r.run_id: dataclasses.asdict(r) for r in catalog_runs(reader)}
         if run_id not in runs and counts is None:
             raise ConfigError(f"{results}: no run {run_id!r} in the catalog")
         # A run not (yet) recorded gets a report of what the caller knows about it.
@@ -137,7 +142,8 @@ def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, 
     index.write_text(_html(run, counts, images, species, nights, failures, skipped_rows,
                            calibration, hidden, warnings), encoding="utf-8")
     where = publish(index)
-    _publish_artifacts(run_id, summary, where)
+    if announce is not None:
+        announce(run_id, summary, where)
     log.info("report written to %s", where)
     return where
 
@@ -258,28 +264,6 @@ def _skipped(out: Path, skipped: list[SkippedPath] | None) -> pa.Table:
         return pa.Table.from_pylist(rows, schema)
     return pa.Table.from_pylist(
         [{"path": s.uri, "reason": s.reason, "detail": s.detail} for s in skipped or []], schema)
-
-
-def _publish_artifacts(run_id: str, summary: str, index: str) -> None:
-    """The report on the Prefect flow run's page, when there is one (never outside a run: a
-    rebuilt report must not start a Prefect server)."""
-    try:
-        from prefect.context import FlowRunContext
-    except Exception:
-        return
-    if FlowRunContext.get() is None:
-        return
-    try:
-        from prefect.artifacts import create_link_artifact, create_markdown_artifact
-
-        create_markdown_artifact(key="run-summary", markdown=summary,
-                                 description=f"dawnchorus run {run_id}")
-        link = index if "://" in index else Path(index).resolve().as_uri()
-        create_link_artifact(key="run-report", link=link,
-                             link_text=f"report of run {run_id}",
-                             description="plots, tables and failures")
-    except Exception:  # the files are the record; an artifact is a convenience
-        log.warning("could not publish the run report artifacts", exc_info=True)
 
 
 def _write_csv(path: Path, table: pa.Table) -> None:

@@ -17,6 +17,7 @@ vector of another model lives in another space, and its cosines mean nothing).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -28,7 +29,8 @@ import numpy as np
 import pyarrow as pa
 
 from connectors.audio import WindowSpec, iter_windows, read_header
-from connectors.catalog import CatalogReader, sql_text
+from connectors.catalog import CatalogReader
+from connectors.catalog.reads import embedded_fingerprints, embedding_vectors, similar_hits, window_vectors
 from connectors.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
@@ -97,14 +99,13 @@ def vector_matrix(table: pa.Table, dim: int) -> np.ndarray:
 
 
 def embedded_runs(reader: CatalogReader) -> list[EmbeddedRun]:
-    rows = reader.query(sql_text("similar/embedded_fingerprints")).to_pylist()
     out = []
-    for r in rows:
-        if r["model_ids"] != 1 or r["dim"] != r["max_dim"]:
-            raise ConfigError(f"embeddings of fingerprint {r['config_fingerprint']} mix models or "
-                              f"widths ({r['model_ids']} models, {r['dim']}-{r['max_dim']} values)")
-        out.append(EmbeddedRun(r["config_fingerprint"], r["model_id"], int(r["dim"]),
-                               int(r["vectors"]), r["parameters"]))
+    for r in embedded_fingerprints(reader):
+        if r.model_ids != 1 or r.dim != r.max_dim:
+            raise ConfigError(f"embeddings of fingerprint {r.config_fingerprint} mix models or "
+                              f"widths ({r.model_ids} models, {r.dim}-{r.max_dim} values)")
+        out.append(EmbeddedRun(r.config_fingerprint, r.model_id, int(r.dim), int(r.vectors),
+                               r.parameters))
     return out
 
 
@@ -131,9 +132,8 @@ def window_query(reader: CatalogReader, run: EmbeddedRun, window: str) -> tuple[
     if not sep or not recording_id or not index.isdigit():
         raise ConfigError(f"--window {window!r}: expected RECORDING_ID:INDEX (e.g. from "
                           "`dawnchorus query \"from windows\"`)")
-    table = reader.query(sql_text("similar/window_vector"), {
-        "config_fingerprint": run.fingerprint, "recording_id": recording_id,
-        "window_index": int(index)})
+    table = window_vectors(reader, config_fingerprint=run.fingerprint, recording_id=recording_id,
+                           window_index=int(index))
     if table.num_rows == 0:
         raise ConfigError(f"--window {window}: no embedding of that window under fingerprint "
                           f"{run.fingerprint} (is it an analysed window of this run?)")
@@ -248,9 +248,8 @@ def similar(results: str, *, clip: str | None = None, start_s: float | None = No
         raise ConfigError(f"--top {top}: expected at least 1")
     with CatalogReader(results) as reader:
         run = choose_run(embedded_runs(reader), config_fingerprint, results)
-        table = reader.query(sql_text("similar/vectors"), {
-            "config_fingerprint": run.fingerprint,
-            "deployments": list(deployments) if deployments else None})
+        table = embedding_vectors(reader, config_fingerprint=run.fingerprint,
+                                  deployments=deployments)
         keys = list(zip(table.column("recording_id").to_pylist(), table.column("channel").to_pylist(),
                         table.column("window_index").to_pylist()))
         matrix = normalise_rows(vector_matrix(table, run.dim), in_place=True)  # (N, D)
@@ -265,8 +264,8 @@ def similar(results: str, *, clip: str | None = None, start_s: float | None = No
             query, described = clip_query(backend, settings.window_s, clip, start_s, end_s)
         rows, cosines = top_matches(matrix, query, top, exclude)
         hit_keys = [f"{keys[i][0]}|{keys[i][1]}|{keys[i][2]}" for i in rows]
-        where = {r["key"]: r for r in reader.query(sql_text("similar/hits"), {
-            "config_fingerprint": run.fingerprint, "keys": hit_keys}).to_pylist()}
+        where = {r.key: dataclasses.asdict(r) for r in similar_hits(
+            reader, config_fingerprint=run.fingerprint, keys=hit_keys)}
     hits = []
     for rank, (key, cosine) in enumerate(zip(hit_keys, cosines.tolist()), start=1):
         row = where.get(key)

@@ -37,6 +37,7 @@ from connectors.audio import WindowSpec
 from connectors.catalog import Catalog
 from connectors.errors import ConfigError
 from flows.pipeline.ray_engine import ProcessResult, process_units
+from flows.pipeline.passes import stage_pass
 from flows.pipeline.plan import Unit, _path_for
 from flows.pipeline.settings import CascadeStage, RunSettings, cascade_fingerprint
 from flows.pipeline.stages import CommitContext, DecodeOptions
@@ -124,14 +125,8 @@ def run_cascade(settings: RunSettings, run_id: str, first_fingerprint: str, curr
                                    channel_policy=settings.channel_policy)
             ctx = CommitContext(run_id=run_id, fingerprint=fingerprint, model_id=info.model_id,
                                 window_s=settings.window_s)
-            result.process = process_units(
-                units, catalog, ctx, decode=decode, model=stage.model,
-                model_options=stage.model_options, tasks=stage.tasks,
-                batch_size=settings.batch_size, model_actors=settings.model_actors,
-                decode_cpus=settings.decode_cpus, actor_cpus=settings.actor_cpus,
-                actor_gpus=settings.actor_gpus, candidates=stage.candidates_top_k is not None,
-                decode_placement=settings.decode_placement,
-            )
+            result.process = process_units(units, catalog, ctx, decode=decode,
+                                           options=stage_pass(settings, stage))
         results.append(result)
         if on_stage is not None:
             on_stage(result)

@@ -3,7 +3,7 @@
 Work units stream through `decode_unit` (CPU tasks) and `Predictor` (model actors, loaded once
 each, batched), or, for models on CPU, through `DecodingPredictor` (both stages in each model
 actor; `decode_placement`). The driver gathers each unit's rows as they arrive; finished units
-wait at most `COMMIT_INTERVAL_S` (or `COMMIT_MAX_ROWS` rows) and then commit together in one
+wait at most the run's `commit_interval_s` (or `COMMIT_MAX_ROWS` rows) and then commit together in one
 catalog transaction. A unit is never split across transactions, so a crash or a retried task
 never loses or duplicates a row, and one commit (one Parquet file per table and partition) covers
 many units.
@@ -25,6 +25,7 @@ from typing import Any, Callable
 from connectors.catalog import Catalog
 from connectors.errors import ConfigError
 from connectors.tables import EmbeddingRow, PredictionRow, WindowRow
+from flows.pipeline.passes import PassSettings
 from flows.pipeline.plan import Unit
 from flows.pipeline.stages import (
     CommitContext, DecodeOptions, DecodingPredictor, Predictor, decode_unit, unit_embeddings, unit_rows,
@@ -35,15 +36,26 @@ log = logging.getLogger(__name__)
 #: Ray Data input blocks at most: past a thousand units, blocks of a few units each keep Ray's
 #: scheduling overhead flat on very large backlogs.
 MAX_BLOCKS = 1024
-#: Finished units wait at most this long for company before they commit: a crash loses at most
-#: this much finished work (re-planned, never duplicated), and a night writes one file per table
-#: and partition per interval instead of one per unit.
-COMMIT_INTERVAL_S = 15.0
-#: ... or until they hold this many window + prediction rows (bounded driver memory).
-COMMIT_MAX_ROWS = 200_000
 #: Units per call of a decoding model actor: it decodes the next while it answers one (the
 #: first of each call is not overlapped), and answers stream back batch by batch either way.
 UNITS_PER_ACTOR_CALL = 4
+
+
+def quiet_ray_data_progress() -> Callable[[], None]:
+    """Ray Data draws progress bars of its own on stderr: off (the CLI draws its own during a
+    run); the function returned turns them back on."""
+    try:
+        import ray.data
+    except Exception:
+        return lambda: None
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.enable_progress_bars
+    ctx.enable_progress_bars = False
+
+    def restore() -> None:
+        ctx.enable_progress_bars = before
+
+    return restore
 
 
 def resolve_decode_placement(placement: str, actor_gpus: float) -> str:
@@ -164,17 +176,14 @@ def _start_in_background() -> Future:
 
 
 def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, decode: DecodeOptions,
-                  model: str, model_options: dict[str, Any], tasks: tuple[str, ...],
-                  batch_size: int, model_actors: int, decode_cpus: float, actor_cpus: float,
-                  actor_gpus: float, embeddings: bool = False, candidates: bool = False,
-                  decode_workers: int | None = None, decode_placement: str = "auto",
-                  on_commit: Callable[[ProcessResult, Unit], None] | None = None,
-                  commit_interval_s: float = COMMIT_INTERVAL_S,
-                  commit_max_rows: int = COMMIT_MAX_ROWS) -> ProcessResult:
+                  options: PassSettings,
+                  on_commit: Callable[[ProcessResult, Unit], None] | None = None) -> ProcessResult:
     """Run every unit through Ray Data; commit finished units in batches (whole units only).
 
+    `options` is the pass (`flows.pipeline.passes`): its model and tasks, and the run's knobs.
+
     `on_commit(result, unit)` is called for each unit once its transaction has committed.
-    `decode_placement`: "tasks" decodes in Ray tasks of their own, `decode_workers` at most at
+    `options.decode_placement`: "tasks" decodes in Ray tasks of their own, `decode_workers` at most at
     once (None: as many as the CPUs allow), each unit's windows going to the model actors through
     the object store; "actor" decodes in the model actors themselves (`DecodingPredictor`), which
     on CPU saves the copies and the tasks' share of the cores; "auto" is "actor" unless the model
@@ -184,6 +193,14 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
     if not units:
         return result
     import ray
+
+    o = options
+    model, model_options, tasks, embeddings, candidates = (
+        o.model, o.model_options, o.tasks, o.embeddings, o.candidates)
+    batch_size, model_actors, decode_cpus, actor_cpus, actor_gpus = (
+        o.batch_size, o.model_actors, o.decode_cpus, o.actor_cpus, o.actor_gpus)
+    decode_workers, decode_placement = o.decode_workers, o.decode_placement
+    commit_interval_s, commit_max_rows = o.commit_interval_s, o.commit_max_rows
 
     ensure_ray()
     by_id = {u.unit_id: u for u in units}

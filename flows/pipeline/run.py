@@ -32,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any, Callable
 
 from prefect import get_run_logger, task
@@ -47,8 +48,9 @@ from flows.pipeline import discover as discover_mod
 from flows.pipeline import maintain as maintain_mod
 from flows.outputs import report as report_mod
 from flows.pipeline import species_filter as species_filter_mod
-from flows.cli import terminal
+from flows.pipeline import watchers
 from flows.pipeline.ray_engine import ProcessResult, process_units, start_ray
+from flows.pipeline.passes import first_pass
 from flows.pipeline.plan import Unit, plan_units
 from flows.pipeline.settings import RunSettings, config_fingerprint, declared_native_window, resolve_settings
 from flows.pipeline.stages import CommitContext, DecodeOptions
@@ -141,16 +143,9 @@ def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerpr
     ctx = CommitContext(run_id=run_id, fingerprint=fingerprint, model_id=model_id,
                         window_s=settings.window_s, embedding_dim=dim)
     with Catalog(settings.location) as catalog:
-        return process_units(
-            units, catalog, ctx, decode=decode, model=settings.model,
-            model_options=settings.model_options, tasks=settings.tasks,
-            batch_size=settings.batch_size, model_actors=settings.model_actors,
-            decode_cpus=settings.decode_cpus, actor_cpus=settings.actor_cpus,
-            actor_gpus=settings.actor_gpus, embeddings=dim is not None,
-            decode_workers=settings.decode_workers, decode_placement=settings.decode_placement,
-            on_commit=on_commit,
-            commit_interval_s=settings.commit_interval_s,
-        )
+        return process_units(units, catalog, ctx, decode=decode,
+                             options=first_pass(settings, embeddings=dim is not None),
+                             on_commit=on_commit)
 
 
 @task(name="cascade", cache_policy=NO_CACHE)
@@ -179,10 +174,34 @@ def maintain_task(settings: RunSettings) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def publish_artifacts(run_id: str, summary: str, index: str) -> None:
+    """The report on the Prefect flow run's page, when there is one (never outside a run: a
+    rebuilt report must not start a Prefect server)."""
+    try:
+        from prefect.context import FlowRunContext
+    except Exception:
+        return
+    if FlowRunContext.get() is None:
+        return
+    try:
+        from prefect.artifacts import create_link_artifact, create_markdown_artifact
+
+        create_markdown_artifact(key="run-summary", markdown=summary,
+                                 description=f"dawnchorus run {run_id}")
+        link = index if "://" in index else Path(index).resolve().as_uri()
+        create_link_artifact(key="run-report", link=link,
+                             link_text=f"report of run {run_id}",
+                             description="plots, tables and failures")
+    except Exception:  # the files are the record; an artifact is a convenience
+        logging.getLogger(__name__).warning("could not publish the run report artifacts",
+                                            exc_info=True)
+
+
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(settings: RunSettings, run_id: str, counts: dict[str, Any],
                 skipped: list[Any]) -> str:
-    return report_mod.write_report(settings.location, run_id, counts, skipped)
+    return report_mod.write_report(settings.location, run_id, counts, skipped,
+                                   announce=publish_artifacts)
 
 
 def declared_sample_rate(model: str) -> int | None:
@@ -324,7 +343,7 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
             if not discovery.objects:
                 logger.warning("no recordings under %s (looked for %s files, any case, in "
                                "deployment folders)", settings.source, ", ".join(AUDIO_EXTENSIONS))
-            console = terminal.current()  # the CLI's header and progress bar, if any
+            console = watchers.current()  # the CLI's header and progress bar, if any
             warnings = run_warnings(discovery, sync)
             for line in warnings:
                 logger.info("source check: %s", line)

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializ
 
 from connectors.location import ResultsLocation, masked_url
 from flows.outputs.redact import mask_secrets
-from naturelm_core.backend import BACKENDS, TASKS, backend_class
+from naturelm_core.backend import BACKENDS, TASKS, BackendError, backend_class, check_options
 
 #: Options that may hold credentials: masked whenever settings are written as JSON (the runs
 #: table, Prefect's flow-run parameters, reports), kept as given in memory. A deployment run
@@ -27,6 +27,19 @@ RESAMPLER = "soxr-HQ"
 UNIT_AUDIO_S = 300.0
 #: The window of a run whose model takes any length (declares no native window).
 DEFAULT_WINDOW_S = 10.0
+#: Shortest and longest window (and hop) a run may ask for. The floor is a millisecond: at least
+#: 16 samples at the lowest rate any backend takes (16 kHz), so a window always holds samples;
+#: the ceiling bounds one window's samples in memory (an hour at 48 kHz is 690 MB of float32).
+MIN_WINDOW_S = 0.001
+MAX_WINDOW_S = 3600.0
+#: Ceilings of the counts and amounts a run reserves: far above any real run, low enough that a
+#: typo (an extra zero, 1e308) is refused before anything is planned or reserved.
+MAX_BATCH_SIZE = 4096
+MAX_ACTORS = 1024
+MAX_CPUS = 1024.0
+MAX_GPUS = 64.0
+MAX_WINDOWS_PER_UNIT = 1_000_000
+MAX_WAIT_S = 7 * 24 * 3600.0
 
 
 def _known_tasks(tasks: tuple[str, ...]) -> tuple[str, ...]:
@@ -55,7 +68,7 @@ class CascadeStage(BaseModel):
     same windows, under its own fingerprint.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     model: ModelName = Field(description="Model backend of this stage: " + ", ".join(sorted(BACKENDS)))
     model_options: Options = Field(default_factory=dict, description="Keyword options of its backend")
@@ -65,8 +78,14 @@ class CascadeStage(BaseModel):
     pass_threshold: float = Field(
         0.5, ge=0, le=1, description="A window goes on when that task's best score reaches this")
     candidates_top_k: int | None = Field(
-        None, gt=0, description="classify over the previous stage's top-k classify labels of "
-                                "the window (constrained classification); None: the model's own")
+        None, gt=0, le=MAX_BATCH_SIZE,
+        description="classify over the previous stage's top-k classify labels of "
+                    "the window (constrained classification); None: the model's own")
+
+    @model_validator(mode="after")
+    def _options_fit_the_model(self) -> "CascadeStage":
+        _check_model_options(self.model, self.model_options)
+        return self
 
     @model_validator(mode="after")
     def _candidates_need_classify(self) -> "CascadeStage":
@@ -76,10 +95,21 @@ class CascadeStage(BaseModel):
         return self
 
 
-class RunSettings(BaseModel):
-    """What to analyse, with which model, and where results go."""
+def _check_model_options(model: str, options: dict[str, Any]) -> None:
+    """Model options the backend cannot take are refused here, before anything runs."""
+    try:
+        check_options(model, options)
+    except BackendError as exc:
+        raise ValueError(str(exc)) from None
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+class RunSettings(BaseModel):
+    """What to analyse, with which model, and where results go.
+
+    Every number is finite (NaN and infinities are refused) and within its field's range.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     source: str = Field(
         min_length=1, description="Source root: a local folder, file:// or s3://bucket/prefix"
@@ -98,11 +128,12 @@ class RunSettings(BaseModel):
     )
     tasks: TaskList = Field(TASKS, description="Tasks asked of every window")
     window_s: float | None = Field(
-        None, gt=0,
+        None, ge=MIN_WINDOW_S, le=MAX_WINDOW_S,
         description="Window length, seconds (default: the model's native window, BirdNET 3 s, "
                     "NatureLM 10 s)",
     )
-    hop_s: float | None = Field(None, gt=0, description="Hop between window starts (default: window_s)")
+    hop_s: float | None = Field(None, ge=MIN_WINDOW_S, le=MAX_WINDOW_S,
+                                description="Hop between window starts (default: window_s)")
     tail: Literal["pad", "drop", "shift"] = Field(
         "pad", description="Last partial window: pad and flag it, drop it, or shift it back"
     )
@@ -110,17 +141,18 @@ class RunSettings(BaseModel):
         "mean", description="Mean to mono (channel 0), or each channel on its own (1..N)"
     )
     windows_per_unit: int | None = Field(
-        None, gt=0,
+        None, gt=0, le=MAX_WINDOWS_PER_UNIT,
         description="Work-unit size: a crash loses at most this many windows (default: 5 minutes "
                     "of windows)",
     )
-    batch_size: int = Field(16, gt=0, description="Windows per model call")
-    model_actors: int = Field(1, gt=0, description="Model replicas (one per GPU in production)")
-    decode_cpus: float = Field(1.0, gt=0, description="Logical CPUs reserved per decode task")
-    actor_cpus: float = Field(1.0, ge=0, description="Logical CPUs reserved per model actor")
-    actor_gpus: float = Field(0.0, ge=0, description="GPUs per model actor")
+    batch_size: int = Field(16, gt=0, le=MAX_BATCH_SIZE, description="Windows per model call")
+    model_actors: int = Field(1, gt=0, le=MAX_ACTORS,
+                              description="Model replicas (one per GPU in production)")
+    decode_cpus: float = Field(1.0, gt=0, le=MAX_CPUS, description="Logical CPUs reserved per decode task")
+    actor_cpus: float = Field(1.0, ge=0, le=MAX_CPUS, description="Logical CPUs reserved per model actor")
+    actor_gpus: float = Field(0.0, ge=0, le=MAX_GPUS, description="GPUs per model actor")
     decode_workers: int | None = Field(
-        None, gt=0, description="Most decode tasks at once when decoding runs in tasks "
+        None, gt=0, le=MAX_BATCH_SIZE, description="Most decode tasks at once when decoding runs in tasks "
                                 "(decode_placement; default: as many as the CPUs allow)"
     )
     decode_placement: Literal["auto", "tasks", "actor"] = Field(
@@ -131,7 +163,7 @@ class RunSettings(BaseModel):
                     "model actor has no GPU)",
     )
     commit_interval_s: float = Field(
-        15.0, ge=0,
+        15.0, ge=0, le=MAX_WAIT_S,
         description="Finished units wait at most this long to commit together (0: each at once)",
     )
     deployments: tuple[str, ...] | None = Field(
@@ -148,7 +180,7 @@ class RunSettings(BaseModel):
                     "(client_kwargs.endpoint_url, ...); credentials belong in AWS_* variables",
     )
     lease_wait_s: float = Field(
-        0.0, ge=0, description="Seconds to wait for a live run holding this catalog (SQLite) or "
+        0.0, ge=0, le=MAX_WAIT_S, description="Seconds to wait for a live run holding this catalog (SQLite) or "
                                "these deployments (Postgres) before giving up; 0 = at once",
     )
     cascade: tuple[CascadeStage, ...] = Field(
@@ -161,6 +193,18 @@ class RunSettings(BaseModel):
     def _hop_fits(self) -> "RunSettings":
         if self.hop_s is not None and self.window_s is not None and self.hop_s > self.window_s:
             raise ValueError(f"hop_s ({self.hop_s}) must not exceed window_s ({self.window_s})")
+        return self
+
+    @model_validator(mode="after")
+    def _options_fit_the_model(self) -> "RunSettings":
+        _check_model_options(self.model, self.model_options)
+        return self
+
+    @model_validator(mode="after")
+    def _deployment_ids(self) -> "RunSettings":
+        if self.deployments is not None and not all(d.strip() and "/" not in d for d in self.deployments):
+            raise ValueError(f"deployments {list(self.deployments)}: each a deployment folder's "
+                             "name (not empty, no '/')")
         return self
 
     @property

@@ -10,14 +10,22 @@ Routes:
 
 Safe by default: a request names a window key, looked up in the catalog, never a path; every
 state-changing request carries the per-server token (header X-Review-Token, given to the page
-only); on a loopback address, requests naming another Host are refused (DNS rebinding); bad
+only); requests naming a Host the server was not bound as are refused (DNS rebinding); bad
 requests get a 4xx with a one-line reason, never a traceback.
+
+On a network (any address beyond loopback) the server also has an access key, a secret printed
+in the terminal and never sent by the server: the user opens ``/?access=KEY`` once, the answer
+moves the key into an HttpOnly, SameSite=Strict cookie and sends the browser on to ``/``; every
+other request without that cookie is refused (401) before anything is read or written, so the
+page and its token are handed only to callers who hold the key.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
+from urllib.parse import urlencode
 from importlib.resources import files
 from typing import Any
 
@@ -44,6 +52,10 @@ from flows.review.spectrogram import spectrogram_png
 log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "X-Review-Token"
+ACCESS_PARAM = "access"
+"""Query parameter carrying the access key, once, on the first visit."""
+PUBLIC_PATHS = frozenset({"/favicon.ico", "/static/review.js", "/static/review.css"})
+"""What a caller without the access key may fetch: nothing about the catalog."""
 STATIC = {"review.js": "text/javascript", "review.css": "text/css"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; media-src 'self'; "
@@ -81,9 +93,42 @@ def _filters(deployment: str | None, species: str | None, fingerprint: str | Non
                    fingerprint=fingerprint or None)
 
 
+def access_cookie_name(access_key: str) -> str:
+    """The cookie holding an access key: named after a hash of the key, so two review servers on
+    one machine (cookies ignore the port) never overwrite each other's."""
+    return "dawnchorus_review_" + hashlib.sha256(access_key.encode()).hexdigest()[:12]
+
+
+def _access_refusal(request: Request, access_key: str) -> Response | None:
+    """None when the request holds the access key; else the answer (a redirect that stores a
+    key given in the address, or a refusal naming what is missing)."""
+    cookie = access_cookie_name(access_key)
+    given = request.query_params.get(ACCESS_PARAM)
+    if given is not None:
+        if not secrets.compare_digest(given.encode(), access_key.encode()):
+            return _error(403, "wrong access key: open the address `dawnchorus review` printed "
+                               "in its terminal")
+        if request.method != "GET" or request.url.path != "/":
+            return _error(400, f"the access key goes only in the page's address (/?{ACCESS_PARAM}=...)")
+        rest = [(k, v) for k, v in request.query_params.multi_items() if k != ACCESS_PARAM]
+        response = Response(status_code=303, headers={
+            "Location": "/" + (f"?{urlencode(rest)}" if rest else ""), **SECURITY_HEADERS})
+        response.set_cookie(cookie, access_key, httponly=True, samesite="strict", path="/")
+        return response
+    if request.url.path in PUBLIC_PATHS:
+        return None
+    held = request.cookies.get(cookie, "")
+    if held and secrets.compare_digest(held.encode(), access_key.encode()):
+        return None
+    return _error(401, "this review page needs its access key: open the address "
+                       "`dawnchorus review` printed in its terminal (it ends in ?access=...)")
+
+
 def create_app(service: ReviewService, *, token: str | None = None,
-               allowed_hosts: frozenset[str] | None = None) -> FastAPI:
-    """The app over `service`. `allowed_hosts`: Host header values served (None = any)."""
+               allowed_hosts: frozenset[str] | None = None,
+               access_key: str | None = None) -> FastAPI:
+    """The app over `service`. `allowed_hosts`: Host header values served (None = any);
+    `access_key`: the secret every request must hold (None = none, for loopback)."""
     token = token or secrets.token_urlsafe(32)
     app = FastAPI(title="dawnchorus review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.token = token
@@ -95,6 +140,10 @@ def create_app(service: ReviewService, *, token: str | None = None,
     async def guard(request: Request, call_next: Any) -> Response:
         if allowed_hosts is not None and request.headers.get("host", "") not in allowed_hosts:
             return _error(400, f"host {request.headers.get('host', '')[:80]!r} is not served here")
+        if access_key is not None:
+            refusal = _access_refusal(request, access_key)
+            if refusal is not None:
+                return refusal
         if request.method not in ("GET", "HEAD"):
             sent = request.headers.get(TOKEN_HEADER, "")
             if not sent:

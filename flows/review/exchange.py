@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from connectors.catalog import Catalog, CatalogReader, sql_text
+from connectors.catalog import Catalog, CatalogReader
+from connectors.catalog.reads import SelectionQuery, latest_reviews, match_selections, review_candidates
 from connectors.errors import InputError
 from connectors.tables import ReviewRow
 from flows.outputs.exports.raven import Selection, read_selection_table, write_selection_table
@@ -40,7 +41,6 @@ VERDICT_WORDS = {
     "unsure": "unsure", "u": "unsure", "?": "unsure",
     "other": "other", "o": "other",
 }
-_ALL = 1 << 31
 
 
 @dataclass(frozen=True)
@@ -104,12 +104,12 @@ def export_reviews(results: str, path: str | Path, *, fingerprint: str | None = 
                    ) -> ExportResult:
     """Write the reviews (and up to `pending_per_species` queue items per species) to `path`."""
     with CatalogReader(results) as reader:
-        reviewed = reader.query(sql_text("review/latest_reviews"), [fingerprint]).to_pylist()
+        reviewed = [asdict(r) for r in latest_reviews(reader, config_fingerprint=fingerprint)]
         pending = []
         if pending_per_species > 0:
-            pending = reader.query(sql_text("review/candidates"), [
-                min_score, score_bins, None, None, fingerprint, _ALL, pending_per_species,
-            ]).to_pylist()
+            pending = [asdict(r) for r in review_candidates(
+                reader, min_score=min_score, score_bins=score_bins, config_fingerprint=fingerprint,
+                per_species=pending_per_species)]
     located = [r for r in reviewed if r["offset_s"] is not None and r["uri"] is not None]
     rows = [_Row(r, r["verdict"], r["corrected_label"] or "", r["reviewer"]) for r in located]
     rows += [_Row(r) for r in pending]
@@ -188,15 +188,13 @@ def import_reviews(results: str, path: str | Path, *, reviewer: str,
     if not wanted:
         return result
     with CatalogReader(results) as reader:
-        matches = reader.query(sql_text("review/match_selections"), [
-            [w.selection for w in wanted], [w.begin_path for w in wanted],
-            [w.channel for w in wanted], [w.offset_s for w in wanted],
-            [w.label for w in wanted], [w.fingerprint for w in wanted],
-        ]).to_pylist()
+        matches = [asdict(m) for m in match_selections(reader, [
+            SelectionQuery(w.selection, w.begin_path, w.channel, w.offset_s, w.label, w.fingerprint)
+            for w in wanted])]
         newest = {
-            (r["recording_id"], r["config_fingerprint"], r["channel"], r["window_index"], r["label"]):
-                (r["verdict"], r["corrected_label"])
-            for r in reader.query(sql_text("review/latest_reviews"), [None]).to_pylist()
+            (r.recording_id, r.config_fingerprint, r.channel, r.window_index, r.label):
+                (r.verdict, r.corrected_label)
+            for r in latest_reviews(reader)
         }
     by_selection: dict[int, list[dict]] = {}
     for m in matches:

@@ -48,21 +48,48 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def own_hosts(host: str, port: int) -> frozenset[str] | None:
-    """Host header values a loopback server answers (None = any, for a server on a network)."""
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def own_hosts(host: str, port: int, extra: tuple[str, ...] = ()) -> frozenset[str]:
+    """Host header values the server answers (anything else is refused: DNS rebinding).
+
+    On loopback: the loopback names. Beyond it: also the bound address (unless it is 0.0.0.0 or
+    ::, which name no host), this machine's name, its fully qualified name and the addresses that
+    name resolves to, and `extra` (`--allowed-host`: a name or address clients use for it).
+    """
+    names = set(LOOPBACK_NAMES)
     if not is_loopback(host):
-        return None
-    return frozenset(f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]", host))
+        try:
+            unspecified = ipaddress.ip_address(host).is_unspecified
+        except ValueError:
+            unspecified = False
+        machine = {socket.gethostname(), socket.getfqdn()}
+        try:
+            machine |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
+        except OSError:
+            pass
+        names |= machine | ({host} if not unspecified else set())
+    names |= set(extra)
+    bracketed = {f"[{n}]" if ":" in n and not n.startswith("[") else n for n in names if n}
+    return frozenset({f"{n}:{port}" for n in bracketed} | (bracketed if port == 80 else set()))
 
 
 class ReviewServer:
     """The review page on host:port until stopped."""
 
     def __init__(self, service: ReviewService, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                 token: str | None = None):
+                 token: str | None = None, access_key: str | None = None,
+                 allowed_hosts: tuple[str, ...] = ()):
+        if not is_loopback(host) and not access_key:
+            raise ConfigError(f"--host {host}: serving beyond this machine (loopback) needs an "
+                              "access key, so that not everyone who can reach the address can "
+                              "record verdicts")
         self.sock = bind(host, port)
         self.host, self.port = host, self.sock.getsockname()[1]
-        self.app = create_app(service, token=token, allowed_hosts=own_hosts(host, self.port))
+        self.access_key = access_key
+        self.app = create_app(service, token=token, access_key=access_key,
+                              allowed_hosts=own_hosts(host, self.port, allowed_hosts))
         self.token: str = self.app.state.token
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
         self.server = uvicorn.Server(config)
@@ -72,6 +99,20 @@ class ReviewServer:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
+
+    @property
+    def access_url(self) -> str:
+        """The address to open once: it carries the access key (printed in the terminal only).
+        A server on 0.0.0.0 or :: is named by this machine's name."""
+        host = self.host
+        try:
+            if ipaddress.ip_address(host).is_unspecified:
+                host = socket.gethostname()
+        except ValueError:
+            pass
+        host = f"[{host}]" if ":" in host else host
+        key = f"?access={self.access_key}" if self.access_key else ""
+        return f"http://{host}:{self.port}/{key}"
 
     def serve_forever(self) -> None:
         """Serve in this thread until interrupted (Ctrl-C)."""

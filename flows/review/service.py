@@ -13,11 +13,11 @@ import logging
 import re
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
-from connectors.catalog import Catalog, CatalogReader, sql_text
+from connectors.catalog import Catalog, CatalogReader, reads
 from connectors.clips import Span, check_unchanged, open_recording, read_span
 from connectors.tables import ReviewRow
 
@@ -60,8 +60,10 @@ class WindowKey:
         return cls(parts[0], parts[1], int(parts[2]), int(parts[3]))
 
     @property
-    def params(self) -> list[Any]:
-        return [self.recording_id, self.config_fingerprint, self.channel, self.window_index]
+    def fields(self) -> dict[str, Any]:
+        """The key as the catalog's typed reads take it (named arguments)."""
+        return {"recording_id": self.recording_id, "config_fingerprint": self.config_fingerprint,
+                "channel": self.channel, "window_index": self.window_index}
 
 
 @dataclass(frozen=True)
@@ -124,31 +126,36 @@ class ReviewService:
         self.writer.close()
 
     # -- reads ---------------------------------------------------------------------------------
-    def _rows(self, name: str, params: list[Any]) -> list[dict[str, Any]]:
+    def _rows(self, read: Callable[..., Any], **params: Any) -> list[dict[str, Any]]:
+        """A typed read of `connectors.catalog.reads`, its rows as dicts (the page's JSON)."""
         with self._read_lock:
-            return self.reader.query(sql_text(f"review/{name}"), params).to_pylist()
+            found = read(self.reader, **params)
+        return [asdict(r) for r in (found if isinstance(found, list) else [found] if found else [])]
 
     def queue(self, filters: Filters, limit: int = 1, per_species: int | None = None
               ) -> list[dict[str, Any]]:
         """Detections not yet reviewed, per species in stratified order (see review/candidates)."""
         s = self.settings
-        rows = self._rows("candidates", [s.min_score, s.score_bins, filters.deployment,
-                                         filters.label, filters.fingerprint, limit, per_species])
+        rows = self._rows(reads.review_candidates, min_score=s.min_score, score_bins=s.score_bins,
+                          deployment_id=filters.deployment, label=filters.label,
+                          config_fingerprint=filters.fingerprint, limit=limit,
+                          per_species=per_species)
         for row in rows:
             row["key"] = str(WindowKey(row["recording_id"], row["config_fingerprint"],
                                        row["channel"], row["window_index"]))
         return rows
 
     def progress(self, filters: Filters) -> list[dict[str, Any]]:
-        rows = self._rows("progress", [self.settings.min_score, filters.deployment,
-                                       filters.label, filters.fingerprint])
+        rows = self._rows(reads.review_progress, min_score=self.settings.min_score,
+                          deployment_id=filters.deployment, label=filters.label,
+                          config_fingerprint=filters.fingerprint)
         for row in rows:
             row["goal"] = self.settings.goal
         return rows
 
     def options(self) -> dict[str, list[Any]]:
         """Filter choices and the label list "other species" completes from."""
-        rows = self._rows("options", [])
+        rows = self._rows(reads.review_options)
         by_kind: dict[str, list[Any]] = {}
         for r in rows:
             by_kind.setdefault(r["kind"], []).append(r)
@@ -164,7 +171,7 @@ class ReviewService:
         }
 
     def window(self, key: WindowKey) -> dict[str, Any]:
-        rows = self._rows("window", key.params)
+        rows = self._rows(reads.window_source, **key.fields)
         if not rows:
             raise NotInCatalog(f"window {key} is not in the catalog")
         return rows[0]
@@ -202,7 +209,7 @@ class ReviewService:
             raise BadRequest(f"corrected label: only with verdict other, not {verdict}")
         else:
             corrected_label = None
-        found = self._rows("detection", [*key.params, label])
+        found = self._rows(reads.detection, **key.fields, label=label)
         if not found:
             raise NotInCatalog(f"no detection of {label!r} in window {key} in the catalog")
         detection = found[0]

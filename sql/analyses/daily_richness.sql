@@ -1,20 +1,14 @@
 -- purpose: daily species richness per site: how many species were detected each local day
 -- grain: one row per site and local date with effort
--- inputs: the detections view (threshold, species filters), windows, deployments
+-- inputs: the detections view (threshold, species filters), the site_day_effort view
 -- A day with effort and no detection has richness 0; a day without effort has no row.
 -- Species = scientific name, or the label where a model answer names no known species.
 -- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 with effort as (
-    select
-        coalesce(d.site_id, w.deployment_id) as site_id,
-        cast(w.start_local as date) as local_date,
-        coalesce(sum(w.duration_s) filter (where w.status = 'ok'), 0) / 3600.0 as effort_hours
-    from windows as w
-    left join deployments as d on d.deployment_id = w.deployment_id
-    where w.config_fingerprint = getvariable('config_fingerprint')
-        and w.start_local is not null
-    group by all
+    select site_id, local_date, effort_hours
+    from site_day_effort
+    where config_fingerprint = getvariable('config_fingerprint')
 ),
 
 heard as (

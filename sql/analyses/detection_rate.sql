@@ -1,20 +1,14 @@
 -- purpose: detection rate per hour of effort, per site, local day and species
 -- grain: one row per site, local date with effort, and species detected at that site
--- inputs: the detections view (threshold, species filters), windows, deployments
+-- inputs: the detections view (threshold, species filters), the site_day_effort view
 -- rate = detections / effort_hours. A day with effort and no detection of a species has rate 0;
 -- a day without effort has no row (unknown, not zero).
 -- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 with effort as (
-    select
-        coalesce(d.site_id, w.deployment_id) as site_id,
-        cast(w.start_local as date) as local_date,
-        coalesce(sum(w.duration_s) filter (where w.status = 'ok'), 0) / 3600.0 as effort_hours
-    from windows as w
-    left join deployments as d on d.deployment_id = w.deployment_id
-    where w.config_fingerprint = getvariable('config_fingerprint')
-        and w.start_local is not null
-    group by all
+    select site_id, local_date, effort_hours
+    from site_day_effort
+    where config_fingerprint = getvariable('config_fingerprint')
 ),
 
 heard as (

@@ -15,7 +15,7 @@ import soxr
 from connectors import audio
 from connectors.audio import WindowSpec, iter_windows, plan_windows, plan_windows_frames, read_header
 from connectors.errors import InputError
-from tests.support.synth_audio import fade, noise, place, tone, truncate_wav, write_wav, zero_byte_file
+from tests.support.synth_audio import fade, hostile_wav, noise, place, tone, truncate_wav, write_wav, zero_byte_file
 
 LOCAL = fsspec.filesystem("file")
 
@@ -387,3 +387,59 @@ def test_one_window_of_a_long_file_reads_only_that_window(tmp_path: Path) -> Non
     # The window plus its resampling margins (0.1 s each side) and the header.
     assert fs.bytes_read < 1.1 * window_bytes
     assert peak_bytes < 10 * window_bytes < size_bytes / 10
+
+
+# --- headers that lie -----------------------------------------------------------------------------
+
+
+def test_a_144_byte_wav_claiming_1_hz_and_a_4_gb_data_chunk_fails_with_its_reason(tmp_path: Path) -> None:
+    path = hostile_wav(tmp_path / "20240501_070000.WAV")  # 1 Hz, data chunk 0xFFFFFFF0 bytes
+    assert path.stat().st_size == 144
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError) as excinfo:
+            read_header(LOCAL, str(path))
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "sample rate 1 Hz" in excinfo.value.reason
+    assert peak_bytes < 1024 * 1024
+
+
+@pytest.mark.parametrize("rate_hz, channels, reason", [
+    (50, 1, "sample rate 50 Hz"),
+    (3_000_000, 1, "sample rate 3000000 Hz"),
+    (16_000, 200, "200 channels"),
+])
+def test_header_values_outside_sane_ranges_fail(tmp_path: Path, rate_hz: int, channels: int, reason: str) -> None:
+    path = hostile_wav(tmp_path / "x.wav", sample_rate_hz=rate_hz, channels=channels, data_size=2 * channels * 100,
+                       total_bytes=44 + 2 * channels * 100)
+    with pytest.raises(InputError, match=reason):
+        read_header(LOCAL, str(path))
+
+
+def test_a_truncated_header_may_not_claim_more_than_the_longest_recording(tmp_path: Path) -> None:
+    # 100 Hz, 8-bit mono: 0xFFFFFFF0 bytes would be 497 days of audio in a 144-byte file.
+    path = hostile_wav(tmp_path / "long.wav", sample_rate_hz=100, bits=8)
+    with pytest.raises(InputError) as excinfo:
+        read_header(LOCAL, str(path))
+    assert "497 days" in excinfo.value.reason and "144 bytes" in excinfo.value.reason
+    # A real truncated file well within the bound keeps its declared length (the tail is empty).
+    ok = hostile_wav(tmp_path / "ok.wav", sample_rate_hz=16_000, data_size=2 * 16_000 * 60, total_bytes=1044)
+    header = read_header(LOCAL, str(ok))
+    assert header.truncated and header.duration_s == pytest.approx(60.0)
+
+
+def test_a_window_too_large_for_memory_fails_before_it_is_allocated(tmp_path: Path) -> None:
+    # 2 MHz x 64 channels: one 10 s window and its 0.1 s margins would be 4.9 GiB of float32.
+    path = hostile_wav(tmp_path / "wide.wav", sample_rate_hz=2_000_000, channels=64, data_size=128 * 1000,
+                       total_bytes=44 + 128 * 1000)
+    header = read_header(LOCAL, str(path))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match=r"needs 4\.9 GiB"):
+            list(iter_windows(LOCAL, str(path), header, plan_windows(10.0, 10.0), 10.0, 48_000))
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < 64 * 1024 * 1024

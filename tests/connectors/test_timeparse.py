@@ -136,6 +136,29 @@ def test_parse_audiomoth_comment_rejects(comment: str) -> None:
     assert parse_audiomoth_comment(comment) is None
 
 
+@pytest.mark.parametrize("offset", ["+5:75", "-3:60", "+15", "-14:30", "+14:01"])
+def test_audiomoth_comment_offsets_are_parsed_strictly(offset: str) -> None:
+    comment = f"Recorded at 07:00:00 01/05/2024 (UTC{offset}) by AudioMoth 24E1440360379295 at medium gain."
+    assert parse_audiomoth_comment(comment) is None
+    start = resolve_start_time("20240501_070000.WAV", comment, None, None)
+    # The name's 07:00 by the AudioMoth convention (UTC) answers, and the refusal is recorded.
+    assert (start.start_utc, start.time_source, start.tz_source) == (
+        utc(2024, 5, 1, 7, 0), "filename", "recorder_convention")
+    assert len(start.warnings) == 1 and f"(UTC{offset}) refused" in start.warnings[0]
+
+
+@pytest.mark.parametrize("timestamp", ["2024-05-01T07:00:00+05:75", "2024-05-01T07:00:00-15:00",
+                                       "2024-05-01T07:00:00+2360"])
+def test_guano_offsets_are_parsed_strictly(tmp_path: Path, timestamp: str) -> None:
+    path = _wav_with_guano(tmp_path / "10160435.wav", timestamp)
+    meta = read_header(fsspec.filesystem("file"), str(path)).guano
+    assert parse_guano_timestamp(meta) is None
+    start = resolve_start_time(path.name, None, meta, None)
+    # No other source gives a time: unknown, never a time shifted by a garbled offset.
+    assert (start.start_utc, start.time_source) == (None, "unknown")
+    assert start.warnings and f"GUANO Timestamp {timestamp} refused" in start.warnings[0]
+
+
 # --- GUANO ----------------------------------------------------------------------------------------
 
 

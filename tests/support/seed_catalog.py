@@ -41,10 +41,10 @@ class Seed:
 
     def deployment(self, deployment_id: str, *, site_id: str | None = None, timezone: str = "UTC",
                    latitude: float | None = None, longitude: float | None = None,
-                   **extra) -> None:
+                   recorder: str = "AudioMoth 1.2", **extra) -> None:
         row = DeploymentRow(
             deployment_id=deployment_id, site_id=site_id, latitude=latitude, longitude=longitude,
-            recorder="AudioMoth 1.2", timezone=timezone, start_utc=None, end_utc=None, extra=None,
+            recorder=recorder, timezone=timezone, start_utc=None, end_utc=None, extra=None,
             updated_run_id=self.run_id, clock_timezone=None, **extra)
         self._deployments[deployment_id] = row
         with Catalog(self.root) as catalog:

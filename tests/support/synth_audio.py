@@ -19,14 +19,23 @@ import csv
 import struct
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import soundfile as sf
 
-DEFAULT_SERIAL = "24E1440360379295"
+from connectors.synthetic import (  # noqa: F401  (the tests' helpers, from one place)
+    DEFAULT_SERIAL,
+    _split_chunks,
+    audiomoth_comment,
+    audiomoth_name,
+    guano_payload,
+    read_chunks,
+    read_info,
+    write_wav,
+)
+
 EVENT_RAMP_S = 0.01  # fade in/out of synthetic events, so their edges do not click
 DEPLOYMENT_COLUMNS = ("deployment_id", "site_id", "latitude", "longitude", "recorder", "timezone")
 
@@ -103,139 +112,7 @@ def place(background: np.ndarray, event: np.ndarray, offset_s: float, sample_rat
     return out
 
 
-# --- WAV writing with RIFF metadata chunks --------------------------------------------------------
-
-
-def _chunk(chunk_id: bytes, payload: bytes) -> bytes:
-    pad = b"\x00" if len(payload) % 2 else b""
-    return chunk_id + struct.pack("<I", len(payload)) + payload + pad
-
-
-def _split_chunks(data: bytes, where: str) -> list[tuple[bytes, bytes]]:
-    """The top-level chunks of a RIFF/WAVE file as (id, payload) pairs."""
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise ValueError(f"{where}: not a RIFF/WAVE file")
-    chunks = []
-    pos = 12
-    while pos + 8 <= len(data):
-        chunk_id = data[pos : pos + 4]
-        (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
-        chunks.append((chunk_id, data[pos + 8 : pos + 8 + size]))
-        pos += 8 + size + (size % 2)
-    return chunks
-
-
-def _info_payload(fields: dict[str, str]) -> bytes:
-    body = b"".join(
-        _chunk(key.encode("ascii"), value.encode("utf-8") + b"\x00") for key, value in fields.items()
-    )
-    return b"INFO" + body
-
-
-def guano_payload(guano: dict[str, object]) -> bytes:
-    """GUANO text for a ``guan`` chunk: version line first, UTF-8, newline-padded to even length."""
-    lines = ["GUANO|Version: 1.0"]
-    lines += [f"{key}: {value}" for key, value in guano.items() if key != "GUANO|Version"]
-    payload = "\n".join(lines).encode("utf-8")
-    return payload + b"\n" if len(payload) % 2 else payload
-
-
-def write_wav(
-    path: str | Path,
-    samples: np.ndarray,
-    sample_rate_hz: int,
-    subtype: str = "PCM_16",
-    comment: str | None = None,
-    guano: dict[str, object] | None = None,
-    artist: str | None = None,
-) -> Path:
-    """Write ``samples`` (S,) or (S, C) as a WAV, then add recorder metadata chunks.
-
-    ``comment``/``artist`` go into a ``LIST``/``INFO`` chunk (``ICMT``/``IART``) placed before
-    ``data``, as AudioMoth does; ``guano`` goes into a ``guan`` chunk after ``data``. The RIFF
-    size is rewritten so that the result is a valid WAV soundfile still reads.
-    """
-    path = Path(path)
-    sf.write(path, samples, sample_rate_hz, subtype=subtype, format="WAV")
-    if comment is None and guano is None and artist is None:
-        return path
-    chunks = _split_chunks(path.read_bytes(), str(path))
-    info = {}
-    if comment is not None:
-        info["ICMT"] = comment
-    if artist is not None:
-        info["IART"] = artist
-    out = []
-    for chunk_id, payload in chunks:
-        if chunk_id == b"data" and info:
-            out.append(_chunk(b"LIST", _info_payload(info)))
-        out.append(_chunk(chunk_id, payload))
-    if guano is not None:
-        out.append(_chunk(b"guan", guano_payload(guano)))
-    body = b"WAVE" + b"".join(out)
-    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
-    return path
-
-
-def read_chunks(path: str | Path) -> list[tuple[str, bytes]]:
-    """Top-level RIFF chunks of a WAV file as (id, payload): an oracle independent of libsndfile."""
-    chunks = _split_chunks(Path(path).read_bytes(), str(path))
-    return [(chunk_id.decode("latin-1"), payload) for chunk_id, payload in chunks]
-
-
-def read_info(path: str | Path) -> dict[str, str]:
-    """The ``LIST``/``INFO`` fields of a WAV (e.g. ``{"ICMT": ..., "IART": ...}``), NULs stripped."""
-    fields: dict[str, str] = {}
-    for chunk_id, payload in read_chunks(path):
-        if chunk_id != "LIST" or payload[:4] != b"INFO":
-            continue
-        pos = 4
-        while pos + 8 <= len(payload):
-            key = payload[pos : pos + 4].decode("ascii")
-            (size,) = struct.unpack("<I", payload[pos + 4 : pos + 8])
-            fields[key] = payload[pos + 8 : pos + 8 + size].rstrip(b"\x00").decode("utf-8")
-            pos += 8 + size + (size % 2)
-    return fields
-
-
-# --- AudioMoth conventions ------------------------------------------------------------------------
-
-
-def _utc_offset_text(offset: timedelta) -> str:
-    """AudioMoth's zone suffix: "" for UTC, "+8", "-5", "+10:30", "-3:30" (hours unpadded)."""
-    total_min = int(offset.total_seconds() // 60)
-    if total_min == 0:
-        return ""
-    sign = "+" if total_min > 0 else "-"
-    hours, minutes = divmod(abs(total_min), 60)
-    return f"{sign}{hours}" + (f":{minutes:02d}" if minutes else "")
-
-
-def audiomoth_comment(
-    start: datetime,
-    serial: str = DEFAULT_SERIAL,
-    gain: str = "medium",
-    battery_v: float = 4.2,
-    temperature_c: float = 12.5,
-) -> str:
-    """The ICMT comment AudioMoth firmware (1.5+) writes, for a recording starting at ``start``.
-
-    ``start`` must be time-zone aware; the comment shows its local time and UTC offset, exactly as
-    a recorder configured with that offset would, e.g. "Recorded at 05:00:00 15/05/2024 (UTC+1) by
-    AudioMoth 24E1440360379295 at medium gain while battery was 4.2V and temperature was 12.5C.".
-    """
-    offset = start.utcoffset()
-    if offset is None:
-        raise ValueError(f"audiomoth_comment needs an aware datetime, got naive {start!r}")
-    return (
-        f"Recorded at {start:%H:%M:%S %d/%m/%Y} (UTC{_utc_offset_text(offset)}) by AudioMoth {serial} "
-        f"at {gain} gain while battery was {battery_v:.1f}V and temperature was {temperature_c:.1f}C."
-    )
-
-
-def audiomoth_name(start_utc: datetime) -> str:
-    """AudioMoth file name "YYYYMMDD_HHMMSS.WAV", in ``start_utc``'s own zone (naive = as given)."""
-    return f"{start_utc:%Y%m%d_%H%M%S}.WAV"
+# --- WAV writing and AudioMoth conventions: connectors.synthetic (shared with `dawnchorus demo`)
 
 
 # --- broken files ---------------------------------------------------------------------------------
@@ -286,6 +163,30 @@ def truncate_wav(path: str | Path, keep_fraction: float) -> Path:
             return path
         pos += 8 + size + (size % 2)
     raise ValueError(f"{path}: no 'data' chunk found")
+
+
+def hostile_wav(
+    path: str | Path,
+    sample_rate_hz: int = 1,
+    channels: int = 1,
+    bits: int = 16,
+    data_size: int = 0xFFFFFFF0,
+    total_bytes: int = 144,
+) -> Path:
+    """A tiny WAV whose header lies: any rate and channel count, a data chunk claiming
+    ``data_size`` bytes, and only ``total_bytes`` in the file (the rest of it is sample bytes).
+
+    The issue's case is the default: 144 bytes claiming 1 Hz and a 0xFFFFFFF0-byte data chunk.
+    """
+    block_align = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", 1, channels, sample_rate_hz, sample_rate_hz * block_align,
+                      block_align, bits)
+    head = b"WAVE" + _chunk(b"fmt ", fmt) + b"data" + struct.pack("<I", data_size)
+    samples = bytes(max(0, total_bytes - 8 - len(head)))
+    riff_size = min(0xFFFFFFFF, len(head) + data_size)
+    path = Path(path)
+    path.write_bytes(b"RIFF" + struct.pack("<I", riff_size) + head + samples)
+    return path
 
 
 # --- deployments ----------------------------------------------------------------------------------

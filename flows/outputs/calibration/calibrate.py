@@ -38,7 +38,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from connectors.catalog import Catalog, CatalogReader, sql_text
+from connectors.catalog import Catalog, CatalogReader
+from connectors.catalog.reads import latest_reviews
 from connectors.errors import ConfigError
 from connectors.tables import ThresholdRow
 from flows.review.defaults import DEFAULT_MIN_REVIEWS, DEFAULT_PRECISION
@@ -195,9 +196,8 @@ def check_calibration_args(precision: float, min_reviews: int) -> None:
 
 def newest_verdicts(reader: CatalogReader, config_fingerprint: str | None = None) -> list[Verdict]:
     """The verdict that counts for every reviewed detection."""
-    table = reader.query(sql_text("review/latest_reviews"), [config_fingerprint])
-    return [Verdict(r["config_fingerprint"], r["label"], r["score"], r["verdict"])
-            for r in table.select(["config_fingerprint", "label", "score", "verdict"]).to_pylist()]
+    return [Verdict(r.config_fingerprint, r.label, r.score, r.verdict)
+            for r in latest_reviews(reader, config_fingerprint=config_fingerprint)]
 
 
 def calibrate(results: str, *, precision: float = DEFAULT_PRECISION,

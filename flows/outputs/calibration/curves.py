@@ -20,9 +20,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from connectors.catalog import CatalogReader, sql_text
+from connectors.catalog import CatalogReader
+from connectors.catalog.reads import thresholds
 from connectors.location import ResultsLocation
-from connectors.tables import THRESHOLDS, ThresholdRow
+from connectors.tables import ThresholdRow
 from flows.outputs.calibration.calibrate import OUTCOME, Verdict, logit, newest_verdicts, sigmoid
 
 BINS = 10
@@ -92,7 +93,7 @@ def calibration_plots(results: str | ResultsLocation, out_dir: str | Path, finge
     """Write a calibration curve PNG for every species calibrate saw (under `fingerprint` when
     given); what the report shows."""
     with CatalogReader(results) as reader:
-        rows = THRESHOLDS.from_arrow(reader.query(sql_text("review/thresholds")))
+        rows = thresholds(reader)
         verdicts = newest_verdicts(reader)
     by_species: dict[tuple[str, str], list[Verdict]] = defaultdict(list)
     for v in verdicts:

@@ -13,20 +13,66 @@ dates. Each export reads one fingerprint (the catalog's only one unless chosen).
 
 from __future__ import annotations
 
-import argparse
+import hashlib
 import logging
+import math
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from connectors.analyses import resolve_fingerprint
-from connectors.catalog import CatalogReader, sql_text
+from connectors.catalog import CatalogReader
+from connectors.catalog import reads
 from connectors.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("raven", "audacity", "csv", "camtrap-dp", "occupancy")
+
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make Excel, LibreOffice and Google Sheets read a cell as a formula
+(OWASP, CSV injection)."""
+MAX_NAME_BYTES = 255
+"""Longest file or folder name (bytes) on the file systems exports are written to."""
+NAME_HASH_CHARS = 12
+
+
+def spreadsheet_text(value: object) -> str:
+    """A text cell made safe for spreadsheets: one beginning with a formula trigger gets a leading
+    single quote (OWASP's neutralisation; spreadsheets show the text, never run it).
+
+    Only for text: numbers are written as numbers (a negative score or longitude stays -0.1).
+    """
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+
+
+def tab_table_text(value: object) -> str:
+    """A text cell of a tab-separated table (Raven, Audacity): a tab, carriage return or line
+    break inside it would start a new column or row, so each becomes a space; then
+    :func:`spreadsheet_text`."""
+    text = "" if value is None else str(value)
+    return spreadsheet_text(text.replace("\t", " ").replace("\r", " ").replace("\n", " "))
+
+
+def fitted_name(name: str, suffix: str = "") -> str:
+    """``name + suffix`` as one file name of at most MAX_NAME_BYTES bytes: a longer name is cut
+    and ends in ``~`` and the first NAME_HASH_CHARS hex digits of its SHA-256, so the same name
+    always gives the same file and two long names sharing a prefix never collide."""
+    if len((name + suffix).encode("utf-8")) <= MAX_NAME_BYTES:
+        return name + suffix
+    tag = "~" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:NAME_HASH_CHARS]
+    room = MAX_NAME_BYTES - len((tag + suffix).encode("utf-8"))
+    cut = name.encode("utf-8")[:room].decode("utf-8", errors="ignore")
+    return cut + tag + suffix
+
+
+def fitted_path(out_dir: Path, relative: str, suffix: str = "") -> Path:
+    """``out_dir / relative + suffix`` with every folder and the file name fitted (fitted_name)."""
+    parts = [p for p in relative.split("/") if p]
+    *folders, last = parts or [""]
+    return out_dir.joinpath(*(fitted_name(f) for f in folders), fitted_name(last, suffix))
 
 
 @dataclass(frozen=True)
@@ -59,21 +105,18 @@ def export(fmt: str, results: str, out: str | Path, filters: ExportFilters = Exp
     if fmt not in FORMATS:
         raise ConfigError(f"export format {fmt!r}: expected one of {', '.join(FORMATS)}")
     out_dir = Path(out)
+    check_export_options(out_dir, filters, **options)
     with CatalogReader(results, threshold=filters.threshold,
                        location_threshold=filters.location_threshold) as reader:
         params = _params(reader, filters)
-        detections = reader.query(sql_text("exports/detections"), params).to_pylist()
+        detections = reads.export_detections(reader, **params)
         if fmt == "occupancy":
-            effort = reader.query(sql_text("exports/effort"), {
-                k: params[k] for k in ("config_fingerprint", "deployments", "date_from", "date_to")
-            }).to_pylist()
-            sites = reader.query(sql_text("exports/sites"),
-                                 {"deployments": params["deployments"]}).to_pylist()
+            effort = reads.export_effort(reader, **{
+                k: params[k] for k in ("config_fingerprint", "deployments", "date_from", "date_to")})
+            sites = reads.export_sites(reader, deployments=params["deployments"])
         if fmt == "camtrap-dp":
-            deployments = reader.query(sql_text("exports/camtrap_deployments"),
-                                       {"deployments": params["deployments"]}).to_pylist()
-            media = reader.query(sql_text("exports/camtrap_media"),
-                                 {"deployments": params["deployments"]}).to_pylist()
+            deployments = reads.camtrap_deployments(reader, deployments=params["deployments"])
+            media = reads.camtrap_media(reader, deployments=params["deployments"])
     summary: dict[str, Any] = {"format": fmt, "detections": len(detections)}
     if fmt == "raven":
         from flows.outputs.exports.raven import write_raven
@@ -107,54 +150,25 @@ def export(fmt: str, results: str, out: str | Path, filters: ExportFilters = Exp
     return summary
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    filters = ExportFilters(
-        config_fingerprint=args.config_fingerprint,
-        deployments=tuple(args.deployment) if args.deployment else None,
-        species=tuple(args.species) if args.species else None,
-        date_from=_date(args.date_from, "--from"), date_to=_date(args.date_to, "--to"),
-        threshold=args.threshold, location_threshold=args.location_threshold,
-    )
-    from connectors.location import ResultsLocation
-
-    results = ResultsLocation.resolve(args.results, args.catalog)
-    summary = export(args.format, results, args.out, filters, occasion=args.occasion,
-                     days=args.days, title=args.title, contributor=args.contributor)
-    left_out = {k: v for k, v in summary.items() if k.endswith(("_coordinates", "_start_time")) and v}
-    print(f"{args.format}: {summary['detections']} detections, {len(summary['files'])} files "
-          f"under {args.out}" + (f" (left out: {left_out})" if left_out else ""))
-    return 0
+MAX_OCCASION_DAYS = 366
 
 
-def _date(text: str | None, option: str) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{option} {text!r}: expected a date YYYY-MM-DD") from None
+def check_export_options(out_dir: Path, filters: ExportFilters, **options: Any) -> None:
+    """Every export option checked before the catalog is read or a file written: ConfigError,
+    one line naming the option."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: an existing file, expected a folder to write into")
+    for name, value in (("--threshold", filters.threshold),
+                        ("--location-threshold", filters.location_threshold)):
+        if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise ConfigError(f"{name} {value}: expected a score in [0, 1]")
+    if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
+        raise ConfigError(f"--from {filters.date_from} is after --to {filters.date_to}")
+    days = options.get("days")
+    if days is not None and not (isinstance(days, int) and 1 <= days <= MAX_OCCASION_DAYS):
+        raise ConfigError(f"--days {days}: expected 1 to {MAX_OCCASION_DAYS} nights or days "
+                          "per occasion")
+    occasion = options.get("occasion")
+    if occasion is not None and occasion not in ("night", "day"):
+        raise ConfigError(f"--occasion {occasion!r}: expected night or day")
 
-
-def add_export_parser(sub: Any) -> None:
-    p = sub.add_parser("export", help="detections as Raven tables, Audacity labels, CSV, "
-                                      "a Camtrap DP package or occupancy histories")
-    p.add_argument("format", choices=FORMATS)
-    p.add_argument("--results", required=True, help="results root: a local folder or s3://...")
-    p.add_argument("--catalog", help="the catalog, as the run named it (default: "
-                                     "<results>/catalog.sqlite)")
-    p.add_argument("--out", required=True, help="folder to write into")
-    p.add_argument("--deployment", action="append", help="only this deployment (repeatable)")
-    p.add_argument("--species", action="append", help="only this species, scientific or common "
-                                                       "name (repeatable)")
-    p.add_argument("--from", dest="date_from", help="first local date, YYYY-MM-DD")
-    p.add_argument("--to", dest="date_to", help="last local date, YYYY-MM-DD")
-    p.add_argument("--config-fingerprint", help="results of this fingerprint (default: the only one)")
-    p.add_argument("--threshold", type=float, help="detection threshold (default: the catalog's)")
-    p.add_argument("--location-threshold", type=float,
-                   help="location filter threshold (default: the catalog's; 0 keeps every species)")
-    p.add_argument("--occasion", choices=["night", "day"], default="night",
-                   help="occupancy: an occasion is a night or a local day")
-    p.add_argument("--days", type=int, default=1, help="occupancy: nights or days per occasion")
-    p.add_argument("--title", help="camtrap-dp: project title")
-    p.add_argument("--contributor", help="camtrap-dp: contact person or organisation")
-    p.set_defaults(func=cmd_export)

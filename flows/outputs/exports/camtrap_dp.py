@@ -24,6 +24,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from flows.outputs.exports import spreadsheet_text
+
 log = logging.getLogger(__name__)
 
 VERSION = "1.0.2"
@@ -33,9 +35,19 @@ TABLES = ("deployments", "media", "observations")
 MEDIATYPES = {"WAV": "audio/wav", "FLAC": "audio/flac", "MP3": "audio/mpeg", "OGG": "audio/ogg"}
 
 
-def _fields(table: str) -> list[str]:
+def _schema_fields(table: str) -> list[dict[str, Any]]:
     schema = json.loads((SCHEMAS / f"{table}-table-schema.json").read_text(encoding="utf-8"))
-    return [f["name"] for f in schema["fields"]]
+    return schema["fields"]
+
+
+def _fields(table: str) -> list[str]:
+    return [f["name"] for f in _schema_fields(table)]
+
+
+def _neutralised(table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with every cell the table schema types `string` made safe for spreadsheets."""
+    text = {f["name"] for f in _schema_fields(table) if f["type"] == "string"}
+    return [{k: spreadsheet_text(v) if k in text else v for k, v in row.items()} for row in rows]
 
 
 def _when(value: datetime | None, round_up: bool = False) -> str:
@@ -113,7 +125,7 @@ def write_camtrap_dp(detections: list[dict], deployments: list[dict], media: lis
         with open(out_dir / f"{table}.csv", "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=_fields(table))
             writer.writeheader()
-            writer.writerows(rows[table])
+            writer.writerows(_neutralised(table, rows[table]))
 
     lats = [d["latitude"] for d in kept_deployments]
     lons = [d["longitude"] for d in kept_deployments]

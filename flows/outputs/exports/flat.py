@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from flows.outputs.exports import fitted_path, spreadsheet_text, tab_table_text
 from naturelm_core.birdnet.metamodel import birdnet_week
 
 CSV_COLUMNS = (
@@ -33,13 +34,14 @@ def write_audacity(detections: list[dict], out_dir: Path) -> list[Path]:
     for key, rows in sorted(by_recording.items()):
         rows.sort(key=lambda d: (d["offset_s"], d["channel"], d["rank"]))
         stem = key.rsplit(".", 1)[0]
-        path = out_dir / (stem + ".labels.txt")
+        path = fitted_path(out_dir, stem, ".labels.txt")
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8", newline="") as fh:
             for d in rows:
                 name = d["label"] or ""
                 if d["scientific_name"]:
                     name += f" ({d['scientific_name']})"
+                name = tab_table_text(name)
                 fh.write(f"{d['offset_s']:.3f}\t{d['end_offset_s']:.3f}\t{name} {d['score']:.3f}\n")
         written.append(path)
     return written
@@ -53,16 +55,18 @@ def write_csv(detections: list[dict], out_dir: Path) -> list[Path]:
         writer.writerow(CSV_COLUMNS)
         for d in detections:
             local = d["start_local"]
+            text = spreadsheet_text  # text cells only; numbers (a negative longitude) as they are
             writer.writerow([
-                repr(d["offset_s"]), repr(d["end_offset_s"]), d["scientific_name"] or "",
-                d["label"] or "", repr(d["score"]), d["uri"],
+                repr(d["offset_s"]), repr(d["end_offset_s"]), text(d["scientific_name"]),
+                text(d["label"]), repr(d["score"]), text(d["uri"]),
                 "" if d["latitude"] is None else d["latitude"],
                 "" if d["longitude"] is None else d["longitude"],
-                birdnet_week(local.date()) if local else "", d["model_id"],
-                d["deployment_id"], d["site_id"], d["channel"],
+                birdnet_week(local.date()) if local else "", text(d["model_id"]),
+                text(d["deployment_id"]), text(d["site_id"]), d["channel"],
                 d["start_utc"].isoformat() if d["start_utc"] else "",
-                local.isoformat() if local else "", d["tz_name"] or "",
+                local.isoformat() if local else "", text(d["tz_name"]),
                 d["night_date"].isoformat() if d["night_date"] else "", d["rank"],
-                d["config_fingerprint"], d["run_id"], repr(d["threshold"]), d["threshold_source"],
+                text(d["config_fingerprint"]), text(d["run_id"]), repr(d["threshold"]),
+                text(d["threshold_source"]),
             ])
     return [path]

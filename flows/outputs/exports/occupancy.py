@@ -23,11 +23,13 @@ import re
 from datetime import date, timedelta
 from pathlib import Path
 
+from flows.outputs.exports import fitted_name, spreadsheet_text
+
 NA = "NA"
 
 
 def _species_file(name: str) -> str:
-    return "y_" + re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") + ".csv"
+    return fitted_name("y_" + re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_"), ".csv")
 
 
 def write_occupancy(detections: list[dict], effort: list[dict], sites: list[dict], out_dir: Path,
@@ -75,7 +77,7 @@ def write_occupancy(detections: list[dict], effort: list[dict], sites: list[dict
             writer = csv.writer(fh)
             writer.writerow(["site_id", *columns])
             for s in site_ids:
-                writer.writerow([s, *(cell(s, k) for k in range(n_occasions))])
+                writer.writerow([spreadsheet_text(s), *(cell(s, k) for k in range(n_occasions))])
         written.append(path)
 
     def surveyed(s: str, k: int) -> bool:
@@ -99,8 +101,8 @@ def write_occupancy(detections: list[dict], effort: list[dict], sites: list[dict
         writer.writerow(["site_id", "latitude", "longitude", "deployments"])
         for s in sites:
             if s["site_id"] in site_ids:
-                writer.writerow([s["site_id"], _blank(s["latitude"]), _blank(s["longitude"]),
-                                 s["deployments"]])
+                writer.writerow([spreadsheet_text(s["site_id"]), _blank(s["latitude"]),
+                                 _blank(s["longitude"]), spreadsheet_text(s["deployments"])])
     written.append(out_dir / "sites.csv")
     with open(out_dir / "histories.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -108,11 +110,12 @@ def write_occupancy(detections: list[dict], effort: list[dict], sites: list[dict
         for species, hits in sorted(detected.items()):
             for s in site_ids:
                 for k in range(n_occasions):
+                    name, site = spreadsheet_text(species), spreadsheet_text(s)
                     if surveyed(s, k):
-                        writer.writerow([species, s, columns[k], int((s, k) in hits),
+                        writer.writerow([name, site, columns[k], int((s, k) in hits),
                                          repr(round(effort_matrix[(s, k)], 6))])
                     else:
-                        writer.writerow([species, s, columns[k], NA, NA])
+                        writer.writerow([name, site, columns[k], NA, NA])
     written.append(out_dir / "histories.csv")
     return written
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from flows.outputs.exports import fitted_path, spreadsheet_text, tab_table_text
+
 COLUMNS = (
     "Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
     "High Freq (Hz)", "Common Name", "Scientific Name", "Confidence", "Begin Path",
@@ -61,11 +63,12 @@ def write_selection_table(path: Path, selections: Iterable[Selection],
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
         writer.writerow([*COLUMNS, *extra_columns])
         for s in selections:
+            text = tab_table_text  # text cells only: numbers stay numbers
             writer.writerow([
-                s.selection, s.view, s.channel, _number(s.begin_s), _number(s.end_s),
-                _number(s.low_hz), _number(s.high_hz), s.common_name, s.scientific_name,
-                _number(s.confidence), s.begin_path, _number(s.file_offset_s),
-                *(s.extra.get(c, "") for c in extra_columns),
+                s.selection, text(s.view), s.channel, _number(s.begin_s), _number(s.end_s),
+                _number(s.low_hz), _number(s.high_hz), text(s.common_name), text(s.scientific_name),
+                _number(s.confidence), text(s.begin_path), _number(s.file_offset_s),
+                *(text(s.extra.get(c, "")) for c in extra_columns),
             ])
 
 
@@ -88,22 +91,30 @@ def read_selection_table(path: Path) -> list[Selection]:
                 raise ValueError(f"{path}, line {reader.line_num}: {len(row)} fields, "
                                  f"expected {len(header)}")
             try:
+                text = _unneutralised
                 out.append(Selection(
-                    selection=int(row[0]), view=row[1], channel=int(row[2]),
+                    selection=int(row[0]), view=text(row[1]), channel=int(row[2]),
                     begin_s=float(row[3]), end_s=float(row[4]), low_hz=float(row[5]),
-                    high_hz=float(row[6]), common_name=row[7], scientific_name=row[8],
-                    confidence=float(row[9]), begin_path=row[10], file_offset_s=float(row[11]),
-                    extra=dict(zip(extra, row[len(COLUMNS):])),
+                    high_hz=float(row[6]), common_name=text(row[7]), scientific_name=text(row[8]),
+                    confidence=float(row[9]), begin_path=text(row[10]), file_offset_s=float(row[11]),
+                    extra={k: text(v) for k, v in zip(extra, row[len(COLUMNS):])},
                 ))
             except ValueError as exc:
                 raise ValueError(f"{path}, line {reader.line_num}: {exc}") from None
     return out
 
 
+def _unneutralised(cell: str) -> str:
+    """A text cell as written before `spreadsheet_text` quoted it, so a table read back gives
+    the labels and paths that were exported."""
+    return cell[1:] if cell.startswith("'") and spreadsheet_text(cell[1:]) == cell else cell
+
+
 def table_path(out_dir: Path, object_key: str) -> Path:
-    """Where a recording's table goes: the source tree mirrored under `out_dir`."""
+    """Where a recording's table goes: the source tree mirrored under `out_dir` (a name too long
+    for the file system is cut and ends in a hash of it, `flows.exports.fitted_name`)."""
     stem = object_key.rsplit(".", 1)[0] if "." in object_key.rsplit("/", 1)[-1] else object_key
-    return out_dir / (stem + SUFFIX)
+    return fitted_path(out_dir, stem, SUFFIX)
 
 
 def write_raven(detections: list[dict], out_dir: Path) -> list[Path]:

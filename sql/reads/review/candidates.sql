@@ -1,7 +1,7 @@
 -- purpose: the review queue: detections nobody has reviewed yet, in a stratified order per species
 -- grain: one row per detection (window key + label) not yet reviewed
--- parameters: $1 min_score (lowest score offered), $2 score bins, $3 deployment_id, $4 label,
---   $5 config_fingerprint (each NULL = any), $6 most rows returned, $7 most rows per fingerprint
+-- parameters: $min_score (lowest score offered), $score_bins score bins, $deployment_id, $label,
+--   $config_fingerprint (each NULL = any), $max_rows most rows returned, $per_species most rows per fingerprint
 --   and species (NULL = no limit)
 -- inputs: predictions, reviews, windows, recordings, deployments, species_occurrence, settings
 -- species the species filters hide at a deployment are not offered there (as in detections);
@@ -24,10 +24,10 @@ classify as (
     from predictions
     where task = 'classify'
         and label is not null
-        and score >= $1
-        and ($3 is null or deployment_id = $3)
-        and ($4 is null or label = $4)
-        and ($5 is null or config_fingerprint = $5)
+        and score >= $min_score
+        and ($deployment_id is null or deployment_id = $deployment_id)
+        and ($label is null or label = $label)
+        and ($config_fingerprint is null or config_fingerprint = $config_fingerprint)
         and not exists (
             select 1 from unlikely_here_and_now as u
             where u.deployment_id = predictions.deployment_id
@@ -52,7 +52,7 @@ classify as (
 binned as (
     select
         *,
-        least(cast(floor((score - $1) / (1.0 - $1) * $2) as integer), $2 - 1) as score_bin,
+        least(cast(floor((score - $min_score) / (1.0 - $min_score) * $score_bins) as integer), $score_bins - 1) as score_bin,
         md5(concat_ws('|', recording_id, config_fingerprint, channel, window_index, label)) as draw,
         count(*) over (partition by label) as species_detections
     from classify
@@ -85,9 +85,9 @@ pending as (
         and v.channel = p.channel
         and v.window_index = p.window_index
         and v.label = p.label
-    qualify $7 is null or row_number() over (
+    qualify $per_species is null or row_number() over (
         partition by p.config_fingerprint, p.label order by p.queue_position
-    ) <= $7
+    ) <= $per_species
 ),
 
 final as (
@@ -127,4 +127,4 @@ final as (
 
 select * from final
 order by species_detections desc, label, config_fingerprint, queue_position
-limit $6
+limit $max_rows

@@ -1,6 +1,6 @@
 -- purpose: one detection (a window's classify answer for one label), to record a verdict on it
 -- grain: one row per window key and label (none when the catalog has no such answer)
--- parameters: $1 recording_id, $2 config_fingerprint, $3 channel, $4 window_index, $5 label
+-- parameters: $recording_id, $config_fingerprint, $channel, $window_index, $label
 -- inputs: predictions
 with final as (
     select
@@ -13,11 +13,11 @@ with final as (
         max(score) as score
     from predictions
     where task = 'classify'
-        and recording_id = $1
-        and config_fingerprint = $2
-        and channel = $3
-        and window_index = $4
-        and label = $5
+        and recording_id = $recording_id
+        and config_fingerprint = $config_fingerprint
+        and channel = $channel
+        and window_index = $window_index
+        and label = $label
     group by all
 )
 

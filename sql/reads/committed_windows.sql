@@ -1,7 +1,7 @@
 -- purpose: the resume journal: windows already committed under one config fingerprint
 -- grain: one row per recording and channel
--- parameters: $1 = config_fingerprint, $2 = retry_failed (failed windows count as not done)
+-- parameters: $config_fingerprint = config_fingerprint, $retry_failed = retry_failed (failed windows count as not done)
 select recording_id, channel, list(window_index order by window_index) as window_indexes
 from windows
-where config_fingerprint = $1 and not ($2 and status = 'failed')
+where config_fingerprint = $config_fingerprint and not ($retry_failed and status = 'failed')
 group by recording_id, channel

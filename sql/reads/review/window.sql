@@ -1,6 +1,6 @@
 -- purpose: one analysed window and where its audio is, for the review page's audio and spectrogram
 -- grain: one row per window key (none when the window is not in the catalog)
--- parameters: $1 recording_id, $2 config_fingerprint, $3 channel, $4 window_index
+-- parameters: $recording_id, $config_fingerprint, $channel, $window_index
 -- inputs: windows, recordings
 with final as (
     select
@@ -19,10 +19,10 @@ with final as (
         r.channels
     from windows as w
     inner join recordings as r on r.recording_id = w.recording_id
-    where w.recording_id = $1
-        and w.config_fingerprint = $2
-        and w.channel = $3
-        and w.window_index = $4
+    where w.recording_id = $recording_id
+        and w.config_fingerprint = $config_fingerprint
+        and w.channel = $channel
+        and w.window_index = $window_index
 )
 
 select * from final

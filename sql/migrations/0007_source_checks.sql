@@ -1,4 +1,4 @@
--- purpose: version 6 — what the source check found (docs/source.md) kept with the results: a
+-- purpose: version 7 — what the source check found (docs/source.md) kept with the results: a
 -- recording's own warnings (band beyond the model's, start-time sources that disagree) and the
 -- disagreement in seconds; a run's warnings (printed in its header); who changed a setting, and
 -- when. Frozen history: never edit.

@@ -1,6 +1,6 @@
 -- purpose: review progress per fingerprint and species: verdicts so far and detections left
 -- grain: one row per config_fingerprint and label that has detections to review or verdicts
--- parameters: $1 min_score (as the queue), $2 deployment_id, $3 label, $4 config_fingerprint
+-- parameters: $min_score (as the queue), $deployment_id, $label, $config_fingerprint
 --   (each NULL = any)
 -- inputs: reviews (the newest verdict per detection counts), predictions, deployments,
 --   species_occurrence, settings (species the filters hide are not counted as left to review)
@@ -8,9 +8,9 @@
 with latest as (
     select *
     from reviews
-    where ($2 is null or deployment_id = $2)
-        and ($3 is null or label = $3)
-        and ($4 is null or config_fingerprint = $4)
+    where ($deployment_id is null or deployment_id = $deployment_id)
+        and ($label is null or label = $label)
+        and ($config_fingerprint is null or config_fingerprint = $config_fingerprint)
     qualify row_number() over (
         partition by recording_id, config_fingerprint, channel, window_index, label
         order by reviewed_at desc, review_id desc
@@ -44,10 +44,10 @@ detections as (
     from predictions
     where task = 'classify'
         and label is not null
-        and score >= $1
-        and ($2 is null or deployment_id = $2)
-        and ($3 is null or label = $3)
-        and ($4 is null or config_fingerprint = $4)
+        and score >= $min_score
+        and ($deployment_id is null or deployment_id = $deployment_id)
+        and ($label is null or label = $label)
+        and ($config_fingerprint is null or config_fingerprint = $config_fingerprint)
         and not exists (
             select 1 from unlikely_here_and_now as u
             where u.deployment_id = predictions.deployment_id

@@ -1,12 +1,12 @@
 -- purpose: the verdict that counts for every reviewed detection (the newest), with what a Raven
 -- table and a calibration need; a recording changed since keeps its verdicts (and their scores)
 -- grain: one row per reviewed detection (window key + label)
--- parameters: $1 config_fingerprint (NULL = all)
+-- parameters: $config_fingerprint (NULL = all)
 -- inputs: reviews, recordings, windows, predictions
 with latest as (
     select *
     from reviews
-    where $1 is null or config_fingerprint = $1
+    where $config_fingerprint is null or config_fingerprint = $config_fingerprint
     qualify row_number() over (
         partition by recording_id, config_fingerprint, channel, window_index, label
         order by reviewed_at desc, review_id desc

@@ -1,18 +1,18 @@
 -- purpose: find the detection each row of an imported Raven selection table names
 -- grain: one row per table row and matching detection (none: not in the catalog; several:
 --   several fingerprints analysed that window)
--- parameters: lists of equal length, one item per table row: $1 its Selection number, $2 Begin
---   Path (the recording's uri), $3 Raven channel (1 = the mean of all channels, or channel 1),
---   $4 File Offset (s), $5 Common Name (the label), $6 fingerprint (NULL = any)
+-- parameters: lists of equal length, one item per table row: $selections its Selection number, $begin_paths Begin
+--   Path (the recording's uri), $raven_channels Raven channel (1 = the mean of all channels, or channel 1),
+--   $file_offsets_s File Offset (s), $labels Common Name (the label), $fingerprints fingerprint (NULL = any)
 -- inputs: recordings, predictions
 with selections as (
     select
-        unnest($1) as selection,
-        unnest($2) as begin_path,
-        unnest($3) as raven_channel,
-        unnest($4) as file_offset_s,
-        unnest($5) as label,
-        unnest($6) as fingerprint
+        unnest($selections) as selection,
+        unnest($begin_paths) as begin_path,
+        unnest($raven_channels) as raven_channel,
+        unnest($file_offsets_s) as file_offset_s,
+        unnest($labels) as label,
+        unnest($fingerprints) as fingerprint
 ),
 
 final as (

@@ -1,0 +1,364 @@
+"""Every read that `flows/` does on the catalog, as a typed function: named arguments in, typed
+rows (small frozen dataclasses) out, through the locked-down reader. Callers never name a `.sql`
+file or build a parameter list; the statements and their parameter order stay here.
+
+Bulk reads whose consumers work on columns (the embedding vectors of a similarity search) return
+an Arrow table with the columns their docstring names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Sequence, TypeVar
+
+import pyarrow as pa
+
+from connectors.catalog.reader import CatalogReader
+from connectors.catalog.sql_files import sql_text
+from connectors.tables import RUNS, THRESHOLDS, RunRow, ThresholdRow
+
+R = TypeVar("R")
+
+def _rows(cls: type[R], table: pa.Table) -> list[R]:
+    """`table`'s rows as `cls` instances; TypeError when the columns are not exactly its fields
+    (a statement and its row type that drifted apart)."""
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    if sorted(table.column_names) != sorted(names):
+        raise TypeError(f"{cls.__name__}: the statement returns {table.column_names}, "
+                        f"the row type has {names}")
+    return [cls(**r) for r in table.to_pylist()]
+
+
+def _query(reader: CatalogReader, name: str, params: Any = None) -> pa.Table:
+    return reader.query(sql_text(name), params)
+
+
+# ------------------------------------------------------------------------------- runs, thresholds
+
+
+def runs(reader: CatalogReader) -> list[RunRow]:
+    """Every run, newest first."""
+    return RUNS.from_arrow(_query(reader, "reads/runs_newest_first"))
+
+
+def thresholds(reader: CatalogReader) -> list[ThresholdRow]:
+    """Every calibrated (or not calibrated) species, by label and fingerprint."""
+    return THRESHOLDS.from_arrow(_query(reader, "reads/review/thresholds"))
+
+
+def detection_count(reader: CatalogReader) -> int:
+    """Detections this reader sees (its thresholds and species filters applied)."""
+    return int(_query(reader, "reads/detection_count").column("n")[0].as_py())
+
+
+# ------------------------------------------------------------------------------- reviews
+
+
+@dataclass(frozen=True)
+class LatestReview:
+    """The verdict that counts (the newest) for one reviewed detection, with where it lies."""
+
+    review_id: str
+    reviewed_at: datetime
+    reviewer: str
+    recording_id: str
+    config_fingerprint: str
+    channel: int
+    window_index: int
+    deployment_id: str
+    label: str
+    scientific_name: str | None
+    score: float
+    verdict: str
+    corrected_label: str | None
+    via: str
+    uri: str | None  # None: the recording changed since (its verdicts stay)
+    duration_s: float | None
+    sample_rate_hz: int | None
+    offset_s: float | None
+    window_s: float | None
+
+
+def latest_reviews(reader: CatalogReader, *, config_fingerprint: str | None = None
+                   ) -> list[LatestReview]:
+    """The newest verdict of every reviewed detection (of one fingerprint, or of all)."""
+    return _rows(LatestReview, _query(reader, "reads/review/latest_reviews",
+                                      {"config_fingerprint": config_fingerprint}))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A detection nobody has reviewed yet, at its place in the stratified review queue."""
+
+    recording_id: str
+    config_fingerprint: str
+    channel: int
+    window_index: int
+    deployment_id: str
+    site_id: str | None
+    label: str
+    scientific_name: str | None
+    score: float
+    rank: int
+    offset_s: float
+    window_s: float
+    start_utc: datetime | None
+    start_local: datetime | None
+    tz_name: str | None
+    object_key: str
+    uri: str
+    duration_s: float | None
+    sample_rate_hz: int | None
+    model_id: str
+    score_bin: int
+    queue_position: int
+
+
+def review_candidates(reader: CatalogReader, *, min_score: float, score_bins: int,
+                      deployment_id: str | None = None, label: str | None = None,
+                      config_fingerprint: str | None = None, limit: int | None = None,
+                      per_species: int | None = None) -> list[Candidate]:
+    """The review queue: unreviewed detections scoring at least `min_score`, per fingerprint and
+    species one from each of `score_bins` equal-width bins in turn; at most `limit` rows in all
+    and `per_species` per fingerprint and species (None: no limit)."""
+    return _rows(Candidate, _query(reader, "reads/review/candidates", {
+        "min_score": min_score, "score_bins": score_bins, "deployment_id": deployment_id,
+        "label": label, "config_fingerprint": config_fingerprint, "max_rows": limit,
+        "per_species": per_species}))
+
+
+@dataclass(frozen=True)
+class ReviewProgress:
+    """Verdicts so far and detections pending, for one fingerprint and species."""
+
+    config_fingerprint: str
+    label: str
+    reviewed: int
+    correct: int
+    wrong: int
+    unsure: int
+    other: int
+    pending: int
+
+
+def review_progress(reader: CatalogReader, *, min_score: float, deployment_id: str | None = None,
+                    label: str | None = None, config_fingerprint: str | None = None
+                    ) -> list[ReviewProgress]:
+    return _rows(ReviewProgress, _query(reader, "reads/review/progress", {
+        "min_score": min_score, "deployment_id": deployment_id, "label": label,
+        "config_fingerprint": config_fingerprint}))
+
+
+@dataclass(frozen=True)
+class ReviewOption:
+    """One choice of the review page's filters: kind deployment, label, fingerprint (detail:
+    its model id) or corrected_label."""
+
+    kind: str
+    value: str
+    detail: str | None
+
+
+def review_options(reader: CatalogReader) -> list[ReviewOption]:
+    return _rows(ReviewOption, _query(reader, "reads/review/options"))
+
+
+@dataclass(frozen=True)
+class WindowSource:
+    """One analysed window and the recording version it was read from."""
+
+    recording_id: str
+    config_fingerprint: str
+    channel: int
+    window_index: int
+    offset_s: float
+    window_s: float
+    uri: str
+    size_bytes: int | None
+    etag: str | None
+    mtime: datetime | None
+    duration_s: float | None
+    sample_rate_hz: int | None
+    channels: int | None
+
+
+def window_source(reader: CatalogReader, *, recording_id: str, config_fingerprint: str,
+                  channel: int, window_index: int) -> WindowSource | None:
+    found = _rows(WindowSource, _query(reader, "reads/review/window", {
+        "recording_id": recording_id, "config_fingerprint": config_fingerprint,
+        "channel": channel, "window_index": window_index}))
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The best score of one label in one window (the detection a verdict is about)."""
+
+    recording_id: str
+    config_fingerprint: str
+    channel: int
+    window_index: int
+    deployment_id: str
+    label: str
+    score: float
+
+
+def detection(reader: CatalogReader, *, recording_id: str, config_fingerprint: str, channel: int,
+              window_index: int, label: str) -> Detection | None:
+    found = _rows(Detection, _query(reader, "reads/review/detection", {
+        "recording_id": recording_id, "config_fingerprint": config_fingerprint,
+        "channel": channel, "window_index": window_index, "label": label}))
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class SelectionQuery:
+    """One row of an imported Raven selection table, as the catalog is asked about it."""
+
+    selection: int
+    begin_path: str  # the recording's uri
+    raven_channel: int  # 1 = the mean of all channels, or channel 1
+    file_offset_s: float
+    label: str
+    config_fingerprint: str | None  # None: any
+
+
+@dataclass(frozen=True)
+class SelectionMatch:
+    """A detection a selection-table row names (several when several fingerprints match)."""
+
+    selection: int
+    recording_id: str
+    config_fingerprint: str
+    channel: int
+    window_index: int
+    deployment_id: str
+    label: str
+    score: float
+
+
+def match_selections(reader: CatalogReader, selections: Sequence[SelectionQuery]
+                     ) -> list[SelectionMatch]:
+    """The detections the rows of a Raven selection table name, by selection number."""
+    return _rows(SelectionMatch, _query(reader, "reads/review/match_selections", {
+        "selections": [s.selection for s in selections],
+        "begin_paths": [s.begin_path for s in selections],
+        "raven_channels": [s.raven_channel for s in selections],
+        "file_offsets_s": [s.file_offset_s for s in selections],
+        "labels": [s.label for s in selections],
+        "fingerprints": [s.config_fingerprint for s in selections]}))
+
+
+# ------------------------------------------------------------------------------- similarity
+
+
+@dataclass(frozen=True)
+class EmbeddedFingerprint:
+    """A fingerprint with embeddings: its model(s), vector widths and its latest run's settings."""
+
+    config_fingerprint: str
+    model_id: str
+    model_ids: int
+    dim: int
+    max_dim: int
+    vectors: int
+    parameters: str | None
+
+
+def embedded_fingerprints(reader: CatalogReader) -> list[EmbeddedFingerprint]:
+    return _rows(EmbeddedFingerprint, _query(reader, "reads/similar/embedded_fingerprints"))
+
+
+def window_vectors(reader: CatalogReader, *, config_fingerprint: str, recording_id: str,
+                   window_index: int) -> pa.Table:
+    """The stored vectors of one window, by channel: columns channel, vector."""
+    return _query(reader, "reads/similar/window_vector", {
+        "config_fingerprint": config_fingerprint, "recording_id": recording_id,
+        "window_index": window_index})
+
+
+def embedding_vectors(reader: CatalogReader, *, config_fingerprint: str,
+                      deployments: Sequence[str] | None = None) -> pa.Table:
+    """Every vector of a fingerprint (of some deployments): columns recording_id, channel,
+    window_index, vector (Arrow: a season holds millions)."""
+    return _query(reader, "reads/similar/vectors", {
+        "config_fingerprint": config_fingerprint,
+        "deployments": list(deployments) if deployments else None})
+
+
+@dataclass(frozen=True)
+class SimilarHit:
+    """A window a similarity search found, with where it is and what was detected in it."""
+
+    key: str  # recording_id|channel|window_index
+    deployment_id: str
+    site_id: str
+    recording_id: str
+    uri: str
+    object_key: str
+    sample_rate_hz: int | None
+    channel: int
+    window_index: int
+    offset_s: float
+    end_offset_s: float
+    start_utc: datetime | None
+    start_local: datetime | None
+    detections: str | None
+    top_label: str | None
+    top_scientific_name: str | None
+
+
+def similar_hits(reader: CatalogReader, *, config_fingerprint: str, keys: Sequence[str]
+                 ) -> list[SimilarHit]:
+    """The windows `keys` (recording_id|channel|window_index) name, under one fingerprint."""
+    return _rows(SimilarHit, _query(reader, "reads/similar/hits", {
+        "config_fingerprint": config_fingerprint, "keys": list(keys)}))
+
+
+# ------------------------------------------------------------------------------- exports
+
+
+def export_detections(reader: CatalogReader, *, config_fingerprint: str,
+                      deployments: Sequence[str] | None = None,
+                      species: Sequence[str] | None = None, date_from: date | None = None,
+                      date_to: date | None = None) -> list[dict[str, Any]]:
+    """The detections an export writes (the `detections` view's columns), of some deployments,
+    species (scientific or common names, any case) and local dates."""
+    return _query(reader, "reads/exports/detections", {
+        "config_fingerprint": config_fingerprint,
+        "deployments": list(deployments) if deployments else None,
+        "species": [s.lower() for s in species] if species else None,
+        "date_from": date_from, "date_to": date_to}).to_pylist()
+
+
+def export_effort(reader: CatalogReader, *, config_fingerprint: str,
+                  deployments: Sequence[str] | None = None, date_from: date | None = None,
+                  date_to: date | None = None) -> list[dict[str, Any]]:
+    """Recording effort per deployment and local day (occupancy exports)."""
+    return _query(reader, "reads/exports/effort", {
+        "config_fingerprint": config_fingerprint,
+        "deployments": list(deployments) if deployments else None,
+        "date_from": date_from, "date_to": date_to}).to_pylist()
+
+
+def export_sites(reader: CatalogReader, *, deployments: Sequence[str] | None = None
+                 ) -> list[dict[str, Any]]:
+    """Sites and their covariates (occupancy exports)."""
+    return _query(reader, "reads/exports/sites", {
+        "deployments": list(deployments) if deployments else None}).to_pylist()
+
+
+def camtrap_deployments(reader: CatalogReader, *, deployments: Sequence[str] | None = None
+                        ) -> list[dict[str, Any]]:
+    """Deployments as Camtrap DP describes them."""
+    return _query(reader, "reads/exports/camtrap_deployments", {
+        "deployments": list(deployments) if deployments else None}).to_pylist()
+
+
+def camtrap_media(reader: CatalogReader, *, deployments: Sequence[str] | None = None
+                  ) -> list[dict[str, Any]]:
+    """Recordings as Camtrap DP media."""
+    return _query(reader, "reads/exports/camtrap_media", {
+        "deployments": list(deployments) if deployments else None}).to_pylist()

@@ -1,4 +1,0 @@
--- purpose: expire the snapshots older than the retention; files only they reference are
--- scheduled for deletion (not deleted: a reader may still be scanning them)
--- grain: one row per expired snapshot; parameters: $1 = expire snapshots older than (timestamptz)
-from ducklake_expire_snapshots('lake', older_than => $1::timestamptz)

@@ -1,0 +1,39 @@
+-- purpose: analysed audio (effort) per fingerprint, site and local day: the one definition of
+-- effort that the analyses read (daily_richness, detection_rate, species_accumulation,
+-- effort_by_day)
+-- inputs: windows, deployments
+-- site_day_effort: one row per config_fingerprint, site (the deployment's site_id, else its
+-- deployment_id) and local date with at least one planned window. Hours count windows with
+-- status ok only: empty windows (no audio) and failed ones are not effort. Windows whose
+-- recording has no known start time have no local date and are left out.
+create or replace view site_day_effort as
+with planned as (
+    select
+        w.config_fingerprint,
+        coalesce(d.site_id, w.deployment_id) as site_id,
+        cast(w.start_local as date) as local_date,
+        w.start_local,
+        w.status,
+        w.duration_s
+    from windows as w
+    left join deployments as d on d.deployment_id = w.deployment_id
+    where w.start_local is not null
+),
+
+final as (
+    select
+        config_fingerprint,
+        site_id,
+        local_date,
+        count(*) as windows,
+        count(*) filter (where status = 'ok') as windows_ok,
+        count(*) filter (where status = 'empty') as windows_empty,
+        count(*) filter (where status = 'failed') as windows_failed,
+        coalesce(sum(duration_s) filter (where status = 'ok'), 0) / 3600.0 as effort_hours,
+        min(start_local) as first_local,
+        max(start_local) as last_local
+    from planned
+    group by config_fingerprint, site_id, local_date
+)
+
+select * from final;

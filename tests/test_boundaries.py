@@ -1,0 +1,50 @@
+"""The house's boundaries that import-linter cannot see, checked on the source: only `flows/cli`
+prints or parses arguments, and no code outside `connectors/` names a `.sql` file or holds SQL
+(import-linter, run by `make test`, holds the import contracts in pyproject.toml)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LIBRARY = ("flows", "connectors", "naturelm_core")
+
+PRINTS = re.compile(r"\bprint\(|^\s*(import argparse|from argparse import)|sys\.std(out|err)\.write")
+SQL_FILE = re.compile(r"\bsql_(text|statements)\(|[\"'](reads|writes|views|migrations|analyses|postgres)"
+                      r"/[a-z_/]+[\"']")
+SQL_TEXT = re.compile(r"(?i)[\"'][^\"'\n]*\b(select\b[^\"'\n]*\bfrom\b|insert\s+into\b|delete\s+from\b"
+                      r"|update\s+\w+\s+set\b|create\s+(or\s+replace\s+)?(temp\s+)?view\b|attach\s)")
+
+
+def code_lines(*roots: str):
+    for root in roots:
+        for path in sorted((REPO / root).rglob("*.py")):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                if not line.lstrip().startswith("#"):
+                    yield path.relative_to(REPO).as_posix(), number, line
+
+
+def offenders(pattern: re.Pattern, roots: tuple[str, ...], allowed: str) -> list[str]:
+    return [f"{path}:{number}: {line.strip()}" for path, number, line in code_lines(*roots)
+            if not path.startswith(allowed) and pattern.search(line)]
+
+
+def test_only_the_cli_prints_or_parses_arguments():
+    assert offenders(PRINTS, LIBRARY, "flows/cli/") == []
+
+
+def test_only_connectors_name_sql_files():
+    assert offenders(SQL_FILE, ("flows", "naturelm_core", "bench"), "connectors/") == []
+
+
+def test_only_connectors_hold_sql():
+    assert offenders(SQL_TEXT, ("flows", "naturelm_core"), "connectors/") == []
+
+
+def test_the_patterns_see_what_they_look_for():
+    assert PRINTS.search('    print(f"x")') and PRINTS.search("import argparse")
+    assert not PRINTS.search("fingerprint(settings)")
+    assert SQL_FILE.search('sql_text("reads/runs")') and SQL_FILE.search('"reads/review/window"')
+    assert SQL_TEXT.search('count = "select count(*) as n from detections"')
+    assert not SQL_TEXT.search('help="run one read-only SELECT (analyses are views)"')
