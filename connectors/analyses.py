@@ -144,11 +144,32 @@ def analysis_names() -> tuple[str, ...]:
     return tuple(sorted(p.name[:-4] for p in _folder().iterdir() if p.name.endswith(".sql")))
 
 
+def looks_like_a_name(what: str) -> bool:
+    """True when `what` is one word (an analysis name, or a mistyped one), not SQL."""
+    return re.fullmatch(r"\s*[A-Za-z_][A-Za-z0-9_\-]*\s*", what) is not None
+
+
+def unknown_analysis(name: str) -> ConfigError:
+    """The one-line error for an analysis name that is not one: the closest name, if any."""
+    import difflib
+
+    close = difflib.get_close_matches(name.strip().lower().replace("-", "_"), analysis_names(),
+                                      n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"no analysis named {name.strip()!r}{hint} (analyses: "
+                       f"{', '.join(analysis_names())}; dawnchorus query --list describes them)")
+
+
+def check_analysis_name(what: str) -> None:
+    """Before any SQL runs: a single word that names no analysis is a typo, never SQL."""
+    if looks_like_a_name(what) and what.strip() not in analysis_names():
+        raise unknown_analysis(what)
+
+
 def load_analysis(name: str) -> Analysis:
-    """The analysis `sql/analyses/<name>.sql`; ConfigError listing the known ones if none."""
+    """The analysis `sql/analyses/<name>.sql`; ConfigError naming the closest one if none."""
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or name not in analysis_names():
-        raise ConfigError(f"no analysis named {name!r} (analyses: {', '.join(analysis_names())}; "
-                          "dawnchorus query --list describes them)")
+        raise unknown_analysis(name)
     return parse_header(name, _folder().joinpath(name + ".sql").read_text(encoding="utf-8"))
 
 
@@ -156,21 +177,28 @@ def all_analyses() -> list[Analysis]:
     return [load_analysis(n) for n in analysis_names()]
 
 
-def resolve_fingerprint(fingerprints: list[str], chosen: str | None, where: str) -> str | None:
-    """The fingerprint an analysis reads: `chosen`, else the only one; None when there is none.
+def resolve_fingerprint(fingerprints: list[str], chosen: str | None, where: str,
+                        flag: str = "--param config_fingerprint=...") -> str | None:
+    """The fingerprint an analysis reads: `chosen` (a full fingerprint or a unique prefix of
+    one), else the only one; None when there is none.
 
     Results of two fingerprints never mix, so with several and none chosen this is a ConfigError
-    that lists them.
+    that lists them and names `flag`, the caller's way to choose.
     """
     if chosen is not None:
-        if fingerprints and chosen not in fingerprints:
-            raise ConfigError(f"{where}: config_fingerprint {chosen!r} is not in the catalog "
-                              f"(fingerprints: {', '.join(fingerprints)})")
-        return chosen
+        if not fingerprints or chosen in fingerprints:
+            return chosen
+        matches = [f for f in fingerprints if f.startswith(chosen)] if chosen else []
+        if len(matches) == 1:
+            return matches[0]
+        what = "matches several fingerprints" if matches else "is not in the catalog"
+        raise ConfigError(f"{where}: config_fingerprint {chosen!r} {what} "
+                          f"(fingerprints: {', '.join(matches or fingerprints)}; the view "
+                          "fingerprints describes them)")
     if len(fingerprints) > 1:
         raise ConfigError(f"{where}: the catalog holds {len(fingerprints)} fingerprints "
-                          f"({', '.join(fingerprints)}); choose one with "
-                          "--param config_fingerprint=...")
+                          f"({', '.join(fingerprints)}); choose one with {flag} (a unique "
+                          "prefix will do; the view fingerprints describes them)")
     return fingerprints[0] if fingerprints else None
 
 

@@ -589,6 +589,8 @@ _KNOWN_COLUMNS = (
     "deployment_id", "site_id", "latitude", "longitude", "recorder", "timezone", "clock_timezone", "start", "end",
     "species_include", "species_exclude",
 )
+#: The columns of deployments.csv the contract defines (docs/source.md); others go to `extra`.
+KNOWN_DEPLOYMENT_COLUMNS = _KNOWN_COLUMNS
 
 
 def read_deployments(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Deployment]:

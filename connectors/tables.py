@@ -163,6 +163,12 @@ class RecordingRow:
     warning: str | None = column(
         pa.string(), "metadata refused while reading it (e.g. a time-zone offset out of range)",
         default=None)
+    time_conflict_s: float | None = column(
+        pa.float64(), "another start-time source minus the one used, seconds, when they disagree "
+        "beyond the tolerance (docs/source.md); NULL otherwise", default=None)
+    warnings: list[str] | None = column(
+        pa.list_(pa.string()), "the source check's warnings about this file when it was "
+        "registered (code: text): beyond_model_band, time_conflict; NULL = none", default=None)
 
     @property
     def version_tag(self) -> str:
@@ -257,6 +263,9 @@ class RunRow:
     host: str | None = column(pa.string(), "machine the run's driver ran on")
     pid: int | None = column(pa.int64(), "process id of the run's driver")
     interrupted_at: datetime | None = column(UTC_TIME, "when a later run noticed this one had died")
+    warnings: list[str] | None = column(
+        pa.list_(pa.string()), "the source check's warnings, as printed in the run header "
+        "(docs/source.md); NULL = none", default=None)
 
 
 @dataclass(frozen=True)
@@ -283,6 +292,16 @@ class SettingRow:
 
     key: str = column(pa.string(), "", nullable=False)
     value: str = column(pa.string(), "", nullable=False)
+
+
+@dataclass(frozen=True)
+class SettingChangeRow:
+    """One change of a catalog setting: who made it and when (`dawnchorus thresholds --set`)."""
+
+    key: str = column(pa.string(), "the setting changed", nullable=False)
+    value: str = column(pa.string(), "its new value", nullable=False)
+    changed_by: str = column(pa.string(), "who changed it (--by, else the user name)", nullable=False)
+    changed_at: datetime = column(UTC_TIME, "when", nullable=False)
 
 
 @dataclass(frozen=True)
@@ -352,6 +371,7 @@ PREDICTIONS = Table("predictions", PredictionRow, "one row per window, channel, 
                     partitioned_by=("deployment_id", "date"))
 RUNS = Table("runs", RunRow, "one row per flow run")
 SETTINGS = Table("settings", SettingRow, "one row per setting")
+SETTING_CHANGES = Table("setting_changes", SettingChangeRow, "one row per change of a setting")
 EMBEDDINGS = Table("embeddings", EmbeddingRow, "one row per analysed window, channel and fingerprint",
                    partitioned_by=("deployment_id", "date"))
 SPECIES_OCCURRENCE = Table("species_occurrence", SpeciesOccurrenceRow,
@@ -363,7 +383,7 @@ THRESHOLDS = Table("thresholds", ThresholdRow, "one row per fingerprint and spec
 #: Every table of the catalog, by name.
 TABLES: dict[str, Table[Any]] = {
     t.name: t for t in (DEPLOYMENTS, RECORDINGS, WINDOWS, PREDICTIONS, RUNS, SETTINGS,
-                        SPECIES_OCCURRENCE, EMBEDDINGS, REVIEWS, THRESHOLDS)
+                        SPECIES_OCCURRENCE, EMBEDDINGS, REVIEWS, THRESHOLDS, SETTING_CHANGES)
 }
 
 

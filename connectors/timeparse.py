@@ -31,6 +31,12 @@ steps:
 
 ``time_source`` and ``tz_source`` record which source gave each answer, so an analysis can
 exclude assumed times.
+
+When two sources give a start time, they are compared (each naive one read in the same clock
+zone): ``conflict_s`` is another source's time minus the chosen one's, for the source that
+disagrees most (``conflict_source``), whatever the size. A disagreement beyond
+:data:`TIME_CONFLICT_TOLERANCE_S` is the classic sign of a renamed file or a reset clock; the
+source check (`connectors.source_check`) reports it and the recording keeps it.
 """
 
 from __future__ import annotations
@@ -56,6 +62,10 @@ TZ_SOURCES = (
 CLOCK_ZONE_FORM = "an IANA name such as America/Denver, or a fixed offset UTC±hh:mm such as UTC-07:00"
 """What a clock zone may be, for error messages."""
 
+TIME_CONFLICT_TOLERANCE_S = 60.0
+"""Two sources of one start time further apart than this disagree (a recorder writes its name
+and its header from one clock reading, so they agree to the second)."""
+
 # Years outside this range in a name are taken as a coincidental digit run, not a date.
 MIN_YEAR = 1970
 MAX_YEAR = 2099
@@ -76,6 +86,16 @@ class StartTime:
     warnings: tuple[str, ...] = ()
     """Metadata refused on the way (an AudioMoth comment or GUANO offset out of range): each a
     sentence saying what was found and why it was not used."""
+    conflict_s: float | None = None
+    """Another source's start minus the chosen one's, seconds (the largest disagreement);
+    None when only one source gave a time."""
+    conflict_source: str | None = None
+    """The source that disagrees by ``conflict_s``; one of :data:`TIME_SOURCES`."""
+
+    @property
+    def conflicting(self) -> bool:
+        """True when another source disagrees by more than :data:`TIME_CONFLICT_TOLERANCE_S`."""
+        return self.conflict_s is not None and abs(self.conflict_s) > TIME_CONFLICT_TOLERANCE_S
 
 
 # ISO 8601 basic (20231119T210000+0930) or extended (2023-11-19T21:00:00+09:30); the date must
@@ -365,8 +385,14 @@ def resolve_start_time(
         tz_name = offset_zone_name(aware.utcoffset())
     else:
         tz_name = "UTC"
+    conflict_s, conflict_source = None, None
+    for source, value in found[1:]:
+        other = value if value.tzinfo is not None else value.replace(tzinfo=clock)
+        delta = (other.astimezone(timezone.utc) - start_utc).total_seconds()
+        if conflict_s is None or abs(delta) > abs(conflict_s):
+            conflict_s, conflict_source = delta, source
     return StartTime(start_utc=start_utc, tz_name=tz_name, time_source=time_source, tz_source=tz_source,
-                     warnings=warnings)
+                     warnings=warnings, conflict_s=conflict_s, conflict_source=conflict_source)
 
 
 def _recorder_convention(time_source: str, name_pattern: str | None, site_zone: tzinfo | None) -> tzinfo | None:

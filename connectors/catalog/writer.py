@@ -10,7 +10,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence, TypeVar
 
 import duckdb
@@ -40,6 +40,7 @@ from connectors.tables import (
     RECORDINGS,
     REVIEWS,
     RUNS,
+    SETTING_CHANGES,
     SETTINGS,
     SPECIES_OCCURRENCE,
     THRESHOLDS,
@@ -50,6 +51,7 @@ from connectors.tables import (
     RecordingRow,
     ReviewRow,
     RunRow,
+    SettingChangeRow,
     SettingRow,
     SpeciesOccurrenceRow,
     ThresholdRow,
@@ -188,6 +190,19 @@ class Catalog:
 
     def set_setting(self, key: str, value: str) -> None:
         self._write(lambda con: put_setting(con, key, value))
+
+    def change_settings(self, values: dict[str, str], changed_by: str) -> None:
+        """Set these settings and record who changed them and when, in one transaction."""
+        now = datetime.now(timezone.utc)
+        self._run_file(
+            "writes/change_setting",
+            _setting=SETTINGS.to_arrow([SettingRow(k, v) for k, v in values.items()]),
+            _change=SETTING_CHANGES.to_arrow([SettingChangeRow(k, v, changed_by, now)
+                                              for k, v in values.items()]))
+
+    def setting_changes(self, key: str) -> list[SettingChangeRow]:
+        """Every recorded change of setting `key`, newest first."""
+        return SETTING_CHANGES.from_arrow(self._query_file("reads/setting_changes", {"key": key}))
 
     # -- deployments and recordings ------------------------------------------------------------
     def upsert_deployments(self, rows: Sequence[DeploymentRow]) -> None:

@@ -87,24 +87,28 @@ def local_log_root(location: Any) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from connectors.catalog.locks import run_lock
-    from flows.pipeline.prefect_flows import backfill, nightly
-    from flows.pipeline.run import new_run_id
-    from flows.pipeline.ray_engine import check_ray_address, start_ray
-    from flows.outputs.redact import install_log_redaction
+    from connectors.source_check import check_listing
+    from connectors.storage import check_source
 
     settings = settings_from_args(args)
+    # Everything a user can get wrong about the source, before Prefect and Ray are even imported:
+    # the places (root, bucket, credentials, storage options, deployments.csv, --deployment ids),
+    # then the source contract (docs/source.md: misnamed columns, unmatched ids, coordinates).
+    # Each a ConfigError: one line, exit 2, nothing created under the results.
+    check_source(settings.source, settings.storage_options, settings.deployments)
+    check_listing(settings.source, settings.storage_options, settings.deployments).raise_errors()
+
+    from connectors.catalog.locks import run_lock
+    from flows.outputs.redact import install_log_redaction
+    from flows.pipeline.prefect_flows import backfill, nightly
+    from flows.pipeline.ray_engine import check_ray_address, start_ray
+    from flows.pipeline.run import new_run_id
+
     location = settings.location
     install_log_redaction([settings.storage_options,
                            {f"secret_{i}": s for i, s in enumerate(sorted(location.secrets()))}])
     check_ray_address()
-    # Everything a user can get wrong about the places, before the catalog is touched: the source
-    # (root, bucket, credentials, storage options, deployments.csv, --deployment ids) and the
-    # results bucket. Each a ConfigError: one line, exit 2, nothing created under the results.
-    from connectors.storage import check_source
-
-    check_source(settings.source, settings.storage_options, settings.deployments)
-    location.check_reachable()
+    location.check_reachable()  # the results bucket
     run_id = new_run_id()
     # Take the catalog before Prefect starts: a busy or impossible catalog is refused at once,
     # in one line; the flow re-enters the lock (or lease) this process holds.
@@ -184,9 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(run)
     run.set_defaults(func=cmd_run)
 
+    from flows.cli.check import add_check_parser
+
+    add_check_parser(sub)
     from flows.cli.query import add_query_parser
 
     add_query_parser(sub)
+    from flows.cli.thresholds import add_thresholds_parser
+
+    add_thresholds_parser(sub)
     from flows.cli.export import add_export_parser
 
     add_export_parser(sub)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from connectors.analyses import analysis_names
+from connectors.analyses import analysis_names, check_analysis_name
 from connectors.errors import ConfigError
 from flows.outputs.query import describe_analyses, format_table, run_analysis, run_query
 
@@ -29,16 +29,19 @@ def cmd_query(args: argparse.Namespace) -> int:
         raise ConfigError("query: give an analysis name, SQL in quotes, or --list")
     if not args.results:
         raise ConfigError("query: --results RESULTS is required")
+    check_analysis_name(args.what)  # a mistyped name is never sent as SQL
     params = dict(args.param)
     if args.threshold is not None:
         params["threshold"] = args.threshold
     if args.what in analysis_names():
-        table = run_analysis(args.results, args.what, params, catalog=args.catalog)
+        table = run_analysis(args.results, args.what, params, catalog=args.catalog,
+                             location_threshold=args.location_threshold)
     else:
         threshold = params.pop("threshold", None)
         table = run_query(args.results, args.what,
                           threshold=float(threshold) if threshold is not None else None,
-                          params=params, catalog=args.catalog)
+                          params=params, catalog=args.catalog,
+                          location_threshold=args.location_threshold)
     write_table(table, args.format, args.out)
     return 0
 
@@ -62,6 +65,10 @@ def add_query_parser(sub: Any) -> None:
     query.add_argument("--out", help="write to this file instead of the terminal")
     query.add_argument("--threshold", type=float,
                        help="detection threshold for the detections view (default: the catalog's)")
+    query.add_argument("--location-threshold", type=float, metavar="P",
+                       help="location-filter threshold: species whose BirdNET occurrence at the "
+                            "site and week is below it are hidden (default: the catalog's; 0 "
+                            "shows every species)")
     query.set_defaults(func=cmd_query)
 
 

@@ -71,12 +71,17 @@ class RunConsole:
         self.started = time.monotonic()
 
     def header(self, *, source: str, results: str, model_id: str, recordings_new: int,
-               recordings_changed: int, planned_windows: int, planned_audio_s: float) -> None:
+               recordings_changed: int, planned_windows: int, planned_audio_s: float,
+               warnings: list[str] | None = None, filters: str | None = None) -> None:
         self.console.print(f"dawnchorus run: {source} -> {results}")
         self.console.print(f"  model       {model_id}")
         self.console.print(f"  recordings  {recordings_new} new, {recordings_changed} changed")
         self.console.print(f"  planned     {planned_windows} windows, "
                            f"{planned_audio_s / 3600:.2f} audio hours")
+        if filters:
+            self.console.print(f"  filters     {filters}")
+        for line in warnings or ():
+            self.console.print(f"  {line}")
         self.planned_windows = planned_windows
         self.progress = Progress(
             TextColumn("windows"), BarColumn(), MofNCompleteColumn(), AudioRate(),
@@ -108,6 +113,18 @@ class RunConsole:
         if summary.get("recordings_failed"):
             self.console.print(f"  {summary['recordings_failed']} recordings could not be read "
                                "(see the report's failures)")
+        hidden = summary.get("hidden_by_filters") or []
+        if hidden:
+            self.console.print(f"  {len(hidden)} strong predictions (score >= 0.5) hidden by filters:")
+            for row in hidden[:10]:
+                self.console.print(
+                    f"    {row['label']} ({row['scientific_name']}) at {row['deployment_id']}: "
+                    f"best {row['best_score']:.3f} in {row['windows']} windows, {row['filter']} "
+                    f"filter: {row['why']}")
+            if len(hidden) > 10:
+                self.console.print(f"    ... {len(hidden) - 10} more in the report")
+            self.console.print("    (dawnchorus query --location-threshold 0 shows location-filtered "
+                               "ones; dawnchorus thresholds changes the defaults)")
         if summary.get("report"):
             self.console.print(f"  report   {summary['report']}")
         if log_file is not None:

@@ -18,20 +18,24 @@ from connectors.catalog import CatalogReader
 
 
 def run_query(results: str, sql: str, threshold: float | None = None,
-              params: dict[str, Any] | None = None, catalog: str | None = None) -> pa.Table:
-    """Run one read-only SELECT. `threshold` overrides the detections view's threshold; `params`
-    choose the parameters of the analysis views (`from species_by_night`); `catalog` names a
-    catalog other than `<results>/catalog.sqlite` (a SQLite file or postgresql://...)."""
-    with CatalogReader(results, catalog=catalog, threshold=threshold) as reader:
+              params: dict[str, Any] | None = None, catalog: str | None = None,
+              location_threshold: float | None = None) -> pa.Table:
+    """Run one read-only SELECT. `threshold` overrides the detections view's threshold,
+    `location_threshold` the location filter's (0 shows every species); `params` choose the
+    parameters of the analysis views (`from species_by_night`); `catalog` names a catalog other
+    than `<results>/catalog.sqlite` (a SQLite file or postgresql://...)."""
+    with CatalogReader(results, catalog=catalog, threshold=threshold,
+                       location_threshold=location_threshold) as reader:
         if params:
             reader.set_view_parameters(params)
         return reader.query(sql)
 
 
 def run_analysis(results: str, name: str, params: dict[str, Any] | None = None,
-                 catalog: str | None = None) -> pa.Table:
-    """Run the named analysis with its parameters (text values are parsed to their types)."""
-    with CatalogReader(results, catalog=catalog) as reader:
+                 catalog: str | None = None, location_threshold: float | None = None) -> pa.Table:
+    """Run the named analysis with its parameters (text values are parsed to their types);
+    `location_threshold` as in `run_query`."""
+    with CatalogReader(results, catalog=catalog, location_threshold=location_threshold) as reader:
         return reader.analysis(name, params or {})
 
 

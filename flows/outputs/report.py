@@ -78,16 +78,19 @@ def latest_run_id(results: str | ResultsLocation, catalog: str | None = None) ->
 
 def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, Any] | None = None,
                  skipped: list[SkippedPath] | None = None,
-                 announce: Callable[[str, str, str], None] | None = None) -> str:
+                 announce: Callable[[str, str, str], None] | None = None,
+                 threshold: float | None = None, location_threshold: float | None = None) -> str:
     """Write reports/<run_id>/ and publish its artifacts; the path of its index.html.
 
     `counts` default to what the run recorded; `skipped` lists the source paths that were not
     analysed, each with its reason (when rebuilding, the report's own skipped.csv is kept).
     `announce(run_id, summary_markdown, index)` is told where the report is (a flow run's
-    artifacts, `flows.pipeline.run`).
+    artifacts, `flows.pipeline.run`). `threshold` and `location_threshold` replace the
+    catalog's, as `dawnchorus query`'s do.
     """
     location = ResultsLocation.resolve(results)
-    with CatalogReader(location) as reader:
+    with CatalogReader(location, threshold=threshold,
+                       location_threshold=location_threshold) as reader:
         runs = {r.run_id: dataclasses.asdict(r) for r in catalog_runs(reader)}
         if run_id not in runs and counts is None:
             raise ConfigError(f"{results}: no run {run_id!r} in the catalog")
@@ -101,6 +104,7 @@ def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, 
         scope = {"config_fingerprint": fingerprint or ""}
         species = reader.analysis("run_species_counts", {"run_id": run_id})
         failures = reader.analysis("run_failures", {"run_id": run_id})
+        hidden = reader.analysis("run_hidden_by_filters", {"run_id": run_id})
         if fingerprint in reader.fingerprints:
             tables = {name: reader.analysis(name, scope) for _, _, _, name in PLOTS}
         else:  # the run committed no window (or knew no model): nothing to draw yet
@@ -118,10 +122,14 @@ def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, 
     nights = tables["species_by_night"]
 
     counts_md = "\n".join(f"- {k.replace('_', ' ')}: {v}" for k, v in counts.items())
+    warnings = pa.table({"warning": list(run.get("warnings") or [])})
     summary = (
         f"# dawnchorus run {run_id}\n\n"
         f"- status: {run['status']}\n- model: {run['model_id']}\n- fingerprint: {fingerprint}\n"
         f"{counts_md}\n\n"
+        f"## Source check warnings (docs/source.md)\n\n{markdown_table(warnings)}\n"
+        f"## Strong predictions hidden by filters (score >= 0.5; dawnchorus query "
+        f"--location-threshold 0 shows location-filtered ones)\n\n{markdown_table(hidden)}\n"
         f"## Detections per deployment and species (this run's windows)\n\n{markdown_table(species)}\n"
         f"## Species by site and night (fingerprint {fingerprint})\n\n{markdown_table(nights)}\n"
         f"## Failures\n\n{markdown_table(failures)}"
@@ -132,12 +140,18 @@ def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, 
     _write_csv(out / "skipped.csv", skipped_rows)
     index = out / "index.html"
     index.write_text(_html(run, counts, images, species, nights, failures, skipped_rows,
-                           calibration), encoding="utf-8")
+                           calibration, hidden, warnings), encoding="utf-8")
     where = publish(index)
     if announce is not None:
         announce(run_id, summary, where)
     log.info("report written to %s", where)
     return where
+
+
+def hidden_by_filters(results: str | ResultsLocation, run_id: str) -> list[dict[str, Any]]:
+    """A run's strong predictions the species filters hid (`run_hidden_by_filters`)."""
+    with CatalogReader(ResultsLocation.resolve(results)) as reader:
+        return reader.analysis("run_hidden_by_filters", {"run_id": run_id}).to_pylist()
 
 
 def _report_folder(location: ResultsLocation, run_id: str) -> tuple[Path, Callable[[Path], str]]:
@@ -164,7 +178,8 @@ def _report_folder(location: ResultsLocation, run_id: str) -> tuple[Path, Callab
 
 
 def _html(run: dict, counts: dict, images: list, species: pa.Table, nights: pa.Table,
-          failures: pa.Table, skipped: pa.Table, calibration: list = ()) -> str:
+          failures: pa.Table, skipped: pa.Table, calibration: list = (),
+          hidden: pa.Table | None = None, warnings: pa.Table | None = None) -> str:
     e = html.escape
     facts = [("status", run["status"]), ("flow", run["flow"]), ("model", run["model_id"]),
              ("fingerprint", run["config_fingerprint"]), ("started", run["started_at"]),
@@ -198,6 +213,12 @@ figure {{ margin: 1em 0; }}
 {e(str(run['config_fingerprint']))}; counts and failures: this run.
 <a href="summary.md">summary.md</a> · <a href="failures.csv">failures.csv</a> ·
 <a href="skipped.csv">skipped.csv</a></p>
+<h2>Source check warnings</h2>
+{html_table(warnings if warnings is not None else pa.table({}))}
+<h2>Strong predictions hidden by filters</h2>
+<p>Score 0.5 or more, hidden from detections by a species filter (which, and why);
+<code>dawnchorus query --location-threshold 0</code> shows the location-filtered ones.</p>
+{html_table(hidden if hidden is not None else pa.table({}))}
 {figures}
 {curves}
 <h2>Detections per deployment and species (this run's windows)</h2>

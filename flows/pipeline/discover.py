@@ -21,10 +21,9 @@ from connectors.storage import (
     Deployment,
     SkippedPath,
     SourceObject,
-    list_recordings,
     open_root,
-    read_deployments,
 )
+from connectors.source_check import Problem, check_listing, recording_problems, recording_warnings
 from connectors.timeparse import resolve_start_time
 
 log = logging.getLogger(__name__)
@@ -41,6 +40,7 @@ class Discovery:
     deployments: dict[str, Deployment]
     skipped: list[SkippedPath] = field(default_factory=list)  # listed paths that are not recordings
     empty_warning: str | None = None  # when no recording was found: root, extensions, what was skipped
+    problems: list[Problem] = field(default_factory=list)  # the source check's warnings (docs/source.md)
 
 
 @dataclass
@@ -52,6 +52,7 @@ class SyncResult:
     changed: int = 0
     unchanged: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)  # {uri, error} of new failures
+    warnings: list[Problem] = field(default_factory=list)  # new recordings' source-check warnings
 
 
 def recording_id(obj: SourceObject) -> str:
@@ -61,21 +62,23 @@ def recording_id(obj: SourceObject) -> str:
 
 
 def discover(source: str, storage_options: dict[str, Any], only: tuple[str, ...] | None) -> Discovery:
-    """List recordings and deployment metadata; bad metadata raises ConfigError before any work."""
-    fs, root = open_root(source, storage_options)
-    deployments = read_deployments(fs, root)
-    listing = list_recordings(fs, root)
-    if only is not None:
-        listing = listing.for_deployments(only)
+    """List recordings and deployment metadata, checked (`connectors.source_check`): an error
+    (bad metadata, a misnamed column, swapped coordinates...) raises ConfigError before any
+    work; warnings travel with the discovery to the run header and the run's record."""
+    checked = check_listing(source, storage_options, only)
+    checked.raise_errors()
+    listing = checked.listing
     objects = listing.objects
     log.info("discovered %d recordings in %d deployments under %s (%d other paths skipped)", len(objects),
              len({o.deployment_id for o in objects}), source, len(listing.skipped))
-    return Discovery(objects=objects, deployments=deployments, skipped=listing.skipped,
-                     empty_warning=listing.empty_warning())
+    return Discovery(objects=objects, deployments=checked.deployments, skipped=listing.skipped,
+                     empty_warning=listing.empty_warning(),
+                     problems=[p for p in checked.report.warnings if p.code != "no_recordings"])
 
 
 def _recording_row(obj: SourceObject, fs: Any, deployment: Deployment | None, run_id: str,
-                   now: datetime) -> RecordingRow:
+                   now: datetime, model: str | None = None,
+                   model_rate_hz: int | None = None) -> RecordingRow:
     """The catalog row of one new recording version: its header and start time, or why not."""
     row = RecordingRow(
         recording_id=recording_id(obj), deployment_id=obj.deployment_id, uri=obj.uri,
@@ -95,18 +98,25 @@ def _recording_row(obj: SourceObject, fs: Any, deployment: Deployment | None, ru
         deployment.timezone if deployment else None,
         deployment.clock_timezone if deployment else None,
     )
+    problems = recording_problems(header.sample_rate_hz, start, model, model_rate_hz, obj.uri)
     return replace(
         row, duration_s=header.duration_s, frames=header.frames,
         sample_rate_hz=header.sample_rate_hz, channels=header.channels, format=header.format,
         subtype=header.subtype, start_utc=start.start_utc, tz_name=start.tz_name,
         time_source=start.time_source, tz_source=start.tz_source,
         warning="; ".join(start.warnings) or None,
+        time_conflict_s=start.conflict_s if start.conflicting else None,
+        warnings=recording_warnings(problems) or None,
     )
 
 
 def sync_recordings(catalog: Catalog, source: str, storage_options: dict[str, Any],
-                    discovery: Discovery, run_id: str) -> SyncResult:
-    """Register new and changed recordings (headers read once, in threads) in one transaction."""
+                    discovery: Discovery, run_id: str, model: str | None = None,
+                    model_rate_hz: int | None = None) -> SyncResult:
+    """Register new and changed recordings (headers read once, in threads) in one transaction.
+
+    Each new recording is checked against `model` (its band: `model_rate_hz`) and for start
+    times that disagree; what the check says stays on the recording and in the result."""
     fs, _ = open_root(source, storage_options)
     known = catalog.known_recordings()
     known_ids = {r.recording_id for r in known}
@@ -124,12 +134,16 @@ def sync_recordings(catalog: Catalog, source: str, storage_options: dict[str, An
     now = datetime.now(timezone.utc)
     with ThreadPoolExecutor(max_workers=HEADER_THREADS) as pool:
         rows = list(pool.map(
-            lambda o: _recording_row(o, fs, discovery.deployments.get(o.deployment_id), run_id, now),
+            lambda o: _recording_row(o, fs, discovery.deployments.get(o.deployment_id), run_id, now,
+                                     model, model_rate_hz),
             todo,
         ))
     for row in rows:
         if row.warning:
             log.warning("recording metadata refused: %s: %s", row.uri, row.warning)
+        for text in row.warnings or ():
+            code, _, message = text.partition(": ")
+            result.warnings.append(Problem("warning", code, row.uri, message))
         if row.status == "failed":
             log.warning("recording failed: %s: %s", row.uri, row.error)
             result.failed.append({"uri": row.uri, "error": row.error})

@@ -114,7 +114,8 @@ def register_task(settings: RunSettings, discovery: discover_mod.Discovery,
     with Catalog(settings.location) as catalog:
         discover_mod.sync_deployments(catalog, discovery, run_id)
         return discover_mod.sync_recordings(
-            catalog, settings.source, settings.storage_options, discovery, run_id
+            catalog, settings.source, settings.storage_options, discovery, run_id,
+            model=settings.model, model_rate_hz=declared_sample_rate(settings.model),
         )
 
 
@@ -201,6 +202,48 @@ def report_task(settings: RunSettings, run_id: str, counts: dict[str, Any],
                 skipped: list[Any]) -> str:
     return report_mod.write_report(settings.location, run_id, counts, skipped,
                                    announce=publish_artifacts)
+
+
+def declared_sample_rate(model: str) -> int | None:
+    """The sample rate a backend's class declares (None where it depends on its options)."""
+    from naturelm_core.backend import backend_class
+
+    rate = getattr(backend_class(model), "sample_rate_hz", None)
+    return int(rate) if isinstance(rate, (int, float)) and rate > 0 else None
+
+
+def run_warnings(discovery: discover_mod.Discovery, sync: discover_mod.SyncResult,
+                 per_code: int = 3) -> list[str]:
+    """The source check's warnings as the run header prints them and `runs.warnings` keeps
+    them: the listing's each, the new recordings' at most `per_code` of a kind, then a count."""
+    lines = [p.line() for p in discovery.problems]
+    by_code: dict[str, list[Any]] = {}
+    for problem in sync.warnings:
+        by_code.setdefault(problem.code, []).append(problem)
+    for code, problems in by_code.items():
+        lines += [p.line() for p in problems[:per_code]]
+        if len(problems) > per_code:
+            lines.append(f"warning: {len(problems) - per_code} more recordings with {code} "
+                         "(recordings.warnings)")
+    return lines
+
+
+def filters_line(settings: RunSettings) -> str:
+    """Which filters the catalog applies to detections, for the run header."""
+    with Catalog(settings.location) as catalog:
+        detection = catalog.setting("detection_threshold")
+        location = catalog.setting("location_filter_threshold")
+        deployments = catalog.deployments()
+    placed = sum(1 for d in deployments if d.latitude is not None and d.longitude is not None)
+    listed = sum(1 for d in deployments if d.species_include or d.species_exclude)
+    parts = [f"detection threshold {detection}"]
+    if location is not None and float(location) > 0 and placed:
+        parts.append(f"location filter on ({placed} of {len(deployments)} deployments have "
+                     f"coordinates; occurrence < {location} hidden)")
+    else:
+        parts.append("location filter off")
+    parts.append(f"species lists on {listed} deployments" if listed else "no species lists")
+    return ", ".join(parts) + " (dawnchorus thresholds)"
 
 
 def new_run_id() -> str:
@@ -301,12 +344,17 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                 logger.warning("no recordings under %s (looked for %s files, any case, in "
                                "deployment folders)", settings.source, ", ".join(AUDIO_EXTENSIONS))
             console = watchers.current()  # the CLI's header and progress bar, if any
+            warnings = run_warnings(discovery, sync)
+            for line in warnings:
+                logger.info("source check: %s", line)
+            run = replace(run, warnings=warnings or None)
             if console is not None:
                 console.header(
                     source=settings.source, results=settings.results, model_id=model_id,
                     recordings_new=sync.new, recordings_changed=sync.changed,
                     planned_windows=sum(u.expected_rows for u in units),
-                    planned_audio_s=sum(w.duration_s for u in units for w in u.windows))
+                    planned_audio_s=sum(w.duration_s for u in units for w in u.windows),
+                    warnings=warnings, filters=filters_line(settings))
             result = steps.process(settings, units, run_id, fingerprint, model_id, sample_rate_hz,
                                    on_commit=console.on_commit if console is not None else None)
             if console is not None:
@@ -337,8 +385,14 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                 catalog.finish_run(replace(run, status=status, counts=json.dumps(counts),
                                            finished_at=datetime.now(timezone.utc)))
         counts["report"] = steps.report(settings, run_id, counts, skipped)
+        try:
+            hidden = report_mod.hidden_by_filters(settings.location, run_id)
+        except Exception as exc:  # a summary line must never fail a finished run
+            logger.warning("could not list what the filters hid: %s", exc)
+            hidden = []
     logger.info("run %s %s: %s", run_id, status, json.dumps(counts))
-    summary = {"run_id": run_id, "status": status, "config_fingerprint": fingerprint, **counts}
+    summary = {"run_id": run_id, "status": status, "config_fingerprint": fingerprint, **counts,
+               "warnings": list(run.warnings or ()), "hidden_by_filters": hidden}
     if status != "completed":
         raise IncompleteRunError(summary)  # the flow run ends Failed, where schedulers look
     return summary

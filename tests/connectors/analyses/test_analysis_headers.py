@@ -68,3 +68,16 @@ def test_a_header_is_checked_against_its_body():
 def test_an_unknown_analysis_names_the_known_ones():
     with pytest.raises(ConfigError, match="no analysis named 'nope'.*species_by_night"):
         load_analysis("nope")
+
+
+def test_a_mistyped_analysis_name_gets_the_closest_one_before_any_sql():
+    from connectors.analyses import check_analysis_name
+
+    with pytest.raises(ConfigError, match="no analysis named 'species_by_nigth'; did you mean "
+                                          "'species_by_night'\\?"):
+        check_analysis_name("species_by_nigth")
+    with pytest.raises(ConfigError, match="did you mean 'diel'"):
+        load_analysis("deil")
+    check_analysis_name("species_by_night")  # a name
+    check_analysis_name("select * from detections")  # SQL goes on to the reader
+    check_analysis_name("from species_by_night")

@@ -274,7 +274,9 @@ def test_bad_metadata_stops_the_run_before_any_work(deployment, tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2
     assert "deployments.csv" in err and "latitude" in err
-    assert rows(tmp_path / "res", "select count(*) as n from recordings")[0]["n"] == 0
+    # Refused by the source check before anything exists under the results: no recording
+    # registered, and no catalog either.
+    assert not (tmp_path / "res").exists()
 
 
 def test_missing_weights_are_named_before_any_work(deployment, tmp_path, capsys):

@@ -151,3 +151,21 @@ def test_a_reader_may_lower_the_location_threshold(catalog):
         shown = {tuple(r.values()) for r in reader.query(
             "select deployment_id, scientific_name from detections").to_pylist()}
     assert ("wytham", rare.scientific_name) in shown
+
+
+def test_hidden_by_filters_names_what_the_filters_took_away(catalog):
+    root, common, rare, _ = catalog
+    with CatalogReader(root) as reader:
+        hidden = reader.analysis("run_hidden_by_filters", {"run_id": "run-1"}).to_pylist()
+    (row,) = hidden  # the rare species at Wytham, in both its windows; "nowhere" has no filter
+    assert (row["deployment_id"], row["scientific_name"], row["filter"]) == \
+        ("wytham", rare.scientific_name, "location")
+    assert row["best_score"] == 0.9 and row["windows"] == 1
+    assert "week 19" in row["why"] and "below the location filter's 0.03" in row["why"]
+    # A reader without the location filter hides nothing; a higher bar names nothing.
+    with CatalogReader(root, location_threshold=0.0) as reader:
+        assert reader.analysis("run_hidden_by_filters", {"run_id": "run-1"}).num_rows == 0
+    with CatalogReader(root) as reader:
+        assert reader.analysis("run_hidden_by_filters",
+                               {"run_id": "run-1", "min_score": "0.95"}).num_rows == 0
+        assert reader.analysis("run_hidden_by_filters", {"run_id": "run-2"}).num_rows == 0

@@ -156,6 +156,13 @@ def test_configuration_errors_stop_at_once_without_retries(tmp_path, capsys):
                  "--model", "placeholder"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "deployments.csv" in err[-1] and "Mars/Olympus" in err[-1]
+    # The CLI refuses it before Prefect starts (the source check); a deployment run starts the
+    # flow itself, and there the discover task fails once, never retried.
+    from connectors.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Mars/Olympus"):
+        nightly(RunSettings(source=str(tmp_path / "src"), results=str(tmp_path / "res"),
+                            model="placeholder"))
     with get_client(sync_client=True) as client:
         discover_runs = [t for t in client.read_task_runs() if t.name.startswith("discover")]
     latest = max(discover_runs, key=lambda t: t.created)
