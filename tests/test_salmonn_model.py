@@ -304,3 +304,30 @@ def test_pad_logit_never_wins(salmonn_model, clips):
             head[model.pad_id] = saved
     assert "[PAD]" not in answers[0].text and model.pad_id not in generated[0].token_ids
     assert 0.0 <= answers[0].score <= 1.0
+
+
+def test_beam_lengths_count_the_hidden_bos(salmonn_model, extractor, clips):
+    """With `</s>` competitive, a finished short answer competes with beams still open at the limit;
+    transformers 4.28 divides an open beam's score by 1 + max_new_tokens (its hidden BOS), a
+    finished one by 1 + its tokens. On these clips that picks the open beams (without the hidden
+    BOS the one-token answer would win)."""
+    model, max_new = salmonn_model, 3
+    head = model.llama_model.get_output_embeddings().weight
+    saved = head[2].clone()
+    try:
+        with torch.no_grad():
+            head[2] = saved * 2.5
+        engine = _engine(model, 4, max_new)
+        tok = model.prompt_tokens(P.CAPTION_PROMPT.text)
+        embeds = engine.encode(np.stack(clips[:2]))
+        rows, _ = engine.lm.extend(None, [torch.cat([engine.lm.embed(tok.before_audio), embeds[i],
+                                                     engine.lm.embed(tok.after_audio)]) for i in range(2)])
+        decoded = D.decode(engine.lm, rows, engine.config.generation)
+        for clip, got in zip(clips[:2], decoded):
+            prefix = reference_prompt_embeds(model, reference_speech_embeds(model, extractor, clip), P.CAPTION_PROMPT.text)
+            expected = reference_beam_428(model, prefix, 4, max_new)
+            assert list(got.token_ids) == expected
+            assert len(expected) == max_new and not got.stopped  # the open beam won
+    finally:
+        with torch.no_grad():
+            head[2] = saved
