@@ -26,7 +26,7 @@ from naturelm_core.audio_llm.engine import Engine, EngineConfig
 from naturelm_core.audio_llm.loading import folder_digest, parse_device
 from naturelm_core.backend import BackendError, BackendInfo
 from naturelm_core.labels import SpeciesIndex
-from naturelm_core.naturelm.backend import WINDOW_SAMPLES, NatureLMBackend
+from naturelm_core.naturelm.backend import WINDOW_SAMPLES, NatureLMBackend, _llm_width
 from naturelm_core.salmonn import prompts as P
 from naturelm_core.salmonn.checkpoint import (
     CheckpointError, file_digest, llm_dtype_for, load_salmonn, model_id, resolve_file, resolve_folder,
@@ -108,8 +108,6 @@ class SalmonnBackend(NatureLMBackend):
         dtype = AUTO_DTYPE if device == "auto" else str(llm_dtype_for(parse_device(device)))
         settings = _settings(prompts, prompt_set, config, alpha, dtype,
                              _component_digests(whisper_dir, beats_file, vicuna_dir))
-        from naturelm_core.naturelm.backend import _llm_width
-
         embedding = _embedding_settings(_llm_width(vicuna_dir))
         return BackendInfo(model_id(release_file), settings, 16000, cls.native_window_s, embedding)
 
