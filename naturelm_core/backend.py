@@ -149,6 +149,7 @@ BACKENDS: dict[str, str] = {
     "birdnet": "naturelm_core.birdnet.backend:BirdNETBackend",
     "clap": "naturelm_core.clap.backend:ClapBackend",
     "naturelm": "naturelm_core.naturelm.backend:NatureLMBackend",
+    "salmonn": "naturelm_core.salmonn.backend:SalmonnBackend",
     "placeholder": "naturelm_core.placeholder:PlaceholderBackend",
     "null": "naturelm_core.null:NullBackend",  # no work at all: the pipeline's own cost (bench/)
 }
