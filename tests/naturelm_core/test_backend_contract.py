@@ -53,7 +53,7 @@ def tiny_salmonn(tmp: pytest.TempPathFactory) -> ModelBackend:
 #: Factory name -> factory; a name is a registered backend, or `<backend>-<variant>` for a second
 #: configuration of one (the clap backend has two checkpoint families).
 CONTRACT_FACTORIES: dict[str, Factory] = {
-    "birdnet": lambda tmp: load_backend("birdnet", num_threads=1, chunk_batch_size=4, top_k=3),
+    "birdnet": lambda tmp: load_backend("birdnet", num_threads=1, chunk_batch_size=4, min_conf=0.0, top_k=3),
     "placeholder": lambda tmp: load_backend("placeholder"),
     "null": lambda tmp: load_backend("null"),
     "naturelm": tiny_naturelm,
