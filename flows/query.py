@@ -72,6 +72,20 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def spreadsheet_safe(table: pa.Table) -> pa.Table:
+    """`table` with every text cell neutralised for spreadsheets (`flows.exports.spreadsheet_text`:
+    a leading ' before =, +, -, @, tab, CR); numbers, dates and other types as they are."""
+    from flows.exports import spreadsheet_text
+
+    columns = []
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = pa.array([None if v is None else spreadsheet_text(v) for v in column.to_pylist()],
+                              column.type)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
 def write_table(table: pa.Table, fmt: str, out: str | None) -> None:
     """The result as `fmt` (table, csv or parquet) to `out`, or to standard output."""
     if fmt == "parquet":
@@ -83,6 +97,7 @@ def write_table(table: pa.Table, fmt: str, out: str | None) -> None:
     elif fmt == "csv":
         import pyarrow.csv as pacsv
 
+        table = spreadsheet_safe(table)
         if out is None:
             pacsv.write_csv(table, sys.stdout.buffer)
         else:
