@@ -67,6 +67,9 @@ def discover(source: str, storage_options: dict[str, Any], only: tuple[str, ...]
     listing = list_recordings(fs, root)
     if only is not None:
         listing = listing.for_deployments(only)
+        unmatched = sorted(set(only) - {o.deployment_id for o in listing.objects})
+        if unmatched:  # `dawnchorus run` refuses these before it starts; a flow run says so here
+            log.warning("deployments %s: no recordings under %s", ", ".join(unmatched), source)
     objects = listing.objects
     log.info("discovered %d recordings in %d deployments under %s (%d other paths skipped)", len(objects),
              len({o.deployment_id for o in objects}), source, len(listing.skipped))
