@@ -94,7 +94,7 @@ class BadEmbedder(PlaceholderBackend):
 
 
 def test_a_non_finite_embedding_fails_its_window_and_drops_its_answers(tmp_path, monkeypatch):
-    monkeypatch.setitem(BACKENDS, "bad-embedder", "test_embeddings:BadEmbedder")
+    monkeypatch.setitem(BACKENDS, "bad-embedder", "tests.flows.pipeline.test_embeddings:BadEmbedder")
     make_deployment(tmp_path / "src", "dep", [START], 30.0, RATE_HZ)
     [(_, windows, predictions, vectors)] = processed(
         planned(tmp_path / "src", tmp_path / "res"), tmp_path / "src", backend="bad-embedder")
