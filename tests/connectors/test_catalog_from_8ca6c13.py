@@ -61,7 +61,10 @@ def build_old_catalog(root) -> tuple[str, str]:
     windows, predictions = unit(rec, 0, WINDOWS_WRITTEN, window_s=WINDOW_S)
     for table, rows, name in ((RECORDINGS, [rec], "recordings"), (WINDOWS, windows, "windows"),
                               (PREDICTIONS, predictions, "predictions")):
-        con.register("_rows", table.to_arrow(rows))
+        # Only the columns that code's tables had: today's rows carry later ones (migrations 6+).
+        had = [d[0] for d in con.execute(f"select * from {name} limit 0").description]
+        arrow = table.to_arrow(rows)
+        con.register("_rows", arrow.select([c for c in arrow.column_names if c in had]))
         con.execute(f"insert into {name} by name select * from _rows")
         con.unregister("_rows")
     con.close()

@@ -125,6 +125,6 @@ final as (
     left join deployments as d on d.deployment_id = t.deployment_id
 )
 
-select * from final
+select * exclude (species_detections) from final
 order by species_detections desc, label, config_fingerprint, queue_position
 limit $max_rows
