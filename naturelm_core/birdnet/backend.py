@@ -421,12 +421,12 @@ class BirdNETBackend(ModelBackend):
             probs = _sigmoid(self.sensitivity * logits).astype(np.float32)
             if embed and chunk_embeddings is None:
                 chunk_embeddings = self._recover_embeddings(logits)
-            for row, (w, _) in enumerate(batch_jobs):
-                np.maximum(scores[w], probs[row], out=scores[w])
-                scored[w] = True
-                counts[w] += 1
-                if embed:
-                    sums[w] += chunk_embeddings[row]
+            rows_of = np.array([w for w, _ in batch_jobs])  # the window of each chunk
+            np.maximum.at(scores, rows_of, probs)
+            scored[rows_of] = True
+            np.add.at(counts, rows_of, 1)
+            if embed:
+                np.add.at(sums, rows_of, chunk_embeddings)
         if not embed:
             return scores, scored, None
         with np.errstate(invalid="ignore", divide="ignore"):

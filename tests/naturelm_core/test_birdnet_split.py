@@ -279,3 +279,21 @@ def test_split_answers_equal_the_whole_model_on_real_recordings(split, reference
         batch = chunks[first : first + 16]
         assert_same_answers(split.chunk_outputs(batch)[0], reference.chunk_outputs(batch)[0],
                             f"real chunks {first}..{first + len(batch)}")
+
+
+def test_a_run_records_the_runtime_it_resolved_and_keeps_the_fingerprint(cache, monkeypatch):
+    """The driver resolves the runtime once: it lands in the run's parameters (model_options, so
+    workers run the same engine) and the fingerprint equals the reference runtime's."""
+    from flows.nightly import identify_model
+    from flows.settings import RunSettings
+
+    monkeypatch.setenv("DAWNCHORUS_CACHE_DIR", str(cache))
+    base = {"source": "src", "results": "res", "model": "birdnet"}
+    split_settings, _, split_print, _ = identify_model.fn(RunSettings(**base, model_options={"num_threads": 1}))
+    litert_settings, _, litert_print, _ = identify_model.fn(
+        RunSettings(**base, model_options={"num_threads": 1, "runtime": "litert"}))
+    assert split_settings.model_options["runtime"] == "split"
+    assert split_settings.model_options["cnn_engine"] in CNN_ENGINES
+    assert '"runtime":"split"' in split_settings.public_json().replace(" ", "")
+    assert litert_settings.model_options == {"num_threads": 1, "runtime": "litert"}
+    assert split_print == litert_print
