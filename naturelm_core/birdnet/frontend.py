@@ -93,7 +93,12 @@ class _Graph:
         self.interpreter = interpreter
         self.tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
         self.by_name = {d["name"]: d["index"] for d in self.tensors.values()}
-        self.ops = interpreter._get_ops_details()  # noqa: SLF001 (public since TF 2.5, named private)
+        # LiteRT's only listing of ops with their tensors is underscored; ai-edge-litert is pinned,
+        # and should it go, the split runtime is refused (naming runtime=litert), not half-read.
+        ops_details = getattr(interpreter, "_get_ops_details", None)
+        if ops_details is None:
+            raise FrontEndMismatch("this LiteRT has no Interpreter._get_ops_details: cannot read the graph")
+        self.ops = ops_details()
 
     def op(self, op_name: str, output: str):
         """The op of type `op_name` whose first output is the tensor named `output`."""
