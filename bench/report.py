@@ -16,9 +16,9 @@ def fig(s: Any, digits: int = 2, unit: str = "") -> str:
 
 #: Why an analysis can miss the 1-s target over the latency catalog, said where it does.
 SLOW_BECAUSE = {
-    "agreement": "it pairs every analysed window of one fingerprint with the other's (here 2.7 M "
-                 "with 2.7 M: the catalog has one fingerprint, compared with itself) before it "
-                 "looks at a single answer",
+    "agreement": "it reads both fingerprints' analysed windows (here 2.7 M each: the catalog has one "
+                 "fingerprint, compared with itself) and groups them by place to find the shared "
+                 "ones; the answers above threshold are filtered before they are placed",
     "top1_per_window": "it returns one row for every analysed window (2.7 M rows here), sorted by "
                        "file and offset: an export rather than an aggregate, whose time is its rows",
 }
