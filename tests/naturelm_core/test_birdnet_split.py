@@ -184,26 +184,6 @@ def test_embedding_is_the_models_pool_tensor(split):
     np.testing.assert_allclose(got, oracle.get_tensor(pool), atol=2e-5)
 
 
-def test_the_pipeline_model_stage_runs_the_model_once_with_embeddings(cache, monkeypatch):
-    from flows.pipeline.stages import Predictor
-
-    monkeypatch.setenv("DAWNCHORUS_CACHE_DIR", str(cache))
-    predictor = Predictor("birdnet", {"num_threads": 1}, ("detect", "classify"), embeddings=True)
-    calls = count_calls(predictor.backend)
-    audio = synthetic_chunks().reshape(4, -1)[:, : 9 * RATE_HZ]  # (4, 432000): 3 chunks each
-    batch = {
-        "unit_id": np.array(["u"] * 4, dtype=object), "window_index": np.arange(4),
-        "channel": np.zeros(4, np.int64), "duration_s": np.full(4, 9.0), "padded": np.zeros(4, bool),
-        "status": np.array(["ok"] * 4, dtype=object), "error": np.array([None] * 4, dtype=object),
-        "valid_samples": np.full(4, 9 * RATE_HZ), "audio": list(audio),
-    }
-    out = predictor(batch)
-    assert calls["n"] == 1  # 12 chunks in one call of 16: the answers and the vectors
-    vectors = np.stack([np.frombuffer(v, np.float32) for v in out["embedding"]])
-    np.testing.assert_array_equal(vectors, predictor.backend.embed(audio, np.full(4, 9 * RATE_HZ)))
-    assert list(out["status"]) == ["ok"] * 4
-
-
 # --- load time: cut, cache, fingerprint --------------------------------------------------------
 
 
@@ -213,19 +193,6 @@ def test_cut_is_cached_by_model_digest_and_reused(split, cache):
     before = made[0].stat().st_mtime_ns
     again = cut_cnn(split.model_path, cache, split._model_sha256, (96, 511, 2))
     assert again == made[0] and again.stat().st_mtime_ns == before
-
-
-def test_runtime_is_provenance_not_fingerprint(cache):
-    from flows.pipeline.settings import RunSettings, config_fingerprint, resolve_settings
-    from naturelm_core.backend import describe_backend
-
-    infos = {rt: describe_backend("birdnet", runtime=rt, num_threads=1, cache_dir=str(cache))
-             for rt in ("split", "litert")}
-    assert infos["litert"].runtime == {"runtime": "litert"}
-    assert infos["split"].runtime["runtime"] == "split" and infos["split"].runtime["cnn_engine"] in CNN_ENGINES
-    settings = resolve_settings(RunSettings(source="src", results="res", embeddings=True), 3.0)
-    prints = {rt: config_fingerprint(settings, i.model_id, i.settings, i.embedding) for rt, i in infos.items()}
-    assert prints["split"] == prints["litert"]
 
 
 def test_openvino_is_compiled_at_float32(cache):
@@ -279,21 +246,3 @@ def test_split_answers_equal_the_whole_model_on_real_recordings(split, reference
         batch = chunks[first : first + 16]
         assert_same_answers(split.chunk_outputs(batch)[0], reference.chunk_outputs(batch)[0],
                             f"real chunks {first}..{first + len(batch)}")
-
-
-def test_a_run_records_the_runtime_it_resolved_and_keeps_the_fingerprint(cache, monkeypatch):
-    """The driver resolves the runtime once: it lands in the run's parameters (model_options, so
-    workers run the same engine) and the fingerprint equals the reference runtime's."""
-    from flows.nightly import identify_model
-    from flows.settings import RunSettings
-
-    monkeypatch.setenv("DAWNCHORUS_CACHE_DIR", str(cache))
-    base = {"source": "src", "results": "res", "model": "birdnet"}
-    split_settings, _, split_print, _ = identify_model.fn(RunSettings(**base, model_options={"num_threads": 1}))
-    litert_settings, _, litert_print, _ = identify_model.fn(
-        RunSettings(**base, model_options={"num_threads": 1, "runtime": "litert"}))
-    assert split_settings.model_options["runtime"] == "split"
-    assert split_settings.model_options["cnn_engine"] in CNN_ENGINES
-    assert '"runtime":"split"' in split_settings.public_json().replace(" ", "")
-    assert litert_settings.model_options == {"num_threads": 1, "runtime": "litert"}
-    assert split_print == litert_print
