@@ -12,6 +12,11 @@ writes `bench/results/birdnet.json`. Measured side by side in one run, on the sa
    (the model actor's __call__ on a numpy batch), on a 48 kHz mono WAV (no resampling) and a
    44.1 kHz stereo FLAC (mean + resampling), with decode alone and inference alone timed too.
 
+3. the runtimes (issue 24), on native 3-s windows, ``--batch-windows`` per call: LiteRT's whole
+   model (the reference) against the split runtime (numpy front end + the cut CNN) with each CNN
+   engine, and the cost of embeddings: `predict_and_embed` (one pass) and `predict` then `embed`
+   (two passes, what `--embeddings` did before) over `predict` alone.
+
 Methods are interleaved round by round and each keeps its fastest round, so a burst of load on
 the shared machine cannot favour one side of a ratio. LiteRT uses `--threads` threads (default:
 every core), the backend's own default.
@@ -96,6 +101,59 @@ def as_batch(rows: list[dict]) -> dict[str, np.ndarray]:
     }
 
 
+def runtime_methods(windows: np.ndarray, batch_windows: int, threads: int | None) -> dict[str, Callable[[], object]]:
+    """Timed callables of the runtimes section over native (N, 144000) windows."""
+    from naturelm_core.birdnet.split import CNN_ENGINES, openvino_available
+
+    backends = {"litert": BirdNETBackend(runtime="litert", num_threads=threads)}
+    for engine in CNN_ENGINES:
+        if engine != "openvino" or openvino_available():
+            backends[f"split-{engine}"] = BirdNETBackend(runtime="split", cnn_engine=engine, num_threads=threads)
+    valid = np.full(len(windows), windows.shape[1], np.int64)
+    default = next(name for name in backends if name.startswith("split-"))
+
+    def over_batches(call: Callable[[np.ndarray, np.ndarray], object]) -> Callable[[], object]:
+        def run() -> None:
+            for first in range(0, len(windows), batch_windows):
+                call(windows[first : first + batch_windows], valid[first : first + batch_windows])
+        return run
+
+    methods = {f"{name}:predict": over_batches(lambda a, v, b=b: b.predict(a, v, TASKS))
+               for name, b in backends.items()}
+    for name in ("litert", default):
+        b = backends[name]
+        methods[f"{name}:predict_and_embed"] = over_batches(lambda a, v, b=b: b.predict_and_embed(a, v, TASKS))
+        methods[f"{name}:predict_then_embed"] = over_batches(
+            lambda a, v, b=b: (b.predict(a, v, TASKS), b.embed(a, v)))
+    for b in backends.values():  # warm-up: allocation at this batch size, first-call costs
+        b.predict_and_embed(windows[:batch_windows], valid[:batch_windows], TASKS)
+    return methods
+
+
+def summarize_runtimes(best: dict[str, float], n_windows: int) -> dict:
+    """Figures of the runtimes section from each method's fastest round."""
+    names = sorted({k.split(":")[0] for k in best})
+    default = "split-openvino" if "split-openvino:predict" in best else "split-litert"
+    out: dict = {
+        "ms_per_3s_window": {n: 1e3 * best[f"{n}:predict"] / n_windows for n in names},
+        "over_litert": {n: best["litert:predict"] / best[f"{n}:predict"] for n in names if n != "litert"},
+        "default": default,
+    }
+    for n in ("litert", default):
+        out[f"{n}_embeddings_overhead_one_pass"] = best[f"{n}:predict_and_embed"] / best[f"{n}:predict"] - 1
+        out[f"{n}_embeddings_overhead_two_passes"] = best[f"{n}:predict_then_embed"] / best[f"{n}:predict"] - 1
+    out["embeddings_overhead"] = out[f"{default}_embeddings_overhead_one_pass"]
+    return out
+
+
+def _model_id() -> str:
+    from naturelm_core.birdnet.backend import BIRDNET_MODEL_FILE
+    from naturelm_core.birdnet.split import file_sha256
+    from naturelm_core.labels import birdnet_asset
+
+    return f"birdnet-v2.4@sha256:{file_sha256(birdnet_asset(BIRDNET_MODEL_FILE))[:12]}"
+
+
 def _timed(fn: Callable[[], object]) -> float:
     started = time.perf_counter()
     fn()
@@ -109,14 +167,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-windows", type=int, default=16, help="windows per predict call (pipeline default)")
     parser.add_argument("--threads", type=int, default=None, help="LiteRT threads (default: every core)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--sections", default="batching,e2e,runtimes",
+                        help="comma-separated: batching, e2e, runtimes")
     args = parser.parse_args(argv)
+    sections = set(args.sections.split(","))
     if args.windows < 1 or args.rounds < 1 or args.batch_windows < 1:
         parser.error("--windows, --rounds and --batch-windows must each be >= 1")
 
     audio = synthetic_windows(args.windows)
-    backends = {size: BirdNETBackend(chunk_batch_size=size, num_threads=args.threads) for size in (1, 16)}
+    n_native = int(args.windows * WINDOW_S // 3)  # the same audio as native 3-s windows
+    backends = {size: BirdNETBackend(chunk_batch_size=size, num_threads=args.threads) for size in (1, 16)} \
+        if "batching" in sections else {}
     model_options = {"chunk_batch_size": 16, "num_threads": args.threads}
-    predictor = Predictor("birdnet", model_options, TASKS)
+    predictor = Predictor("birdnet", model_options, TASKS) if "e2e" in sections else None
 
     with tempfile.TemporaryDirectory(prefix="dawnchorus-bench-") as tmp:
         duration_s = args.windows * WINDOW_S
@@ -133,19 +196,24 @@ def main(argv: list[str] | None = None) -> dict:
             if bad:
                 raise SystemExit(f"bench_birdnet: decoding {name} gave windows with status {sorted(bad)}")
 
-        methods: dict[str, Callable[[], object]] = {
-            "predict_chunk_batch_1": lambda: predict_all(backends[1], audio, args.batch_windows),
-            "predict_chunk_batch_16": lambda: predict_all(backends[16], audio, args.batch_windows),
-        }
-        for name in units:
-            methods[f"{name}:decode"] = lambda n=name: [decode_unit(u, options[n]) for u in units[n]]
-            methods[f"{name}:infer"] = lambda n=name: [predictor(b) for b in decoded[n]]
-            methods[f"{name}:end_to_end"] = lambda n=name: [
-                predictor(as_batch(decode_unit(u, options[n]))) for u in units[n]
-            ]
-        for backend in backends.values():  # warm-up: interpreter allocation, first-call costs
-            predict_all(backend, audio[:1], 1)
-        predictor(decoded[E2E_FILES[0][0]][0])
+        methods: dict[str, Callable[[], object]] = {}
+        if "batching" in sections:
+            methods["predict_chunk_batch_1"] = lambda: predict_all(backends[1], audio, args.batch_windows)
+            methods["predict_chunk_batch_16"] = lambda: predict_all(backends[16], audio, args.batch_windows)
+            for backend in backends.values():  # warm-up: interpreter allocation, first-call costs
+                predict_all(backend, audio[:1], 1)
+        if "e2e" in sections:
+            for name in units:
+                methods[f"{name}:decode"] = lambda n=name: [decode_unit(u, options[n]) for u in units[n]]
+                methods[f"{name}:infer"] = lambda n=name: [predictor(b) for b in decoded[n]]
+                methods[f"{name}:end_to_end"] = lambda n=name: [
+                    predictor(as_batch(decode_unit(u, options[n]))) for u in units[n]
+                ]
+            predictor(decoded[E2E_FILES[0][0]][0])
+        if "runtimes" in sections:
+            native = audio.reshape(-1)[: n_native * CHUNK_SAMPLES].reshape(n_native, CHUNK_SAMPLES)  # (N, 144000)
+            methods.update({f"runtime:{k}": fn for k, fn in
+                            runtime_methods(native, args.batch_windows, args.threads).items()})
 
         load_before = load_average()
         times: dict[str, list[float]] = {name: [] for name in methods}
@@ -156,42 +224,48 @@ def main(argv: list[str] | None = None) -> dict:
 
     n = args.windows
     chunks_per_window = len(chunk_starts(audio.shape[1], CHUNK_SAMPLES))
-    b1, b16 = best["predict_chunk_batch_1"], best["predict_chunk_batch_16"]
-    end_to_end = {}
-    for name, rate_hz, channels, _ in E2E_FILES:
-        decode_s, infer_s, e2e_s = (best[f"{name}:{part}"] for part in ("decode", "infer", "end_to_end"))
-        end_to_end[name] = {
-            "sample_rate_hz": rate_hz, "channels": channels,
-            "decode_ms_per_window": 1e3 * decode_s / n,
-            "infer_ms_per_window": 1e3 * infer_s / n,
-            "end_to_end_ms_per_window": 1e3 * e2e_s / n,
-            "end_to_end_windows_per_s": n / e2e_s,
-            "end_to_end_over_infer": e2e_s / infer_s,
-            # From the separately timed stages: decode is a few % of the work, smaller than the
-            # round-to-round noise of the end-to-end time on a shared machine.
-            "decode_share": decode_s / (decode_s + infer_s),
-            "audio_s_per_wall_s": n * WINDOW_S / e2e_s,
-        }
-    result = {
+    result: dict = {
         "config": {
             "windows": n, "window_s": WINDOW_S, "chunks_per_window": chunks_per_window,
+            "native_windows": n_native, "sections": sorted(sections),
             "batch_windows": args.batch_windows, "rounds": args.rounds, "tasks": list(TASKS),
-            "threads": backends[1].num_threads, "model_id": backends[1].model_id,
+            "threads": args.threads or os.cpu_count(), "model_id": _model_id(),
             "timing": "fastest of the interleaved rounds",
             "load_average_1min_before": load_before, "load_average_1min_after": load_average(),
             "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d"),
         },
-        "chunk_batching": {
+        "seconds": times,
+    }
+    if "batching" in sections:
+        b1, b16 = best["predict_chunk_batch_1"], best["predict_chunk_batch_16"]
+        result["chunk_batching"] = {
             "chunk_batch_1_windows_per_s": n / b1,
             "chunk_batch_16_windows_per_s": n / b16,
             "chunk_batch_1_ms_per_chunk": 1e3 * b1 / (n * chunks_per_window),
             "chunk_batch_16_ms_per_chunk": 1e3 * b16 / (n * chunks_per_window),
             "speedup_16_over_1": b1 / b16,
-        },
-        "end_to_end": end_to_end,
-        "seconds": times,
-    }
+        }
+    if "e2e" in sections:
+        end_to_end = {}
+        for name, rate_hz, channels, _ in E2E_FILES:
+            decode_s, infer_s, e2e_s = (best[f"{name}:{part}"] for part in ("decode", "infer", "end_to_end"))
+            end_to_end[name] = {
+                "sample_rate_hz": rate_hz, "channels": channels,
+                "decode_ms_per_window": 1e3 * decode_s / n,
+                "infer_ms_per_window": 1e3 * infer_s / n,
+                "end_to_end_ms_per_window": 1e3 * e2e_s / n,
+                "end_to_end_windows_per_s": n / e2e_s,
+                "end_to_end_over_infer": e2e_s / infer_s,
+                # From the separately timed stages: decode is a few % of the work, smaller than the
+                # round-to-round noise of the end-to-end time on a shared machine.
+                "decode_share": decode_s / (decode_s + infer_s),
+                "audio_s_per_wall_s": n * WINDOW_S / e2e_s,
+            }
+        result["end_to_end"] = end_to_end
+    if "runtimes" in sections:
+        result["runtimes"] = summarize_runtimes(
+            {k.split(":", 1)[1]: v for k, v in best.items() if k.startswith("runtime:")}, n_native)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")
     _print_table(result)
@@ -199,14 +273,16 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _print_table(result: dict) -> None:
-    c = result["chunk_batching"]
-    rows = [
-        ("predict, chunk_batch_size 1, windows/s", f"{c['chunk_batch_1_windows_per_s']:.2f}"),
-        ("predict, chunk_batch_size 16, windows/s", f"{c['chunk_batch_16_windows_per_s']:.2f}"),
-        ("  ms per 3-s chunk (1 / 16)", f"{c['chunk_batch_1_ms_per_chunk']:.1f} / {c['chunk_batch_16_ms_per_chunk']:.1f}"),
-        ("  speedup (16 / 1)", f"{c['speedup_16_over_1']:.2f}x"),
-    ]
-    for name, e in result["end_to_end"].items():
+    rows = []
+    if "chunk_batching" in result:
+        c = result["chunk_batching"]
+        rows += [
+            ("predict, chunk_batch_size 1, windows/s", f"{c['chunk_batch_1_windows_per_s']:.2f}"),
+            ("predict, chunk_batch_size 16, windows/s", f"{c['chunk_batch_16_windows_per_s']:.2f}"),
+            ("  ms per 3-s chunk (1 / 16)", f"{c['chunk_batch_1_ms_per_chunk']:.1f} / {c['chunk_batch_16_ms_per_chunk']:.1f}"),
+            ("  speedup (16 / 1)", f"{c['speedup_16_over_1']:.2f}x"),
+        ]
+    for name, e in result.get("end_to_end", {}).items():
         rows += [
             (f"{name}: decode ms per 10-s window", f"{e['decode_ms_per_window']:.1f}"),
             (f"{name}: infer ms per 10-s window", f"{e['infer_ms_per_window']:.1f}"),
@@ -215,6 +291,13 @@ def _print_table(result: dict) -> None:
             (f"  {name}: end to end / infer alone", f"{e['end_to_end_over_infer']:.3f}x"),
             (f"  {name}: audio s per wall s", f"{e['audio_s_per_wall_s']:.1f}"),
         ]
+    if "runtimes" in result:
+        r = result["runtimes"]
+        rows += [(f"{n}: ms per 3-s window (predict)", f"{ms:.1f}") for n, ms in r["ms_per_3s_window"].items()]
+        rows += [(f"  {n} over litert (whole model)", f"{x:.2f}x") for n, x in r["over_litert"].items()]
+        for n in ("litert", r["default"]):
+            rows += [(f"  {n}: embeddings overhead, one pass / two passes",
+                      f"{r[f'{n}_embeddings_overhead_one_pass']:+.1%} / {r[f'{n}_embeddings_overhead_two_passes']:+.1%}")]
     width = max(len(r[0]) for r in rows)
     for label, value in rows:
         print(f"{label:<{width}}  {value:>12}")  # a CLI script: printing the table is its job

@@ -35,7 +35,7 @@ import torch
 
 from naturelm_core.naturelm import prompts as P  # noqa: E402
 from naturelm_core.naturelm.checkpoint import load_naturelm  # noqa: E402
-from naturelm_core.naturelm.engine import Engine, EngineConfig  # noqa: E402
+from naturelm_core.audio_llm.engine import Engine, EngineConfig  # noqa: E402
 from naturelm_core.naturelm.model import GenerationOptions  # noqa: E402
 from naturelm_core.naturelm.tiny import TinyDims, build_tiny_checkpoint  # noqa: E402
 

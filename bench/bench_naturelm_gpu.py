@@ -49,9 +49,9 @@ import torch
 
 
 from naturelm_core.naturelm import prompts as P  # noqa: E402
-from naturelm_core.naturelm.beats import BEATs, BEATsConfig, fbank_batch  # noqa: E402
+from naturelm_core.audio_llm.beats import BEATs, BEATsConfig, fbank_batch  # noqa: E402
 from naturelm_core.naturelm.checkpoint import add_pad_token, load_naturelm  # noqa: E402
-from naturelm_core.naturelm.engine import Engine, EngineConfig  # noqa: E402
+from naturelm_core.audio_llm.engine import Engine, EngineConfig  # noqa: E402
 from naturelm_core.naturelm.model import GenerationOptions, NatureLM, NatureLMConfig  # noqa: E402
 from naturelm_core.naturelm.tiny import TINY_SPECIES, TinyDims, build_tiny_checkpoint, build_tiny_tokenizer  # noqa: E402
 

@@ -16,9 +16,9 @@ def fig(s: Any, digits: int = 2, unit: str = "") -> str:
 
 #: Why an analysis can miss the 1-s target over the latency catalog, said where it does.
 SLOW_BECAUSE = {
-    "agreement": "it pairs every analysed window of one fingerprint with the other's (here 2.7 M "
-                 "with 2.7 M: the catalog has one fingerprint, compared with itself) before it "
-                 "looks at a single answer",
+    "agreement": "it reads both fingerprints' analysed windows (here 2.7 M each: the catalog has one "
+                 "fingerprint, compared with itself) and groups them by place to find the shared "
+                 "ones; the answers above threshold are filtered before they are placed",
     "top1_per_window": "it returns one row for every analysed window (2.7 M rows here), sorted by "
                        "file and offset: an export rather than an aggregate, whose time is its rows",
 }
@@ -78,6 +78,14 @@ def render(latest: dict) -> str:
             _target_line("speedup_vs_incumbent (birdnetlib)", latest["speedup_vs_incumbent"], 1.5),
             f"- speedup vs the birdnet package: {fig(latest['speedup_vs_birdnet'])}.",
         ]
+    if "ceiling_over_litert" in latest:
+        lines.append(_target_line("ceiling_over_litert (split runtime / LiteRT's whole model, same windows)",
+                                  latest["ceiling_over_litert"], 1.7))
+    if "birdnet_runtimes" in latest:
+        b = latest["birdnet_runtimes"]
+        met = "met" if b["embeddings_overhead"] <= b["embeddings_overhead_target"] else "missed"
+        lines.append(f"- **--embeddings overhead** (predict_and_embed / predict - 1, {b['default']}) = "
+                     f"{b['embeddings_overhead']:+.1%}: target ≤ {b['embeddings_overhead_target']:.0%} **{met}**.")
     if cat:
         slow = {k: v for k, v in latest["analysis_latency_s"].items()
                 if isinstance(v, dict) and "median" in v and v["median"] >= 1.0}
@@ -94,6 +102,8 @@ def render(latest: dict) -> str:
                   "machine before it is read as the code's."]
     if eff:
         lines += _pipeline(eff, latest)
+    if "birdnet" in d:
+        lines += _runtimes(d["birdnet"])
     if dec:
         lines += _decode(dec)
     if mem:
@@ -250,4 +260,22 @@ def _catalog(cat: dict) -> list[str]:
               f"{season['files_ratio_before_over_after']:.1f}× fewer files; rows before "
               f"{season['rows_before']}, after {season['rows_after']}. Without batched commits the same "
               f"season would have written one file per unit, table and partition."]
+    return lines
+
+
+def _runtimes(birdnet: dict) -> list[str]:
+    """BirdNET's runtimes side by side (`bench_birdnet.py --sections runtimes`)."""
+    r, c = birdnet["runtimes"], birdnet["config"]
+    lines = ["", f"## BirdNET runtimes side by side (`bench_birdnet.py`, {c['native_windows']} native 3-s "
+             f"windows, {c['batch_windows']} per call, {c['threads']} threads, fastest of {c['rounds']} "
+             "interleaved rounds)", "",
+             "| runtime | ms per 3-s window | over LiteRT's whole model |", "|---|---|---|"]
+    for name, ms in r["ms_per_3s_window"].items():
+        ratio = "1 (reference)" if name == "litert" else f"{r['over_litert'][name]:.2f}×"
+        lines.append(f"| {name} | {ms:.1f} | {ratio} |")
+    lines += ["", "`split-*`: numpy front end (float64 FFT) + the CNN cut from the model file in that engine "
+              "(`docs/birdnet.md`). Embeddings over predict alone:", ""]
+    for name in ("litert", r["default"]):
+        lines.append(f"- {name}: one pass (`predict_and_embed`) {r[f'{name}_embeddings_overhead_one_pass']:+.1%}, "
+                     f"two passes (`predict` then `embed`) {r[f'{name}_embeddings_overhead_two_passes']:+.1%}")
     return lines

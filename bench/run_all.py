@@ -30,9 +30,10 @@ DOC = REPO / "docs" / "benchmarks.md"
 #: `--quick`: every section runs, at sizes that check the benchmark works, not what it measures.
 QUICK = {"hours": 0.2, "decode_hours": 0.05, "memory_hours": "0.05,0.1", "predictions": 2e5,
          "catalog_rounds": 1, "season_nights": 3, "season_deployments": 2, "naturelm_rounds": 1,
-         "similar_windows": 2e4,
+         "similar_windows": 2e4, "birdnet_windows": 12,
          "out": REPO / "bench" / "results" / "quick.json", "doc": REPO / "bench" / "results" / "quick.md"}
-TARGETS = {"pipeline_efficiency": 0.85, "speedup_vs_incumbent": 1.5, "analysis_latency_s": 1.0}
+TARGETS = {"pipeline_efficiency": 0.85, "speedup_vs_incumbent": 1.5, "analysis_latency_s": 1.0,
+           "ceiling_over_litert": 1.7, "embeddings_overhead": 0.05}
 
 
 def naturelm(rounds: int) -> dict:
@@ -58,6 +59,15 @@ def similar(windows: float) -> dict:
     return json.loads(out.read_text())
 
 
+def birdnet_runtimes(windows: int, rounds: int) -> dict:
+    """BirdNET's runtimes side by side in one process (`bench_birdnet.py --sections runtimes`):
+    the split ceiling over LiteRT's whole model, and the cost of embeddings."""
+    from bench import bench_birdnet
+
+    return bench_birdnet.main(["--sections", "runtimes", "--windows", str(windows), "--rounds", str(rounds),
+                               "--out", str(REPO / "bench" / "results" / "birdnet.json")])
+
+
 def headline(details: dict) -> dict:
     eff, dec, mem, cat = (details.get(k, {}) for k in ("efficiency", "decode", "memory", "catalog"))
     out: dict = {}
@@ -69,6 +79,14 @@ def headline(details: dict) -> dict:
         out["audio_s_per_wall_s"] = {"ours": eff["ours_audio_s_per_s"], "ceiling": eff["ceiling_audio_s_per_s"],
                                      **{t: eff[f"{t}_audio_s_per_s"] for t in ("birdnetlib", "birdnet")
                                         if f"{t}_audio_s_per_s" in eff}}
+        if "ceiling_over_litert" in eff:
+            out["ceiling_over_litert"] = {**eff["ceiling_over_litert"], "runtime": eff.get("ceiling_runtime"),
+                                          "target": TARGETS["ceiling_over_litert"]}
+    if "birdnet" in details:
+        r = details["birdnet"]["runtimes"]
+        out["birdnet_runtimes"] = {"over_litert": r["over_litert"], "default": r["default"],
+                                   "embeddings_overhead": r["embeddings_overhead"],
+                                   "embeddings_overhead_target": TARGETS["embeddings_overhead"]}
     if dec:
         out["decode_workers_2_over_1"] = dec["decode_workers_speedup_2_over_1"]
         out["null_model_run_over_raw_decode"] = dec["null_run_over_raw_decode"]
@@ -102,7 +120,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--season-deployments", type=int, default=4)
     parser.add_argument("--naturelm-rounds", type=int, default=3)
     parser.add_argument("--similar-windows", type=float, default=1e6)
-    parser.add_argument("--sections", default="pipeline,catalog,naturelm,similar")
+    parser.add_argument("--birdnet-windows", type=int, default=96,
+                        help="10-s windows of audio in the BirdNET runtimes section")
+    parser.add_argument("--birdnet-rounds", type=int, default=3)
+    parser.add_argument("--sections", default="pipeline,birdnet,catalog,naturelm,similar")
     parser.add_argument("--pipeline-json", type=Path,
                         help="reuse this bench_pipeline.py result instead of running the pipeline section")
     parser.add_argument("--out", type=Path, default=LATEST)
@@ -122,6 +143,8 @@ def main(argv: list[str] | None = None) -> dict:
         details.update(bench_pipeline.main([
             "--hours", str(args.hours), "--rounds", str(args.rounds), "--decode-hours", str(args.decode_hours),
             "--memory-hours", args.memory_hours, "--out", str(REPO / "bench" / "results" / "pipeline.json")]))
+    if "birdnet" in sections:
+        details["birdnet"] = birdnet_runtimes(args.birdnet_windows, args.birdnet_rounds)
     if "catalog" in sections:
         details["catalog"] = bench_catalog.main(["--predictions", str(args.predictions), "--rounds",
                                                  str(args.catalog_rounds),

@@ -54,6 +54,9 @@ class BackendInfo:
     #: How `embed` makes its vectors (width, layer, pooling); None: no embeddings. It enters a
     #: run's fingerprint only when the run writes embeddings.
     embedding: dict[str, Any] | None = None
+    #: How the model runs (engine, versions): the run's provenance, never its fingerprint, for
+    #: runtimes whose answers equal the reference's. Its keys are backend options.
+    runtime: dict[str, Any] | None = None
 
 
 class ModelBackend(abc.ABC):
@@ -92,7 +95,8 @@ class ModelBackend(abc.ABC):
         """
         backend = cls(**options)
         return BackendInfo(backend.model_id, backend.settings(), backend.sample_rate_hz,
-                           backend.native_window_s, backend.embedding_settings())
+                           backend.native_window_s, backend.embedding_settings(),
+                           backend.runtime())
 
     @abc.abstractmethod
     def predict(
@@ -103,6 +107,18 @@ class ModelBackend(abc.ABC):
         audio: (B, S) float32 in [-1, 1] at `sample_rate_hz`; windows shorter than S were
         zero-padded at the end. valid_samples: (B,) int, samples of real audio per row.
         """
+
+    def runtime(self) -> dict[str, Any] | None:
+        """How this backend runs, as backend options (e.g. BirdNET's runtime and CNN engine), for
+        the run's provenance; None when there is nothing to say. Never part of the fingerprint."""
+        return None
+
+    def predict_and_embed(
+        self, audio: np.ndarray, valid_samples: np.ndarray, tasks: Sequence[str]
+    ) -> tuple[list[Prediction], np.ndarray]:
+        """`predict` and `embed` of one batch. Backends that get both from one forward pass
+        (BirdNET) override it; this default runs the two in turn."""
+        return self.predict(audio, valid_samples, tasks), self.embed(audio, valid_samples)
 
     def embedding_settings(self) -> dict[str, Any] | None:
         """How `embed` makes its vectors (JSON): at least `dim`; None when there are none.
@@ -149,6 +165,7 @@ BACKENDS: dict[str, str] = {
     "birdnet": "naturelm_core.birdnet.backend:BirdNETBackend",
     "clap": "naturelm_core.clap.backend:ClapBackend",
     "naturelm": "naturelm_core.naturelm.backend:NatureLMBackend",
+    "salmonn": "naturelm_core.salmonn.backend:SalmonnBackend",
     "placeholder": "naturelm_core.placeholder:PlaceholderBackend",
     "null": "naturelm_core.null:NullBackend",  # no work at all: the pipeline's own cost (bench/)
 }

@@ -19,6 +19,8 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="dawnchorus-prefect-"))
 os.environ.setdefault("DAWNCHORUS_DUCKDB_EXTENSIONS",
                       str(Path(tempfile.gettempdir()) / "dawnchorus-duckdb-extensions"))
+# BirdNET's CNN cut from the model file: kept once per machine outside the user's home.
+os.environ.setdefault("DAWNCHORUS_CACHE_DIR", str(Path(tempfile.gettempdir()) / "dawnchorus-cache"))
 # Ray must never join a cluster a developer happens to have configured.
 os.environ.pop("RAY_ADDRESS", None)
 

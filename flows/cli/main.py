@@ -169,6 +169,17 @@ def cmd_tiny_naturelm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tiny_salmonn(args: argparse.Namespace) -> int:
+    """Write a tiny random SALMONN (release layout); the last line is the run options selecting it."""
+    from naturelm_core.salmonn.tiny import build_tiny_salmonn, run_options
+
+    paths = build_tiny_salmonn(Path(args.out))
+    for name, path in paths.items():
+        print(f"{name + ':':9s}{path}")
+    print(run_options(paths))
+    return 0
+
+
 def add_review_parsers(sub: argparse._SubParsersAction) -> None:
     """`review` (the review page, the Raven round trip) and `calibrate`: flows/review/."""
     from flows.cli.review import add_calibrate_parser, add_review_parser
@@ -226,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = dev_sub.add_parser("tiny-naturelm", help="build a tiny random NatureLM checkpoint")
     tiny.add_argument("--out", required=True)
     tiny.set_defaults(func=cmd_tiny_naturelm)
+    tiny_salmonn = dev_sub.add_parser("tiny-salmonn", help="build a tiny random SALMONN checkpoint set")
+    tiny_salmonn.add_argument("--out", required=True)
+    tiny_salmonn.set_defaults(func=cmd_tiny_salmonn)
     return parser
 
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from connectors.analyses import analysis_names, check_analysis_name
 from connectors.errors import ConfigError
-from flows.outputs.query import describe_analyses, format_table, run_analysis, run_query
+from flows.outputs.query import describe_analyses, format_table, run_analysis, run_query, spreadsheet_safe
 
 
 def _parse_param(text: str) -> tuple[str, str]:
@@ -83,6 +83,7 @@ def write_table(table: pa.Table, fmt: str, out: str | None) -> None:
     elif fmt == "csv":
         import pyarrow.csv as pacsv
 
+        table = spreadsheet_safe(table)
         if out is None:
             pacsv.write_csv(table, sys.stdout.buffer)
         else:

@@ -70,3 +70,17 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.0f}"
     return str(value)
+
+
+def spreadsheet_safe(table: pa.Table) -> pa.Table:
+    """`table` with every text cell neutralised for spreadsheets (`flows.outputs.exports.spreadsheet_text`:
+    a leading ' before =, +, -, @, tab, CR); numbers, dates and other types as they are."""
+    from flows.outputs.exports import spreadsheet_text
+
+    columns = []
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = pa.array([None if v is None else spreadsheet_text(v) for v in column.to_pylist()],
+                              column.type)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=table.schema)

@@ -68,6 +68,10 @@ def discover(source: str, storage_options: dict[str, Any], only: tuple[str, ...]
     checked = check_listing(source, storage_options, only)
     checked.raise_errors()
     listing = checked.listing
+    if only is not None:
+        unmatched = sorted(set(only) - {o.deployment_id for o in listing.objects})
+        if unmatched:  # `dawnchorus run` refuses these before it starts; a flow run says so here
+            log.warning("deployments %s: no recordings under %s", ", ".join(unmatched), source)
     objects = listing.objects
     log.info("discovered %d recordings in %d deployments under %s (%d other paths skipped)", len(objects),
              len({o.deployment_id for o in objects}), source, len(listing.skipped))

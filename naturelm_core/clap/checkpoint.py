@@ -20,13 +20,14 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
+from naturelm_core import checkpoint_keys as keys
 from naturelm_core.backend import BackendError
+from naturelm_core.checkpoint_keys import KeyReport
 from naturelm_core.clap.msclap import MSClap, MSClapConfig
 
 logger = logging.getLogger(__name__)
@@ -41,44 +42,10 @@ class ClapCheckpointError(BackendError):
     """Weights, configs or a tokenizer that do not match the model, or cannot be read."""
 
 
-@dataclass
-class KeyReport:
-    """What a release state dict holds against what the model expects."""
-
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    mis_shaped: list[str] = field(default_factory=list)  # "key: file float (a, b) vs model (c, d)"
-    skipped: list[str] = field(default_factory=list)  # legacy GPT-2 buffers
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.mis_shaped)
-
-    def message(self, source: str) -> str:
-        lines = [f"{source}: does not match the MS-CLAP 2023 layout"]
-        for title, keys in (("missing", self.missing), ("unexpected", self.unexpected), ("mis-shaped", self.mis_shaped)):
-            if keys:
-                lines.append(f"  {len(keys)} {title} key(s):")
-                lines.extend(f"    {k}" for k in keys)
-        return "\n".join(lines)
-
-
 def compare_state_dicts(found: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> KeyReport:
     """Match a release state dict against the model's, by key, shape and float-or-integer kind."""
-    report = KeyReport()
-    for key in sorted(found):
-        tensor = found[key]
-        if key not in expected:
-            (report.skipped if LEGACY_GPT2_BUFFER.match(key) else report.unexpected).append(key)
-            continue
-        target = expected[key]
-        if not isinstance(tensor, torch.Tensor):
-            report.mis_shaped.append(f"{key}: file holds a {type(tensor).__name__}, not a tensor")
-        elif tuple(tensor.shape) != tuple(target.shape) or tensor.is_floating_point() != target.is_floating_point():
-            kind = "float" if tensor.is_floating_point() else "integer"
-            report.mis_shaped.append(f"{key}: file {kind} {tuple(tensor.shape)} vs model {tuple(target.shape)}")
-    report.missing = sorted(k for k in expected if k not in found)
-    return report
+    return keys.compare(keys.signatures(found), expected, "the MS-CLAP 2023 layout",
+                        skip=lambda name: name not in expected and bool(LEGACY_GPT2_BUFFER.match(name)))
 
 
 def read_release(path: Path) -> dict[str, torch.Tensor]:

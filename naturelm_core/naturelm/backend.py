@@ -24,7 +24,7 @@ import numpy as np
 
 from naturelm_core.naturelm import prompts as P
 from naturelm_core.backend import BackendError, BackendInfo, ModelBackend, Prediction, check_batch, check_tasks
-from naturelm_core.naturelm.beats import SAMPLE_RATE_HZ
+from naturelm_core.audio_llm.beats import SAMPLE_RATE_HZ
 from naturelm_core.naturelm.checkpoint import (
     RELEASE_CONFIG_FILE,
     RELEASE_WEIGHTS_FILE,
@@ -36,7 +36,7 @@ from naturelm_core.naturelm.checkpoint import (
     resolve_folder,
     weights_digest,
 )
-from naturelm_core.naturelm.engine import Engine, EngineConfig
+from naturelm_core.audio_llm.engine import Engine, EngineConfig
 from naturelm_core.labels import SpeciesIndex
 from naturelm_core.naturelm.model import GenerationOptions
 
@@ -156,10 +156,10 @@ class NatureLMBackend(ModelBackend):
         return self._settings
 
     def predict(self, audio: np.ndarray, valid_samples: np.ndarray, tasks: Sequence[str]) -> list[Prediction]:
-        wanted = check_tasks("naturelm", tasks, sorted(p.task for p in self.prompts))
+        wanted = check_tasks(self.name, tasks, sorted(p.task for p in self.prompts))
         check_batch(audio, valid_samples)
         if audio.shape[1] > WINDOW_SAMPLES:
-            raise ValueError(f"naturelm takes windows of at most {WINDOW_S} s ({WINDOW_SAMPLES} samples), got {audio.shape[1]}")
+            raise ValueError(f"{self.name} takes windows of at most {WINDOW_S} s ({WINDOW_SAMPLES} samples), got {audio.shape[1]}")
         rows = np.flatnonzero(valid_samples > 0)
         if rows.size == 0 or not wanted:
             return []
@@ -187,7 +187,7 @@ class NatureLMBackend(ModelBackend):
             raise ValueError(f"candidates_per_window has {len(candidates_per_window)} lists for "
                              f"{audio.shape[0]} windows")
         if audio.shape[1] > WINDOW_SAMPLES:
-            raise ValueError(f"naturelm takes windows of at most {WINDOW_S} s ({WINDOW_SAMPLES} samples), got {audio.shape[1]}")
+            raise ValueError(f"{self.name} takes windows of at most {WINDOW_S} s ({WINDOW_SAMPLES} samples), got {audio.shape[1]}")
         groups: dict[tuple[str, ...], list[int]] = {}
         for item, names in enumerate(candidates_per_window):
             kept = tuple(dict.fromkeys(n.strip() for n in names if n and n.strip()))
@@ -219,10 +219,10 @@ class NatureLMBackend(ModelBackend):
         """
         check_batch(audio, valid_samples)
         if audio.shape[1] > WINDOW_SAMPLES:
-            raise ValueError(f"naturelm takes windows of at most {WINDOW_S} s ({WINDOW_SAMPLES} samples), got {audio.shape[1]}")
+            raise ValueError(f"{self.name} takes windows of at most {WINDOW_S} s ({WINDOW_SAMPLES} samples), got {audio.shape[1]}")
         empty = np.flatnonzero(valid_samples == 0).tolist()
         if empty:
-            raise ValueError(f"naturelm embed: rows {empty} have no valid samples")
+            raise ValueError(f"{self.name} embed: rows {empty} have no valid samples")
         batch = np.zeros((audio.shape[0], WINDOW_SAMPLES), dtype=np.float32)  # (B, 160000), zero-padded
         batch[:, : audio.shape[1]] = audio
         tokens = self.engine.encode(batch)  # (B, N, D) in the LLM dtype

@@ -22,19 +22,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping
 
-import fsspec
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from naturelm_core.backend import BackendError
+from naturelm_core import checkpoint_keys as keys
+from naturelm_core.audio_llm.loading import (  # noqa: F401  (re-exported: NatureLM's loader API)
+    ATTN_IMPLEMENTATIONS, CheckpointError, default_cache_dir, folder_digest, parse_device,
+    resolve_attn_implementation, resolve_folder,
+)
+from naturelm_core.checkpoint_keys import KeyReport
 from naturelm_core.naturelm.model import NatureLM, NatureLMConfig
 
 logger = logging.getLogger(__name__)
@@ -64,58 +67,6 @@ _REL_BIAS_KEY = "beats.encoder.layers.0.self_attn.relative_attention_bias.weight
 
 #: Files up to this size are hashed whole for the model id; bigger ones by header + size.
 FULL_HASH_MAX_BYTES = 4 << 30
-
-
-class CheckpointError(BackendError):
-    """Weights or configs that do not match the model, or cannot be read."""
-
-
-# ------------------------------------------------------------------------------ locations
-
-
-def default_cache_dir() -> Path:
-    """Local copies of remote folders: $DAWNCHORUS_CACHE_DIR or ~/.cache/dawnchorus/models."""
-    root = os.environ.get("DAWNCHORUS_CACHE_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "dawnchorus" / "models"
-
-
-def resolve_folder(uri: str, required: Iterable[str], cache_dir: Path | None = None, what: str = "folder") -> Path:
-    """A local folder holding `uri`'s files: the path itself, or a cached copy of a remote URI.
-
-    Remote folders (s3://, memory://, ...) are copied once into `cache_dir`/<hash of uri>; files
-    whose size already matches are not copied again. `required` files must exist.
-    """
-    uri = str(uri)
-    fs, root = fsspec.core.url_to_fs(uri)
-    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    if "file" in protocols or "local" in protocols:
-        local = Path(root)
-        if not local.is_dir():
-            raise CheckpointError(f"{what} {uri}: not a directory")
-    else:
-        if not fs.isdir(root):
-            raise CheckpointError(f"{what} {uri}: not a directory")
-        local = (cache_dir or default_cache_dir()) / hashlib.sha256(uri.encode()).hexdigest()[:16]
-        _mirror(fs, root, local)
-    missing = [name for name in required if not (local / name).is_file()]
-    if missing:
-        raise CheckpointError(f"{what} {uri}: missing file(s) {missing}")
-    return local
-
-
-def _mirror(fs: fsspec.AbstractFileSystem, root: str, local: Path) -> None:
-    root = root.rstrip("/")
-    for remote, info in fs.find(root, detail=True).items():
-        rel = remote[len(root) :].lstrip("/")
-        dest = local / rel
-        size = info.get("size")
-        if dest.is_file() and size is not None and dest.stat().st_size == size:
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = dest.with_name(dest.name + ".partial")
-        fs.get_file(remote, str(partial))
-        partial.replace(dest)  # never leave a half-copied file under the real name
-        logger.info("copied %s -> %s", remote, dest)
 
 
 def read_release_config(folder: Path) -> NatureLMConfig:
@@ -150,53 +101,14 @@ def canonical_key(key: str) -> str:
     return key
 
 
-@dataclass
-class KeyReport:
-    """What a release file holds against what the model expects."""
+def compare_keys(found: Mapping[str, keys.Signature | str], targets: Mapping[str, torch.Tensor]) -> KeyReport:
+    """Match file keys (key -> signature: shape, is_float) against `release_targets`."""
 
-    mapping: dict[str, str] = field(default_factory=dict)  # file key -> release key, to copy
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    mis_shaped: list[str] = field(default_factory=list)  # "key: file (a, b) vs model (c, d)"
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.mis_shaped)
-
-    def message(self, source: str) -> str:
-        lines = [f"{source}: does not match the NatureLM-audio layout"]
-        for title, keys in (("missing", self.missing), ("unexpected", self.unexpected), ("mis-shaped", self.mis_shaped)):
-            if keys:
-                lines.append(f"  {len(keys)} {title} key(s):")
-                lines.extend(f"    {k}" for k in keys)
-        return "\n".join(lines)
-
-
-def compare_keys(
-    found: Mapping[str, tuple[tuple[int, ...], bool]], targets: Mapping[str, torch.Tensor]
-) -> KeyReport:
-    """Match file keys (key -> (shape, is_float)) against `release_targets`."""
-    report = KeyReport()
-    seen: set[str] = set()
-    for key in sorted(found):
-        shape, is_float = found[key]
-        name = canonical_key(key)
+    def skip(name: str) -> bool:  # optional buffers, and copies of BEATs' shared relative table
         shared = _SHARED_REL_BIAS.match(name)
-        if name in OPTIONAL_KEYS or (shared and shared.group(1) != "0" and _REL_BIAS_KEY in targets):
-            continue
-        target = targets.get(name)
-        if target is None:
-            report.unexpected.append(key)
-        elif name in seen:
-            report.unexpected.append(f"{key} (a second copy of {name})")
-        elif tuple(shape) != tuple(target.shape) or is_float != target.is_floating_point():
-            kind = "float" if is_float else "integer"
-            report.mis_shaped.append(f"{key}: file {kind} {tuple(shape)} vs model {tuple(target.shape)}")
-        else:
-            report.mapping[key] = name
-        seen.add(name)
-    report.missing = sorted(k for k in targets if k not in seen)
-    return report
+        return name in OPTIONAL_KEYS or bool(shared and shared.group(1) != "0" and _REL_BIAS_KEY in targets)
+
+    return keys.compare(found, targets, "the NatureLM-audio layout", canonical_key, skip)
 
 
 def load_release_weights(model: NatureLM, path: Path) -> None:
@@ -207,7 +119,7 @@ def load_release_weights(model: NatureLM, path: Path) -> None:
             found = {}
             for key in f.keys():
                 view = f.get_slice(key)
-                found[key] = (tuple(view.get_shape()), view.get_dtype().startswith(("F", "BF")))
+                found[key] = keys.Signature(tuple(view.get_shape()), view.get_dtype().startswith(("F", "BF")))
             report = compare_keys(found, targets)
             if not report.ok:
                 raise CheckpointError(report.message(str(path)))
@@ -245,46 +157,8 @@ def save_release(model: NatureLM, folder: Path, config_values: Mapping) -> Path:
 # ------------------------------------------------------------------------------ building
 
 
-#: Attention implementations of the Llama, by transformers' names. "eager" is the plain reference
-#: (the reference loads it unless flash_attn is set); "sdpa" is torch's fused attention, the CUDA
-#: default; "flash_attention_2" needs the flash-attn package.
-ATTN_IMPLEMENTATIONS: tuple[str, ...] = ("auto", "eager", "sdpa", "flash_attention_2")
-
-
 def llm_dtype_for(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
-def parse_device(device: str) -> torch.device:
-    """"cpu", "cuda[:N]" or "auto" (CUDA when torch sees a GPU, e.g. in a Ray actor with num_gpus=1)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise CheckpointError(f"device {device!r} is not a torch device") from None
-    if parsed.type not in ("cpu", "cuda"):
-        raise CheckpointError(f"device {device!r}: only 'cpu' and 'cuda[:N]' are supported")
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise CheckpointError(f"device {device!r} requested but CUDA is not available")
-    return parsed
-
-
-def resolve_attn_implementation(name: str, device: torch.device) -> str:
-    """The attention implementation to load: "auto" is eager on CPU (the reference path) and SDPA on
-    CUDA; flash_attention_2 only by name, and only when flash-attn imports."""
-    if name not in ATTN_IMPLEMENTATIONS:
-        raise CheckpointError(f"attn_implementation {name!r}: expected one of {list(ATTN_IMPLEMENTATIONS)}")
-    if name == "auto":
-        return "sdpa" if device.type == "cuda" else "eager"
-    if name == "flash_attention_2":
-        if device.type != "cuda":
-            raise CheckpointError("attn_implementation 'flash_attention_2' needs a CUDA device")
-        try:
-            import flash_attn  # noqa: F401
-        except ImportError:
-            raise CheckpointError("attn_implementation 'flash_attention_2': the flash-attn package is not installed") from None
-    return name
 
 
 def load_llama(llama_dir: Path, device: torch.device, attn_implementation: str = "auto"):
@@ -384,20 +258,6 @@ def weights_digest(path: Path) -> str:
             (header_len,) = struct.unpack("<Q", f.read(8))
             digest.update(f.read(header_len))
             digest.update(str(size).encode())
-    return digest.hexdigest()
-
-
-def folder_digest(folder: Path) -> str:
-    """sha256 over a Llama folder's small files (configs, tokenizer) and its weights' headers."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".partial")):
-        digest.update(str(path.relative_to(folder)).encode())
-        if path.suffix == ".safetensors":
-            with path.open("rb") as f:
-                (header_len,) = struct.unpack("<Q", f.read(8))
-                digest.update(f.read(header_len))
-        elif path.stat().st_size < (64 << 20):
-            digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

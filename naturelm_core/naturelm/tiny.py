@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from naturelm_core.naturelm import checkpoint, prompts
-from naturelm_core.naturelm.beats import BEATsConfig
+from naturelm_core.audio_llm.beats import BEATsConfig
 from naturelm_core.naturelm.model import NatureLM, NatureLMConfig
-from naturelm_core.naturelm.qformer import QFormerConfig
+from naturelm_core.audio_llm.qformer import QFormerConfig
 
 logger = logging.getLogger(__name__)
 

@@ -7,42 +7,50 @@
 -- param: fingerprint_b varchar -- the second fingerprint (required)
 -- param: threshold_a double = 0.5 -- score at or above which fingerprint_a detects a species
 -- param: threshold_b double = 0.5 -- score at or above which fingerprint_b detects a species
-with windows_a as (
-    select recording_id, channel, offset_s, window_s, window_index as index_a
+-- Plan: one scan of the two fingerprints' analysed windows, grouped by where a window lies, gives
+-- both the shared windows and each side's window index there; each side's answers above its
+-- threshold are few (a few % of its predictions), so they are filtered first and only they are
+-- placed on the shared windows. No join of the full predictions table with every shared window.
+with placed as (
+    select
+        recording_id, channel, offset_s, window_s,
+        any_value(window_index) filter (where config_fingerprint = getvariable('fingerprint_a')) as index_a,
+        any_value(window_index) filter (where config_fingerprint = getvariable('fingerprint_b')) as index_b
     from windows
-    where config_fingerprint = getvariable('fingerprint_a') and status = 'ok'
-),
-
-windows_b as (
-    select recording_id, channel, offset_s, window_s, window_index as index_b
-    from windows
-    where config_fingerprint = getvariable('fingerprint_b') and status = 'ok'
+    where config_fingerprint in (getvariable('fingerprint_a'), getvariable('fingerprint_b')) and status = 'ok'
+    group by recording_id, channel, offset_s, window_s
 ),
 
 shared as (
-    select *
-    from windows_a
-    inner join windows_b using (recording_id, channel, offset_s, window_s)
+    select * from placed where index_a is not null and index_b is not null
+),
+
+hits_a as (
+    select distinct recording_id, channel, window_index, coalesce(scientific_name, label) as species
+    from predictions
+    where config_fingerprint = getvariable('fingerprint_a') and task = 'classify'
+        and score >= getvariable('threshold_a')
+),
+
+hits_b as (
+    select distinct recording_id, channel, window_index, coalesce(scientific_name, label) as species
+    from predictions
+    where config_fingerprint = getvariable('fingerprint_b') and task = 'classify'
+        and score >= getvariable('threshold_b')
 ),
 
 said_a as (
-    select distinct s.recording_id, s.channel, s.offset_s, coalesce(p.scientific_name, p.label) as species
-    from shared as s
-    inner join predictions as p
-        on p.recording_id = s.recording_id and p.channel = s.channel
-        and p.window_index = s.index_a
-    where p.config_fingerprint = getvariable('fingerprint_a') and p.task = 'classify'
-        and p.score >= getvariable('threshold_a')
+    select s.recording_id, s.channel, s.offset_s, s.window_s, h.species
+    from hits_a as h
+    inner join shared as s
+        on s.recording_id = h.recording_id and s.channel = h.channel and s.index_a = h.window_index
 ),
 
 said_b as (
-    select distinct s.recording_id, s.channel, s.offset_s, coalesce(p.scientific_name, p.label) as species
-    from shared as s
-    inner join predictions as p
-        on p.recording_id = s.recording_id and p.channel = s.channel
-        and p.window_index = s.index_b
-    where p.config_fingerprint = getvariable('fingerprint_b') and p.task = 'classify'
-        and p.score >= getvariable('threshold_b')
+    select s.recording_id, s.channel, s.offset_s, s.window_s, h.species
+    from hits_b as h
+    inner join shared as s
+        on s.recording_id = h.recording_id and s.channel = h.channel and s.index_b = h.window_index
 ),
 
 both_sides as (
@@ -51,7 +59,7 @@ both_sides as (
         a.species is not null as by_a,
         b.species is not null as by_b
     from said_a as a
-    full outer join said_b as b using (recording_id, channel, offset_s, species)
+    full outer join said_b as b using (recording_id, channel, offset_s, window_s, species)
 ),
 
 final as (

@@ -43,13 +43,21 @@ def tiny_transformers_clap(tmp: pytest.TempPathFactory) -> ModelBackend:
     return load_backend("clap", weights=str(folder), labels=CLAP_LABELS, top_k=3, batch_size=2)
 
 
+def tiny_salmonn(tmp: pytest.TempPathFactory) -> ModelBackend:
+    from naturelm_core.salmonn.tiny import build_tiny_salmonn
+
+    paths = build_tiny_salmonn(tmp.mktemp("tiny-salmonn"))
+    return load_backend("salmonn", **{k: str(v) for k, v in paths.items()}, max_new_tokens=3, num_beams=2)
+
+
 #: Factory name -> factory; a name is a registered backend, or `<backend>-<variant>` for a second
 #: configuration of one (the clap backend has two checkpoint families).
 CONTRACT_FACTORIES: dict[str, Factory] = {
-    "birdnet": lambda tmp: load_backend("birdnet", num_threads=1, chunk_batch_size=4, top_k=3),
+    "birdnet": lambda tmp: load_backend("birdnet", num_threads=1, chunk_batch_size=4, min_conf=0.0, top_k=3),
     "placeholder": lambda tmp: load_backend("placeholder"),
     "null": lambda tmp: load_backend("null"),
     "naturelm": tiny_naturelm,
+    "salmonn": tiny_salmonn,
     "clap": tiny_msclap,
     "clap-transformers": tiny_transformers_clap,
 }

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from naturelm_core.naturelm.beats import (
+from naturelm_core.audio_llm.beats import (
     BEATs,
     BEATsConfig,
     MultiheadAttention,

@@ -144,7 +144,7 @@ def test_interpreters_side_by_side_answer_exactly_as_one(birdnet):
     audio = np.stack([bird_like(10.0, seed=s) for s in (4, 5, 6)])  # (3, 480000), 12 chunks
     valid = np.array([10 * RATE_HZ, 7 * RATE_HZ, 2 * RATE_HZ])  # 4 + 3 + 1 chunks
     pair = BirdNETBackend(num_threads=2, chunk_batch_size=2, min_conf=0.0, top_k=3)
-    assert pair.interpreters == 2 and len({id(lane.interpreter) for lane in pair._lanes}) == 2
+    assert pair.interpreters == 2 and len({id(lane.engine) for lane in pair._lanes}) == 2
     calls = {0: 0, 1: 0}
     for i, lane in enumerate(pair._lanes):
         real = lane.run

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from naturelm_core.naturelm.beats import fbank_batch, kaldi_fbank, num_fbank_frames
+from naturelm_core.audio_llm.beats import fbank_batch, kaldi_fbank, num_fbank_frames
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ORACLE_INSTALL = "pip install --no-deps --target .venv/torchaudio-oracle torchaudio==2.11.0"

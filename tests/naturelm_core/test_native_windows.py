@@ -25,6 +25,7 @@ def native(model: str) -> float | None:
 def test_backends_declare_their_native_windows():
     assert native("birdnet") == 3.0
     assert native("naturelm") == 10.0
+    assert native("salmonn") == 10.0  # each 10-s window is one SALMONN clip (Whisper pads it to 30 s)
     # The placeholder stands in for NatureLM-audio in pipeline tests, the null model for BirdNET.
     assert native("placeholder") == 10.0
     assert native("null") == 3.0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from naturelm_core.backend import TASKS, BackendError, Prediction, load_backend
-from naturelm_core.naturelm.engine import WindowAnswer
+from naturelm_core.audio_llm.engine import WindowAnswer
 from naturelm_core.naturelm.backend import WINDOW_SAMPLES, NatureLMBackend
 from naturelm_core.naturelm.tiny import TINY_SPECIES, build_tiny_checkpoint
 

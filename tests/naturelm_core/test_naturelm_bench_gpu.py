@@ -58,7 +58,7 @@ def test_the_gpu_mode_model_builder_at_a_small_shape_on_cpu(tmp_path):
     import torch
 
     from bench import bench_naturelm_gpu as bench
-    from naturelm_core.naturelm.engine import Engine, EngineConfig
+    from naturelm_core.audio_llm.engine import Engine, EngineConfig
     from naturelm_core.naturelm.model import GenerationOptions
     from naturelm_core.naturelm.tiny import tiny_config
 

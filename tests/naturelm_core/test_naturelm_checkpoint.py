@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from naturelm_core.backend import BackendError
-from naturelm_core.naturelm.beats import BEATsConfig
+from naturelm_core.audio_llm.beats import BEATsConfig
 from naturelm_core.naturelm.checkpoint import (
     EMBED_KEY,
     EMBED_MODULE_KEY,
@@ -24,7 +24,7 @@ from naturelm_core.naturelm.checkpoint import (
     weights_digest,
 )
 from naturelm_core.naturelm.model import NatureLMConfig
-from naturelm_core.naturelm.qformer import QFormerConfig
+from naturelm_core.audio_llm.qformer import QFormerConfig
 from naturelm_core.naturelm.tiny import TinyDims, build_tiny_checkpoint
 
 LORA_KEY = re.compile(

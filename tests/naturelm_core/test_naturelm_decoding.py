@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from naturelm_core.naturelm import decoding as D
+from naturelm_core.audio_llm import decoding as D
 from naturelm_core.naturelm import prompts as P
 from naturelm_core.naturelm.checkpoint import load_naturelm, parse_device
-from naturelm_core.naturelm.engine import (
+from naturelm_core.audio_llm.engine import (
     CPU_AUTO_BATCH, Engine, EngineConfig, auto_batch_size, kv_bytes_per_token, window_bytes,
 )  # fmt: skip
 from naturelm_core.naturelm.model import GenerationOptions

@@ -12,7 +12,7 @@ from transformers import LlamaForCausalLM
 
 from naturelm_core.naturelm import prompts as P
 from naturelm_core.naturelm.checkpoint import load_naturelm
-from naturelm_core.naturelm.engine import Engine, EngineConfig
+from naturelm_core.audio_llm.engine import Engine, EngineConfig
 from naturelm_core.naturelm.model import GenerationOptions
 from naturelm_core.naturelm.tiny import TINY_SPECIES, build_tiny_checkpoint
 
@@ -253,7 +253,7 @@ def test_constrained_classification_answers_with_a_candidate(model):
 
 
 def test_scoring_in_row_chunks_equals_one_pass(model, embeds, monkeypatch):
-    import naturelm_core.naturelm.model as naturelm_module
+    import naturelm_core.audio_llm.model as naturelm_module
 
     queries = [P.CLASSIFY_PROMPT.text, LONG_QUERY, "Caption the audio", P.DETECT_PROMPT.text]
     answers = [(), tuple(model.tokenizer("Common Raven", add_special_tokens=False)["input_ids"]), (5, 6), (7,)]

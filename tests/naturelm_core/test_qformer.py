@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from naturelm_core.naturelm.beats import kaldi_fbank
-from naturelm_core.naturelm.qformer import (
+from naturelm_core.audio_llm.beats import kaldi_fbank
+from naturelm_core.audio_llm.qformer import (
     QFormer,
     QFormerConfig,
     audio_token_count,

@@ -27,6 +27,7 @@ import numpy as np
 
 from connectors.synthetic import (  # noqa: F401  (the tests' helpers, from one place)
     DEFAULT_SERIAL,
+    _chunk,
     _split_chunks,
     audiomoth_comment,
     audiomoth_name,

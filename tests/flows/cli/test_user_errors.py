@@ -127,7 +127,7 @@ def test_a_mistyped_storage_option(s3_server, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def catalog_root(tmp_path_factory):
-    from seed_catalog import ROBIN, Seed
+    from tests.support.seed_catalog import ROBIN, Seed
     from datetime import datetime, timezone
 
     root = tmp_path_factory.mktemp("results")

@@ -35,6 +35,15 @@ def test_discovery_keeps_linked_recordings_and_what_it_skipped(tmp_path: Path) -
     assert (only_other.objects, only_other.skipped) == ([], [])
 
 
+def test_deployments_asked_for_that_match_nothing_are_named(tmp_path: Path, caplog) -> None:
+    root = tmp_path / "survey"
+    _silence(root / "dep1" / "20240501_000000.WAV")
+    with caplog.at_level("WARNING", logger="flows.discover"):
+        discovery = discover(str(root), {}, ("dep1", "nosuchdep"))
+    assert [o.key for o in discovery.objects] == ["dep1/20240501_000000.WAV"]
+    assert [r.getMessage() for r in caplog.records] == [f"deployments nosuchdep: no recordings under {root}"]
+
+
 def test_empty_source_comes_with_a_warning_line(tmp_path: Path) -> None:
     root = tmp_path / "survey"
     (root / "dep1").mkdir(parents=True)

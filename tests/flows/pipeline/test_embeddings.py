@@ -94,7 +94,7 @@ class BadEmbedder(PlaceholderBackend):
 
 
 def test_a_non_finite_embedding_fails_its_window_and_drops_its_answers(tmp_path, monkeypatch):
-    monkeypatch.setitem(BACKENDS, "bad-embedder", "test_embeddings:BadEmbedder")
+    monkeypatch.setitem(BACKENDS, "bad-embedder", "tests.flows.pipeline.test_embeddings:BadEmbedder")
     make_deployment(tmp_path / "src", "dep", [START], 30.0, RATE_HZ)
     [(_, windows, predictions, vectors)] = processed(
         planned(tmp_path / "src", tmp_path / "res"), tmp_path / "src", backend="bad-embedder")
@@ -167,6 +167,7 @@ def test_describe_tells_the_embedding_of_the_loaded_model_without_building_it(tm
     from naturelm_core.backend import load_backend
     from naturelm_core.clap.tiny import build_tiny_msclap, build_tiny_transformers_clap
     from naturelm_core.naturelm.tiny import build_tiny_checkpoint
+    from naturelm_core.salmonn.tiny import build_tiny_salmonn
 
     weights, text_dir, config = build_tiny_msclap(tmp_path / "msclap")
     naturelm, llama = build_tiny_checkpoint(tmp_path / "naturelm")
@@ -176,6 +177,7 @@ def test_describe_tells_the_embedding_of_the_loaded_model_without_building_it(tm
         "clap-transformers": ("clap", {"weights": str(build_tiny_transformers_clap(tmp_path / "tc")),
                                        "labels": ["Tawny Owl"]}),
         "naturelm": ("naturelm", {"weights": str(naturelm), "llama": str(llama)}),
+        "salmonn": ("salmonn", {k: str(v) for k, v in build_tiny_salmonn(tmp_path / "salmonn").items()}),
         "birdnet": ("birdnet", {}),
     }
     for name, (model, options) in cases.items():

@@ -21,6 +21,7 @@ from flows.outputs.query import run_query
 from flows.pipeline.settings import RunSettings
 from tests.support.synth_audio import (
     corrupt_file,
+    hostile_wav,
     make_deployment,
     noise,
     place,
@@ -185,15 +186,19 @@ def test_bad_files_are_recorded_and_the_rest_processed(deployment, tmp_path):
     truncated = source / "dep-a" / "20240601_020000.WAV"
     shutil.copy(source / "dep-a" / "20240531_220000.WAV", truncated)
     truncate_wav(truncated, keep_fraction=0.5)
+    # A 144-byte header that lies (1 Hz, a 0xFFFFFFF0-byte data chunk): it used to plan 429
+    # million windows and take the host down; it fails alone, with its reason.
+    hostile_wav(source / "dep-a" / "20240601_040000.WAV")
     results = tmp_path / "results"
     summary = nightly(settings_for(source, results))
     assert summary["status"] == "completed"
     recs = {r["object_key"]: r for r in rows(results, "select * from recordings")}
-    for name in ("20240601_000000.WAV", "20240601_010000.WAV"):
+    for name in ("20240601_000000.WAV", "20240601_010000.WAV", "20240601_040000.WAV"):
         rec = recs[f"dep-a/{name}"]
         assert rec["status"] == "failed"
         assert rec["error"], rec
     assert "empty" in recs["dep-a/20240601_010000.WAV"]["error"].lower()
+    assert "sample rate 1 Hz" in recs["dep-a/20240601_040000.WAV"]["error"]
     # Good files: every planned window analysed.
     for key in ("dep-a/20240531_220000.WAV", "dep-a/20240531_230000.WAV"):
         ws = rows(results, "select w.status from windows w join recordings r using (recording_id) "

@@ -96,8 +96,7 @@ def test_by_default_a_pass_deletes_what_the_pass_before_replaced(tmp_path):
 
 
 KILLED_COMMIT = textwrap.dedent("""
-    import sys, time
-    sys.path[:0] = [{tests!r}, {repo!r}]
+    import time
     from connectors import catalog as cat
     from tests.support.catalog_rows import DAY, recording, unit
 

@@ -92,7 +92,7 @@ class NaNBackend(PlaceholderBackend):
 
 
 def test_a_backend_returning_nan_fails_those_windows(tmp_path, monkeypatch):
-    monkeypatch.setitem(BACKENDS, "nan-test", "test_stages:NaNBackend")
+    monkeypatch.setitem(BACKENDS, "nan-test", "tests.flows.pipeline.test_stages:NaNBackend")
     recording(tmp_path / "src" / "dep", noise(30.0, RATE_HZ, -20))
     units = plan(tmp_path / "src", tmp_path / "res")
     options = DecodeOptions(str(tmp_path / "src"), {}, 10.0, RATE_HZ, "mean")

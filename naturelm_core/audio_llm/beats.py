@@ -1,4 +1,4 @@
-"""BEATs, the audio encoder of NatureLM-audio, in plain torch.
+"""BEATs, the audio encoder of NatureLM-audio and SALMONN (its second branch), in plain torch.
 
 Reads top to bottom: audio constants, the Kaldi log-mel front end, the config, then the model
 from its leaf modules (weight-normalised positional conv, gated relative-position attention,

@@ -1,4 +1,7 @@
-"""Batched NatureLM-audio inference: encode each window once, share its prompt prefix, ask every prompt.
+"""Batched audio-LLM inference: encode each window once, share its prompt prefix, ask every prompt.
+
+Shared by the family's members (NatureLM-audio, SALMONN): the engine sees a member only through
+`AudioLLM` (encode_audio, prompt_tokens, the LLM, pad/stop ids, scores, embeds_per_clip).
 
 The reference answers one (window, question) per `generate` call and re-encodes the audio for
 every question (or hits an approximate cache). Here a batch of windows is encoded once and then,
@@ -16,8 +19,8 @@ on the default `path="shared"`:
 A cascade asks `classify` only of windows whose detection score reaches a threshold, from the
 same window prefixes. `path="unshared"` runs every row's whole prompt itself (the same decoders:
 the benchmark's baseline for sharing); `path="reference"` is the plain path: Hugging Face
-`generate` for every row, then one teacher-forced scoring pass (`NatureLM.generate`,
-`NatureLM.continuation_log_probs`). All three give the same answers up to float rounding; the
+`generate` for every row, then one teacher-forced scoring pass (`AudioLLM.generate`,
+`AudioLLM.continuation_log_probs`). All three give the same answers up to float rounding; the
 tests check it.
 
 On CUDA the batch size may be "auto" (from free GPU memory, `auto_batch_size`), and the next
@@ -35,10 +38,10 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 import torch
 
-from naturelm_core.naturelm import decoding as D
-from naturelm_core.naturelm.beats import FFT_SIZE, SAMPLE_RATE_HZ, num_fbank_frames
-from naturelm_core.naturelm.model import AUDIO_CHUNK_WINDOWS, GenerationOptions, NatureLM
-from naturelm_core.naturelm.prompts import DEFAULT_PROMPTS, Prompt, none_token_ids
+from naturelm_core.audio_llm import decoding as D
+from naturelm_core.audio_llm.beats import SAMPLE_RATE_HZ
+from naturelm_core.audio_llm.model import AudioLLM, GenerationOptions
+from naturelm_core.audio_llm.prompts import Prompt, none_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -96,14 +99,14 @@ class WindowAnswer:
 # ------------------------------------------------------------------------------ memory sizing
 
 
-def kv_bytes_per_token(model: NatureLM) -> int:
+def kv_bytes_per_token(model: AudioLLM) -> int:
     """KV-cache bytes of one position of one row (all layers, K and V)."""
     cfg = model.llama_model.config
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     return cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * head_dim * model.llm_dtype.itemsize
 
 
-def window_bytes(model: NatureLM, prompts: Sequence[Prompt], generation: GenerationOptions, prompt_tokens: int,
+def window_bytes(model: AudioLLM, prompts: Sequence[Prompt], generation: GenerationOptions, prompt_tokens: int,
                  n_candidates: int = 0) -> int:
     """Upper estimate of the GPU memory (bytes) each window of a batch adds on the cached paths.
 
@@ -124,19 +127,9 @@ def window_bytes(model: NatureLM, prompts: Sequence[Prompt], generation: Generat
     return 2 * kv_bytes_per_token(model) * kv_tokens + logits + prefill
 
 
-def audio_reserve_bytes(model: NatureLM) -> int:
-    """GPU bytes the audio side needs for one pass of AUDIO_CHUNK_WINDOWS windows (10 s each).
-
-    Per window: the float64 fbank's frames and complex128 spectrum, and BEATs' float32 attention
-    scores and feed-forward activations (a few copies of each alive at once).
-    """
-    beats = model.config.beats_cfg
-    frames = num_fbank_frames(WINDOW_SAMPLES)
-    tokens = beats.num_tokens(frames)
-    fbank = 4 * frames * FFT_SIZE * 16
-    attention = 4 * beats.encoder_attention_heads * tokens * tokens * 4
-    feed_forward = 4 * tokens * beats.encoder_ffn_embed_dim * 4
-    return AUDIO_CHUNK_WINDOWS * (fbank + attention + feed_forward)
+def audio_reserve_bytes(model: AudioLLM) -> int:
+    """GPU bytes the audio side needs for one pass of AUDIO_CHUNK_WINDOWS windows (10 s each)."""
+    return model.audio_reserve_bytes(WINDOW_SAMPLES)
 
 
 def auto_batch_size(free_bytes: int, per_window_bytes: int, fraction: float, cap: int, reserve_bytes: int = 0) -> int:
@@ -172,13 +165,13 @@ class _PromptRows:
 
 
 class Engine:
-    """Runs a set of prompts over batches of windows on one loaded `NatureLM`."""
+    """Runs a set of prompts over batches of windows on one loaded `AudioLLM`."""
 
     def __init__(
-        self, model: NatureLM, prompts: Sequence[Prompt] | None = None, config: EngineConfig = EngineConfig()
+        self, model: AudioLLM, prompts: Sequence[Prompt] | None = None, config: EngineConfig = EngineConfig()
     ) -> None:
         self.model = model
-        self.prompts = list(prompts) if prompts is not None else list(DEFAULT_PROMPTS.values())
+        self.prompts = list(prompts) if prompts is not None else list(model.DEFAULT_PROMPTS.values())
         self.config = config
         tasks = [p.task for p in self.prompts]
         if len(set(tasks)) != len(tasks):
@@ -243,9 +236,8 @@ class Engine:
         return window_bytes(self.model, self.prompts, self.config.generation, longest, len(self._candidate_ids))
 
     def _audio_rows(self) -> int:
-        """LLM rows of one 10-s window's audio (29 for the published model)."""
-        tokens = self.model.config.beats_cfg.num_tokens(num_fbank_frames(WINDOW_SAMPLES))
-        return (tokens // self.model.window_tokens) * self.model.config.num_audio_query_token
+        """LLM rows of one 10-s window's audio (29 for NatureLM-audio, 88 for SALMONN)."""
+        return self.model.embeds_per_clip(WINDOW_SAMPLES)
 
     # ---------------------------------------------------------------- public API
 

@@ -1,6 +1,6 @@
-"""Cached LLM passes for NatureLM-audio: shared prefixes, one-forward scores, decoding with early exit.
+"""Cached LLM passes for the audio-LLM family: shared prefixes, one-forward scores, decoding with early exit.
 
-The reference path (`NatureLM.generate` + `NatureLM.continuation_log_probs`) recomputes every
+The reference path (`AudioLLM.generate` + `AudioLLM.continuation_log_probs`) recomputes every
 row's whole prompt, generates every answer with Hugging Face's `generate` (finished rows keep
 running until the slowest one ends) and then scores the answers in a second teacher-forced pass.
 The functions here work on `RowState`s instead: LLM rows with a KV cache, an attention mask, the
@@ -32,7 +32,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from naturelm_core.naturelm.model import GenerationOptions, NatureLM
+from naturelm_core.audio_llm.model import AudioLLM, GenerationOptions
 
 #: Hugging Face beam search's "impossible" offset; kept identical so the same beams win.
 BEAM_NEG = -1.0e9
@@ -105,13 +105,13 @@ def _round_up(n: int, multiple: int) -> int:
 
 
 class CachedLM:
-    """Runs the peft-wrapped Llama of a `NatureLM` on `RowState`s.
+    """Runs the peft-wrapped Llama of an `AudioLLM` on `RowState`s.
 
     `length_bucket` rounds the length of every multi-token pass up to a multiple (extra columns
     are masked padding) so that shapes repeat from batch to batch.
     """
 
-    def __init__(self, model: NatureLM, length_bucket: int = 1, work: LLMWork | None = None) -> None:
+    def __init__(self, model: AudioLLM, length_bucket: int = 1, work: LLMWork | None = None) -> None:
         if length_bucket < 1:
             raise ValueError(f"length_bucket must be >= 1, got {length_bucket}")
         self.model = model
@@ -200,7 +200,7 @@ def score_log_probs(logits: torch.Tensor, pad_id: int) -> torch.Tensor:
     return out
 
 
-def first_token_scores(model: NatureLM, logits: torch.Tensor, scoring: str) -> torch.Tensor:
+def first_token_scores(model: AudioLLM, logits: torch.Tensor, scoring: str) -> torch.Tensor:
     """Scores (R,) of first-token prompts from next-token logits (R, V): P(yes) or 1 - P(None)."""
     log_probs = score_log_probs(logits, model.pad_id)
     if scoring == "yes_no":
@@ -262,7 +262,7 @@ def candidate_log_probs(lm: CachedLM, state: RowState, candidates: Sequence[Sequ
 
 def _process_(scores: torch.Tensor, step: int, history: torch.Tensor | None, options: GenerationOptions,
               stops: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """The generation processors of `NatureLM._hf_generation_config`, in Hugging Face's order,
+    """The generation processors of `AudioLLM._hf_generation_config`, in Hugging Face's order,
     in place on scores (R, V): repetition penalty over history (R, t), no stop before
     min_new_tokens, never [PAD]."""
     if options.repetition_penalty != 1.0 and history is not None and history.shape[1]:
@@ -335,6 +335,7 @@ def beam_decode(lm: CachedLM, state: RowState, options: GenerationOptions) -> li
     device = model.device
     beams, max_new, length_penalty = options.num_beams, options.max_new_tokens, options.length_penalty
     stops = torch.tensor(model.stop_ids, device=device)
+    hidden_bos = model.hidden_bos
     vocab = state.logits.shape[-1]
     n_keep = max(2, 1 + len(model.stop_ids)) * beams  # candidates kept per group and step
     top_beams = torch.arange(n_keep, device=device) < beams  # candidates that may finish a hypothesis
@@ -381,7 +382,13 @@ def beam_decode(lm: CachedLM, state: RowState, options: GenerationOptions) -> li
 
         # Finished hypotheses: merge the candidates that just finished among the top K.
         just = hits & top_beams[None]
-        finish_lp = top_lp / ((step + 1) ** length_penalty)
+        # Hypothesis lengths: the answer's tokens with the stop counted (step + 1). With a hidden BOS
+        # (transformers 4.28, SALMONN's pin) the BOS counts and the stop does not: the same for a
+        # stop, one more for a beam still open at max_new_tokens.
+        lengths = torch.full_like(top_lp, float(step + 1))
+        if hidden_bos:
+            lengths = lengths + (~is_stop).float()
+        finish_lp = top_lp / lengths**length_penalty
         finish_lp = finish_lp + (~improvable).float() * BEAM_NEG + (~just).float() * BEAM_NEG
         merged = torch.cat([fin_scores, finish_lp], dim=1)
         best = torch.topk(merged, beams).indices
@@ -391,7 +398,8 @@ def beam_decode(lm: CachedLM, state: RowState, options: GenerationOptions) -> li
         fin_stopped = _gather(torch.cat([fin_stopped, is_stop], dim=1), best)
         is_finished = _gather(torch.cat([is_finished, just], dim=1), best)
 
-        best_possible = run_scores[:, :1] / ((step + 1) ** length_penalty)
+        # 4.28 judges "done" by the best candidate of the step (a stop included) over the length so far.
+        best_possible = (top_lp[:, :1] if hidden_bos else run_scores[:, :1]) / ((step + 1) ** length_penalty)
         worst_finished = torch.where(is_finished, fin_scores.min(dim=1, keepdim=True).values, BEAM_NEG)
         improvable = improvable & (best_possible > worst_finished).any(dim=-1, keepdim=True)
 

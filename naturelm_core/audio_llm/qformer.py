@@ -1,12 +1,13 @@
-"""The window-level Q-Former of NatureLM-audio, in plain torch, plus its windowing arithmetic.
+"""The window-level Q-Former of the audio-LLM family, in plain torch, plus its windowing arithmetic.
 
-NatureLM-audio cuts the BEATs token sequence into non-overlapping windows of 17 tokens and lets
+NatureLM-audio cuts the BEATs token sequence (SALMONN the 1500 fused Whisper+BEATs rows) into non-overlapping windows of 17 tokens and lets
 one learned query cross-attend to each window through a 2-layer BERT-style Q-Former (the
 LAVIS/BLIP-2 fork). Only the parts that run on queries exist here: the embeddings LayerNorm and,
 per layer, self-attention, cross-attention and the query feed-forward block. Module names equal
 the published checkpoint keys after its `audio_Qformer.` prefix, so loading is a strict copy.
 
-Facts followed: `reference/naturelm-audio.md` §1.3, §1.4 and §4.2.
+Facts followed: `reference/naturelm-audio.md` §1.3, §1.4 and §4.2; `reference/salmonn.md` §1.5
+(the same module with a cross-attention width of 2048).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from naturelm_core.naturelm.beats import BEATsConfig, SAMPLE_RATE_HZ, num_fbank_frames
+from naturelm_core.audio_llm.beats import BEATsConfig, SAMPLE_RATE_HZ, num_fbank_frames
 
 # The reference turns seconds into tokens at 1500 tokens per 30 s, a constant inherited from
 # SALMONN/Whisper (BEATs really yields 49.6 tokens/s); kept because the model was trained so.
