@@ -192,10 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.cli.similar import add_similar_parser
 
     add_similar_parser(sub)
-    from flows.learn import add_learn_parser
+    from flows.cli.learn import add_learn_parser
 
     add_learn_parser(sub)
-    from flows.density import add_density_parser
+    from flows.cli.density import add_density_parser
 
     add_density_parser(sub)
 

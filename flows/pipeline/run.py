@@ -245,8 +245,8 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 def _apply_classifiers(settings: RunSettings, fingerprint: str, run_id: str,
                        logger: Any) -> dict[str, Any] | str:
     """The stored classifiers on this fingerprint's embeddings score the windows this run added
-    (`flows.learn`); a failure is reported, never the run's end (the next run scores them)."""
-    from flows.learn import apply_stored_classifiers
+    (`flows.outputs.learn`); a failure is reported, never the run's end (the next run scores them)."""
+    from flows.outputs.learn import apply_stored_classifiers
 
     try:
         return apply_stored_classifiers(settings.location, fingerprint, run_id)

@@ -13,8 +13,8 @@ import pytest
 
 from connectors.catalog import CatalogReader
 from connectors.errors import ConfigError
-from flows.similar import EmbeddedRun, text_query
-from synth_audio import make_deployment
+from flows.outputs.similar import EmbeddedRun, text_query
+from tests.support.synth_audio import make_deployment
 
 
 def test_text_is_refused_for_a_model_without_a_text_tower():
@@ -29,8 +29,8 @@ def test_text_is_refused_for_a_model_without_a_text_tower():
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_local")
 def test_similar_text_ranks_stored_clap_audio_by_the_runs_own_text_tower(tmp_path, capsys):
-    from flows.cli import main
-    from flows.similar import similar
+    from flows.cli.main import main
+    from flows.outputs.similar import similar
     from naturelm_core.clap.checkpoint import load_msclap
     from naturelm_core.clap.msclap import MSClapConfig
     from naturelm_core.clap.tiny import build_tiny_msclap

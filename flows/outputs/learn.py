@@ -2,7 +2,7 @@
 
 Find → label → train → apply, without touching the audio again:
 
-1. **Examples** (`flows.examples`): a Raven selection table, or the catalog's verdicts, mapped
+1. **Examples** (`flows.outputs.examples`): a Raven selection table, or the catalog's verdicts, mapped
    onto the stored windows of one embedding fingerprint.
 2. **Train**: scikit-learn's `LogisticRegression` (L2, lbfgs) on the stored vectors, standardised
    (the scaling folded into the stored weights, so applying needs no scikit-learn). Positives are
@@ -26,13 +26,13 @@ Find → label → train → apply, without touching the audio again:
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import hashlib
 import json
 import logging
 import os
 import socket
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
@@ -41,10 +41,11 @@ import numpy as np
 import pyarrow as pa
 
 from connectors.catalog import Catalog, CatalogReader, sql_text
+from connectors.catalog.locks import run_lock
 from connectors.errors import ConfigError
 from connectors.location import ResultsLocation
 from connectors.tables import PREDICTIONS, WINDOWS, ClassifierRow, RunRow, replace
-from flows.examples import (
+from flows.outputs.examples import (
     Example,
     MappedExamples,
     WindowIndex,
@@ -52,7 +53,7 @@ from flows.examples import (
     read_raven_examples,
     review_examples,
 )
-from flows.similar import EmbeddedRun, choose_run, embedded_runs, vector_matrix
+from flows.outputs.similar import EmbeddedRun, choose_run, embedded_runs, vector_matrix
 
 log = logging.getLogger(__name__)
 
@@ -289,9 +290,9 @@ def _rows(table: pa.Table, scores: np.ndarray, c: ClassifierRow, run_id: str
 
 
 def new_run_id() -> str:
-    from flows.nightly import new_run_id as pipeline_run_id
-
-    return pipeline_run_id()
+    """A run id in the pipeline's form (`flows.pipeline.run.new_run_id`: YYYYMMDDTHHMMSSZ-xxxxxxxx),
+    made here so that learning never imports Prefect."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
 def apply_recorded(location: ResultsLocation, classifier: ClassifierRow, run_id: str,
@@ -358,8 +359,6 @@ def learn(results: str | ResultsLocation, label: str, *, examples: Sequence[str]
           apply: bool = True, now: datetime | None = None,
           progress: Callable[[int], None] | None = None) -> LearnResult:
     """Train a classifier for `label` (see the module docstring), store it, and apply it."""
-    from connectors.locks import run_lock
-
     label = label.strip()
     if not label:
         raise ConfigError("--label: expected the name of the sound")
@@ -409,62 +408,3 @@ def _whoami() -> str:
         return getpass.getuser()
     except Exception:  # no login name (a container): the host says who
         return f"unknown@{socket.gethostname()}"
-
-
-# ------------------------------------------------------------------------------- the command
-
-
-def _metric(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def cmd_learn(args: argparse.Namespace) -> int:
-    location = ResultsLocation.resolve(args.results, args.catalog)
-    result = learn(location, args.label, examples=args.examples or (), name=args.name,
-                   config_fingerprint=args.config_fingerprint, by=args.by,
-                   annotation_column=args.annotation_column, weak_negatives=args.weak_negatives,
-                   apply=not args.no_apply)
-    c, mapped = result.classifier, result.mapped
-    for line in result.skipped + mapped.problems:
-        print(f"not used: {line}")
-    print(f"examples: {mapped.positives} positive and {mapped.negatives} negative windows, "
-          f"{c.n_weak_negative} unlabelled windows as weak negatives "
-          f"(fingerprint {c.embedding_fingerprint}, {c.embedding_model_id})")
-    metrics = json.loads(c.metrics)
-    if c.cv_folds:
-        print(f"cross-validated ({c.cv_folds} folds, at 0.5): precision {_metric(c.cv_precision)}, "
-              f"recall {_metric(c.cv_recall)}, ROC AUC {_metric(c.cv_roc_auc)}")
-    else:
-        print(f"not cross-validated: {metrics.get('why')}")
-    state = "stored" if result.new_version else "unchanged (same examples, same weights)"
-    print(f"classifier {c.classifier_id} {state}: model {c.model_id}, "
-          f"fingerprint {c.config_fingerprint}")
-    if result.applied is not None:
-        a = result.applied
-        print(f"applied: {a.windows} windows scored, {a.above_half} at 0.5 or more "
-              f"(dawnchorus query --results {args.results} \"from detections where "
-              f"config_fingerprint = '{c.config_fingerprint}'\")")
-    return 0
-
-
-def add_learn_parser(sub: Any) -> None:
-    p = sub.add_parser("learn", help="train a classifier for a new sound from examples on stored "
-                                     "embeddings, and apply it to the season")
-    p.add_argument("--results", required=True, help="results root: a local folder or s3://...")
-    p.add_argument("--catalog", help="the catalog, as the run named it: a SQLite file or "
-                                     "postgresql://... (default: <results>/catalog.sqlite)")
-    p.add_argument("--label", required=True, help="the sound's name (its predictions' label)")
-    p.add_argument("--examples", action="append", metavar="TABLE.txt",
-                   help="Raven selection table of examples (repeatable); default: the catalog's "
-                        "verdicts on LABEL")
-    p.add_argument("--annotation-column", help="the table's column naming each selection's sound "
-                                               "(default: the first of " + ", ".join(
-                                                   ("Annotation", "Label", "Class", "Sound")) + " ...)")
-    p.add_argument("--name", help="the classifier's name (default: the label); retraining a name "
-                                  "adds a version")
-    p.add_argument("--config-fingerprint", help="embeddings of this fingerprint (default: the only one)")
-    p.add_argument("--by", help="who trains it (default: the login name)")
-    p.add_argument("--weak-negatives", type=int, default=WEAK_NEGATIVES,
-                   help=f"unlabelled windows drawn as weak negatives (default {WEAK_NEGATIVES})")
-    p.add_argument("--no-apply", action="store_true", help="store the classifier, score nothing")
-    p.set_defaults(func=cmd_learn)

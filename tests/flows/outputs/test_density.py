@@ -11,11 +11,11 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from catalog_rows import DAY, recording
+from tests.support.catalog_rows import DAY, recording
 from connectors.catalog import Catalog
 from connectors.errors import ConfigError
 from connectors.tables import PredictionRow, ReviewRow, WindowRow
-from flows.density import density, score_bins
+from flows.outputs.density import density, score_bins
 
 FP = "fp-clf"
 RATES = {"dep-a": 0.2, "dep-b": 0.05}

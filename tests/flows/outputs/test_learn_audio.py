@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from connectors.catalog import CatalogReader
-from synth_audio import audiomoth_comment, audiomoth_name, chirp, fade, noise, place, tone, write_wav
+from tests.support.synth_audio import audiomoth_comment, audiomoth_name, chirp, fade, noise, place, tone, write_wav
 
 RATE_HZ = 48_000
 WINDOW_S = 3.0
@@ -121,7 +121,7 @@ def precision_recall(scores: dict[tuple[str, int], float], truth: dict[str, set[
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_local")
 def test_learn_finds_a_novel_sound_on_other_nights_from_five_examples(tmp_path, capsys):
-    from flows.cli import main
+    from flows.cli.main import main
 
     src, results = tmp_path / "src", tmp_path / "res"
     truth: dict[str, set[int]] = {}

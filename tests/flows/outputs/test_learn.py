@@ -21,12 +21,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from catalog_rows import DAY, recording
+from tests.support.catalog_rows import DAY, recording
 from connectors.catalog import Catalog, CatalogReader
 from connectors.errors import ConfigError, InputError
 from connectors.tables import EMBEDDINGS, EmbeddingRow, WindowRow
-from flows.examples import Example, WindowIndex, map_examples, read_raven_examples
-from flows.learn import (
+from flows.outputs.examples import Example, WindowIndex, map_examples, read_raven_examples
+from flows.outputs.learn import (
     REGULARISATION_C,
     fit_logistic,
     learn,
@@ -274,7 +274,7 @@ KILLABLE = textwrap.dedent("""
     from pathlib import Path
     from connectors.catalog import Catalog
     from connectors.location import ResultsLocation
-    import flows.learn as learn
+    import flows.outputs.learn as learn
 
     root, marker = sys.argv[1], Path(sys.argv[2])
     with Catalog(root) as catalog:
@@ -312,7 +312,7 @@ def test_a_sigkill_during_apply_then_a_rerun_gives_the_rows_of_an_uninterrupted_
     shutil.copytree(root, copy)
 
     marker = tmp_path / "marker"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(root), str(marker)], env=env)
     try:
         deadline = time.monotonic() + 120
@@ -326,7 +326,7 @@ def test_a_sigkill_during_apply_then_a_rerun_gives_the_rows_of_an_uninterrupted_
     assert len(partial) == 2 * 40  # one recording's windows and predictions in, not all
 
     with Catalog(root) as catalog:
-        from flows.learn import apply_classifier
+        from flows.outputs.learn import apply_classifier
 
         rest = apply_classifier(catalog, c, "run-again", batch_windows=50)
     with Catalog(copy) as catalog:
@@ -341,7 +341,7 @@ def test_a_sigkill_during_apply_then_a_rerun_gives_the_rows_of_an_uninterrupted_
 @pytest.mark.slow
 def test_learn_and_density_on_every_catalog_kind(lake, tmp_path):
     """The same loop on the embedded default and on a Postgres catalog with its data on S3."""
-    from flows.density import density
+    from flows.outputs.density import density
 
     location = lake("learn")
     recs, calls = planted_catalog(location, recordings=2)
