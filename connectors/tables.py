@@ -344,8 +344,8 @@ class ThresholdRow:
 @dataclass(frozen=True)
 class ClassifierRow:
     """One version of a classifier learned from examples on stored embeddings (`dawnchorus
-    learn`): a linear model P(label) = sigmoid(weights . vector + bias), applied like any model
-    (its predictions carry `config_fingerprint` and `model_id` below)."""
+    learn`): a linear model P(label) = sigmoid(weights . vector/|vector| + bias), applied like
+    any model (its predictions carry `config_fingerprint` and `model_id` below)."""
 
     classifier_id: str = column(pa.string(), "name@version, unique", nullable=False)
     name: str = column(pa.string(), "the classifier's name (default: the label)", nullable=False)
@@ -364,7 +364,7 @@ class ClassifierRow:
     embedding_model_id: str = column(pa.string(), "the model that made those embeddings",
                                      nullable=False)
     weights: list[float] = column(pa.list_(pa.float64()), "one weight per embedding dimension, "
-                                  "on the raw stored vector (standardisation folded in)",
+                                  "on the stored vector scaled to unit length",
                                   nullable=False)
     bias: float = column(pa.float64(), "the intercept", nullable=False)
     scheme: str = column(pa.string(), "JSON: estimator, negatives scheme, weak-negative weight "

@@ -11,7 +11,7 @@ create table if not exists classifiers (
     digest varchar not null,
     embedding_fingerprint varchar not null,
     embedding_model_id varchar not null,
-    weights double[] not null,           -- on the raw stored vector
+    weights double[] not null,           -- on the unit-length stored vector
     bias double not null,
     scheme varchar not null,             -- JSON
     examples varchar not null,           -- JSON list of labelled windows
