@@ -2,8 +2,8 @@
 
 Find → label → train → apply, without touching the audio again:
 
-1. **Examples** (`flows.outputs.examples`): a Raven selection table, or the catalog's verdicts, mapped
-   onto the stored windows of one embedding fingerprint.
+1. **Examples** (`flows.outputs.examples`): Raven selection tables and the catalog's verdicts,
+   mapped onto the stored windows of one embedding fingerprint.
 2. **Train**: scikit-learn's `LogisticRegression` (L2, lbfgs) on the stored vectors scaled to unit
    length (the geometry `similar` searches in; applying needs only numpy). Positives are
    the examples; negatives the windows labelled as other sounds or judged wrong; and unlabelled
@@ -379,12 +379,13 @@ def learn(results: str | ResultsLocation, label: str, *, examples: Sequence[str]
         skipped += bad
     with CatalogReader(location) as reader:
         run = choose_run(embedded_runs(reader), config_fingerprint, location.describe())
-        if not examples:
-            verdicts = reader.query(sql_text("review/latest_reviews"), [None]).to_pylist()
-            found = review_examples(verdicts, label)
-            if not found:
-                raise ConfigError(f"no verdicts on {label!r} in the catalog: give --examples "
-                                  "TABLE.txt, or judge detections in the review page first")
+        # Verdicts on the label always count (a verdict in the review page is a new example:
+        # learning again after judging a classifier's detections is the active-learning loop).
+        verdicts = reader.query(sql_text("review/latest_reviews"), [None]).to_pylist()
+        found += review_examples(verdicts, label)
+        if not found:
+            raise ConfigError(f"no verdicts on {label!r} in the catalog: give --examples "
+                              "TABLE.txt, or judge detections in the review page first")
         index = WindowIndex(reader.query(sql_text("learn/embedded_windows"),
                                          {"config_fingerprint": run.fingerprint}).to_pylist())
         mapped = map_examples(found, index, run.fingerprint)
