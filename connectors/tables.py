@@ -363,6 +363,51 @@ class ThresholdRow:
     calibrated_at: datetime = column(UTC_TIME, "when calibrate wrote this row", nullable=False)
 
 
+@dataclass(frozen=True)
+class ClassifierRow:
+    """One version of a classifier learned from examples on stored embeddings (`dawnchorus
+    learn`): a linear model P(label) = sigmoid(weights . vector/|vector| + bias), applied like
+    any model (its predictions carry `config_fingerprint` and `model_id` below)."""
+
+    classifier_id: str = column(pa.string(), "name@version, unique", nullable=False)
+    name: str = column(pa.string(), "the classifier's name (default: the label)", nullable=False)
+    version: int = column(pa.int32(), "1, 2, ...: each retraining of a name adds a version",
+                          nullable=False)
+    label: str = column(pa.string(), "the sound it recognises, as its predictions' label",
+                        nullable=False)
+    model_id: str = column(pa.string(), "its predictions' model_id: classifier:NAME@sha256:DIGEST",
+                           nullable=False)
+    config_fingerprint: str = column(pa.string(), "its predictions' fingerprint (the embedding "
+                                     "fingerprint and the weights' digest)", nullable=False)
+    digest: str = column(pa.string(), "sha256 of label, embedding fingerprint, weights and bias",
+                         nullable=False)
+    embedding_fingerprint: str = column(pa.string(), "the fingerprint of the embeddings it reads",
+                                        nullable=False)
+    embedding_model_id: str = column(pa.string(), "the model that made those embeddings",
+                                     nullable=False)
+    weights: list[float] = column(pa.list_(pa.float64()), "one weight per embedding dimension, "
+                                  "on the stored vector scaled to unit length",
+                                  nullable=False)
+    bias: float = column(pa.float64(), "the intercept", nullable=False)
+    scheme: str = column(pa.string(), "JSON: estimator, negatives scheme, weak-negative weight "
+                         "and count, class weights, regularisation", nullable=False)
+    examples: str = column(pa.string(), "JSON list of the labelled windows used: recording_id, "
+                           "channel, window_index, positive, source", nullable=False)
+    n_positive: int = column(pa.int32(), "positive windows", nullable=False)
+    n_negative: int = column(pa.int32(), "windows labelled negative (reviewed wrong, other "
+                             "annotations)", nullable=False)
+    n_weak_negative: int = column(pa.int32(), "unlabelled windows used as weak negatives",
+                                  nullable=False)
+    cv_folds: int | None = column(pa.int32(), "cross-validation folds (NULL: too few examples)")
+    cv_precision: float | None = column(pa.float64(), "cross-validated precision at 0.5")
+    cv_recall: float | None = column(pa.float64(), "cross-validated recall at 0.5")
+    cv_roc_auc: float | None = column(pa.float64(), "cross-validated ROC AUC")
+    metrics: str = column(pa.string(), "JSON of the cross-validation (counts, what was scored)",
+                          nullable=False)
+    created_at: datetime = column(UTC_TIME, "when it was trained", nullable=False)
+    created_by: str = column(pa.string(), "who trained it", nullable=False)
+
+
 DEPLOYMENTS = Table("deployments", DeploymentRow, "one row per deployment")
 RECORDINGS = Table("recordings", RecordingRow, "one row per version of a recording file")
 WINDOWS = Table("windows", WindowRow, "one row per planned window, channel and fingerprint",
@@ -379,11 +424,13 @@ SPECIES_OCCURRENCE = Table("species_occurrence", SpeciesOccurrenceRow,
                            partitioned_by=("deployment_id",))
 REVIEWS = Table("reviews", ReviewRow, "one row per verdict given (the newest per detection counts)")
 THRESHOLDS = Table("thresholds", ThresholdRow, "one row per fingerprint and species reviewed")
+CLASSIFIERS = Table("classifiers", ClassifierRow, "one row per classifier version")
 
 #: Every table of the catalog, by name.
 TABLES: dict[str, Table[Any]] = {
     t.name: t for t in (DEPLOYMENTS, RECORDINGS, WINDOWS, PREDICTIONS, RUNS, SETTINGS,
-                        SPECIES_OCCURRENCE, EMBEDDINGS, REVIEWS, THRESHOLDS, SETTING_CHANGES)
+                        SPECIES_OCCURRENCE, EMBEDDINGS, REVIEWS, THRESHOLDS, SETTING_CHANGES,
+                        CLASSIFIERS)
 }
 
 

@@ -362,3 +362,42 @@ def camtrap_media(reader: CatalogReader, *, deployments: Sequence[str] | None = 
     """Recordings as Camtrap DP media."""
     return _query(reader, "reads/exports/camtrap_media", {
         "deployments": list(deployments) if deployments else None}).to_pylist()
+
+
+# ------------------------------------------------------------------------------- learn, density
+
+
+def learn_embedded_windows(reader: CatalogReader, *, config_fingerprint: str) -> list[dict[str, Any]]:
+    """The windows of `config_fingerprint` that have embeddings, with where they lie in their
+    recording (recording_id, channel, window_index, deployment_id, offset_s, ...): what Raven
+    selections and verdicts are mapped onto."""
+    return _query(reader, "reads/learn/embedded_windows",
+                  {"config_fingerprint": config_fingerprint}).to_pylist()
+
+
+def learn_vectors(reader: CatalogReader, *, config_fingerprint: str, keys: Sequence[str]) -> pa.Table:
+    """Columns `key` ('recording_id|channel|window_index') and `vector`: the stored vectors of
+    the windows asked for (a classifier's training set)."""
+    return _query(reader, "reads/learn/vectors",
+                  {"config_fingerprint": config_fingerprint, "keys": list(keys)})
+
+
+def label_fingerprints(reader: CatalogReader, *, label: str) -> list[str]:
+    """The fingerprints with classify answers of `label` (compared lower-case)."""
+    table = _query(reader, "reads/learn/label_fingerprints", {"label": label})
+    return table.column("config_fingerprint").to_pylist()
+
+
+def density_windows(reader: CatalogReader, *, config_fingerprint: str, label: str) -> list[dict[str, Any]]:
+    """Every analysed window of the fingerprint with its score for `label` (0 where the model gave
+    it none) and the verdict that counts on it: call density's input."""
+    return _query(reader, "reads/learn/density_windows",
+                  {"config_fingerprint": config_fingerprint, "label": label}).to_pylist()
+
+
+def density_sample(reader: CatalogReader, *, config_fingerprint: str, label: str,
+                   keys: Sequence[str]) -> list[dict[str, Any]]:
+    """The sample windows (keys 'recording_id|channel|window_index') as detections of `label`,
+    for a review table."""
+    return _query(reader, "reads/learn/density_sample",
+                  {"config_fingerprint": config_fingerprint, "label": label, "keys": list(keys)}).to_pylist()

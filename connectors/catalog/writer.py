@@ -34,6 +34,7 @@ from connectors.catalog.sql_files import sql_statements, sql_text
 from connectors.errors import ConfigError
 from connectors.location import DATA_DIR, ResultsLocation
 from connectors.tables import (
+    CLASSIFIERS,
     DEPLOYMENTS,
     EMBEDDINGS,
     PREDICTIONS,
@@ -45,6 +46,7 @@ from connectors.tables import (
     SPECIES_OCCURRENCE,
     THRESHOLDS,
     WINDOWS,
+    ClassifierRow,
     DeploymentRow,
     EmbeddingRow,
     PredictionRow,
@@ -405,6 +407,30 @@ class Catalog:
         if rows:
             self._run_file("writes/replace_thresholds", _thresholds=THRESHOLDS.to_arrow(rows))
 
+    # -- classifiers learned from examples ----------------------------------------------------
+    def add_classifier(self, row: ClassifierRow) -> None:
+        """One classifier version, in its own transaction (versions are only ever added)."""
+        check_classifier(row)
+        self._run_file("writes/add_classifier", _classifier=CLASSIFIERS.to_arrow([row]))
+
+    def classifiers(self) -> list[ClassifierRow]:
+        """Every classifier version, by name and version."""
+        return CLASSIFIERS.from_arrow(self._query_file("reads/classifiers"))
+
+    def classifier_todo(self, embedding_fingerprint: str, classifier_fingerprint: str
+                        ) -> list[tuple[str, int]]:
+        """(recording_id, windows) with embedded windows the classifier has not scored yet."""
+        table = self._query_file("reads/classifier_todo",
+                                 [embedding_fingerprint, classifier_fingerprint])
+        return [(r["recording_id"], int(r["windows"])) for r in table.to_pylist()]
+
+    def classifier_batch(self, embedding_fingerprint: str, classifier_fingerprint: str,
+                         recording_ids: Sequence[str]) -> pa.Table:
+        """The windows of these recordings the classifier has still to score: their effort
+        columns and `vector`, by recording, channel and window."""
+        return self._query_file("reads/classifier_batch", [
+            embedding_fingerprint, classifier_fingerprint, list(recording_ids)])
+
 
 def check_review(review: ReviewRow) -> None:
     """Refuse a verdict the catalog must never hold (a bug in the caller, not user input)."""
@@ -419,3 +445,17 @@ def check_review(review: ReviewRow) -> None:
         raise ValueError("a verdict needs a reviewer name")
     if not (math.isfinite(review.score) and 0.0 <= review.score <= 1.0):
         raise ValueError(f"review score {review.score!r}: expected a probability")
+
+
+def check_classifier(row: ClassifierRow) -> None:
+    """Refuse a classifier the catalog must never hold (a bug in the caller, not user input)."""
+    weights = np.asarray(row.weights, dtype=np.float64)
+    if weights.ndim != 1 or weights.size == 0 or not np.all(np.isfinite(weights)):
+        raise ValueError(f"classifier {row.classifier_id}: weights must be a non-empty finite "
+                         f"vector (got shape {weights.shape})")
+    if not math.isfinite(row.bias):
+        raise ValueError(f"classifier {row.classifier_id}: bias {row.bias!r} is not finite")
+    if row.n_positive < 1:
+        raise ValueError(f"classifier {row.classifier_id}: no positive example")
+    if not row.created_by.strip():
+        raise ValueError(f"classifier {row.classifier_id}: created_by is empty")

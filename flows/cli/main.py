@@ -220,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.cli.similar import add_similar_parser
 
     add_similar_parser(sub)
+    from flows.cli.learn import add_learn_parser
+
+    add_learn_parser(sub)
+    from flows.cli.density import add_density_parser
+
+    add_density_parser(sub)
 
     demo = sub.add_parser("demo", help="build a demo deployment, run nightly on it, summarise")
     demo.add_argument("--out", default="demo")

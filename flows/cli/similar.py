@@ -1,4 +1,4 @@
-"""`dawnchorus similar`: the windows that sound most like a clip or a window
+"""`dawnchorus similar`: the windows that sound most like a clip, a window or words
 (`flows.outputs.similar`)."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
     if args.export and not args.out:
         raise ConfigError("--export raven needs --out DIR")
     result = similar(args.results, clip=args.clip, start_s=args.start, end_s=args.end,
-                     window=args.window, top=args.top, config_fingerprint=args.config_fingerprint,
-                     deployments=args.deployment)
+                     window=args.window, text=args.text, top=args.top,
+                     config_fingerprint=args.config_fingerprint, deployments=args.deployment)
     print(f"{len(result.hits)} windows most like {result.query} "
           f"({result.run.model_id}, {result.run.vectors} windows scanned):")
     table = pa.Table.from_pylist([{k: h[k] for k in SHOWN} for h in result.hits]) if result.hits \
@@ -36,13 +36,14 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 
 def add_similar_parser(sub: Any) -> None:
-    p = sub.add_parser("similar", help="the windows that sound most like a clip or a window "
+    p = sub.add_parser("similar", help="the windows that sound most like a clip, a window or words "
                                        "(needs a run with --embeddings)")
     p.add_argument("--results", required=True, help="results folder (catalog.sqlite + data/)")
     p.add_argument("--clip", help="audio file holding the example")
     p.add_argument("--start", type=float, help="example start within the clip, seconds (default 0)")
     p.add_argument("--end", type=float, help="example end, seconds (default: one window)")
     p.add_argument("--window", help="start from a window in the catalog: RECORDING_ID:INDEX")
+    p.add_argument("--text", help="describe the sound in words (needs a CLAP run's embeddings)")
     p.add_argument("--top", type=int, default=DEFAULT_TOP, help=f"hits to show (default {DEFAULT_TOP})")
     p.add_argument("--deployment", action="append", help="only windows of this deployment (repeatable)")
     p.add_argument("--config-fingerprint", help="embeddings of this fingerprint (default: the only one)")

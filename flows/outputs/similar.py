@@ -1,7 +1,9 @@
 """`dawnchorus similar`: the windows of a season that sound most like one example.
 
 The query is a span of a clip (`--clip FILE [--start S --end E]`), embedded with the run's own
-model, or a window already in the catalog (`--window RECORDING_ID:INDEX`). The answer is the
+model, a window already in the catalog (`--window RECORDING_ID:INDEX`), or words (`--text "a frog
+croaking"`), embedded by the text tower of a CLAP run's own model (audio and text share CLAP's
+space; a model without a text tower is refused). The answer is the
 `--top N` windows by cosine similarity, with their times, sites and the detections at them;
 `--export raven --out DIR` writes them as Raven selection tables for review.
 
@@ -237,13 +239,25 @@ def clip_query(backend: Any, window_s: float, clip: str, start_s: float | None,
 # ------------------------------------------------------------------------------- the search
 
 
+def text_query(backend: Any, run: EmbeddedRun, text: str) -> tuple[np.ndarray, str]:
+    """The query vector of words: the run's model's own text embedding (CLAP only)."""
+    if not text.strip():
+        raise ConfigError("--text: expected words describing the sound")
+    if not hasattr(backend, "embed_text"):
+        raise ConfigError(f"--text needs embeddings of a model with a text tower (CLAP); "
+                          f"fingerprint {run.fingerprint} holds {run.model_id}'s")
+    vector = np.asarray(backend.embed_text([text]), np.float32)[0]  # (D,)
+    return vector, f"the text {text!r}"
+
+
 def similar(results: str, *, clip: str | None = None, start_s: float | None = None,
-            end_s: float | None = None, window: str | None = None, top: int = DEFAULT_TOP,
-            config_fingerprint: str | None = None,
+            end_s: float | None = None, window: str | None = None, text: str | None = None,
+            top: int = DEFAULT_TOP, config_fingerprint: str | None = None,
             deployments: Sequence[str] | None = None) -> SimilarResult:
-    """The `top` windows most similar to a clip's span or to a stored window, best first."""
-    if (clip is None) == (window is None):
-        raise ConfigError("similar: give either --clip FILE or --window RECORDING_ID:INDEX")
+    """The `top` windows most similar to a clip's span, a stored window or words, best first."""
+    if sum(q is not None for q in (clip, window, text)) != 1:
+        raise ConfigError("similar: give one of --clip FILE, --window RECORDING_ID:INDEX or "
+                          "--text WORDS")
     if top < 1:
         raise ConfigError(f"--top {top}: expected at least 1")
     with CatalogReader(results) as reader:
@@ -259,6 +273,9 @@ def similar(results: str, *, clip: str | None = None, start_s: float | None = No
             query, described, channel = window_query(reader, run, window)
             recording_id, _, index = window.rpartition(":")
             exclude = [i for i, k in enumerate(keys) if k == (recording_id, channel, int(index))]
+        elif text is not None:
+            _, backend = rebuild_backend(run)
+            query, described = text_query(backend, run, text)
         else:
             settings, backend = rebuild_backend(run)
             query, described = clip_query(backend, settings.window_s, clip, start_s, end_s)

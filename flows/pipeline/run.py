@@ -306,6 +306,19 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
         return logging.getLogger(__name__)
 
 
+def _apply_classifiers(settings: RunSettings, fingerprint: str, run_id: str,
+                       logger: Any) -> dict[str, Any] | str:
+    """The stored classifiers on this fingerprint's embeddings score the windows this run added
+    (`flows.outputs.learn`); a failure is reported, never the run's end (the next run scores them)."""
+    from flows.outputs.learn import apply_stored_classifiers
+
+    try:
+        return apply_stored_classifiers(settings.location, fingerprint, run_id)
+    except Exception as exc:
+        logger.warning("stored classifiers not applied (the next run applies them): %s", exc)
+        return f"failed: {exc}"
+
+
 def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = None,
                  steps: Steps = PREFECT_STEPS) -> dict[str, Any]:
     """identify → (discover → register → plan, while Ray starts) → process → cascade stages →
@@ -381,6 +394,8 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
             except Exception as exc:  # the filter is an output's refinement, never the run's end
                 logger.warning("location filter not updated (its species stay visible): %s", exc)
                 counts["location_filter_weeks_asked"] = f"failed: {exc}"
+            if settings.embeddings:
+                counts["classifiers"] = _apply_classifiers(settings, fingerprint, run_id, logger)
             counts["catalog_maintenance"] = steps.maintain(settings)  # after the run's last write
         finally:
             with Catalog(settings.location) as catalog:

@@ -301,6 +301,13 @@ class ClapBackend(ModelBackend):
                 self._text_cache[prompt] = vector
         return torch.stack([self._text_cache[p] for p in prompts])
 
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        """(T, embedding_dim) float32 unit-length text embeddings, in the space of `embed`'s
+        audio embeddings (`dawnchorus similar --text`: cosine against stored audio vectors)."""
+        if not texts or any(not str(t).strip() for t in texts):
+            raise ValueError("clap embed_text: expected non-empty texts")
+        return self._texts([str(t) for t in texts]).numpy().astype(np.float32)
+
     def _clips(self, audio: np.ndarray, valid_samples: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         check_batch(audio, valid_samples)
         native = self._resolved.native_samples
