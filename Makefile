@@ -7,8 +7,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Real clips to mix into the demo deployment, if present (never committed).
-CLIPS ?= $(wildcard ../shared/data/clips)
+# Your own clips (a folder with manifest.csv) to mix in beside the shipped recordings:
+# `make demo CLIPS=DIR`. Empty by default: the demo needs nothing outside this repository.
+CLIPS ?=
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
 

@@ -1,4 +1,7 @@
-"""Build the `make demo` data set: two small AudioMoth deployments with known calls in them.
+"""`make demo CLIPS=DIR`: a user's clips mixed into two small synthetic AudioMoth deployments.
+
+(The demo itself analyses the shipped field recordings, `flows.demo_field`; these deployments are
+laid out beside them when clips are given.)
 
 The output looks like a real source root (``<deployment_id>/YYYYMMDD_HHMMSS.WAV`` with the AudioMoth
 comment, plus ``deployments.csv``) and comes with ``truth.csv``, the exact place of every call, so a
@@ -303,26 +306,3 @@ def _write_deployments_csv(source_root: Path) -> Path:
         for d in DEMO_DEPLOYMENTS:
             writer.writerow([d.deployment_id, d.site_id, d.latitude, d.longitude, d.recorder, d.timezone])
     return path
-
-
-def compare_with_truth(truth_csv: Path, top1: list[dict]) -> list[dict]:
-    """Each mixed call beside the model's top-1 answer for the window holding the call's start.
-
-    `top1`: rows with object_key, offset_s, window_s, label, scientific_name, score (one per
-    window). Returns one row per truth call, with `match` when the scientific names agree.
-    """
-    by_window = {(r["object_key"], r["offset_s"]): r for r in top1}
-    window_s = top1[0]["window_s"] if top1 else 10.0
-    with open(truth_csv, newline="", encoding="utf-8") as fh:
-        truth = list(csv.DictReader(fh))
-    rows = []
-    for call in truth:
-        offset = float(call["offset_s"])
-        answer = by_window.get((call["key"], (offset // window_s) * window_s), {})
-        expected = {n.strip() for n in call["scientific_name"].split(";") if n.strip()}
-        rows.append({
-            "file": call["key"], "offset_s": round(offset, 1), "placed": call["label"],
-            "top1": answer.get("label"), "score": round(answer["score"], 3) if answer else None,
-            "match": bool(expected) and answer.get("scientific_name") in expected,
-        })
-    return rows

@@ -4,6 +4,7 @@ demo, build tiny test checkpoints."""
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import sys
@@ -69,8 +70,26 @@ def _run_flow(flow: Any, settings: Any, run_id: str, verbose: bool = False) -> d
         except IncompleteRunError as exc:
             summary = exc.summary
         log.info("run summary: %s", json.dumps(summary, default=str))
+        console.set_heard(run_heard(settings, summary))
         console.summary(summary, log_file)
     return summary
+
+
+def run_heard(settings: Any, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """What the run heard (analysis `report_heard_counts` for its windows), or None when the
+    catalog cannot say (it is logged)."""
+    from connectors.catalog import CatalogReader
+
+    fingerprint = summary.get("config_fingerprint")
+    try:
+        with CatalogReader(settings.location) as reader:
+            if fingerprint not in reader.fingerprints:
+                return None
+            return reader.analysis("report_heard_counts", {
+                "config_fingerprint": fingerprint, "run_id": summary["run_id"]}).to_pylist()[0]
+    except Exception:  # the summary's other lines still print
+        log.warning("could not count what the run heard", exc_info=True)
+        return None
 
 
 def local_log_root(location: Any) -> Path:
@@ -120,44 +139,58 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Lay out the shipped field recordings (and, with --clips, a user's clips mixed into
+    background noise), run the nightly flow on them, and print what was heard, when (local
+    time), the effort per night, each label beside what the run found, and where the report is."""
     import pyarrow as pa
 
-    from flows.cli.demo import WINDOW_S, build_demo, compare_with_truth
+    from flows.cli import demo_field
+    from flows.outputs.query import format_table, run_analysis
     from flows.pipeline.prefect_flows import nightly
     from flows.pipeline.run import new_run_id
-    from flows.outputs.query import format_table, run_analysis
     from flows.pipeline.settings import RunSettings
 
     out = Path(args.out)
-    info = build_demo(out, clips_dir=Path(args.clips) if args.clips else None)
-    # The demo lays its calls out in 10-s windows, so it analyses 10-s windows whatever the model.
+    if args.clips:
+        from flows.cli.demo import build_demo
+
+        build_demo(out, clips_dir=Path(args.clips))  # its deployments and truth rows are kept
+    info = demo_field.lay_out(out)
     settings = RunSettings(source=str(info.source_root), results=str(out / "results"),
-                           model=args.model, window_s=WINDOW_S)
+                           model=args.model)
     summary = _run_flow(nightly, settings, new_run_id(), args.verbose)
-    print("\nSpecies by site and night (detections = windows, score >= catalog threshold, "
-          "species filters applied):")
-    nights = run_analysis(settings.results, "species_by_night")
-    print(format_table(nights.select(["site_id", "night_date", "label", "scientific_name",
-                                      "detections", "max_score", "effort_hours"])))
+    results = settings.results
+    print("\nWhat was heard, per site (detections = windows with the species, score >= the "
+          "catalog's threshold, species filters applied; times are local to the site):")
+    heard = run_analysis(results, "first_last")
+    print(format_table(heard.select(["site_id", "label", "scientific_name", "detections",
+                                     "first_local", "last_local"])))
+    print("\nEffort per site and night (night = the local date of the evening):")
+    effort = run_analysis(results, "report_effort_by_night")
+    print(format_table(effort.select(["site_id", "night_date", "recordings", "minutes_analysed",
+                                      "windows_failed", "detections", "species"])))
     from connectors.catalog import CatalogReader, reads
 
-    with (CatalogReader(settings.results, location_threshold=0.0) as unfiltered,
-          CatalogReader(settings.results) as filtered):
+    with (CatalogReader(results, location_threshold=0.0) as unfiltered,
+          CatalogReader(results) as filtered):
         hidden = reads.detection_count(unfiltered) - reads.detection_count(filtered)
     if hidden:
         print(f"({hidden} detections of species unlikely at these sites in these weeks are hidden "
-              f"by the location filter: dawnchorus query --results {settings.results} "
+              f"by the location filter: dawnchorus query --results {results} "
               "\"from species_filter where not kept\")")
-    top1 = run_analysis(settings.results, "top1_per_window").to_pylist()
-    truth = compare_with_truth(info.truth_csv, top1)
-    hits = sum(row["match"] for row in truth)
-    print(f"\nCalls mixed into the demo and the top-1 answer in their window "
-          f"({hits} of {len(truth)} named right; synthetic calls are no species):")
-    print(format_table(pa.Table.from_pylist(truth)))
+    with open(info.truth_csv, newline="", encoding="utf-8") as fh:
+        truth = list(csv.DictReader(fh))
+    found = demo_field.named_right(truth, run_analysis(results, "detections_by_file").to_pylist())
+    hits = sum(row["match"] for row in found)
+    print("\nEach species as its recording was labelled (the NPS titles, an expert Raven table"
+          + (", the clips' manifest" if args.clips else "") + ") beside the best detection of it "
+          "in the labelled span:")
+    print(format_table(pa.Table.from_pylist(found)))
     print(f"\nReport:  {summary.get('report')}")
-    print(f"Catalog: {Path(settings.results).resolve() / 'catalog.sqlite'}")
-    print(f"Query it: dawnchorus query species_by_night --results {settings.results}")
-    print(f"          dawnchorus duckdb --results {settings.results}")
+    print(f"Catalog: {Path(results).resolve() / 'catalog.sqlite'}")
+    print(f"Query it: dawnchorus query species_by_night --results {results}")
+    print(f"          dawnchorus duckdb --results {results}")
+    print(f"\n{hits} of {len(found)} named right.")
     return 0 if summary["status"] == "completed" else 1
 
 
@@ -227,9 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_density_parser(sub)
 
-    demo = sub.add_parser("demo", help="build a demo deployment, run nightly on it, summarise")
+    demo = sub.add_parser("demo", help="run nightly on the shipped field recordings "
+                                            "(two deployments), print what was heard")
     demo.add_argument("--out", default="demo")
-    demo.add_argument("--clips", help="folder of real clips with manifest.csv to mix in")
+    demo.add_argument("--clips", help="folder of your own clips with manifest.csv, mixed into "
+                                      "background noise beside the shipped recordings")
     demo.add_argument("--model", default="birdnet")
     demo.set_defaults(func=cmd_demo)
 

@@ -2,16 +2,22 @@
 
 - A short header once the run knows its work: source, model, recordings new/changed, windows and
   audio hours planned.
-- One progress bar, fed by `process_units(on_commit=...)`: windows committed / planned, audio
-  hours analysed per hour of wall-clock time, time left.
-- A final summary: status, windows, failures, detections, and where the report is.
+- One progress bar, fed by `process_units(on_analysed=...)`: windows answered by the model /
+  planned (it moves with every batch the model answers, not only when a commit lands), audio hours
+  analysed per hour of wall-clock time, time left; after the analysis the bar's last column says
+  which step runs (location filter, catalog maintenance, report).
+- A final summary in ecological terms ("45 detections of 14 species at 2 sites, threshold 0.5;
+  3 species hidden by the species filters"), the windows and failures, and where the report is.
 
 Logs of Prefect, Ray and every library go to `<results>/logs/<run_id>.log` (with `-v` also to the
 terminal, at DEBUG), so the terminal keeps the header, the bar and the summary; dawnchorus's own
 warnings (a file that cannot be read, with its reason; a source without recordings) still reach
-the terminal, one line each. Credential
-scrubbing (`flows.outputs.redact`) works on records, so it applies to the file as to the terminal, and user
-errors still end the CLI as one line (`flows.cli.console`, `flows.cli`).
+the terminal, one line each. Without `-v` the process's C-level stderr (file descriptor 2) goes to
+the log file too for the length of the run: the C++ lines of Ray's core worker and of LiteRT
+("Created TensorFlow Lite XNNPACK delegate for CPU") and anything a library writes to stderr
+itself; Ray's workers do not forward their output to the driver (`log_to_driver=False`). Credential
+scrubbing (`flows.outputs.redact`) works on records, so it applies to the file as to the terminal,
+and user errors still end the CLI as one line (`flows.cli.console`, `flows.cli`).
 
 The flow finds the console through `current()`: a run started by a Prefect worker has none, and
 then nothing is printed.
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -66,9 +73,11 @@ class RunConsole:
         self.progress: Progress | None = None
         self.task: Any = None
         self.planned_windows = 0
-        self.done_windows = 0
+        self.done_windows = 0  # committed
+        self.analysed_windows = 0  # answered by the model (the bar)
         self.audio_s = 0.0
         self.started = time.monotonic()
+        self.heard: str | None = None  # the summary's ecological line (`set_heard`)
 
     def header(self, *, source: str, results: str, model_id: str, recordings_new: int,
                recordings_changed: int, planned_windows: int, planned_audio_s: float,
@@ -85,17 +94,37 @@ class RunConsole:
         self.planned_windows = planned_windows
         self.progress = Progress(
             TextColumn("windows"), BarColumn(), MofNCompleteColumn(), AudioRate(),
-            TimeRemainingColumn(), console=self.console, transient=False,
+            TimeRemainingColumn(), TextColumn("{task.fields[step]}"), console=self.console,
+            transient=False, redirect_stderr=False, redirect_stdout=False,
         )
-        self.task = self.progress.add_task("windows", total=planned_windows, audio_s=0.0)
+        self.task = self.progress.add_task("windows", total=planned_windows, audio_s=0.0,
+                                           step="analysing")
         self.progress.start()
+
+    def on_analysed(self, windows: int, audio_s: float) -> None:
+        """`process_units`' callback: the model answered `windows` more windows."""
+        self.analysed_windows += windows
+        self.audio_s += audio_s
+        if self.progress is not None:
+            self.progress.update(self.task, completed=min(self.analysed_windows,
+                                                          self.planned_windows),
+                                 audio_s=self.audio_s)
 
     def on_commit(self, result: Any, unit: Any) -> None:
         """`process_units`' callback: one unit's windows are in the catalog."""
         self.done_windows += unit.expected_rows
-        self.audio_s += sum(w.duration_s for w in unit.windows)
+
+    def step(self, what: str) -> None:
+        """Name the step that runs now (after the analysis) in the bar's last column."""
         if self.progress is not None:
-            self.progress.update(self.task, completed=self.done_windows, audio_s=self.audio_s)
+            self.progress.update(self.task, step=what)
+
+    def warn(self, line: str) -> bool:
+        """Print one warning line above the live bar; False when no bar is live."""
+        if self.progress is None:
+            return False
+        self.progress.console.print(line, markup=False, highlight=False)
+        return True
 
     def stop(self) -> None:
         if self.progress is not None:
@@ -103,9 +132,15 @@ class RunConsole:
             self.progress.stop()
             self.progress = None
 
+    def set_heard(self, heard: dict[str, Any] | None) -> None:
+        """What this run heard (`report_heard_counts` for the run), for the summary's first line."""
+        self.heard = heard_line(heard) if heard is not None else None
+
     def summary(self, summary: dict[str, Any], log_file: Path | None) -> None:
         self.stop()
         elapsed = time.monotonic() - self.started
+        if self.heard:
+            self.console.print(self.heard, markup=False)
         self.console.print(
             f"{summary.get('status', '?')}: {summary.get('windows', 0)} windows committed "
             f"({summary.get('windows_failed', 0)} failed), {summary.get('predictions', 0)} "
@@ -131,6 +166,13 @@ class RunConsole:
             self.console.print(f"  log      {log_file}")
 
 
+def heard_line(heard: dict[str, Any]) -> str:
+    """The summary's ecological line (the report's headline, `flows.outputs.report.heard_headline`)."""
+    from flows.outputs.report import heard_headline
+
+    return heard_headline(heard)
+
+
 @contextlib.contextmanager
 def run_console(results_root: Path, run_id: str, verbose: bool,
                 file: Any = None) -> Iterator[tuple[RunConsole, Path]]:
@@ -138,7 +180,8 @@ def run_console(results_root: Path, run_id: str, verbose: bool,
     log_file = results_root / "logs" / f"{run_id}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     console = RunConsole(file=file)
-    restore = _logs_to_file(log_file, verbose, console)
+    terminal_err, restore_fd = (sys.stderr, lambda: None) if verbose else _stderr_fd_to(log_file)
+    restore = _logs_to_file(log_file, verbose, console, terminal_err)
     watchers.set_current(console)
     try:
         yield console, log_file
@@ -146,6 +189,37 @@ def run_console(results_root: Path, run_id: str, verbose: bool,
         watchers.set_current(None)
         console.stop()
         restore()
+        restore_fd()
+
+
+def _stderr_fd_to(log_file: Path) -> tuple[Any, Any]:
+    """Point file descriptor 2 at `log_file` (C and C++ libraries write there, past Python);
+    (a stream on the terminal's stderr, a function undoing it). Ray's driver, LiteRT and every
+    library loaded in this process then log to the file."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (an embedded interpreter): nothing to redirect
+        return sys.stderr, lambda: None
+    sys.stderr.flush()
+    try:
+        on_fd2 = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # replaced by a capture (pytest) or a wrapper
+        on_fd2 = False
+    target = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(target, 2)
+    os.close(target)
+    # Our own lines go where stderr went before: the terminal, or whatever replaced sys.stderr.
+    terminal = (os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+                if on_fd2 else sys.stderr)
+
+    def restore() -> None:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        if terminal is not sys.stderr:
+            terminal.close()
+
+    return terminal, restore
 
 
 #: Source folders of dawnchorus itself: its own warnings (a file that cannot be read, a source with
@@ -155,12 +229,13 @@ _OWN_CODE = tuple(str(Path(__file__).resolve().parents[2] / package) for package
 
 
 class _OwnWarnings(logging.Handler):
-    """dawnchorus's own warnings and errors, one line each, on whatever stderr is at emit time
-    (rich redirects it above the progress bar)."""
+    """dawnchorus's own warnings and errors, one line each: above the live progress bar, else on
+    the terminal's stderr."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: RunConsole, stream: Any) -> None:
         super().__init__(logging.WARNING)
         self.setFormatter(logging.Formatter("%(message)s"))
+        self.run_console, self.stream = console, stream
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING and str(record.pathname).startswith(_OWN_CODE)
@@ -168,13 +243,15 @@ class _OwnWarnings(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = " ".join(self.format(record).splitlines()[:1])
-            sys.stderr.write(f"{record.levelname.lower()}: {message}\n")
-            sys.stderr.flush()
+            line = f"{record.levelname.lower()}: {message}"
+            if not self.run_console.warn(line):
+                self.stream.write(line + "\n")
+                self.stream.flush()
         except Exception:
             self.handleError(record)
 
 
-def _logs_to_file(log_file: Path, verbose: bool, console: RunConsole):
+def _logs_to_file(log_file: Path, verbose: bool, console: RunConsole, terminal_err: Any):
     """Route every log record to `log_file` (and the terminal with -v); a function undoing it."""
     handler = logging.FileHandler(log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -203,7 +280,7 @@ def _logs_to_file(log_file: Path, verbose: bool, console: RunConsole):
             lg.removeHandler(h)
         if lg is root:
             lg.addHandler(handler)
-            lg.addHandler(terminal if terminal is not None else _OwnWarnings())
+            lg.addHandler(terminal if terminal is not None else _OwnWarnings(console, terminal_err))
             lg.setLevel(logging.DEBUG if verbose else logging.INFO)
         else:
             lg.propagate = True  # to the root's file handler

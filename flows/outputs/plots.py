@@ -1,9 +1,10 @@
 """The report's pictures (matplotlib, Agg): diel activity, detections per night, effort per day,
 species accumulation. Each function takes an analysis's rows and writes one PNG of exactly
-`SIZE_PX` pixels, also when there is nothing to show (the picture says so)."""
+`SIZE_PX` pixels, also when there is nothing to show (the picture says why: `why`)."""
 
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -32,16 +33,17 @@ def _save(fig, path: Path) -> Path:
 def _empty(fig, title: str, why: str):
     ax = fig.add_subplot(1, 1, 1)
     ax.set_title(title)
-    ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, fontsize=14)
+    ax.text(0.5, 0.5, textwrap.fill(why, 60), ha="center", va="center", transform=ax.transAxes,
+            fontsize=14)
     ax.set_axis_off()
 
 
-def diel_heatmap(rows: list[dict], path: Path) -> Path:
+def diel_heatmap(rows: list[dict], path: Path, why: str = "no detections") -> Path:
     """Species x local hour: detections per hour of effort, pooled over sites (rows of `diel`)."""
     fig = _figure()
     title = "Diel activity: detections per hour analysed, by local hour"
     if not rows:
-        _empty(fig, title, "no detections")
+        _empty(fig, title, why)
         return _save(fig, path)
     detections: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(24))
     effort: dict[tuple[str, int], float] = {}
@@ -64,12 +66,12 @@ def diel_heatmap(rows: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
-def detections_per_night(rows: list[dict], path: Path) -> Path:
+def detections_per_night(rows: list[dict], path: Path, why: str = "no detections") -> Path:
     """Detections per night and site, all species (rows of `species_by_night`)."""
     fig = _figure()
     title = "Detections per night and site"
     if not rows:
-        _empty(fig, title, "no detections")
+        _empty(fig, title, why)
         return _save(fig, path)
     per_site: dict[str, dict] = defaultdict(lambda: defaultdict(int))
     for r in rows:
@@ -86,12 +88,12 @@ def detections_per_night(rows: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
-def effort_per_day(rows: list[dict], path: Path) -> Path:
+def effort_per_day(rows: list[dict], path: Path, why: str = "no windows analysed") -> Path:
     """Hours analysed per local day and site (rows of `effort_by_day`)."""
     fig = _figure()
     title = "Effort: hours of audio analysed per local day"
     if not rows:
-        _empty(fig, title, "no windows analysed")
+        _empty(fig, title, why)
         return _save(fig, path)
     sites = sorted({r["site_id"] for r in rows})
     days = sorted({r["local_date"] for r in rows})
@@ -109,12 +111,12 @@ def effort_per_day(rows: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
-def species_accumulation(rows: list[dict], path: Path) -> Path:
+def species_accumulation(rows: list[dict], path: Path, why: str = "no windows analysed") -> Path:
     """Cumulative species against cumulative hours analysed, per site."""
     fig = _figure()
     title = "Species accumulation"
     if not rows:
-        _empty(fig, title, "no windows analysed")
+        _empty(fig, title, why)
         return _save(fig, path)
     ax = fig.add_subplot(1, 1, 1)
     for site in sorted({r["site_id"] for r in rows}):

@@ -177,12 +177,15 @@ def _start_in_background() -> Future:
 
 def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, decode: DecodeOptions,
                   options: PassSettings,
-                  on_commit: Callable[[ProcessResult, Unit], None] | None = None) -> ProcessResult:
+                  on_commit: Callable[[ProcessResult, Unit], None] | None = None,
+                 on_analysed: Callable[[int, float], None] | None = None) -> ProcessResult:
     """Run every unit through Ray Data; commit finished units in batches (whole units only).
 
     `options` is the pass (`flows.pipeline.passes`): its model and tasks, and the run's knobs.
 
-    `on_commit(result, unit)` is called for each unit once its transaction has committed.
+    `on_commit(result, unit)` is called for each unit once its transaction has committed;
+    `on_analysed(windows, audio_s)` as each batch of answered windows reaches the driver (before
+    it commits), so a progress bar moves with the model rather than with the commits.
     `options.decode_placement`: "tasks" decodes in Ray tasks of their own, `decode_workers` at most at
     once (None: as many as the CPUs allow), each unit's windows going to the model actors through
     the object store; "actor" decodes in the model actors themselves (`DecodingPredictor`), which
@@ -253,7 +256,11 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
 
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            for row in batch.to_pylist():
+            rows_in_batch = batch.to_pylist()
+            if on_analysed is not None and rows_in_batch:
+                on_analysed(len(rows_in_batch),
+                            sum(float(r.get("duration_s") or 0.0) for r in rows_in_batch))
+            for row in rows_in_batch:
                 unit = by_id[row["unit_id"]]
                 pending[unit.unit_id].append(row)
                 if len(pending[unit.unit_id]) < unit.expected_rows:

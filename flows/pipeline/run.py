@@ -135,7 +135,8 @@ def plan_task(settings: RunSettings, sync: discover_mod.SyncResult, fingerprint:
 @task(name="process", cache_policy=NO_CACHE)
 def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerprint: str,
                  model_id: str, sample_rate_hz: int,
-                 on_commit: Callable[[ProcessResult, Unit], None] | None = None) -> ProcessResult:
+                 on_commit: Callable[[ProcessResult, Unit], None] | None = None,
+                 on_analysed: Callable[[int, float], None] | None = None) -> ProcessResult:
     decode = DecodeOptions(
         source=settings.source, storage_options=settings.storage_options,
         window_s=settings.window_s, sample_rate_hz=sample_rate_hz,
@@ -147,7 +148,7 @@ def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerpr
     with Catalog(settings.location) as catalog:
         return process_units(units, catalog, ctx, decode=decode,
                              options=first_pass(settings, embeddings=dim is not None),
-                             on_commit=on_commit)
+                             on_commit=on_commit, on_analysed=on_analysed)
 
 
 @task(name="cascade", cache_policy=NO_CACHE)
@@ -203,7 +204,7 @@ def publish_artifacts(run_id: str, summary: str, index: str) -> None:
 def report_task(settings: RunSettings, run_id: str, counts: dict[str, Any],
                 skipped: list[Any]) -> str:
     return report_mod.write_report(settings.location, run_id, counts, skipped,
-                                   announce=publish_artifacts)
+                                   announce=publish_artifacts, storage_options=settings.storage_options)
 
 
 def declared_sample_rate(model: str) -> int | None:
@@ -319,6 +320,12 @@ def _apply_classifiers(settings: RunSettings, fingerprint: str, run_id: str,
         return f"failed: {exc}"
 
 
+def _step(console: Any, what: str) -> None:
+    """Say at the terminal (beside the progress bar) which step after the analysis is running."""
+    if console is not None:
+        console.step(what)
+
+
 def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = None,
                  steps: Steps = PREFECT_STEPS) -> dict[str, Any]:
     """identify → (discover → register → plan, while Ray starts) → process → cascade stages →
@@ -345,6 +352,7 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
         counts: dict[str, Any] = {}
         skipped: list[Any] = []
         status = "failed"
+        console = watchers.current()  # the CLI's header and progress bar, if any
         try:
             discovery = steps.discover(settings)
             # Claim the deployments this run covers before it writes any of their rows; on a
@@ -358,7 +366,6 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
             if not discovery.objects:
                 logger.warning("no recordings under %s (looked for %s files, any case, in "
                                "deployment folders)", settings.source, ", ".join(AUDIO_EXTENSIONS))
-            console = watchers.current()  # the CLI's header and progress bar, if any
             warnings = run_warnings(discovery, sync)
             for line in warnings:
                 logger.info("source check: %s", line)
@@ -371,9 +378,8 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                     planned_audio_s=sum(w.duration_s for u in units for w in u.windows),
                     warnings=warnings, filters=filters_line(settings))
             result = steps.process(settings, units, run_id, fingerprint, model_id, sample_rate_hz,
-                                   on_commit=console.on_commit if console is not None else None)
-            if console is not None:
-                console.stop()
+                                   on_commit=console.on_commit if console is not None else None,
+                                   on_analysed=console.on_analysed if console is not None else None)
             counts = {
                 "recordings_listed": len(sync.current_ids), "recordings_new": sync.new,
                 "recordings_changed": sync.changed, "recordings_failed": len(sync.failed),
@@ -386,9 +392,11 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                 counts["embeddings"] = result.embeddings
             status = "completed" if not result.uncommitted_units else "failed"
             if settings.cascade:
+                _step(console, "cascade: verifying candidates")
                 counts["cascade"] = steps.cascade(settings, run_id, fingerprint, sync.current_ids)
                 if any(stage["units_uncommitted"] for stage in counts["cascade"]):
                     status = "failed"
+            _step(console, "location filter: asking BirdNET's meta-model per site and week")
             try:
                 counts["location_filter_weeks_asked"] = steps.species_filter(settings, run_id)
             except Exception as exc:  # the filter is an output's refinement, never the run's end
@@ -396,17 +404,20 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                 counts["location_filter_weeks_asked"] = f"failed: {exc}"
             if settings.embeddings:
                 counts["classifiers"] = _apply_classifiers(settings, fingerprint, run_id, logger)
+            _step(console, "maintaining the catalog (merging small files)")
             counts["catalog_maintenance"] = steps.maintain(settings)  # after the run's last write
         finally:
             with Catalog(settings.location) as catalog:
                 catalog.finish_run(replace(run, status=status, counts=json.dumps(counts),
                                            finished_at=datetime.now(timezone.utc)))
+        _step(console, "writing the report (species cards, clips, plots)")
         counts["report"] = steps.report(settings, run_id, counts, skipped)
         try:
             hidden = report_mod.hidden_by_filters(settings.location, run_id)
         except Exception as exc:  # a summary line must never fail a finished run
             logger.warning("could not list what the filters hid: %s", exc)
             hidden = []
+        _step(console, "done")
     logger.info("run %s %s: %s", run_id, status, json.dumps(counts))
     summary = {"run_id": run_id, "status": status, "config_fingerprint": fingerprint, **counts,
                "warnings": list(run.warnings or ()), "hidden_by_filters": hidden}

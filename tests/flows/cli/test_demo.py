@@ -220,27 +220,3 @@ def test_clips_dir_without_usable_birds_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="no usable bird clips"):
         build_demo(tmp_path / "demo", clips_dir=clips, minutes=0.4)
-
-
-def test_compare_with_truth_finds_the_window_holding_each_call(tmp_path):
-    from flows.cli.demo import compare_with_truth
-
-    truth = tmp_path / "truth.csv"
-    truth.write_text(
-        "key,deployment_id,offset_s,duration_s,scientific_name,label,source\n"
-        "d/a.WAV,d,31.5,4,Turdus merula,Eurasian Blackbird,clip.wav\n"
-        "d/a.WAV,d,52.0,4,Erithacus rubecula,European Robin,clip2.wav\n"
-        "d/a.WAV,d,75.0,2,,synthetic call,synthetic call\n",
-        encoding="utf-8",
-    )
-    top1 = [
-        {"object_key": "d/a.WAV", "offset_s": 30.0, "window_s": 10.0, "label": "Eurasian Blackbird",
-         "scientific_name": "Turdus merula", "score": 0.91},
-        {"object_key": "d/a.WAV", "offset_s": 50.0, "window_s": 10.0, "label": "Song Thrush",
-         "scientific_name": "Turdus philomelos", "score": 0.6},
-        {"object_key": "d/a.WAV", "offset_s": 70.0, "window_s": 10.0, "label": "Sharpbill",
-         "scientific_name": "Oxyruncus cristatus", "score": 0.9},
-    ]
-    rows = compare_with_truth(truth, top1)
-    assert [(r["top1"], r["match"]) for r in rows] == [
-        ("Eurasian Blackbird", True), ("Song Thrush", False), ("Sharpbill", False)]
