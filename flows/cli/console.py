@@ -17,10 +17,10 @@ class UserErrorWithoutTraceback(logging.Filter):
     """Drop the traceback of records about user errors (the message is kept)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from connectors.errors import ConfigError
+        from connectors.errors import ConfigError, ServiceError
         from naturelm_core.backend import BackendError
 
-        if record.exc_info and isinstance(record.exc_info[1], (ConfigError, BackendError)):
+        if record.exc_info and isinstance(record.exc_info[1], (ConfigError, BackendError, ServiceError)):
             record.exc_info, record.exc_text = None, None
         return True
 

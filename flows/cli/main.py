@@ -12,6 +12,10 @@ from typing import Any, Sequence
 
 log = logging.getLogger("dawnchorus")
 
+#: Exit status of a run that a service failed (storage, Ray, the disk): sysexits' EX_TEMPFAIL,
+#: "try again later" - the next run retries the work without any flag.
+EXIT_SERVICE = 75
+
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Every RunSettings field (flows.cli.settings_args derives them), plus the flow to run and two
@@ -87,24 +91,55 @@ def local_log_root(location: Any) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import os
+
+    from connectors.catalog import full_place
+    from connectors.catalog.guard import refuse_lost_catalog
     from connectors.catalog.locks import run_lock
-    from flows.pipeline.prefect_flows import backfill, nightly
-    from flows.pipeline.run import new_run_id
-    from flows.pipeline.ray_engine import check_ray_address, start_ray
+    from connectors.errors import DiskFull, disk_full
     from flows.outputs.redact import install_log_redaction
+    from flows.pipeline import signals
+    from flows.pipeline.prefect_flows import backfill, nightly
+    from flows.pipeline.ray_engine import check_ray_address, probe_ray_address, start_ray
+    from flows.pipeline.reaper import start_reaper
+    from flows.pipeline.run import new_run_id, service_failure_line
 
     settings = settings_from_args(args)
     location = settings.location
     install_log_redaction([settings.storage_options,
                            {f"secret_{i}": s for i, s in enumerate(sorted(location.secrets()))}])
     check_ray_address()
+    probe_ray_address()  # a RAY_ADDRESS where nothing answers ends the run now, in one line
+    refuse_lost_catalog(location)  # before the run lock: nothing is created beside lost data
     run_id = new_run_id()
-    # Take the catalog before Prefect starts: a busy or impossible catalog is refused at once,
-    # in one line; the flow re-enters the lock (or lease) this process holds.
-    with run_lock(location, run_id, wait_s=settings.lease_wait_s):
-        start_ray()  # seconds of start-up, spent while the flow imports, loads and plans
-        summary = _run_flow(backfill if args.flow == "backfill" else nightly, settings, run_id,
-                            args.verbose)
+    # A log line that cannot be written (a full disk) is dropped, not printed with a traceback:
+    # the failure it meets reaches the terminal as one line.
+    logging.raiseExceptions = False
+    signals.install()  # SIGTERM / SIGINT: one line, the run recorded interrupted, exit 143 / 130
+    if not os.environ.get("RAY_ADDRESS", "").strip():
+        start_reaper()  # the local Ray this run starts never outlives it, even after SIGKILL
+    try:
+        # Take the catalog before Prefect starts: a busy or impossible catalog is refused at
+        # once, in one line; the flow re-enters the lock (or lease) this process holds.
+        with run_lock(location, run_id, wait_s=settings.lease_wait_s):
+            start_ray()  # seconds of start-up, spent while the flow imports, loads and plans
+            summary = _run_flow(backfill if args.flow == "backfill" else nightly, settings,
+                                run_id, args.verbose)
+    except BaseException as exc:
+        signum = signals.received()
+        if signum is None:
+            if isinstance(exc, OSError) and disk_full(exc):  # the run lock, the log, a report
+                what = f"writing {exc.filename}" if exc.filename else "writing the run's files"
+                raise DiskFull(full_place(location), what) from None
+            raise
+        print(f"dawnchorus: interrupted by {signals.name(signum)}: run {run_id} is recorded as "
+              "interrupted; its committed units stay and the next run resumes the rest",
+              file=sys.stderr)
+        return 128 + signum
+    line = service_failure_line(summary)
+    if line is not None:  # never "completed": the infrastructure failed, and the next run retries
+        print(f"dawnchorus: error: {line}", file=sys.stderr)
+        return EXIT_SERVICE
     return 0 if summary["status"] == "completed" else 1
 
 
@@ -239,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_user_error_tracebacks()
     from pydantic import ValidationError
 
-    from connectors.errors import ConfigError
+    from connectors.errors import ConfigError, ServiceError
     from naturelm_core.backend import BackendError
 
     try:
@@ -247,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, BackendError, ValidationError) as exc:
         print(f"dawnchorus: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except ServiceError as exc:
+        print(f"dawnchorus: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_SERVICE
 
 
 if __name__ == "__main__":

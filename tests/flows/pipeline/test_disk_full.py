@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from catalog_rows import DAY, recording, unit
+from tests.support.catalog_rows import DAY, recording, unit
 from connectors.catalog import Catalog, CatalogReader
 from connectors.errors import DiskFull
-from synth_audio import make_deployment
+from tests.support.synth_audio import make_deployment
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # the CLI case starts Ray too: marked e2e there
 
 EXIT_SERVICE = 75
 ROWS = "select recording_id, channel, window_index, status, task, label, score " \
@@ -107,6 +107,7 @@ def _cli_run(source: Path, results: Path) -> subprocess.CompletedProcess:
         env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.e2e
 def test_a_run_on_a_full_disk_ends_in_one_line_and_the_rerun_is_exact(small_disk, tmp_path):
     start = datetime(2024, 6, 1, 4, 0, tzinfo=timezone.utc)
     source = tmp_path / "source"

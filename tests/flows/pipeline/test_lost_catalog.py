@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from catalog_rows import DAY, recording, unit
+from tests.support.catalog_rows import DAY, recording, unit
 from connectors.catalog import Catalog, CatalogReader
 from connectors.errors import ConfigError
-from synth_audio import make_deployment
+from tests.support.synth_audio import make_deployment
 
 
 def _season(results: Path) -> None:
@@ -53,6 +53,7 @@ def _lose(catalog: Path, how: str) -> None:
         catalog.write_bytes(b"")  # a torn copy, a truncation
 
 
+@pytest.mark.slow  # a CLI subprocess each, refused before Ray starts
 @pytest.mark.parametrize("how", ["deleted", "zero bytes"])
 def test_run_and_maintain_refuse_a_lost_catalog_beside_data(tmp_path, how):
     results = tmp_path / "results"
