@@ -93,7 +93,7 @@ def local_log_root(location: Any) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     import os
 
-    from connectors.catalog import full_place
+    from connectors.catalog.connection import full_place
     from connectors.catalog.guard import refuse_lost_catalog
     from connectors.catalog.locks import run_lock
     from connectors.errors import DiskFull, disk_full
