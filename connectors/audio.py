@@ -465,14 +465,19 @@ class _Remembering(io.RawIOBase):
     def tell(self) -> int:
         return self.raw.tell()
 
+    # An exception raised into libsndfile's callback would be printed as "Exception ignored
+    # from cffi callback" with its traceback: it is kept here instead, and libsndfile sees the
+    # end of the file.
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         try:
             return self.raw.seek(offset, whence)
         except Exception as exc:
             self.error = self.error or exc
-            raise
+            return self.raw.tell()
 
     def readinto(self, target: Any) -> int:
+        if self.error is not None:
+            return 0
         try:
             if hasattr(self.raw, "readinto"):
                 return self.raw.readinto(target)
@@ -480,8 +485,8 @@ class _Remembering(io.RawIOBase):
             memoryview(target).cast("B")[: len(data)] = data
             return len(data)
         except Exception as exc:
-            self.error = self.error or exc
-            raise
+            self.error = exc
+            return 0
 
     def raise_if_failed(self, uri: str) -> None:
         if self.error is not None:

@@ -66,8 +66,10 @@ _TRANSIENT_ERRNOS = frozenset(
 )
 #: Exception classes (by module prefix and name) of a network or remote service failing.
 _TRANSIENT_CLASSES = (
-    ("botocore", "HTTPClientError"),  # base of EndpointConnectionError, timeouts, closed conns
+    ("botocore", "ConnectionError"),  # EndpointConnectionError, ConnectTimeoutError ...
+    ("botocore", "HTTPClientError"),  # ReadTimeoutError, ConnectionClosedError ...
     ("botocore", "NoCredentialsError"),
+    ("botocore", "CredentialRetrievalError"),
     ("aiohttp", "ClientConnectionError"),
     ("aiohttp", "ServerTimeoutError"),
     ("aiohttp", "ClientPayloadError"),
@@ -108,11 +110,14 @@ def transient_reason(exc: BaseException) -> str | None:
     """Why `exc` is the infrastructure's failure (a storage error or timeout, an endpoint that
     does not answer, refused credentials), or None when it is the input's (a corrupt file, a
     missing object): the first such cause along its chain, as one line."""
-    for link in _chain(exc):
-        reason = _is_transient_one(link)
-        if reason is not None:
+    reasons = [(link, _is_transient_one(link)) for link in _chain(exc)]
+    # The service's own answer (a botocore error: its code and HTTP status) says most; an errno
+    # that a client library translated it into, least.
+    for link, reason in reasons:
+        if reason is not None and (isinstance(link, ServiceError)
+                                   or type(link).__module__.startswith(("botocore", "aiohttp"))):
             return reason
-    return None
+    return next((reason for _, reason in reasons if reason is not None), None)
 
 
 def _first_line(exc: BaseException) -> str:

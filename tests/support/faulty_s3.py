@@ -3,8 +3,9 @@
 Faults are injected on the wire, where a real outage shows them to every client (s3fs in the
 driver, in Ray workers, in a CLI subprocess), never by patching the code under test:
 
-- ``fail_object_reads``: every GET and HEAD of an object key is answered ``503
-  ServiceUnavailable`` (S3's outage answer); listings and bucket requests still pass.
+- ``fail_object_reads``: every GET and HEAD of an audio object (a key ending in one of
+  ``fail_suffixes``) is answered ``503 ServiceUnavailable`` (S3's outage answer); listings,
+  bucket requests and other objects (deployments.csv) still pass.
 - ``delay_object_reads_s``: object reads wait this long first (a slow endpoint, so that a test
   can act between two commits of a run).
 - ``die()``: the endpoint stops listening; every later connection is refused (a dead endpoint).
@@ -32,6 +33,7 @@ class FaultyS3:
         parts = urlsplit(upstream_url)
         self.upstream = (parts.hostname, parts.port)
         self.fail_object_reads = False
+        self.fail_suffixes = (".wav", ".flac", ".mp3", ".ogg")
         self.delay_object_reads_s = 0.0
         self.object_reads = 0  # object GET/HEAD requests seen, failed or not
         self.failed_reads = 0
@@ -78,7 +80,8 @@ class FaultyS3:
                         proxy.object_reads += 1
                     if proxy.delay_object_reads_s:
                         time.sleep(proxy.delay_object_reads_s)
-                    if proxy.fail_object_reads:
+                    key = urlsplit(self.path).path.lower()
+                    if proxy.fail_object_reads and key.endswith(proxy.fail_suffixes):
                         with proxy._lock:
                             proxy.failed_reads += 1
                         self.send_response(503)
@@ -99,7 +102,10 @@ class FaultyS3:
                     for k, v in response.getheaders():
                         if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length":
                             self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(data)))
+                    # A HEAD answer has no body but the object's length (what s3fs reads as size).
+                    length = response.getheader("Content-Length") if self.command == "HEAD" \
+                        else str(len(data))
+                    self.send_header("Content-Length", length or "0")
                     self.end_headers()
                     if self.command != "HEAD":
                         self.wfile.write(data)

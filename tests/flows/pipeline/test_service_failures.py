@@ -9,6 +9,7 @@ never saw the outage.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -59,8 +60,13 @@ def _rows(results: Path) -> tuple[list[dict], list[dict]]:
     return windows, predictions
 
 
+#: Ray's own start-up logging (token authentication and the like), which it prints before the
+#: run's log file takes over; not dawnchorus's to word.
+RAY_START_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+\s+(INFO|WARNING) \S+\.py:\d+ -- ")
+
+
 def _error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.strip()]
+    return [line for line in stderr.splitlines() if line.strip() and not RAY_START_LINE.match(line)]
 
 
 @pytest.fixture(scope="module")
