@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from connectors.catalog import CatalogReader
+from tests.support.cli_output import stderr_lines
 from tests.support.synth_audio import make_deployment
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # a `dawnchorus run` starts Ray
@@ -151,7 +152,7 @@ def test_a_signal_stops_the_run_cleanly(source, clean_rows, tmp_path, signum, wh
         _kill_left(tree)
     assert proc.returncode == code, (proc.returncode, stderr[-3000:])
     assert took < STOP_WITHIN_S, took
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = stderr_lines(stderr)
     assert len(lines) == 1, stderr
     assert lines[0].startswith(f"dawnchorus: interrupted by {signal.Signals(signum).name}: run ")
     assert not left, left  # nothing of the run's tree left

@@ -21,6 +21,7 @@ import pytest
 from tests.support.catalog_rows import DAY, recording, unit
 from connectors.catalog import Catalog, CatalogReader
 from connectors.errors import DiskFull
+from tests.support.cli_output import stderr_lines
 from tests.support.synth_audio import make_deployment
 
 pytestmark = pytest.mark.slow  # the CLI case starts Ray too: marked e2e there
@@ -132,7 +133,7 @@ def test_a_run_on_a_full_disk_ends_in_one_line_and_the_rerun_is_exact(small_disk
     filler = fill(small_disk)
     full = _cli_run(source, results)
     assert full.returncode == EXIT_SERVICE, full.stdout[-2000:] + full.stderr[-3000:]
-    lines = [line for line in full.stderr.splitlines() if line.strip()]
+    lines = stderr_lines(full.stderr)
     assert len(lines) == 1 and "Traceback" not in full.stderr, full.stderr
     assert lines[0].startswith(f"dawnchorus: error: no space left on {results} ("), lines[0]
     assert _rows(results) == before  # readable, nothing half-written

@@ -9,7 +9,6 @@ never saw the outage.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 
 from connectors.catalog import CatalogReader
 from connectors.errors import InputError, ServiceError, transient_reason
+from tests.support.cli_output import stderr_lines
 from tests.support.faulty_s3 import faulty_s3
 from tests.support.s3server import subprocess_env
 from tests.support.synth_audio import make_deployment
@@ -60,13 +60,8 @@ def _rows(results: Path) -> tuple[list[dict], list[dict]]:
     return windows, predictions
 
 
-#: Ray's own start-up logging (token authentication and the like), which it prints before the
-#: run's log file takes over; not dawnchorus's to word.
-RAY_START_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+\s+(INFO|WARNING) \S+\.py:\d+ -- ")
-
-
 def _error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.strip() and not RAY_START_LINE.match(line)]
+    return stderr_lines(stderr)
 
 
 @pytest.fixture(scope="module")

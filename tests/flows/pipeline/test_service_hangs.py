@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 import pytest
 
 from flows.pipeline.ray_engine import RAY_CONNECT_TIMEOUT_S
+from tests.support.cli_output import stderr_lines
 from tests.support.synth_audio import make_deployment
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # a `dawnchorus run` starts Ray
@@ -45,7 +46,7 @@ def _run(tmp_path, *extra: str, env_extra: dict[str, str] | None = None):
 
 
 def _one_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = stderr_lines(stderr)
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
     assert lines[0].startswith("dawnchorus: error: ")
     return lines[0]
