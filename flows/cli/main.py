@@ -90,6 +90,25 @@ def local_log_root(location: Any) -> Path:
     return Path(os.environ.get("DAWNCHORUS_LOG_DIR", "~/.cache/dawnchorus")).expanduser()
 
 
+def quiet_ray_signal_handler() -> None:
+    """Keep Ray's C++ failure-signal handler out of this driver (its workers keep theirs).
+
+    Installed by the driver's core worker, it takes SIGTERM for a crash: it prints a native stack
+    on the terminal, and the process then ends in SIGABRT, not in `flows.pipeline.signals`' one
+    line. Ray reads the switch once, when its constants are imported; the variable is removed
+    again at once so that the processes Ray starts do not inherit it.
+    """
+    import os
+
+    if "RAY_DISABLE_FAILURE_SIGNAL_HANDLER" in os.environ:
+        return  # the user's choice
+    os.environ["RAY_DISABLE_FAILURE_SIGNAL_HANDLER"] = "1"
+    try:
+        import ray._private.ray_constants  # noqa: F401
+    finally:
+        del os.environ["RAY_DISABLE_FAILURE_SIGNAL_HANDLER"]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import os
 
@@ -116,6 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the failure it meets reaches the terminal as one line.
     logging.raiseExceptions = False
     signals.install()  # SIGTERM / SIGINT: one line, the run recorded interrupted, exit 143 / 130
+    quiet_ray_signal_handler()
     if not os.environ.get("RAY_ADDRESS", "").strip():
         start_reaper()  # the local Ray this run starts never outlives it, even after SIGKILL
     try:

@@ -31,7 +31,7 @@ STOP_WITHIN_S = 20.0
 
 def _tree(root: int) -> dict[int, str]:
     """pid -> command line of every live process below `root` (from ps, not from our code)."""
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,stat=,args="], capture_output=True,
+    out = subprocess.run(["ps", "-ww", "-e", "-o", "pid=,ppid=,stat=,args="], capture_output=True,
                          text=True, check=True).stdout
     parent, info = {}, {}
     for line in out.splitlines():
@@ -59,7 +59,7 @@ def _kill_left(pids: dict[int, str]) -> None:
 
 
 def _alive(pids: dict[int, str]) -> dict[int, str]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,stat=,args="], capture_output=True, text=True,
+    out = subprocess.run(["ps", "-ww", "-e", "-o", "pid=,stat=,args="], capture_output=True, text=True,
                          check=True).stdout
     now = {}
     for line in out.splitlines():
