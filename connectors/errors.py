@@ -1,6 +1,7 @@
 """Errors raised by the connectors.
 
-Two kinds, because the pipeline treats them differently (see docs/architecture.md):
+Three kinds, because the pipeline treats them differently (see docs/architecture.md and
+docs/operations.md, "When a service fails"):
 
 - :class:`InputError` - one input (a recording, a metadata file) is bad. The pipeline logs it under
   its reason, marks that recording failed and carries on with the others.
