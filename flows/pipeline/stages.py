@@ -2,7 +2,8 @@
 
 - `decode_unit` (a CPU task): seek into one recording, cut and resample the unit's windows. A
   file rewritten since discovery, or one that fails to decode, fails the unit's windows with the
-  reason; the run goes on.
+  reason; the run goes on. A storage failure (`connectors.errors.transient_reason`) marks them
+  `unavailable` instead: no row is committed for them, and the next run plans them again.
 - `Predictor` (a model actor): the backend loads once and answers a batch of windows. A batch the
   model fails on, or a window it scores with anything but a finite probability, fails with the
   reason; nothing non-finite reaches the catalog. `DecodingPredictor` is both stages in one
