@@ -9,6 +9,8 @@ driver, in Ray workers, in a CLI subprocess), never by patching the code under t
 - ``delay_object_reads_s``: object reads wait this long first (a slow endpoint, so that a test
   can act between two commits of a run).
 - ``die()``: the endpoint stops listening; every later connection is refused (a dead endpoint).
+  ``die_after_object_reads = n``: the same, by itself, at the (n+1)-th object read (that request
+  gets its connection closed with no answer), so a test can kill it mid-run at a fixed point.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class FaultyS3:
         self.fail_suffixes = (".wav", ".flac", ".mp3", ".ogg")
         self.delay_object_reads_s = 0.0
         self.object_reads = 0  # object GET/HEAD requests seen, failed or not
+        self.die_after_object_reads: int | None = None
         self.failed_reads = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -78,6 +81,12 @@ class FaultyS3:
                 if proxy.is_object_read(self.command, self.path):
                     with proxy._lock:
                         proxy.object_reads += 1
+                        dying = (proxy.die_after_object_reads is not None
+                                 and proxy.object_reads > proxy.die_after_object_reads)
+                    if dying:  # no answer, and nothing listens from now on
+                        threading.Thread(target=proxy.die, daemon=True).start()
+                        self.close_connection = True
+                        return
                     if proxy.delay_object_reads_s:
                         time.sleep(proxy.delay_object_reads_s)
                     key = urlsplit(self.path).path.lower()
