@@ -116,12 +116,15 @@ def read_header(fs: fsspec.AbstractFileSystem, path: str, uri: str | None = None
         if size_bytes == 0:
             raise InputError(uri, "empty file (0 bytes)")
         handle.seek(0)
+        source = _Remembering(handle)
         try:
-            with sf.SoundFile(handle) as snd:
+            with sf.SoundFile(source) as snd:
                 frames, sample_rate_hz, channels = snd.frames, snd.samplerate, snd.channels
                 major, subtype, tag_comment = snd.format, snd.subtype, snd.comment
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            source.raise_if_failed(uri)  # a read that failed is not a bad format
             raise InputError(uri, f"not a recognised audio format: {_libsndfile_reason(exc)}") from exc
+        source.raise_if_failed(uri)
         riff = _walk_riff(handle, size_bytes, uri) if major in ("WAV", "WAVEX", "RF64") else None
 
     if sample_rate_hz <= 0:
@@ -442,10 +445,13 @@ def iter_windows(
     except OSError as exc:
         raise InputError(uri, f"cannot open: {exc}") from exc
     with handle:
+        source = _Remembering(handle)
         try:
-            snd = sf.SoundFile(handle)
+            snd = sf.SoundFile(source)
         except (sf.LibsndfileError, RuntimeError) as exc:
+            source.raise_if_failed(uri)
             raise InputError(uri, f"not a recognised audio format: {_libsndfile_reason(exc)}") from exc
+        source.raise_if_failed(uri)
         with snd:
             if snd.samplerate != native_hz or snd.channels != header.channels:
                 raise InputError(
@@ -462,6 +468,7 @@ def iter_windows(
                 yield from _decode_window(
                     reader, spec, readable_frames, window_frames, margin_frames, period,
                     native_hz, int(target_rate_hz), out_samples, channel_policy, header.channels, uri,
+                    source,
                 )
 
 
@@ -473,6 +480,61 @@ def _open_for_windows(fs: fsspec.AbstractFileSystem, path: str) -> BinaryIO:
     if isinstance(handle, AbstractBufferedFile):  # s3fs and friends: every miss is one GET
         return _RampingReadahead(handle)
     return handle
+
+
+class _Remembering(io.RawIOBase):
+    """A file as libsndfile reads it, remembering the first read that failed.
+
+    libsndfile reads a Python file through callbacks, and an exception raised inside one (a
+    storage error, a timeout) is printed and taken for the end of the file: a truncated window,
+    or "not a recognised format". Callers ask `raise_if_failed` after each libsndfile call, so
+    such a failure surfaces with its cause (which `connectors.errors.transient_reason` reads).
+    """
+
+    def __init__(self, raw: Any):
+        super().__init__()
+        self.raw = raw
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    # An exception raised into libsndfile's callback would be printed as "Exception ignored
+    # from cffi callback" with its traceback: it is kept here instead, and libsndfile sees the
+    # end of the file.
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        try:
+            return self.raw.seek(offset, whence)
+        except Exception as exc:
+            self.error = self.error or exc
+            return self.raw.tell()
+
+    def readinto(self, target: Any) -> int:
+        if self.error is not None:
+            return 0
+        try:
+            if hasattr(self.raw, "readinto"):
+                return self.raw.readinto(target)
+            data = self.raw.read(len(target))
+            memoryview(target).cast("B")[: len(data)] = data
+            return len(data)
+        except Exception as exc:
+            self.error = exc
+            return 0
+
+    def raise_if_failed(self, uri: str) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise InputError(uri, f"read failed: {type(error).__name__}: {error}") from error
+
+    def close(self) -> None:  # the caller closes the file it opened
+        super().close()
 
 
 class _RampingReadahead(io.RawIOBase):
@@ -601,6 +663,7 @@ def _decode_window(
     channel_policy: str,
     channels: int,
     uri: str,
+    source: "_Remembering | None" = None,
 ) -> Iterator[DecodedWindow]:
     start = round(spec.offset_s * native_hz)
     end = start + window_frames
@@ -617,9 +680,13 @@ def _decode_window(
     try:
         span = reader.read(span_start, span_end)  # (F, C)
     except (sf.LibsndfileError, RuntimeError) as exc:
+        if source is not None:
+            source.raise_if_failed(uri)
         raise InputError(
             uri, f"decode failed in window {spec.index} at offset {spec.offset_s:.3f} s: {exc}"
         ) from exc
+    if source is not None:
+        source.raise_if_failed(uri)  # a failed read is a short read to libsndfile: never a window
     # MP3 frame counts are estimates, so a read may return less than asked.
     real_frames = max(0, min(span_start + len(span), end) - start)
     # A float file can hold NaN or inf; one in the window or its resampling margin would spread

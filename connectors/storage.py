@@ -741,3 +741,15 @@ def object_version(fs: fsspec.AbstractFileSystem, path: str) -> tuple[int, str]:
     listed = SourceObject(key="", uri=path, path=path, deployment_id="",
                           size_bytes=int(info.get("size") or 0), etag=_etag(info), mtime=_mtime(info))
     return listed.size_bytes, listed.version_tag
+
+
+def describe_service(fs: fsspec.AbstractFileSystem) -> str:
+    """The storage service behind `fs`, as a failure names it: "S3 at <endpoint>" for object
+    storage (the endpoint, never a credential), "local storage" for a folder."""
+    if isinstance(fs, LocalFileSystem):
+        return "local storage"
+    endpoint = (getattr(fs, "client_kwargs", None) or {}).get("endpoint_url") \
+        or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+    name = "S3" if protocol in ("s3", "s3a") else str(protocol)
+    return f"{name} at {endpoint}" if endpoint else name

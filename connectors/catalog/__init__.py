@@ -36,6 +36,7 @@ folder that is moved or copied still opens; every other catalog keeps its data p
 
 The package, one job a module (each imports only those above it; nothing imports this door):
 
+- `guard`: refuse a lost catalog beside existing data files (no import of the others);
 - `sql_files`: the text and statements of a `.sql` file;
 - `connection`: a DuckDB connection with the extensions, ATTACH, transactions, retry-while-busy;
 - `locks`: the run lock, Postgres leases and the schema lock;

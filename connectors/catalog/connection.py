@@ -16,7 +16,7 @@ from typing import Any, Callable, TypeVar
 import duckdb
 import pyarrow as pa
 
-from connectors.errors import ConfigError
+from connectors.errors import ConfigError, DiskFull, disk_full
 from connectors.location import ResultsLocation
 
 log = logging.getLogger("connectors.catalog")
@@ -144,6 +144,8 @@ def _attach(con: duckdb.DuckDBPyConnection, location: ResultsLocation, read_only
             if attempt < 19 and "locked" in str(exc).lower():
                 time.sleep(0.1 * (attempt + 1))
                 continue
+            if disk_full(exc):
+                raise DiskFull(full_place(location), "opening the catalog") from None
             raise ConfigError(f"catalog {location.describe()}: cannot open it: "
                               f"{_scrub(_first_line(exc), location)}") from None
     con.execute(f"USE {LAKE}")
@@ -201,10 +203,49 @@ class _Transaction:
 
     def __exit__(self, exc_type: Any, *rest: Any) -> None:
         try:
-            self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+            if exc_type:
+                _rollback(self.con)
+            else:
+                try:
+                    self.con.execute("COMMIT")
+                except BaseException:
+                    # A commit that failed (a full disk, a lost connection) may leave the
+                    # transaction open or already ended: end it either way, keep the first error.
+                    _rollback(self.con)
+                    raise
         finally:
             self._unregister()
 
     def _unregister(self) -> None:
         for name in self.tables:
             self.con.unregister(name)
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error as exc:  # "no transaction is active": the failure ended it already
+        log.debug("rollback after a failed transaction: %s", _first_line(exc))
+
+
+def full_place(location: ResultsLocation) -> str:
+    """The folder a full-disk error names: of the catalog's folder and the data folder (the
+    local ones), the one with the least space left; the results folder when both share a disk."""
+    places = [p for p in (location.catalog_path.parent if location.catalog_path else None,
+                          location.root) if p is not None]
+    if not places:
+        return location.data_path
+    free = []
+    for place in places:
+        probe = place
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            free.append((shutil.disk_usage(probe).free, os.stat(probe).st_dev, place))
+        except OSError:
+            continue
+    if not free:
+        return str(places[0])
+    if location.root is not None and len({dev for _, dev, _ in free}) == 1:
+        return str(location.root)
+    return str(min(free, key=lambda item: item[0])[2])

@@ -25,13 +25,15 @@ from connectors.catalog.connection import (
     _is_write_conflict,
     _Transaction,
     connect_duckdb,
+    full_place,
     retry_while_busy,
 )
 from connectors.catalog.locks import schema_lock
 from connectors.catalog.maintenance import DEFAULT_DELETE_GRACE, MaintenanceReport, maintain
 from connectors.catalog.schema import _schema_version, put_setting, setting, upgrade
 from connectors.catalog.sql_files import sql_statements, sql_text
-from connectors.errors import ConfigError
+from connectors.catalog.guard import refuse_lost_catalog
+from connectors.errors import ConfigError, DiskFull, disk_full
 from connectors.location import DATA_DIR, ResultsLocation
 from connectors.tables import (
     CLASSIFIERS,
@@ -106,6 +108,8 @@ class Catalog:
     def __init__(self, results: str | os.PathLike | ResultsLocation, catalog: str | None = None,
                  storage_options: dict[str, Any] | None = None):
         self.location = ResultsLocation.resolve(results, catalog, storage_options)
+        # Never a new catalog over an earlier one's data files (connectors.catalog.guard).
+        refuse_lost_catalog(self.location)
         self.root = self.location.root  # the local results folder; None for data on S3
         self.catalog_path = self.location.catalog_path
         self.data_path = self.root / DATA_DIR if self.root else None
@@ -160,7 +164,12 @@ class Catalog:
             try:
                 with self._transaction(**tables) as con:
                     return work(con)
-            except duckdb.Error as exc:
+            except (duckdb.Error, OSError) as exc:
+                if disk_full(exc):
+                    raise DiskFull(full_place(self.location), "a catalog transaction, rolled "
+                                   "back whole") from None
+                if isinstance(exc, OSError):
+                    raise
                 again = _is_write_conflict(exc) or _another_writer(exc)
                 if not again or attempt == CONFLICT_RETRIES:
                     raise

@@ -52,7 +52,10 @@ class UserErrorWithoutTraceback(logging.Filter):
     """Drop the traceback of records about user errors (the message is kept)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None and user_error(record.exc_info[1]):
+        from connectors.errors import ServiceError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and (user_error(error) or isinstance(error, ServiceError)):
             record.exc_info, record.exc_text = None, None
         return True
 

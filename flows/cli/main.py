@@ -13,6 +13,10 @@ from typing import Any, Sequence
 
 log = logging.getLogger("dawnchorus")
 
+#: Exit status of a run that a service failed (storage, Ray, the disk): sysexits' EX_TEMPFAIL,
+#: "try again later" - the next run retries the work without any flag.
+EXIT_SERVICE = 75
+
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Every RunSettings field (flows.cli.settings_args derives them), plus the flow to run and two
@@ -117,24 +121,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_source(settings.source, settings.storage_options, settings.deployments)
     check_listing(settings.source, settings.storage_options, settings.deployments).raise_errors()
 
+    import os
+
+    from connectors.catalog.connection import full_place
+    from connectors.catalog.guard import refuse_lost_catalog
     from connectors.catalog.locks import run_lock
+    from connectors.errors import DiskFull, disk_full
     from flows.outputs.redact import install_log_redaction
+    from flows.pipeline import signals
     from flows.pipeline.prefect_flows import backfill, nightly
-    from flows.pipeline.ray_engine import check_ray_address, start_ray
-    from flows.pipeline.run import new_run_id
+    from flows.pipeline.ray_engine import (check_ray_address, probe_ray_address,
+                                           quiet_ray_signal_handler, start_ray)
+    from flows.pipeline.reaper import start_reaper
+    from flows.pipeline.run import new_run_id, service_failure_line
 
     location = settings.location
     install_log_redaction([settings.storage_options,
                            {f"secret_{i}": s for i, s in enumerate(sorted(location.secrets()))}])
     check_ray_address()
     location.check_reachable()  # the results bucket
+    probe_ray_address()  # a RAY_ADDRESS where nothing answers ends the run now, in one line
+    refuse_lost_catalog(location)  # before the run lock: nothing is created beside lost data
     run_id = new_run_id()
-    # Take the catalog before Prefect starts: a busy or impossible catalog is refused at once,
-    # in one line; the flow re-enters the lock (or lease) this process holds.
-    with run_lock(location, run_id, wait_s=settings.lease_wait_s):
-        start_ray()  # seconds of start-up, spent while the flow imports, loads and plans
-        summary = _run_flow(backfill if args.flow == "backfill" else nightly, settings, run_id,
-                            args.verbose)
+    # A log line that cannot be written (a full disk) is dropped, not printed with a traceback:
+    # the failure it meets reaches the terminal as one line.
+    logging.raiseExceptions = False
+    signals.install()  # SIGTERM / SIGINT: one line, the run recorded interrupted, exit 143 / 130
+    quiet_ray_signal_handler()
+    if not os.environ.get("RAY_ADDRESS", "").strip():
+        start_reaper()  # the local Ray this run starts never outlives it, even after SIGKILL
+    try:
+        # Take the catalog before Prefect starts: a busy or impossible catalog is refused at
+        # once, in one line; the flow re-enters the lock (or lease) this process holds.
+        with run_lock(location, run_id, wait_s=settings.lease_wait_s):
+            start_ray()  # seconds of start-up, spent while the flow imports, loads and plans
+            summary = _run_flow(backfill if args.flow == "backfill" else nightly, settings,
+                                run_id, args.verbose)
+    except BaseException as exc:
+        signum = signals.received()
+        if signum is None:
+            if isinstance(exc, OSError) and disk_full(exc):  # the run lock, the log, a report
+                what = f"writing {exc.filename}" if exc.filename else "writing the run's files"
+                raise DiskFull(full_place(location), what) from None
+            raise
+        print(f"dawnchorus: interrupted by {signals.name(signum)}: run {run_id} is recorded as "
+              "interrupted; its committed units stay and the next run resumes the rest",
+              file=sys.stderr)
+        return 128 + signum
+    line = service_failure_line(summary)
+    if line is not None:  # never "completed": the infrastructure failed, and the next run retries
+        print(f"dawnchorus: error: {line}", file=sys.stderr)
+        return EXIT_SERVICE
     return 0 if summary["status"] == "completed" else 1
 
 
@@ -298,8 +335,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from flows.cli.console import one_line, quiet_user_error_tracebacks, user_error
 
     quiet_user_error_tracebacks()
+    from connectors.errors import ServiceError
+
     try:
         return args.func(args)
+    except ServiceError as exc:  # the infrastructure failed: one line, exit 75, the next run retries
+        print(f"dawnchorus: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_SERVICE
     except Exception as exc:  # a user error ends the CLI one way: one line, exit 2
         error = user_error(exc)
         if error is None:

@@ -15,12 +15,13 @@ from typing import Any
 
 from connectors.audio import read_header
 from connectors.catalog import Catalog
-from connectors.errors import InputError
+from connectors.errors import InputError, ServiceError, transient_reason
 from connectors.tables import DeploymentRow, RecordingRow, replace
 from connectors.storage import (
     Deployment,
     SkippedPath,
     SourceObject,
+    describe_service,
     open_root,
 )
 from connectors.source_check import Problem, check_listing, recording_problems, recording_warnings
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 
 #: Header reads are I/O bound (one or two small range requests each on object storage).
 HEADER_THREADS = 8
+#: Status of a recording whose header could not be read because the storage failed (not the
+#: file): it is not planned, and the next run reads it again as if it had never been seen.
+UNAVAILABLE = "unavailable"
 
 
 @dataclass
@@ -53,6 +57,8 @@ class SyncResult:
     unchanged: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)  # {uri, error} of new failures
     warnings: list[Problem] = field(default_factory=list)  # new recordings' source-check warnings
+    #: {uri, error} of recordings whose headers the storage failed to give (read again next run)
+    unavailable: list[dict[str, Any]] = field(default_factory=list)
 
 
 def recording_id(obj: SourceObject) -> str:
@@ -64,8 +70,16 @@ def recording_id(obj: SourceObject) -> str:
 def discover(source: str, storage_options: dict[str, Any], only: tuple[str, ...] | None) -> Discovery:
     """List recordings and deployment metadata, checked (`connectors.source_check`): an error
     (bad metadata, a misnamed column, swapped coordinates...) raises ConfigError before any
-    work; warnings travel with the discovery to the run header and the run's record."""
-    checked = check_listing(source, storage_options, only)
+    work; warnings travel with the discovery to the run header and the run's record. Storage
+    that fails to list raises ServiceError (the run ends as the service's failure, not a verdict)."""
+    try:
+        checked = check_listing(source, storage_options, only)
+    except Exception as exc:
+        transient = transient_reason(exc)
+        if transient is None:
+            raise
+        fs, _ = open_root(source, storage_options)
+        raise ServiceError(describe_service(fs), f"listing {source} failed: {transient}") from exc
     checked.raise_errors()
     listing = checked.listing
     if only is not None:
@@ -93,9 +107,12 @@ def _recording_row(obj: SourceObject, fs: Any, deployment: Deployment | None, ru
     )
     try:
         header = read_header(fs, obj.path, uri=obj.uri)
-    except InputError as exc:
-        return replace(row, status="failed", error=exc.reason)
     except Exception as exc:  # a bad file must never stop the run; record why it failed
+        transient = transient_reason(exc)
+        if transient is not None:  # the storage failed, not the file: read again next run
+            return replace(row, status=UNAVAILABLE, error=f"{describe_service(fs)}: {transient}")
+        if isinstance(exc, InputError):
+            return replace(row, status="failed", error=exc.reason)
         return replace(row, status="failed", error=f"unreadable: {type(exc).__name__}: {exc}")
     start = resolve_start_time(
         obj.key.rsplit("/", 1)[-1], header.comment, header.guano,
@@ -122,7 +139,10 @@ def sync_recordings(catalog: Catalog, source: str, storage_options: dict[str, An
     Each new recording is checked against `model` (its band: `model_rate_hz`) and for start
     times that disagree; what the check says stays on the recording and in the result."""
     fs, _ = open_root(source, storage_options)
-    known = catalog.known_recordings()
+    held = catalog.known_recordings()
+    # A version whose header the storage failed to give is not known: it is read again (and its
+    # row replaced) as if it were new.
+    known = [r for r in held if r.status != UNAVAILABLE]
     known_ids = {r.recording_id for r in known}
     ids_by_uri: dict[str, list[str]] = {}
     for r in known:
@@ -132,6 +152,9 @@ def sync_recordings(catalog: Catalog, source: str, storage_options: dict[str, An
     todo = [o for o, rid in zip(discovery.objects, result.current_ids) if rid not in known_ids]
     result.unchanged = len(discovery.objects) - len(todo)
     superseded = [old for o in todo for old in ids_by_uri.get(o.uri, [])]
+    todo_uris = {o.uri for o in todo}
+    superseded += [r.recording_id for r in held
+                   if r.status == UNAVAILABLE and r.uri in todo_uris]  # its row is written anew
     result.changed = sum(1 for o in todo if o.uri in ids_by_uri)
     result.new = len(todo) - result.changed
 
@@ -151,10 +174,13 @@ def sync_recordings(catalog: Catalog, source: str, storage_options: dict[str, An
         if row.status == "failed":
             log.warning("recording failed: %s: %s", row.uri, row.error)
             result.failed.append({"uri": row.uri, "error": row.error})
+        elif row.status == UNAVAILABLE:
+            log.debug("recording unavailable (read again next run): %s: %s", row.uri, row.error)
+            result.unavailable.append({"uri": row.uri, "error": row.error})
     if rows or superseded:
         catalog.register_recordings(rows, superseded)
-    log.info("recordings: %d new, %d changed, %d unchanged, %d failed", result.new,
-             result.changed, result.unchanged, len(result.failed))
+    log.info("recordings: %d new, %d changed, %d unchanged, %d failed, %d unavailable", result.new,
+             result.changed, result.unchanged, len(result.failed), len(result.unavailable))
     return result
 
 

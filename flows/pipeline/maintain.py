@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from connectors.catalog import Catalog, MaintenanceReport
+from connectors.catalog.guard import refuse_lost_catalog
 from connectors.location import ResultsLocation
 from connectors.catalog.locks import run_lock
 
@@ -27,6 +28,7 @@ def maintain_results(results: str | ResultsLocation, *, catalog: str | None = No
     """Maintain the catalog of `results` under its run lock (re-entered by a run that holds it;
     on a Postgres catalog, a lease of its own beside the runs', as every writer's)."""
     location = ResultsLocation.resolve(results, catalog)
+    refuse_lost_catalog(location)  # before the lock file: nothing is created beside lost data
     retention = timedelta(days=retention_days) if retention_days is not None else None
     run_id = f"maintain-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
     with run_lock(location, run_id), Catalog(location) as c:

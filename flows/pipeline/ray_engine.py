@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from connectors.catalog import Catalog
-from connectors.errors import ConfigError
+from connectors.errors import ConfigError, ServiceError
 from connectors.tables import EmbeddingRow, PredictionRow, WindowRow
 from flows.pipeline.passes import PassSettings
 from flows.pipeline.plan import Unit
 from flows.pipeline.stages import (
-    CommitContext, DecodeOptions, DecodingPredictor, Predictor, decode_unit, unit_embeddings, unit_rows,
+    UNAVAILABLE, CommitContext, DecodeOptions, DecodingPredictor, Predictor, decode_unit,
+    unit_embeddings, unit_rows,
 )
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,54 @@ class ProcessResult:
     predictions: int = 0
     embeddings: int = 0
     uncommitted_units: list[str] = field(default_factory=list)
+    #: Windows a service failed to give (storage errors, a dead endpoint): no row is committed
+    #: for them, so the next run plans them again, without --retry-failed.
+    windows_unavailable: int = 0
+    #: service -> (windows it failed, one of its errors): what `flows.pipeline.run` reports.
+    service_failures: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    def service_failed(self, service: str, error: str, windows: int = 0) -> None:
+        count, first = self.service_failures.get(service, (0, error))
+        self.service_failures[service] = (count + windows, first)
+
+
+def _without_unavailable(windows: list[WindowRow], result: ProcessResult) -> list[WindowRow]:
+    """The unit's windows minus those a service failed to give (counted in `result`): no row is
+    committed for them, so they stay unplanned work for the next run, not failed windows."""
+    kept = [w for w in windows if w.status != UNAVAILABLE]
+    if len(kept) == len(windows):
+        return windows
+    for w in windows:
+        if w.status == UNAVAILABLE:
+            result.windows_unavailable += 1
+            error = w.error or "unavailable"
+            service = error.split(": ", 1)[0]
+            result.service_failed(service, error, windows=1)
+    return kept
+
+
+def ray_failure(exc: BaseException) -> str | None:
+    """One line when `exc` (or one of its causes) is Ray itself failing - a worker, an actor or
+    a node lost, an object gone - rather than an error raised by our own code inside a task."""
+    import ray.exceptions as rex
+
+    seen: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and all(link is not s for s in seen) and len(seen) < 32:
+        seen.append(link)
+        infra = (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError,
+                 rex.OwnerDiedError, rex.RaySystemError, rex.LocalRayletDiedError,
+                 rex.ActorUnschedulableError, rex.OutOfMemoryError)
+        if isinstance(link, infra):
+            text = " ".join(str(link).split())
+            return f"{type(link).__name__}: {text[:300]}"
+        link = link.__cause__ or link.__context__
+    return None
+
+
+def ray_address_label() -> str:
+    """The Ray cluster a failure names: RAY_ADDRESS, or the local one."""
+    return os.environ.get("RAY_ADDRESS", "").strip() or "local cluster"
 
 
 def check_ray_address() -> None:
@@ -93,6 +142,91 @@ def check_ray_address() -> None:
             "run the driver inside the cluster (a Prefect worker pod or `ray job submit`) with "
             "RAY_ADDRESS=<head>:6379 (docs/deploy.md)"
         )
+
+
+#: How long a RAY_ADDRESS gets to accept a TCP connection before the run ends, naming it.
+RAY_CONNECT_TIMEOUT_S = 10.0
+#: How long a run waits for Ray to be up (started locally, or joined) before it ends, naming it.
+RAY_START_TIMEOUT_S = 120.0
+#: How long a run on a remote cluster waits for a node with the GPUs a model actor asks for (an
+#: autoscaler may be adding one); a local cluster without them is refused at once.
+GPU_WAIT_S = 300.0
+
+
+def _address_host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a RAY_ADDRESS like host:port (GCS); None for "auto" and the like."""
+    text = address.strip()
+    if "://" in text or text in ("auto", "local") or ":" not in text:
+        return None
+    host, _, port = text.rpartition(":")
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        return None
+
+
+def probe_ray_address(timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Refuse a RAY_ADDRESS at which nothing answers, within `timeout_s` (ServiceError naming the
+    address and what was tried), instead of letting ray.init retry for minutes."""
+    import socket
+
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    target = _address_host_port(address) if address else None
+    if target is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    last: OSError | None = None
+    while True:
+        try:
+            with socket.create_connection(target, timeout=max(0.1, deadline - time.monotonic())):
+                return
+        except OSError as exc:
+            last = exc
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    raise ServiceError(
+        f"Ray cluster at RAY_ADDRESS={address}",
+        f"nothing answers there (tried TCP connections to {target[0]}:{target[1]} for "
+        f"{timeout_s:g} s: {last.strerror or last}); start the cluster, or unset RAY_ADDRESS "
+        "to run on a local one")
+
+
+def check_gpu_placement(actor_gpus: float, model_actors: int) -> None:
+    """Refuse GPU model actors that Ray could never place (no node with `actor_gpus` GPUs):
+    at once on a local cluster, after GPU_WAIT_S on a remote one (an autoscaler may add a node);
+    otherwise Ray waits for them forever."""
+    import ray
+
+    if actor_gpus <= 0:
+        return
+    remote = bool(os.environ.get("RAY_ADDRESS", "").strip())
+    deadline = time.monotonic() + (GPU_WAIT_S if remote else 0.0)
+    while True:
+        per_node = [float(n.get("Resources", {}).get("GPU", 0.0)) for n in ray.nodes() if n.get("Alive")]
+        if any(gpus >= actor_gpus for gpus in per_node):
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(5.0)
+    where = f"the Ray cluster at RAY_ADDRESS={os.environ['RAY_ADDRESS']}" if remote else \
+        "the local Ray cluster (this host)"
+    found = ", ".join(f"{g:g}" for g in per_node) or "no live node"
+    waited = f" after waiting {GPU_WAIT_S:g} s for one" if remote else ""
+    message = (f"--actor-gpus {actor_gpus:g}: no node of {where} has {actor_gpus:g} GPU(s) "
+               f"(GPUs per node: {found}){waited}; the {model_actors} model actor(s) could "
+               "never start: use --actor-gpus 0 (CPU) or a cluster with GPUs")
+    if remote:
+        raise ServiceError(f"Ray cluster at RAY_ADDRESS={os.environ['RAY_ADDRESS']}", message)
+    raise ConfigError(message)
+
+
+#: Tries to start a local Ray cluster before the run ends naming it.
+LOCAL_START_ATTEMPTS = 2
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 _RAY_INIT = threading.Lock()
@@ -114,12 +248,26 @@ def ensure_ray() -> None:
         check_ray_address()
         address = os.environ.get("RAY_ADDRESS")
         if address:
+            probe_ray_address()
             ray.init(address=address, log_to_driver=False)
         else:
-            # More logical CPUs than cores: decode tasks and a model actor each reserve one, and
-            # on a 2-core laptop an actor pool holding every CPU would starve decoding forever.
-            ray.init(address="local", include_dashboard=False,
-                     num_cpus=max(4, os.cpu_count() or 1), log_to_driver=False)
+            for attempt in range(LOCAL_START_ATTEMPTS):
+                try:
+                    # More logical CPUs than cores: decode tasks and a model actor each reserve
+                    # one, and on a 2-core laptop an actor pool holding every CPU would starve
+                    # decoding forever.
+                    ray.init(address="local", include_dashboard=False,
+                             num_cpus=max(4, os.cpu_count() or 1), log_to_driver=False)
+                    return
+                except Exception as exc:
+                    # Ray gives its raylet 30 s to register; on an overloaded host it may need
+                    # more: stop what started and try once more before naming the failure.
+                    ray.shutdown()
+                    if attempt + 1 < LOCAL_START_ATTEMPTS:
+                        log.info("local Ray did not start (%s); trying again", _line(exc))
+                        continue
+                    raise ServiceError("Ray (local cluster)", f"did not start after "
+                                       f"{LOCAL_START_ATTEMPTS} tries: {_line(exc)}") from exc
 
 
 class _NotMainThread(logging.Filter):
@@ -148,6 +296,18 @@ def start_ray() -> Future:
             return _starting  # already starting, or started and still up
         _starting = _start_in_background()
         return _starting
+
+
+def wait_for_ray(started: Future, timeout_s: float = RAY_START_TIMEOUT_S) -> None:
+    """Wait for `start_ray`'s future; ServiceError naming the cluster when Ray is not up within
+    `timeout_s` (ray.init can otherwise wait on a cluster that never answers for minutes)."""
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    try:
+        started.result(timeout=timeout_s)
+    except FutureTimeout:
+        raise ServiceError(f"Ray ({ray_address_label()})",
+                           f"not up after {timeout_s:g} s (ray.init did not return)") from None
 
 
 def _start_in_background() -> Future:
@@ -206,6 +366,7 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
     commit_interval_s, commit_max_rows = o.commit_interval_s, o.commit_max_rows
 
     ensure_ray()
+    check_gpu_placement(actor_gpus, model_actors)
     by_id = {u.unit_id: u for u in units}
     ds = ray.data.from_items([u.as_item() for u in units],
                              override_num_blocks=min(len(units), MAX_BLOCKS))
@@ -267,6 +428,7 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
                     continue
                 rows = pending.pop(unit.unit_id)
                 windows, predictions = unit_rows(unit, rows, ctx)
+                windows = _without_unavailable(windows, result)
                 vectors = unit_embeddings(unit, rows, ctx)
                 if not finished:
                     oldest = time.monotonic()
@@ -275,13 +437,40 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
                 if (finished_rows >= commit_max_rows
                         or time.monotonic() - oldest >= commit_interval_s):
                     commit_finished()
+    except Exception as exc:
+        reason = ray_failure(exc)
+        if reason is None:
+            raise
+        # A lost worker, node or actor: the units it held are planned again by the next run.
+        log.info("Ray failed, %d units left for the next run: %s",
+                  len(set(by_id) - committed - {u.unit_id for u, *_ in finished}), reason)
+        result.service_failed(f"Ray ({ray_address_label()})", reason)
     finally:
         commit_finished()  # units that finished are never lost to a later failure
     # A unit whose rows never came back at all is as uncommitted as one that came back short.
     result.uncommitted_units = sorted(set(by_id) - committed)
-    if result.uncommitted_units:
+    if result.uncommitted_units and not result.service_failures:
         log.error("%d units were not committed (a re-run plans them again): %s",
                   len(result.uncommitted_units), ", ".join(result.uncommitted_units))
     log.info("committed %d window rows of %d units in %.1f s", result.windows, result.units,
              time.monotonic() - started)
     return result
+
+
+def quiet_ray_signal_handler() -> None:
+    """Keep Ray's C++ failure-signal handler out of this driver (its workers keep theirs).
+
+    Installed by the driver's core worker, it takes SIGTERM for a crash: it prints a native stack
+    on the terminal, and the process then ends in SIGABRT, not in `flows.pipeline.signals`' one
+    line. Ray reads the switch once, when its constants are imported; the variable is removed
+    again at once so that the processes Ray starts do not inherit it.
+    """
+    import os
+
+    if "RAY_DISABLE_FAILURE_SIGNAL_HANDLER" in os.environ:
+        return  # the user's choice
+    os.environ["RAY_DISABLE_FAILURE_SIGNAL_HANDLER"] = "1"
+    try:
+        import ray._private.ray_constants  # noqa: F401
+    finally:
+        del os.environ["RAY_DISABLE_FAILURE_SIGNAL_HANDLER"]

@@ -40,16 +40,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
 from connectors.catalog import Catalog
-from connectors.errors import ConfigError
+from connectors.errors import ConfigError, ServiceError, transient_reason
 from connectors.catalog.locks import run_lock
 from connectors.storage import AUDIO_EXTENSIONS
 from connectors.tables import RunRow, replace
 from flows.pipeline import discover as discover_mod
 from flows.pipeline import maintain as maintain_mod
 from flows.outputs import report as report_mod
+from flows.pipeline import signals
 from flows.pipeline import species_filter as species_filter_mod
 from flows.pipeline import watchers
-from flows.pipeline.ray_engine import ProcessResult, process_units, start_ray
+from flows.pipeline.ray_engine import ProcessResult, process_units, start_ray, wait_for_ray
 from flows.pipeline.passes import first_pass
 from flows.pipeline.plan import Unit, plan_units
 from flows.pipeline.settings import RunSettings, config_fingerprint, declared_native_window, resolve_settings
@@ -249,6 +250,36 @@ def filters_line(settings: RunSettings) -> str:
     return ", ".join(parts) + " (dawnchorus thresholds)"
 
 
+def service_failures(sync: discover_mod.SyncResult, result: ProcessResult
+                     ) -> dict[str, dict[str, Any]]:
+    """service -> {recordings, windows, error}: what the infrastructure failed to give this run
+    (none of it is recorded as failed; the next run plans it again)."""
+    out: dict[str, dict[str, Any]] = {}
+    for entry in sync.unavailable:
+        service = str(entry["error"]).split(": ", 1)[0]
+        slot = out.setdefault(service, {"recordings": 0, "windows": 0, "error": entry["error"]})
+        slot["recordings"] += 1
+    for service, (windows, error) in result.service_failures.items():
+        slot = out.setdefault(service, {"recordings": 0, "windows": 0, "error": error})
+        slot["windows"] += windows
+    return out
+
+
+def service_failure_line(summary: dict[str, Any]) -> str | None:
+    """One line for a run that a service failed (its summary's `service_failures`), else None:
+    which service, what it answered, and what is left for the next run."""
+    failures = summary.get("service_failures")
+    if not failures:
+        return None
+    parts = []
+    for service, f in failures.items():
+        left = [f"{f[k]} {k}" for k in ("recordings", "windows") if f.get(k)]
+        parts.append(f"{f['error']}" + (f" ({', '.join(left)} left for the next run)" if left else ""))
+    run = f"run {summary['run_id']} " if summary.get("run_id") else ""
+    return (f"{run}incomplete, a service failed: {'; '.join(parts)}; the next run retries this "
+            "work by itself (no flag needed)")
+
+
 def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
@@ -353,6 +384,7 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
         skipped: list[Any] = []
         status = "failed"
         console = watchers.current()  # the CLI's header and progress bar, if any
+        failure: BaseException | None = None
         try:
             discovery = steps.discover(settings)
             # Claim the deployments this run covers before it writes any of their rows; on a
@@ -361,7 +393,7 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
             sync_f = steps.submit(steps.register, settings, discovery, run_id)
             units_f = steps.submit(steps.plan, settings, sync_f, fingerprint)
             sync, units = sync_f.result(), units_f.result()
-            ray_ready.result()
+            wait_for_ray(ray_ready)
             skipped = discovery.skipped
             if not discovery.objects:
                 logger.warning("no recordings under %s (looked for %s files, any case, in "
@@ -391,6 +423,13 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
             if settings.embeddings:
                 counts["embeddings"] = result.embeddings
             status = "completed" if not result.uncommitted_units else "failed"
+            failures = service_failures(sync, result)
+            if failures:  # the infrastructure failed: the next run retries that work, no flag
+                counts["recordings_unavailable"] = len(sync.unavailable)
+                counts["windows_unavailable"] = result.windows_unavailable
+                counts["service_failures"] = failures
+                status = "failed"
+                logger.info("%s", service_failure_line(counts))  # the CLI prints it, once
             if settings.cascade:
                 _step(console, "cascade: verifying candidates")
                 counts["cascade"] = steps.cascade(settings, run_id, fingerprint, sync.current_ids)
@@ -406,10 +445,28 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                 counts["classifiers"] = _apply_classifiers(settings, fingerprint, run_id, logger)
             _step(console, "maintaining the catalog (merging small files)")
             counts["catalog_maintenance"] = steps.maintain(settings)  # after the run's last write
+        except BaseException as exc:
+            failure = exc
+            transient = None if isinstance(exc, (ServiceError, ConfigError)) else transient_reason(exc)
+            if transient is not None:  # e.g. the source's listing: one line naming the service
+                raise ServiceError(f"source {settings.source}", transient) from exc
+            raise
         finally:
-            with Catalog(settings.location) as catalog:
-                catalog.finish_run(replace(run, status=status, counts=json.dumps(counts),
-                                           finished_at=datetime.now(timezone.utc)))
+            finished = datetime.now(timezone.utc)
+            if signals.received() is not None:  # SIGTERM or SIGINT: what a re-run resumes
+                status = "interrupted"
+                counts["interrupted_by"] = signals.name(signals.received())
+            try:
+                with Catalog(settings.location) as catalog:
+                    catalog.finish_run(replace(
+                        run, status=status, counts=json.dumps(counts), finished_at=finished,
+                        interrupted_at=finished if status == "interrupted" else None))
+            except Exception as exc:
+                if failure is None:
+                    raise
+                # The run's own failure is what the user must see (a full disk fails this too);
+                # the next run marks this one interrupted.
+                logger.info("run %s could not be recorded as finished: %s", run_id, exc)
         _step(console, "writing the report (species cards, clips, plots)")
         counts["report"] = steps.report(settings, run_id, counts, skipped)
         try:

@@ -2,7 +2,8 @@
 
 - `decode_unit` (a CPU task): seek into one recording, cut and resample the unit's windows. A
   file rewritten since discovery, or one that fails to decode, fails the unit's windows with the
-  reason; the run goes on.
+  reason; the run goes on. A storage failure (`connectors.errors.transient_reason`) marks them
+  `unavailable` instead: no row is committed for them, and the next run plans them again.
 - `Predictor` (a model actor): the backend loads once and answers a batch of windows. A batch the
   model fails on, or a window it scores with anything but a finite probability, fails with the
   reason; nothing non-finite reaches the catalog. `DecodingPredictor` is both stages in one
@@ -26,14 +27,19 @@ from typing import Any, Iterable
 import numpy as np
 
 from connectors.audio import iter_windows, read_header
-from connectors.errors import InputError
-from connectors.storage import object_version, open_root
+from connectors.errors import InputError, transient_reason
+from connectors.storage import describe_service, object_version, open_root
 from connectors.tables import EmbeddingRow, PredictionRow, WindowRow
 from connectors.timeparse import zone_from_name
 from flows.pipeline.plan import Unit, UnitItem
 from naturelm_core.backend import ModelBackend, load_backend
 
 log = logging.getLogger(__name__)
+
+
+#: Status of a decoded row whose audio the storage failed to give (not the file's fault): it
+#: passes the model by, and the driver commits no row for it, so the next run plans it again.
+UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,8 @@ def decode_unit(item: dict[str, Any], options: DecodeOptions) -> list[dict[str, 
     n_samples = round(options.window_s * options.sample_rate_hz)
     rows: dict[tuple[int, int], dict[str, Any]] = {}
     error = None
+    status = "failed"
+    fs = None
     try:
         fs, _ = open_root(options.source, options.storage_options)
         _check_unchanged(fs, unit)
@@ -68,12 +76,19 @@ def decode_unit(item: dict[str, Any], options: DecodeOptions) -> list[dict[str, 
                 "audio": w.samples, "valid_samples": w.valid_samples, "duration_s": w.duration_s,
                 "padded": w.padded, "status": w.status, "error": w.error,
             }
-    except InputError as exc:  # the file's problem is recorded on its windows; the run goes on
-        error = str(exc)
-    except Exception as exc:  # anything else a decoder throws is the file's problem too
-        error = f"{unit.uri}: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # the file's problem is recorded on its windows; the run goes on
+        transient = transient_reason(exc)
+        if transient is not None:  # the storage failed, not the file: the next run tries again
+            status = UNAVAILABLE
+            service = describe_service(fs) if fs is not None else options.source
+            error = f"{service}: {transient} (reading {unit.uri})"
+        elif isinstance(exc, InputError):
+            error = str(exc)
+        else:  # anything else a decoder throws is the file's problem too
+            error = f"{unit.uri}: {type(exc).__name__}: {exc}"
     if error:
-        log.warning("unit %s failed: %s", unit.unit_id, error)
+        log.log(logging.DEBUG if status == UNAVAILABLE else logging.WARNING,
+                "unit %s %s: %s", unit.unit_id, status, error)
     out = []
     candidates = item.get("candidates")  # a cascade stage's per-window candidate names
     for position, spec in enumerate(unit.windows):
@@ -81,7 +96,7 @@ def decode_unit(item: dict[str, Any], options: DecodeOptions) -> list[dict[str, 
             row = rows.get((spec.index, channel)) or {
                 "audio": np.zeros(n_samples, np.float32), "valid_samples": 0,
                 "duration_s": 0.0, "padded": spec.padded,
-                "status": "failed", "error": error or "window not decoded",
+                "status": status, "error": error or "window not decoded",
             }
             out.append({"unit_id": unit.unit_id, "window_index": spec.index, "channel": channel, **row})
             if candidates is not None:
