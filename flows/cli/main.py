@@ -90,7 +90,7 @@ def run_heard(settings: Any, summary: dict[str, Any]) -> dict[str, Any] | None:
             if fingerprint not in reader.fingerprints:
                 return None
             return reader.analysis("report_heard_counts", {
-                "config_fingerprint": fingerprint, "run_id": summary["run_id"]}).to_pylist()[0]
+                "config_fingerprint": fingerprint, "analysed_by_run": summary["run_id"]}).to_pylist()[0]
     except Exception:  # the summary's other lines still print
         log.warning("could not count what the run heard", exc_info=True)
         return None

@@ -1,11 +1,11 @@
 -- purpose: what was heard, in one row: detections, species and sites, the detection threshold,
 --   the answers below it, and the species above it that the species filters hide (the run
 --   summary's line and the report's empty states)
--- grain: one row
+-- grain: one row per call (the fingerprint's totals, or one run's)
 -- inputs: predictions, windows, settings, the detections view (threshold, species filters)
 -- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
--- param: run_id varchar = null -- only the windows this run analysed (default: every run)
+-- param: analysed_by_run varchar = null -- only the windows this run analysed (default: every run)
 with threshold as (
     select cast(value as double) as min_score
     from settings
@@ -17,7 +17,7 @@ answers as (
     from predictions as p
     where p.task = 'classify'
         and p.config_fingerprint = getvariable('config_fingerprint')
-        and (getvariable('run_id') is null or p.run_id = getvariable('run_id'))
+        and (getvariable('analysed_by_run') is null or p.run_id = getvariable('analysed_by_run'))
 ),
 
 shown as (
@@ -27,14 +27,14 @@ shown as (
         count(distinct coalesce(site_id, deployment_id)) as sites
     from detections
     where config_fingerprint = getvariable('config_fingerprint')
-        and (getvariable('run_id') is null or run_id = getvariable('run_id'))
+        and (getvariable('analysed_by_run') is null or run_id = getvariable('analysed_by_run'))
 ),
 
 analysed as (
     select count(*) filter (where status = 'ok') as windows_analysed
     from windows
     where config_fingerprint = getvariable('config_fingerprint')
-        and (getvariable('run_id') is null or run_id = getvariable('run_id'))
+        and (getvariable('analysed_by_run') is null or run_id = getvariable('analysed_by_run'))
 ),
 
 final as (
