@@ -54,7 +54,8 @@ def settings_from_args(args: argparse.Namespace):
     return settings
 
 
-def _run_flow(flow: Any, settings: Any, run_id: str, verbose: bool = False) -> dict[str, Any]:
+def _run_flow(flow: Any, settings: Any, run_id: str, verbose: bool = False,
+              start: Any = None) -> dict[str, Any]:
     """Run a flow with the terminal's header, progress bar and summary (`flows.cli.terminal`); the
     logs go to <results>/logs/<run_id>.log. An incomplete run still has a summary.
 
@@ -66,6 +67,8 @@ def _run_flow(flow: Any, settings: Any, run_id: str, verbose: bool = False) -> d
     from flows.cli.terminal import run_console
 
     with run_console(local_log_root(settings.location), run_id, verbose) as (console, log_file):
+        if start is not None:  # e.g. Ray's start-up, whose lines then go to the log with the rest
+            start()
         try:
             if prefect_api_configured():
                 summary = flow(settings, run_id)
@@ -154,9 +157,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Take the catalog before Prefect starts: a busy or impossible catalog is refused at
         # once, in one line; the flow re-enters the lock (or lease) this process holds.
         with run_lock(location, run_id, wait_s=settings.lease_wait_s):
-            start_ray()  # seconds of start-up, spent while the flow imports, loads and plans
+            # Ray starts in the background (seconds, spent while the flow imports, loads and
+            # plans) once the terminal's logs go to the run's log file.
             summary = _run_flow(backfill if args.flow == "backfill" else nightly, settings,
-                                run_id, args.verbose)
+                                run_id, args.verbose, start=start_ray)
     except BaseException as exc:
         signum = signals.received()
         if signum is None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -91,16 +90,27 @@ def watch(driver: int) -> int:
     return len(tracked)
 
 
-def start_reaper() -> subprocess.Popen | None:
-    """Start the reaper for this process (the driver); None where there is no /proc."""
+def start_reaper() -> int | None:
+    """Start the reaper for this process (the driver); its pid, None where there is no /proc.
+
+    Spawned, not kept as a `subprocess.Popen`: it outlives the driver by design, and a Popen
+    object still running when the interpreter exits prints a ResourceWarning on the terminal."""
+    global _started
     if not Path("/proc/self/stat").exists():
         return None
+    if _started is not None and _started[0] == os.getpid():
+        return _started[1]  # one reaper per driver process, however many runs it starts
+    devnull = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     # Run as a plain script (the standard library only): nothing of the package is imported.
-    return subprocess.Popen(
-        [sys.executable, "-I", str(Path(__file__).resolve()), str(os.getpid())],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, close_fds=True,
-    )
+    pid = os.posix_spawn(sys.executable, [sys.executable, "-I", str(Path(__file__).resolve()),
+                                          str(os.getpid())],
+                         os.environ, file_actions=devnull, setsid=True)
+    _started = (os.getpid(), pid)
+    return pid
+
+
+#: (driver pid, reaper pid) of the reaper this process started, if any.
+_started: tuple[int, int] | None = None
 
 
 if __name__ == "__main__":

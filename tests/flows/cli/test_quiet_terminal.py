@@ -53,21 +53,22 @@ def test_default_verbosity_prints_the_header_the_bar_and_the_summary_only(tmp_pa
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     header = [f"dawnchorus run: {source} -> {results}"]
     header_re = [r"\s+model\s+\S+", r"\s+recordings\s+1 new, 0 changed",
-                 r"\s+planned\s+\d+ windows, [\d.]+ audio hours"]
+                 r"\s+planned\s+\d+ windows, [\d.]+ audio hours",
+                 r"\s+filters\s+detection threshold 0\.5, location filter on .*"]
     summary_re = [r"\d+ detections? of \d+ species at \d+ sites?, threshold 0\.5(; \d+ species "
                   r"hidden by the species filters)?",
                   r"completed: \d+ windows committed \(0 failed\), \d+ predictions in \d+ s",
                   r"\s+report\s+\S+index\.html", r"\s+log\s+\S+\.log"]
     assert lines[0] == header[0], lines
-    for line, pattern in zip(lines[1:4], header_re):
+    for line, pattern in zip(lines[1:5], header_re):
         assert re.fullmatch(pattern, line), (line, pattern)
-    bar = lines[4]
+    bar = lines[5]
     assert bar.startswith("windows") and "audio h/h" in bar and bar.rstrip().endswith("done"), bar
     planned = re.search(r"planned\s+(\d+) windows", lines[3]).group(1)
     assert re.search(rf"\b{planned}/{planned}\b", bar), bar  # the bar reached every window
-    for line, pattern in zip(lines[5:], summary_re):
+    for line, pattern in zip(lines[6:], summary_re):
         assert re.fullmatch(pattern, line), (line, pattern)
-    assert len(lines) == 5 + len(summary_re), lines
+    assert len(lines) == 6 + len(summary_re), lines
     # What stayed off the terminal is in the run's log file.
     log_text = next((results / "logs").glob("*.log")).read_text(encoding="utf-8")
     assert "XNNPACK" in log_text  # LiteRT's C++ line, from fd 2 of the driver
