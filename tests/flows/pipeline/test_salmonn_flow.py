@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from connectors.catalog import CatalogReader
-from flows.cli import main
+from flows.cli.main import main
 from tests.support.synth_audio import make_deployment
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server", "ray_local")]
