@@ -166,8 +166,9 @@ class ResultsLocation:
         """Results on object storage: their bucket exists and takes these credentials (one
         request; ConfigError naming the bucket). Local results need nothing checked here."""
         if self.data_on_s3:
-            from connectors.storage import check_bucket
+            from connectors.storage import bucket_problem, check_bucket
 
+            bucket_problem(self.results, "results")
             check_bucket(self.s3_filesystem(), self.results, "results")
 
     def s3_filesystem(self) -> Any:

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import posixpath
+import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -95,8 +96,7 @@ def _open_local(path: str, storage_options: dict | None) -> tuple[fsspec.Abstrac
 def _open_s3(uri: str, rest: str, storage_options: dict | None) -> tuple[fsspec.AbstractFileSystem, str]:
     import s3fs  # only needed for s3:// roots
 
-    if not rest.split("/", 1)[0]:
-        raise ConfigError(f"source URI {uri!r}: no bucket name")
+    bucket_problem(uri, "source")
     root = rest.rstrip("/")
     options: dict[str, Any] = {}
     for env_name, arg in _AWS_ENV_TO_S3FS.items():
@@ -157,9 +157,27 @@ def check_storage_options(options: dict[str, Any]) -> None:
                                       f"(known: {', '.join(sorted(nested[key]))})")
 
 
+# The characters botocore accepts in a bucket name (AWS itself is stricter; S3-compatible
+# stores such as MinIO or Ceph accept what botocore sends).
+_BUCKET_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,255}")
+
+
+def bucket_problem(uri: str, what: str) -> None:
+    """ConfigError when the bucket part of ``uri`` (``s3://BUCKET/...``) is empty or not a name
+    botocore would send (``s3://s3://b/x`` names the bucket ``s3:``): one line, not a
+    ParamValidationError traceback at the first request."""
+    bucket = uri.partition("://")[2].split("/", 1)[0]
+    if not bucket:
+        raise ConfigError(f"{what} URI {uri!r}: no bucket name")
+    if not _BUCKET_NAME.fullmatch(bucket):
+        raise ConfigError(f"{what} URI {uri!r}: {bucket!r} is not a bucket name (letters, digits, "
+                          "'.', '-' and '_' only); write s3://BUCKET/PREFIX")
+
+
 def check_bucket(fs: fsspec.AbstractFileSystem, uri: str, what: str = "source") -> None:
     """One request to the bucket of ``uri`` (an ``s3://`` URI): ConfigError naming the bucket
     when it does not exist or the credentials are refused, before a run does any work."""
+    bucket_problem(uri, what)
     bucket = uri.partition("://")[2].split("/", 1)[0]
     try:
         fs.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)

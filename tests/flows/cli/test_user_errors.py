@@ -124,11 +124,21 @@ def test_a_results_bucket_that_does_not_exist(s3_server, source, tmp_path, capsy
     assert not catalog.parent.exists()
 
 
+def test_a_doubled_scheme_is_not_a_bucket(source, tmp_path, capsys):
+    # s3://s3://b/x names the bucket "s3:", which botocore refuses with a regex traceback.
+    code, err = run(run_argv("s3://s3://field/pam", tmp_path / "results"), capsys)
+    assert_user_error(code, err, "'s3:'", "not a bucket name")
+    catalog = tmp_path / "cat" / "catalog.sqlite"
+    code, err = run(run_argv(source, "s3://s3://team/r", "--catalog", str(catalog)), capsys)
+    assert_user_error(code, err, "results", "'s3:'", "not a bucket name")
+    assert not (tmp_path / "results").exists() and not catalog.parent.exists()
+
+
 def test_a_mistyped_storage_option(s3_server, tmp_path, capsys):
     bucket = s3_server.make_bucket("typo-options")
     for option, words in (("client_kwargs.endpoint_ur=http://127.0.0.1:1", ("client_kwargs.endpoint_ur", "endpoint_url")),
                           ("anonn=true", ("anonn", "anon"))):
-        code, err = run(run_argv(f"s3://{bucket}/pam", tmp_path / "results", "--storage-option", option),
+        code, err = run(run_argv(f"{bucket}/pam", tmp_path / "results", "--storage-option", option),
                         capsys)
         assert_user_error(code, err, *words)
     assert not (tmp_path / "results").exists()

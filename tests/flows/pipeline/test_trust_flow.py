@@ -120,7 +120,7 @@ def test_no_credential_reaches_logs_reports_prefect_or_the_catalog(tmp_path, s3_
     s3_server.upload_tree(tmp_path / "local", f"{bucket}/season")
     # A verbose CLI run with credentials in the environment (botocore logs signed requests).
     proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "-v", "run", "--source", f"s3://{bucket}/season",
+        [sys.executable, "-m", "flows.cli", "-v", "run", "--source", f"{bucket}/season",
          "--results", str(tmp_path / "res-cli"), "--model", "placeholder"],
         env={**subprocess_env(s3_server), "PREFECT_API_URL": cli_env()["PREFECT_API_URL"]},
         capture_output=True, text=True, timeout=600,
@@ -129,7 +129,7 @@ def test_no_credential_reaches_logs_reports_prefect_or_the_catalog(tmp_path, s3_
     logs = proc.stdout + proc.stderr
     assert "botocore" in logs  # the verbose log really holds the library's debug lines
     # An in-process run with credentials in storage_options (stored settings, Prefect params).
-    nightly(settings_for(f"s3://{bucket}/season", tmp_path / "res-api",
+    nightly(settings_for(f"{bucket}/season", tmp_path / "res-api",
                          storage_options=s3_server.storage_options()))
     with get_client(sync_client=True) as client:
         flow_runs = client.read_flow_runs()
