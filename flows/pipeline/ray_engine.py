@@ -399,9 +399,13 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
         nonlocal finished_rows
         if not finished:
             return
+        # Committing a unit again is a no-op in the catalog (a signal can land after the
+        # database committed and before this bookkeeping); it is counted once here too.
         catalog.commit_units([(windows, predictions, vectors)
                               for _, windows, predictions, vectors in finished])
         for unit, windows, predictions, vectors in finished:
+            if unit.unit_id in committed:
+                continue
             committed.add(unit.unit_id)
             result.units += 1
             result.windows += len(windows)

@@ -1,6 +1,9 @@
 -- purpose: commit one work unit in the caller's transaction: its windows (the effort rows, which
 -- double as the resume journal) and its predictions. A window committed again (a retry of a failed
--- window) replaces its failed row, so every window keeps exactly one row per fingerprint.
+-- window) replaces its failed row, so every window keeps exactly one row per fingerprint. A window
+-- already committed ok is left as it is, with its predictions and embeddings: committing the same
+-- unit twice (a signal landing between the database's commit and the caller's bookkeeping) adds
+-- nothing, so exactly-once does not depend on the caller.
 -- inputs: _unit_windows, _unit_predictions, _unit_embeddings (empty unless the run asks for them)
 delete from windows
 where status = 'failed'
@@ -12,8 +15,37 @@ where status = 'failed'
             and u.channel = windows.channel
             and u.window_index = windows.window_index
     );
-insert into windows by name select * from _unit_windows;
-insert into predictions by name select * from _unit_predictions;
--- Embeddings exist only for windows that were analysed (status ok), and an ok window is never
--- planned again under its fingerprint: an insert never duplicates one.
-insert into embeddings by name select * from _unit_embeddings;
+-- Predictions and embeddings first: "already committed" means the window's row is there.
+insert into predictions by name
+select p.*
+from _unit_predictions as p
+where not exists (
+    select 1
+    from windows as w
+    where w.config_fingerprint = p.config_fingerprint
+        and w.recording_id = p.recording_id
+        and w.channel = p.channel
+        and w.window_index = p.window_index
+);
+insert into embeddings by name
+select e.*
+from _unit_embeddings as e
+where not exists (
+    select 1
+    from windows as w
+    where w.config_fingerprint = e.config_fingerprint
+        and w.recording_id = e.recording_id
+        and w.channel = e.channel
+        and w.window_index = e.window_index
+);
+insert into windows by name
+select u.*
+from _unit_windows as u
+where not exists (
+    select 1
+    from windows as w
+    where w.config_fingerprint = u.config_fingerprint
+        and w.recording_id = u.recording_id
+        and w.channel = u.channel
+        and w.window_index = u.window_index
+);

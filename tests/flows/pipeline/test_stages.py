@@ -167,6 +167,24 @@ def test_a_failed_window_does_not_end_its_recording_and_retry_failed_reruns_exac
     assert plan(source, results, windows_per_unit=2, retry_failed=True) == []
 
 
+def test_a_unit_committed_twice_is_in_the_catalog_once(tmp_path):
+    # A signal between the database's commit and the driver's bookkeeping made the driver commit
+    # the same finished units again on its way out (CI, 2026-12-07: 12 rows twice after Ctrl-C).
+    recording(tmp_path / "src" / "dep", noise(40.0, RATE_HZ, -20))
+    source, results = tmp_path / "src", tmp_path / "res"
+    first, second = process(plan(source, results, windows_per_unit=2), source)
+    with Catalog(results) as catalog:
+        catalog.commit_units([first])
+        catalog.commit_units([first, second])  # the first again, beside one not yet in
+        catalog.commit_units([first, second])
+    with CatalogReader(results) as reader:
+        windows = reader.query("select window_index, count(*) as n from windows "
+                               "group by all order by all").to_pylist()
+        predictions = reader.query("select count(*) as n from predictions").to_pylist()[0]["n"]
+    assert windows == [{"window_index": i, "n": 1} for i in range(4)]
+    assert predictions == len(first[1]) + len(second[1]) > 0
+
+
 def test_stereo_mean_fails_when_one_channel_is_non_finite(tmp_path):
     left = noise(10.0, RATE_HZ, -20)
     right = noise(10.0, RATE_HZ, -20, seed=1)
