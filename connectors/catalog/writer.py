@@ -254,14 +254,16 @@ class Catalog:
                 for r in table.to_pylist()]
 
     # -- windows and predictions ---------------------------------------------------------------
-    def committed_windows(self, config_fingerprint: str, *, retry_failed: bool = False
-                          ) -> dict[tuple[str, int], set[int]]:
+    def committed_windows(self, config_fingerprint: str, *, retry_failed: bool = False,
+                          need_embeddings: bool = False) -> dict[tuple[str, int], set[int]]:
         """(recording_id, channel) -> window indexes already committed under this fingerprint.
 
         With `retry_failed`, failed windows do not count as committed, so they are planned again.
+        With `need_embeddings`, analysed (ok) windows without an embedding do not count either.
         """
         table = self._query_file("reads/committed_windows", {
-            "config_fingerprint": config_fingerprint, "retry_failed": retry_failed})
+            "config_fingerprint": config_fingerprint, "retry_failed": retry_failed,
+            "need_embeddings": need_embeddings})
         return {(r["recording_id"], r["channel"]): set(r["window_indexes"]) for r in table.to_pylist()}
 
     def commit_unit(self, windows: Sequence[WindowRow], predictions: Sequence[PredictionRow],

@@ -172,7 +172,7 @@ def rebuild_backend(run: EmbeddedRun) -> tuple[Any, Any]:
     if info.model_id != run.model_id:
         raise ConfigError(f"the weights the run used have changed: the embeddings are from "
                           f"{run.model_id}, the run's model options now give {info.model_id}")
-    fingerprint = config_fingerprint(settings, info.model_id, info.settings, info.embedding)
+    fingerprint = config_fingerprint(settings, info.model_id, info.settings)
     if fingerprint != run.fingerprint:
         raise ConfigError(f"the run's model settings have changed since it wrote its embeddings "
                           f"(fingerprint {run.fingerprint}, now {fingerprint}): its vectors and a "

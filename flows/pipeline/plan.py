@@ -80,14 +80,17 @@ def _path_for(uri: str) -> str:
 
 def plan_units(catalog: Catalog, current_ids: list[str], *, fingerprint: str, window_s: float,
                hop_s: float, tail: str, channel_policy: str, windows_per_unit: int,
-               retry_failed: bool = False) -> list[Unit]:
+               retry_failed: bool = False, need_embeddings: bool = False) -> list[Unit]:
     """Units covering every planned window of the readable listed recordings not yet committed.
 
     With `retry_failed`, windows that failed before are planned again (their failed rows are
-    replaced when the retry commits).
+    replaced when the retry commits). With `need_embeddings`, an analysed window without an
+    embedding is planned again: the model runs once more for its vector, and the commit adds
+    only the vector (the window's row and answers are already in).
     """
     recordings = catalog.plannable_recordings(current_ids)
-    committed = catalog.committed_windows(fingerprint, retry_failed=retry_failed)
+    committed = catalog.committed_windows(fingerprint, retry_failed=retry_failed,
+                                          need_embeddings=need_embeddings)
     units: list[Unit] = []
     for rec in recordings:
         channels = (0,) if channel_policy == "mean" else tuple(range(1, rec.channels + 1))

@@ -88,7 +88,7 @@ def identify_model(settings: RunSettings) -> tuple[RunSettings, str, str, int]:
     settings = resolve_settings(settings, native)  # window and unit size: numbers from here on
     if info.runtime:  # how the model runs (BirdNET's engine): recorded in `runs`, workers pinned to it
         settings = settings.model_copy(update={"model_options": {**settings.model_options, **info.runtime}})
-    fingerprint = config_fingerprint(settings, info.model_id, info.settings, info.embedding)
+    fingerprint = config_fingerprint(settings, info.model_id, info.settings)
     return settings, info.model_id, fingerprint, info.sample_rate_hz
 
 
@@ -129,7 +129,7 @@ def plan_task(settings: RunSettings, sync: discover_mod.SyncResult, fingerprint:
             catalog, sync.current_ids, fingerprint=fingerprint, window_s=settings.window_s,
             hop_s=settings.effective_hop_s, tail=settings.tail,
             channel_policy=settings.channel_policy, windows_per_unit=settings.windows_per_unit,
-            retry_failed=settings.retry_failed,
+            retry_failed=settings.retry_failed, need_embeddings=embedding_dim(settings) is not None,
         )
 
 

@@ -247,13 +247,13 @@ def resolve_settings(settings: RunSettings, native_window_s: float | None) -> Ru
     )
 
 
-def config_fingerprint(settings: RunSettings, model_id: str, model_settings: dict[str, Any],
-                       embedding: dict[str, Any] | None = None) -> str:
+def config_fingerprint(settings: RunSettings, model_id: str, model_settings: dict[str, Any]) -> str:
     """Hash of everything that changes answers; results of two fingerprints never mix.
 
     Takes resolved settings (`resolve_settings`): the window is a number, never "the default".
-    `embedding` (`BackendInfo.embedding`: width, layer, pooling) counts only when the run writes
-    embeddings and the model has them, so runs without embeddings keep their fingerprints.
+    Embeddings are not answers: `--embeddings` adds vectors to the same analysis (its windows
+    without a vector are analysed again for them, `flows.pipeline.plan`), under the same
+    fingerprint. What shapes a vector (the model and its options) is already in the hash.
     """
     if settings.window_s is None:
         raise ValueError("config_fingerprint needs resolved settings (window_s is None)")
@@ -267,8 +267,6 @@ def config_fingerprint(settings: RunSettings, model_id: str, model_settings: dic
         "channel_policy": settings.channel_policy,
         "resampler": RESAMPLER,
     }
-    if settings.embeddings and embedding is not None:
-        answer_changing["embeddings"] = embedding
     canonical = json.dumps(answer_changing, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

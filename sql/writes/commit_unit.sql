@@ -15,7 +15,7 @@ where status = 'failed'
             and u.channel = windows.channel
             and u.window_index = windows.window_index
     );
--- Predictions and embeddings first: "already committed" means the window's row is there.
+-- Predictions before windows: "already committed" means the window's row is there.
 insert into predictions by name
 select p.*
 from _unit_predictions as p
@@ -27,16 +27,18 @@ where not exists (
         and w.channel = p.channel
         and w.window_index = p.window_index
 );
+-- A vector is added where the window has none (a run with --embeddings over windows analysed
+-- without them analyses them again for their vectors only).
 insert into embeddings by name
 select e.*
 from _unit_embeddings as e
 where not exists (
     select 1
-    from windows as w
-    where w.config_fingerprint = e.config_fingerprint
-        and w.recording_id = e.recording_id
-        and w.channel = e.channel
-        and w.window_index = e.window_index
+    from embeddings as x
+    where x.config_fingerprint = e.config_fingerprint
+        and x.recording_id = e.recording_id
+        and x.channel = e.channel
+        and x.window_index = e.window_index
 );
 insert into windows by name
 select u.*

@@ -44,7 +44,7 @@ def test_runtime_is_provenance_not_fingerprint(cache):
     assert infos["litert"].runtime == {"runtime": "litert"}
     assert infos["split"].runtime["runtime"] == "split" and infos["split"].runtime["cnn_engine"] in CNN_ENGINES
     settings = resolve_settings(RunSettings(source="src", results="res", embeddings=True), 3.0)
-    prints = {rt: config_fingerprint(settings, i.model_id, i.settings, i.embedding) for rt, i in infos.items()}
+    prints = {rt: config_fingerprint(settings, i.model_id, i.settings) for rt, i in infos.items()}
     assert prints["split"] == prints["litert"]
 
 

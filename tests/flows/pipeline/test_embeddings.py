@@ -9,7 +9,7 @@ run adds nothing.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -39,13 +39,14 @@ def as_rows(batch):
     return [{k: batch[k][i] for k in batch} for i in range(len(batch["unit_id"]))]
 
 
-def planned(source, results):
+def planned(source, results, need_embeddings=False):
     found = discover(str(source), {}, None)
     with Catalog(results) as catalog:
         sync_deployments(catalog, found, "run-1")
         sync = sync_recordings(catalog, str(source), {}, found, "run-1")
         return plan_units(catalog, sync.current_ids, fingerprint="fp", window_s=10.0, hop_s=10.0,
-                          tail="pad", channel_policy="mean", windows_per_unit=30)
+                          tail="pad", channel_policy="mean", windows_per_unit=30,
+                          need_embeddings=need_embeddings)
 
 
 def processed(units, source, backend="placeholder", dim=32):
@@ -124,19 +125,37 @@ def test_commit_refuses_bad_vectors_and_keeps_nothing_of_their_unit(tmp_path):
         processed(planned(tmp_path / "src", tmp_path / "res2"), tmp_path / "src", dim=16)
 
 
-def test_embeddings_enter_the_fingerprint_only_when_asked_for(tmp_path):
+def test_embeddings_are_not_part_of_the_fingerprint(tmp_path):
     base = RunSettings(source=str(tmp_path), results=str(tmp_path / "r"), model="placeholder",
                        window_s=10.0)  # fingerprints take resolved settings
     info = describe_backend("placeholder")
-    assert info.embedding == {"dim": 32, "form": PlaceholderBackend().embedding_settings()["form"]}
-    without = config_fingerprint(base, info.model_id, info.settings)
-    # A run without embeddings keeps its fingerprint, whatever the model's embedding is.
-    assert config_fingerprint(base, info.model_id, info.settings, info.embedding) == without
     asked = base.model_copy(update={"embeddings": True})
-    with_embeddings = config_fingerprint(asked, info.model_id, info.settings, info.embedding)
-    assert with_embeddings != without
-    other = dict(info.embedding, pooling="max")
-    assert config_fingerprint(asked, info.model_id, info.settings, other) != with_embeddings
+    # Vectors are not answers: asking for them continues the same analysis (issue 18, item 4).
+    assert (config_fingerprint(asked, info.model_id, info.settings)
+            == config_fingerprint(base, info.model_id, info.settings))
+
+
+def test_embeddings_asked_for_later_are_added_to_the_windows_already_analysed(tmp_path):
+    (tmp_path / "src" / "dep").mkdir(parents=True)
+    write_wav(tmp_path / "src" / "dep" / audiomoth_name(START), noise(40.0, RATE_HZ, -20), RATE_HZ)
+    source, results = tmp_path / "src", tmp_path / "res"
+    units = planned(source, results)
+    with Catalog(results) as catalog:
+        for _, windows, predictions, _ in processed(units, source):
+            catalog.commit_unit(windows, predictions)  # a run without --embeddings
+    assert planned(source, results) == []
+    again = planned(source, results, need_embeddings=True)
+    assert [w.index for u in again for w in u.windows] == [0, 1, 2, 3]
+    with Catalog(results) as catalog:
+        for _, windows, predictions, vectors in processed(again, source):
+            catalog.commit_unit(windows, predictions, vectors)
+    with CatalogReader(results) as reader:
+        counts = reader.query("select (select count(*) from windows) as w, "
+                              "(select count(*) from predictions) as p, "
+                              "(select count(*) from embeddings) as e").to_pylist()[0]
+    first_predictions = sum(len(p) for _, _, p, _ in processed(units, source))
+    assert counts == {"w": 4, "p": first_predictions, "e": 4}  # vectors only; nothing twice
+    assert planned(source, results, need_embeddings=True) == []
 
 
 @pytest.mark.slow
@@ -146,21 +165,30 @@ def test_a_run_with_embeddings_writes_one_row_per_analysed_window_exactly_once(t
 
     make_deployment(tmp_path / "src", "dep-a", [START, START.replace(hour=5)], 25.0, RATE_HZ,
                     events={0: [(12.0, 2.0, 2000.0)]})
-    args = ["run", "--source", str(tmp_path / "src"), "--results", str(tmp_path / "res"),
-            "--model", "placeholder", "--option", f"sample_rate_hz={RATE_HZ}",
-            "--windows-per-unit", "2", "--embeddings"]
-    assert main(args) == 0
-    assert main(args) == 0  # nothing new: the second run plans nothing and writes nothing
+    plain = ["run", "--source", str(tmp_path / "src"), "--results", str(tmp_path / "res"),
+             "--model", "placeholder", "--option", f"sample_rate_hz={RATE_HZ}",
+             "--windows-per-unit", "2"]
+    assert main(plain) == 0  # a season analysed without vectors
+    assert main([*plain, "--embeddings"]) == 0  # vectors asked for later: the same analysis
+    assert main([*plain, "--embeddings"]) == 0  # nothing new: plans nothing, writes nothing
+    make_deployment(tmp_path / "src", "dep-a", [START + timedelta(days=1)], 25.0, RATE_HZ,
+                    level_dbfs=-45)
+    assert main(plain) == 0  # the next night, the nightly's plain run
     with CatalogReader(tmp_path / "res") as reader:
         windows = reader.query("select recording_id, window_index, channel, config_fingerprint "
                                "from windows where status = 'ok' order by all").to_pylist()
         vectors = reader.query("select recording_id, window_index, channel, config_fingerprint, "
                                "model_id, len(vector) as n from embeddings order by all").to_pylist()
-        runs = reader.query("select config_fingerprint from runs").to_pylist()
-    assert len(windows) == 6  # 2 recordings x 3 windows of 10 s
-    assert [{k: v for k, v in e.items() if k not in ("model_id", "n")} for e in vectors] == windows
+        fingerprints = reader.query("select distinct config_fingerprint from runs union "
+                                    "select distinct config_fingerprint from windows").to_pylist()
+        twice = reader.query("select count(*) as n from (select recording_id, window_index, task, "
+                             "label from predictions group by all having count(*) > 1)").to_pylist()
+    assert len(windows) == 9  # 3 recordings x 3 windows of 10 s
+    assert len(fingerprints) == 1 and twice == [{"n": 0}]
+    first_nights = [w for w in windows if w["recording_id"] in {v["recording_id"] for v in vectors}]
+    assert len(first_nights) == 6  # the two recordings there when vectors were asked for
+    assert [{k: v for k, v in e.items() if k not in ("model_id", "n")} for e in vectors] == first_nights
     assert {(e["model_id"], e["n"]) for e in vectors} == {("placeholder-v1@none", 32)}
-    assert {r["config_fingerprint"] for r in runs} == {windows[0]["config_fingerprint"]}
 
 
 def test_describe_tells_the_embedding_of_the_loaded_model_without_building_it(tmp_path):
