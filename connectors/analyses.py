@@ -18,7 +18,9 @@ mechanism serves `dawnchorus query NAME --param k=v`, the analysis views a reade
 Two parameter names have a meaning of their own:
 
 - `config_fingerprint`: every analysis reads one fingerprint. Left at null it resolves to the
-  catalog's only fingerprint; with several, the caller must choose (see `resolve_fingerprint`).
+  catalog's default one: the only one, else the pinned one (`dawnchorus thresholds
+  --fingerprint`), else the one with the newest run, said in one note line on the terminal
+  (see `resolve_fingerprint`).
 - `threshold`: the detection threshold of the `detections` view for this reader (the view reads
   it; the analysis body does not), as `dawnchorus query --threshold`.
 """
@@ -26,6 +28,7 @@ Two parameter names have a meaning of their own:
 from __future__ import annotations
 
 import importlib.resources
+import logging
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -38,6 +41,15 @@ TYPES = ("varchar", "double", "integer", "boolean", "date")
 #: Parameters the reader applies itself (through the detections view), not the analysis body.
 READER_PARAMETERS = ("threshold",)
 FINGERPRINT = "config_fingerprint"
+#: Where a command says which fingerprint it read when the user named none among several (the
+#: CLI prints these records as "dawnchorus: note: ..." lines).
+NOTES = logging.getLogger("dawnchorus.note")
+
+
+def state_default_fingerprint(fingerprint: str, why: str, where: str) -> None:
+    """A note saying which fingerprint a command read (the CLI prints each note once)."""
+    NOTES.warning("reading fingerprint %s (%s); another with --fingerprint PREFIX, "
+                  "`dawnchorus query \"from fingerprints\"` describes them", fingerprint, why)
 
 _PARAM = re.compile(
     r"^--\s*param:\s*(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>\w+)"
@@ -178,12 +190,14 @@ def all_analyses() -> list[Analysis]:
 
 
 def resolve_fingerprint(fingerprints: list[str], chosen: str | None, where: str,
-                        flag: str = "--param config_fingerprint=...") -> str | None:
+                        flag: str = "--fingerprint", default: tuple[str, str] | None = None
+                        ) -> str | None:
     """The fingerprint an analysis reads: `chosen` (a full fingerprint or a unique prefix of
-    one), else the only one; None when there is none.
+    one), else the only one, else `default` (fingerprint, why: the pinned one or the newest),
+    stated in a note line; None when there is none.
 
-    Results of two fingerprints never mix, so with several and none chosen this is a ConfigError
-    that lists them and names `flag`, the caller's way to choose.
+    Results of two fingerprints never mix: with several, none chosen and no default this is a
+    ConfigError that lists them and names `flag`, the caller's way to choose.
     """
     if chosen is not None:
         if not fingerprints or chosen in fingerprints:
@@ -192,10 +206,13 @@ def resolve_fingerprint(fingerprints: list[str], chosen: str | None, where: str,
         if len(matches) == 1:
             return matches[0]
         what = "matches several fingerprints" if matches else "is not in the catalog"
-        raise ConfigError(f"{where}: config_fingerprint {chosen!r} {what} "
+        raise ConfigError(f"{where}: fingerprint {chosen!r} {what} "
                           f"(fingerprints: {', '.join(matches or fingerprints)}; the view "
                           "fingerprints describes them)")
     if len(fingerprints) > 1:
+        if default is not None and default[0] in fingerprints:
+            state_default_fingerprint(default[0], default[1], where)
+            return default[0]
         raise ConfigError(f"{where}: the catalog holds {len(fingerprints)} fingerprints "
                           f"({', '.join(fingerprints)}); choose one with {flag} (a unique "
                           "prefix will do; the view fingerprints describes them)")

@@ -14,7 +14,13 @@ import os
 import duckdb
 import pyarrow as pa
 
-from connectors.analyses import FINGERPRINT, all_analyses, load_analysis, resolve_fingerprint
+from connectors.analyses import (
+    FINGERPRINT,
+    all_analyses,
+    load_analysis,
+    resolve_fingerprint,
+    state_default_fingerprint,
+)
 from connectors.catalog.connection import (
     LAKE,
     _attach,
@@ -25,6 +31,7 @@ from connectors.catalog.connection import (
 )
 from connectors.catalog.locks import ResultsBusy, run_lock
 from connectors.catalog.schema import (
+    DEFAULT_FINGERPRINT_KEY,
     DETECTION_THRESHOLD_KEY,
     DETECTION_THRESHOLD_SOURCE_KEY,
     LOCATION_THRESHOLD_KEY,
@@ -32,6 +39,7 @@ from connectors.catalog.schema import (
     _needs_upgrade,
     _refuse_newer,
     _schema_version,
+    setting,
 )
 from connectors.catalog.sql_files import sql_text
 from connectors.catalog.writer import Catalog
@@ -156,9 +164,32 @@ class CatalogReader:
                 self._view_defaults.setdefault(p.name, p.default)
             # Names are ours (file names checked as identifiers); a view body takes no parameters.
             con.execute(f"create temp view {analysis.name} as {analysis.sql}")
+        self.default_fingerprint = self._default_fingerprint()
         if len(self.fingerprints) == 1:
             self._view_defaults[FINGERPRINT] = self.fingerprints[0]
+        elif self.default_fingerprint is not None:
+            # Stated when a query or an analysis first reads it (`_state_view_default`).
+            self._view_defaults[FINGERPRINT] = self.default_fingerprint[0]
         self._set_variables(self._view_defaults)
+
+    def _default_fingerprint(self) -> tuple[str, str] | None:
+        """(fingerprint, why) commands read when none is named among several: the pinned one,
+        else the one with the newest run; None with fewer than two."""
+        if len(self.fingerprints) < 2:
+            return None
+        pinned = setting(self.con, DEFAULT_FINGERPRINT_KEY)
+        if pinned in self.fingerprints:
+            return pinned, f"pinned, of {len(self.fingerprints)}"
+        row = self.con.execute(sql_text("reads/newest_fingerprint")).fetchone()
+        newest = row[0] if row else self.fingerprints[-1]
+        return newest, f"the newest of {len(self.fingerprints)}"
+
+    def state_view_default(self) -> None:
+        """Say which fingerprint the analysis views read when that is the default among several
+        (free SQL through `dawnchorus query`)."""
+        if (self.default_fingerprint is not None
+                and self._view_defaults.get(FINGERPRINT) == self.default_fingerprint[0]):
+            state_default_fingerprint(*self.default_fingerprint, "query")
 
     def _set_threshold(self, threshold: float | None, key: str = DETECTION_THRESHOLD_KEY) -> None:
         if threshold is not None and not (
@@ -236,7 +267,7 @@ class CatalogReader:
             values[name] = declared[name].parse(value) if isinstance(value, str) else value
         if FINGERPRINT in values:
             values[FINGERPRINT] = resolve_fingerprint(self.fingerprints, values[FINGERPRINT],
-                                                      "analysis views")
+                                                      "analysis views", default=self.default_fingerprint)
         self._view_defaults.update(values)
         self._set_variables(values)
 
@@ -250,7 +281,8 @@ class CatalogReader:
         values = analysis.bind(params or {})
         if FINGERPRINT in values:
             values[FINGERPRINT] = resolve_fingerprint(
-                self.fingerprints, values[FINGERPRINT], f"analysis {name}")
+                self.fingerprints, values[FINGERPRINT], f"analysis {name}",
+                default=self.default_fingerprint)
             if values[FINGERPRINT] is None:
                 values[FINGERPRINT] = ""  # an empty catalog: no fingerprint, no rows
         threshold = values.pop("threshold", None)

@@ -22,6 +22,9 @@ log = logging.getLogger("connectors.catalog")
 SCHEMA_VERSION_KEY = "schema_version"
 VIEWS_DIGEST_KEY = "views_sha256"
 DETECTION_THRESHOLD_KEY = "detection_threshold"
+#: The fingerprint commands read when none is named (`dawnchorus thresholds --fingerprint`);
+#: unset: the one with the newest run.
+DEFAULT_FINGERPRINT_KEY = "default_fingerprint"
 LOCATION_THRESHOLD_KEY = "location_filter_threshold"
 #: Set only by a reader given its own threshold: the detections view's threshold_source for rows
 #: that passed it ("query"; rows that passed the catalog's threshold say "default").

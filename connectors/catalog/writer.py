@@ -211,6 +211,10 @@ class Catalog:
             _change=SETTING_CHANGES.to_arrow([SettingChangeRow(k, v, changed_by, now)
                                               for k, v in values.items()]))
 
+    def fingerprints(self) -> list[str]:
+        """The config fingerprints the catalog holds windows of, oldest first."""
+        return [r["config_fingerprint"] for r in self._query_file("reads/fingerprints").to_pylist()]
+
     def setting_changes(self, key: str) -> list[SettingChangeRow]:
         """Every recorded change of setting `key`, newest first."""
         return SETTING_CHANGES.from_arrow(self._query_file("reads/setting_changes", {"key": key}))

@@ -45,7 +45,7 @@ def add_density_parser(sub: Any) -> None:
     p.add_argument("--catalog", help="the catalog, as the run named it: a SQLite file or "
                                      "postgresql://... (default: <results>/catalog.sqlite)")
     p.add_argument("--label", required=True, help="the sound (a predictions label)")
-    p.add_argument("--config-fingerprint", help="its predictions' fingerprint (default: the only one)")
+    p.add_argument("--fingerprint", "--config-fingerprint", dest="config_fingerprint", metavar="PREFIX", help="its predictions' fingerprint (default: the only one)")
     p.add_argument("--per-bin", type=int, default=PER_BIN,
                    help=f"sample windows per score bin (default {PER_BIN})")
     p.add_argument("--by-night", action="store_true", help="also per deployment and night")

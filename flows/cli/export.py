@@ -50,7 +50,7 @@ def add_export_parser(sub: Any) -> None:
                                                        "name (repeatable)")
     p.add_argument("--from", dest="date_from", help="first local date, YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", help="last local date, YYYY-MM-DD")
-    p.add_argument("--config-fingerprint", help="results of this fingerprint (default: the only one)")
+    p.add_argument("--fingerprint", "--config-fingerprint", dest="config_fingerprint", metavar="PREFIX", help="results of this fingerprint or a unique prefix (default: the only one, else the pinned one, else the newest, said in a note)")
     p.add_argument("--threshold", type=float, help="detection threshold (default: the catalog's)")
     p.add_argument("--location-threshold", type=float,
                    help="location filter threshold (default: the catalog's; 0 keeps every species)")

@@ -60,7 +60,7 @@ def add_learn_parser(sub: Any) -> None:
                                                + " present)")
     p.add_argument("--name", help="the classifier's name (default: the label); retraining a name "
                                   "adds a version")
-    p.add_argument("--config-fingerprint", help="embeddings of this fingerprint (default: the only one)")
+    p.add_argument("--fingerprint", "--config-fingerprint", dest="config_fingerprint", metavar="PREFIX", help="embeddings of this fingerprint (default: the only one)")
     p.add_argument("--by", help="who trains it (default: the login name)")
     p.add_argument("--weak-negatives", type=int, default=WEAK_NEGATIVES,
                    help=f"unlabelled windows drawn as weak negatives (default {WEAK_NEGATIVES})")

@@ -325,6 +325,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrNow(logging.StreamHandler):
+    """A handler writing to whatever sys.stderr is at the time (a test's capture included)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+class _OncePerCommand(logging.Filter):
+    """Each note once per command (a report reads many analyses of one fingerprint)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from flows.outputs.redact import install_log_redaction
 
@@ -334,6 +361,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Notes (which fingerprint a command read, ...): one plain line each on stderr.
+    notes = logging.getLogger("dawnchorus.note")
+    for old in list(notes.handlers):
+        notes.removeHandler(old)
+    handler = _StderrNow()
+    handler.setFormatter(logging.Formatter("dawnchorus: note: %(message)s"))
+    handler.addFilter(_OncePerCommand())
+    notes.addHandler(handler)
+    notes.propagate = False
     # Every Prefect API call is an httpx INFO line; keep the terminal for progress.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from flows.cli.console import one_line, quiet_user_error_tracebacks, user_error

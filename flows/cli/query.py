@@ -31,6 +31,8 @@ def cmd_query(args: argparse.Namespace) -> int:
         raise ConfigError("query: --results RESULTS is required")
     check_analysis_name(args.what)  # a mistyped name is never sent as SQL
     params = dict(args.param)
+    if args.fingerprint is not None:
+        params["config_fingerprint"] = args.fingerprint
     if args.threshold is not None:
         params["threshold"] = args.threshold
     if args.what in analysis_names():
@@ -60,6 +62,9 @@ def add_query_parser(sub: Any) -> None:
                                          "<results>/catalog.sqlite)")
     query.add_argument("--param", action="append", type=_parse_param, default=[],
                        metavar="NAME=VALUE", help="analysis parameter (repeatable)")
+    query.add_argument("--fingerprint", "--config-fingerprint", dest="fingerprint", metavar="PREFIX",
+                       help="results of this fingerprint, or a unique prefix of one (default: the "
+                            "only one, else the pinned one, else the newest, said in a note)")
     query.add_argument("--list", action="store_true", help="describe the analyses and exit")
     query.add_argument("--format", choices=["table", "csv", "parquet"], default="table")
     query.add_argument("--out", help="write to this file instead of the terminal")

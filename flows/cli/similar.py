@@ -46,7 +46,7 @@ def add_similar_parser(sub: Any) -> None:
     p.add_argument("--text", help="describe the sound in words (needs a CLAP run's embeddings)")
     p.add_argument("--top", type=int, default=DEFAULT_TOP, help=f"hits to show (default {DEFAULT_TOP})")
     p.add_argument("--deployment", action="append", help="only windows of this deployment (repeatable)")
-    p.add_argument("--config-fingerprint", help="embeddings of this fingerprint (default: the only one)")
+    p.add_argument("--fingerprint", "--config-fingerprint", dest="config_fingerprint", metavar="PREFIX", help="embeddings of this fingerprint (default: the only one)")
     p.add_argument("--export", choices=["raven"], help="also write the hits for review")
     p.add_argument("--out", help="folder for --export")
     p.set_defaults(func=cmd_similar)

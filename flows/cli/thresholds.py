@@ -1,4 +1,5 @@
-"""`dawnchorus thresholds`: read or set a catalog's default thresholds, recorded with who changed
+"""`dawnchorus thresholds`: read or set a catalog's defaults (the detection and location-filter
+thresholds, and the fingerprint commands read when none is named), recorded with who changed
 them and when (table setting_changes)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from connectors.errors import ConfigError
 #: Flag name -> catalog setting (connectors.catalog.schema's keys; not imported here, so that
 #: building the parser loads no DuckDB).
 KEYS = {"detection": "detection_threshold", "location": "location_filter_threshold"}
+FINGERPRINT_KEY = "default_fingerprint"
 MEANING = {
     "detection": "a classify answer is a detection when its score reaches this (species with a "
                  "calibrated threshold use theirs)",
@@ -38,26 +40,43 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
     changes = {KEYS[flag]: v for flag in KEYS
                if (v := _probability(flag, getattr(args, flag))) is not None}
     with Catalog(location) as catalog:
+        if args.fingerprint is not None:
+            from connectors.analyses import resolve_fingerprint
+
+            known = catalog.fingerprints()
+            if not known:
+                raise ConfigError("--fingerprint: the catalog holds no results yet")
+            changes[FINGERPRINT_KEY] = resolve_fingerprint(known, args.fingerprint,
+                                                           "thresholds --fingerprint")
         if changes:
             catalog.change_settings(changes, args.by or getpass.getuser())
         for flag, key in KEYS.items():
             history = catalog.setting_changes(key)
             last = (f"set by {history[0].changed_by} at {history[0].changed_at:%Y-%m-%d %H:%M} UTC"
                     if history else "the catalog's default")
-            print(f"{flag:9} {catalog.setting(key)}  ({last}): {MEANING[flag]}")
+            print(f"{flag:11} {catalog.setting(key)}  ({last}): {MEANING[flag]}")
+        history = catalog.setting_changes(FINGERPRINT_KEY)
+        pinned = catalog.setting(FINGERPRINT_KEY)
+        last = (f"pinned by {history[0].changed_by} at {history[0].changed_at:%Y-%m-%d %H:%M} UTC"
+                if history else "none pinned: the one with the newest run")
+        print(f"{'fingerprint':11} {pinned or '-'}  ({last}): what query, report, export and "
+              "review read when none is named among several")
     return 0
 
 
 def add_thresholds_parser(sub: Any) -> None:
-    p = sub.add_parser("thresholds", help="read or set the catalog's default thresholds",
+    p = sub.add_parser("thresholds", help="read or set the catalog's default thresholds and fingerprint",
                        description="Print the catalog's detection threshold and location-filter "
-                                   "threshold, who set them and when; --detection / --location "
-                                   "set them (recorded with --by, else your user name).")
+                                   "threshold and the pinned fingerprint, who set them and when; "
+                                   "--detection / --location / --fingerprint set them (recorded "
+                                   "with --by, else your user name).")
     p.add_argument("--results", required=True, help="results root: a local folder or s3://...")
     p.add_argument("--catalog", help="the catalog, as the run named it (default: "
                                      "<results>/catalog.sqlite)")
     p.add_argument("--detection", type=float, metavar="P", help="set the detection threshold")
     p.add_argument("--location", type=float, metavar="P",
                    help="set the location-filter threshold (0: off)")
+    p.add_argument("--fingerprint", metavar="PREFIX",
+                   help="pin the fingerprint commands read when none is named (a unique prefix)")
     p.add_argument("--by", help="who is changing them (default: your user name)")
     p.set_defaults(func=cmd_thresholds)

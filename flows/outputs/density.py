@@ -164,7 +164,7 @@ def _fingerprint(reader: CatalogReader, label: str, chosen: str | None) -> str:
         found = [f for f in found if f.startswith(chosen)]
     if len(found) != 1:
         raise ConfigError(f"{label!r}: predictions under {len(found)} fingerprints"
-                          + (f" ({', '.join(found)}); choose one with --config-fingerprint"
+                          + (f" ({', '.join(found)}); choose one with --fingerprint"
                              if found else ""))
     return found[0]
 

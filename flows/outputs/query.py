@@ -28,7 +28,28 @@ def run_query(results: str, sql: str, threshold: float | None = None,
                        location_threshold=location_threshold) as reader:
         if params:
             reader.set_view_parameters(params)
+        reader.state_view_default()
+        _say_if_mixed(reader, sql)
         return reader.query(sql)
+
+
+#: The catalog's tables and views that hold every fingerprint's rows side by side.
+_MIXED = ("detections", "predictions", "windows", "embeddings")
+
+
+def _say_if_mixed(reader: CatalogReader, sql: str) -> None:
+    """Free SQL over a table that holds several fingerprints, and no word of one: one note."""
+    import re
+
+    if len(reader.fingerprints) < 2 or "config_fingerprint" in sql:
+        return
+    named = [t for t in _MIXED if re.search(rf"\b{t}\b", sql, re.IGNORECASE)]
+    if named:
+        from connectors.analyses import NOTES
+
+        NOTES.warning("%s hold the rows of all %d fingerprints (%s) side by side; add "
+                      "`where config_fingerprint = '...'` to read one",
+                      ", ".join(named), len(reader.fingerprints), ", ".join(reader.fingerprints))
 
 
 def run_analysis(results: str, name: str, params: dict[str, Any] | None = None,

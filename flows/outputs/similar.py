@@ -118,12 +118,12 @@ def choose_run(runs: list[EmbeddedRun], fingerprint: str | None, results: str) -
     if fingerprint is None:
         if len(runs) > 1:
             raise ConfigError("embeddings of several fingerprints in this catalog; choose one with "
-                              "--config-fingerprint: " + ", ".join(
+                              "--fingerprint: " + ", ".join(
                                   f"{r.fingerprint} ({r.model_id}, {r.vectors} windows)" for r in runs))
         return runs[0]
     chosen = [r for r in runs if r.fingerprint.startswith(fingerprint)]
     if len(chosen) != 1:
-        raise ConfigError(f"--config-fingerprint {fingerprint!r} matches {len(chosen)} of the "
+        raise ConfigError(f"--fingerprint {fingerprint!r} matches {len(chosen)} of the "
                           f"fingerprints with embeddings ({', '.join(r.fingerprint for r in runs)})")
     return chosen[0]
 

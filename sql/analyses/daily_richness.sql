@@ -3,7 +3,7 @@
 -- inputs: the detections view (threshold, species filters), the site_day_effort view
 -- A day with effort and no detection has richness 0; a day without effort has no row.
 -- Species = scientific name, or the label where a model answer names no known species.
--- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 with effort as (
     select site_id, local_date, effort_hours

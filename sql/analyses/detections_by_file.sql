@@ -2,7 +2,7 @@
 --   (what `dawnchorus demo` compares with the labels it placed)
 -- grain: one row per detection (window, channel and species)
 -- inputs: the detections view (threshold, species filters), recordings
--- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 with final as (
     select

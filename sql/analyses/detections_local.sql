@@ -3,7 +3,7 @@
 -- inputs: the detections view (threshold, species filters)
 -- night = the local date of (local time - 12 h): a detection at 01:30 belongs to the night that
 -- began the evening before. Local time is the wall clock of the recording's zone (tz_name).
--- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 -- param: species varchar = null -- only this species (scientific or common name, any case)
 with picked as (

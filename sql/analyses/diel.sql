@@ -3,7 +3,7 @@
 -- inputs: the detections view (threshold, species filters), windows, deployments
 -- rate_per_hour = detections / effort_hours, where effort_hours is the audio analysed at that
 -- site in that local hour over all days: hours never recorded are absent, not zero.
--- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 -- param: species varchar = null -- only this species (scientific or common name, any case)
 with heard as (

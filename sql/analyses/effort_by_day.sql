@@ -3,7 +3,7 @@
 -- inputs: the site_day_effort view (windows, deployments)
 -- Hours analysed count windows with status ok only: empty windows (no audio) and failed ones are
 -- not effort. Windows whose recording has no known start time have no local date and are left out.
--- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 with final as (
     select
         site_id,

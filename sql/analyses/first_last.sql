@@ -1,7 +1,7 @@
 -- purpose: first and last detection of each species at each site (arrival and departure dates)
 -- grain: one row per site and species
 -- inputs: the detections view (threshold, species filters)
--- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 with heard as (
     select coalesce(site_id, deployment_id) as site_id, *

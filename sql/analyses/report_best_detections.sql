@@ -2,7 +2,7 @@
 --   with what the report needs to cut their audio (uri, offset, window length, channel)
 -- grain: one row per species and window, at most per_species rows per species, top_species species
 -- inputs: the detections view (threshold, species filters)
--- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 -- param: top_species integer = 20 -- species, most detected first (as report_species)
 -- param: per_species integer = 3 -- best detections per species

@@ -2,7 +2,7 @@
 -- grain: one row per deployment and night (windows without a local time: night null)
 -- inputs: windows, deployments, the detections view (threshold, species filters)
 -- night = the local date of (local time - 12 h), as in species_by_night.
--- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 with planned as (
     select

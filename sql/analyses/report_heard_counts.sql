@@ -3,7 +3,7 @@
 --   summary's line and the report's empty states)
 -- grain: one row per call (the fingerprint's totals, or one run's)
 -- inputs: predictions, windows, settings, the detections view (threshold, species filters)
--- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 -- param: analysed_by_run varchar = null -- only the windows this run analysed (default: every run)
 with threshold as (

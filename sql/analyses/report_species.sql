@@ -1,7 +1,7 @@
 -- purpose: the report's species cards: what was heard, the most detected species first
 -- grain: one row per species (label and scientific name), at most top_species rows
 -- inputs: the detections view (threshold, species filters)
--- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 -- param: top_species integer = 20 -- how many species the report shows (the rest: this analysis with a larger value)
 with heard as (

@@ -2,7 +2,7 @@
 -- grain: one row per site and local date with effort, in date order
 -- inputs: the detections view (threshold, species filters), the site_day_effort view
 -- new_species = species first detected at the site that day; cumulative_species never decreases.
--- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 with effort as (
     select site_id, local_date, effort_hours

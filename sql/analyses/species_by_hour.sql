@@ -1,7 +1,7 @@
 -- purpose: which species were heard at which local hour, per deployment and local date
 -- grain: one row per deployment, local date, local hour and species
 -- inputs: the detections view (threshold, species filters)
--- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 with heard as (
     select *

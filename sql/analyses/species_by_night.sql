@@ -3,7 +3,7 @@
 -- inputs: the detections view (threshold, species filters), windows, deployments
 -- night = the local date of (local time - 12 h): 23:30 on day D and 01:30 on day D+1 are both
 -- night D. detections = windows in which the species was detected (any answer rank).
--- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 with heard as (
     select

@@ -1,7 +1,7 @@
 -- purpose: the model's best classify answer for every analysed window (no threshold, no filter)
 -- grain: one row per recording, channel and window
 -- inputs: predictions, windows (each fingerprint's window length), recordings
--- param: config_fingerprint varchar = null -- results of this fingerprint (default: the catalog's only one)
+-- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 with top1 as (
     select *
     from predictions

@@ -90,7 +90,7 @@ class ExportFilters:
 
 def _params(reader: CatalogReader, f: ExportFilters) -> dict[str, Any]:
     fingerprint = resolve_fingerprint(reader.fingerprints, f.config_fingerprint, "export",
-                                      flag="--config-fingerprint")
+                                      default=reader.default_fingerprint)
     return {
         "config_fingerprint": fingerprint or "",
         "deployments": list(f.deployments) if f.deployments else None,

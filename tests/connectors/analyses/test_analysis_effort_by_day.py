@@ -3,6 +3,7 @@ windows has no row (not analysed is not zero), a day whose windows all failed ha
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, timezone
 
 import pytest
@@ -39,12 +40,19 @@ def test_effort_per_site_and_local_day(root):
     assert got[("ridge", date(2024, 5, 4))]["hours_analysed"] == 0  # analysed nothing: 0 h
 
 
-def test_several_fingerprints_must_be_chosen_and_never_mix(root):
+def test_several_fingerprints_never_mix_and_the_default_is_said(root, caplog):
     from connectors.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="2 fingerprints.*fp-birdnet.*fp-other"):
-        analysis(root, "effort_by_day")
     other = analysis(root, "effort_by_day", config_fingerprint="fp-other")
     assert [(r["site_id"], r["windows"]) for r in other] == [("dep-2", 3)]
+    # None named: one fingerprint (with no runs recorded, the one whose windows start last, the
+    # name breaking the tie), never the two together, and a note says which.
+    notes = logging.getLogger("dawnchorus.note")  # the CLI stops its propagation
+    notes.addHandler(caplog.handler)
+    try:
+        assert analysis(root, "effort_by_day") == other
+    finally:
+        notes.removeHandler(caplog.handler)
+    assert "reading fingerprint fp-other (the newest of 2)" in caplog.text
     with pytest.raises(ConfigError, match="'fp-nope' is not in the catalog"):
         analysis(root, "effort_by_day", config_fingerprint="fp-nope")
