@@ -43,6 +43,9 @@ def settings_from_args(args: argparse.Namespace):
         if getattr(args, shorthand, None):
             values.setdefault("model_options", {})[shorthand] = getattr(args, shorthand)
     settings = build_settings(RunSettings, values)
+    remembered = continue_analysis(settings, values)
+    if remembered:
+        settings = build_settings(RunSettings, {**remembered, **values})
     # A hop with no window is checked against the model's native window when the run resolves
     # it; a class that declares its window lets the flags be named here, before any model loads.
     native = declared_native_window(settings.model) if settings.window_s is None else None
@@ -52,6 +55,77 @@ def settings_from_args(args: argparse.Namespace):
         raise ConfigError(f"--hop-s ({settings.hop_s:g}) must not exceed --window-s (default: "
                           f"the {settings.model} model's native window, {native:g} s)")
     return settings
+
+
+#: The settings that make an analysis (its fingerprint); a plain run continues the results'.
+ANALYSIS_FIELDS = ("model", "model_options", "tasks", "window_s", "hop_s", "tail",
+                   "channel_policy", "cascade")
+#: Model options that say how a model ran, not what it answers (`ModelBackend.runtime`).
+RUNTIME_OPTIONS = ("runtime", "cnn_engine")
+
+
+def continue_analysis(settings: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """The analysis settings the results already hold (their default fingerprint's latest run),
+    for the fields not given on the command line: a plain `dawnchorus run` continues the
+    results' analysis instead of starting a second one, and a note names every remembered field
+    that is not the default. A given field that differs from the analysis' is a deliberate
+    change: a new analysis from the defaults and what was given (a new fingerprint), said in a
+    note. Nothing for new or empty results."""
+    from connectors.catalog import CatalogReader
+    from flows.pipeline.settings import DEFAULT_WINDOW_S, declared_native_window
+
+    location = settings.location
+    if location.exists() is not True:
+        return {}
+    try:
+        with CatalogReader(location) as reader:
+            chosen = (reader.default_fingerprint[0] if reader.default_fingerprint
+                      else (reader.fingerprints[0] if reader.fingerprints else None))
+            if chosen is None:
+                return {}
+            rows = reader.query("select parameters from runs where config_fingerprint = ? "
+                                "order by started_at desc limit 1", [chosen]).to_pylist()
+    except Exception as exc:  # the run itself names what is wrong with the catalog
+        log.debug("could not read the results' analysis settings: %s", exc)
+        return {}
+    if not rows or not rows[0]["parameters"]:
+        return {}
+    before = json.loads(rows[0]["parameters"])
+    before["model_options"] = {k: v for k, v in (before.get("model_options") or {}).items()
+                               if k not in RUNTIME_OPTIONS}
+    model = before.get("model") or settings.model
+    if before.get("window_s") == (declared_native_window(model) or DEFAULT_WINDOW_S):
+        before["window_s"] = None  # the model's own window: stays "the model's" when it changes
+    fill = {k: before[k] for k in ANALYSIS_FIELDS if k in before and k not in given}
+    changed = [k for k in ANALYSIS_FIELDS if k in given and k in before
+               and _comparable(given[k]) != _comparable(before[k])]
+    if changed:  # a deliberate change: a new analysis, from the defaults and what was given
+        NOTE.warning("a new analysis beside fingerprint %s (the results'): %s; its results get "
+                     "a fingerprint of their own", chosen,
+                     ", ".join(f"--{k.replace('_', '-')} {_shown(given[k])} (was {_shown(before[k])})"
+                               for k in changed))
+        return {}
+    defaults = settings.model_dump()
+    kept = [k for k, v in fill.items() if _comparable(v) != _comparable(defaults.get(k))]
+    if kept:
+        NOTE.warning("continuing the results' analysis (fingerprint %s): %s", chosen,
+                     ", ".join(f"{k.replace('_', '-')} {_shown(fill[k])}" for k in kept))
+    return fill
+
+
+def _comparable(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+NOTE = logging.getLogger("dawnchorus.note")
 
 
 def _run_flow(flow: Any, settings: Any, run_id: str, verbose: bool = False,
