@@ -160,15 +160,13 @@ class RecordingRow:
     error: str | None = column(pa.string(), "why it is unreadable")
     run_id: str = column(pa.string(), "the run that discovered this version", nullable=False)
     discovered_at: datetime | None = column(UTC_TIME, "when it was discovered")
-    warning: str | None = column(
-        pa.string(), "metadata refused while reading it (e.g. a time-zone offset out of range)",
-        default=None)
     time_conflict_s: float | None = column(
         pa.float64(), "another start-time source minus the one used, seconds, when they disagree "
         "beyond the tolerance (docs/source.md); NULL otherwise", default=None)
     warnings: list[str] | None = column(
         pa.list_(pa.string()), "the source check's warnings about this file when it was "
-        "registered (code: text): beyond_model_band, time_conflict; NULL = none", default=None)
+        "registered (code: text): beyond_model_band, time_conflict, metadata_refused (its "
+        "header's time or offset, refused as impossible); NULL = none", default=None)
 
     @property
     def version_tag(self) -> str:

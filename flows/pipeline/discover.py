@@ -125,9 +125,9 @@ def _recording_row(obj: SourceObject, fs: Any, deployment: Deployment | None, ru
         sample_rate_hz=header.sample_rate_hz, channels=header.channels, format=header.format,
         subtype=header.subtype, start_utc=start.start_utc, tz_name=start.tz_name,
         time_source=start.time_source, tz_source=start.tz_source,
-        warning="; ".join(start.warnings) or None,
         time_conflict_s=start.conflict_s if start.conflicting else None,
-        warnings=recording_warnings(problems) or None,
+        warnings=[f"metadata_refused: {text}" for text in start.warnings]
+        + recording_warnings(problems) or None,
     )
 
 
@@ -166,8 +166,6 @@ def sync_recordings(catalog: Catalog, source: str, storage_options: dict[str, An
             todo,
         ))
     for row in rows:
-        if row.warning:
-            log.warning("recording metadata refused: %s: %s", row.uri, row.warning)
         for text in row.warnings or ():
             code, _, message = text.partition(": ")
             result.warnings.append(Problem("warning", code, row.uri, message))

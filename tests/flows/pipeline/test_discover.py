@@ -136,7 +136,7 @@ def test_refused_time_zone_offsets_are_warnings_on_the_recording_and_the_name_an
         sync_deployments(catalog, discovery, "run-1")
         sync_recordings(catalog, str(root), {}, discovery, "run-1")
     with CatalogReader(results) as reader:
-        recordings = reader.query("select object_key, status, start_utc, time_source, tz_source, warning "
+        recordings = reader.query("select object_key, status, start_utc, time_source, tz_source, warnings "
                                   "from recordings order by 1").to_pylist()
     got = {r["object_key"].split("/")[-1]: r for r in recordings}
     for name, hour in (("20240501_070000.WAV", 7), ("20240501_080000.WAV", 8), ("20240501_090000.WAV", 9)):
@@ -144,12 +144,15 @@ def test_refused_time_zone_offsets_are_warnings_on_the_recording_and_the_name_an
         assert r["status"] == "ok"
         assert r["start_utc"] == datetime(2024, 5, 1, hour, 0, tzinfo=timezone.utc), name
         assert (r["time_source"], r["tz_source"]) == ("filename", "recorder_convention"), name
-    assert got["20240501_070000.WAV"]["warning"] == (
-        "AudioMoth comment offset (UTC+5:75) refused (minutes 75 are not 0-59); its time is not used")
-    assert got["20240501_080000.WAV"]["warning"] == (
-        "GUANO Timestamp 2024-05-01T08:00:00+05:75 refused: offset minutes 75 are not 0-59")
-    assert "(UTC+15) refused (more than 14 hours from UTC)" in got["20240501_090000.WAV"]["warning"]
-    # A sound offset still answers, without a warning: 10:00 in the name at UTC+2 is 08:00Z.
+    assert got["20240501_070000.WAV"]["warnings"] == [
+        "metadata_refused: AudioMoth comment offset (UTC+5:75) refused (minutes 75 are not 0-59); "
+        "its time is not used"]
+    assert got["20240501_080000.WAV"]["warnings"] == [
+        "metadata_refused: GUANO Timestamp 2024-05-01T08:00:00+05:75 refused: offset minutes 75 "
+        "are not 0-59"]
+    assert "(UTC+15) refused (more than 14 hours from UTC)" in got["20240501_090000.WAV"]["warnings"][0]
+    # A sound offset still answers, refusing nothing: 10:00 in the name at UTC+2 is 08:00Z.
     good = got["20240501_100000.WAV"]
-    assert (good["start_utc"], good["tz_source"], good["warning"]) == (
-        datetime(2024, 5, 1, 8, 0, tzinfo=timezone.utc), "audiomoth_comment", None)
+    assert (good["start_utc"], good["tz_source"]) == (
+        datetime(2024, 5, 1, 8, 0, tzinfo=timezone.utc), "audiomoth_comment")
+    assert not [w for w in good["warnings"] or () if w.startswith("metadata_refused")]

@@ -1,4 +1,4 @@
--- purpose: version 8 — classifiers learned from examples on stored embeddings (`dawnchorus
+-- purpose: version 7 — classifiers learned from examples on stored embeddings (`dawnchorus
 -- learn`): one row per version; their predictions are ordinary `predictions` rows under their own
 -- model_id and config_fingerprint. Frozen history: never edit; add a migration instead.
 create table if not exists classifiers (
