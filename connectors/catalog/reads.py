@@ -119,14 +119,16 @@ class Candidate:
 def review_candidates(reader: CatalogReader, *, min_score: float, score_bins: int,
                       deployment_id: str | None = None, label: str | None = None,
                       config_fingerprint: str | None = None, limit: int | None = None,
-                      per_species: int | None = None) -> list[Candidate]:
+                      per_species: int | None = None, labels: list[str] | None = None
+                      ) -> list[Candidate]:
     """The review queue: unreviewed detections scoring at least `min_score`, per fingerprint and
     species one from each of `score_bins` equal-width bins in turn; at most `limit` rows in all
-    and `per_species` per fingerprint and species (None: no limit)."""
+    and `per_species` per fingerprint and species (None: no limit). `labels`, a target list:
+    only those, in that order (None: every species, most detections first)."""
     return _rows(Candidate, _query(reader, "reads/review/candidates", {
         "min_score": min_score, "score_bins": score_bins, "deployment_id": deployment_id,
         "label": label, "config_fingerprint": config_fingerprint, "max_rows": limit,
-        "per_species": per_species}))
+        "per_species": per_species, "labels": labels}))
 
 
 @dataclass(frozen=True)
@@ -144,11 +146,11 @@ class ReviewProgress:
 
 
 def review_progress(reader: CatalogReader, *, min_score: float, deployment_id: str | None = None,
-                    label: str | None = None, config_fingerprint: str | None = None
-                    ) -> list[ReviewProgress]:
+                    label: str | None = None, config_fingerprint: str | None = None,
+                    labels: list[str] | None = None) -> list[ReviewProgress]:
     return _rows(ReviewProgress, _query(reader, "reads/review/progress", {
         "min_score": min_score, "deployment_id": deployment_id, "label": label,
-        "config_fingerprint": config_fingerprint}))
+        "config_fingerprint": config_fingerprint, "labels": labels}))
 
 
 @dataclass(frozen=True)

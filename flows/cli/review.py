@@ -55,6 +55,12 @@ def add_review_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--import-raven", metavar="FILE",
                    help="read verdicts from a Raven selection table's Verdict column and exit")
     p.add_argument("--fingerprint", help="only this config fingerprint (export and import)")
+    p.add_argument("--species", action="append", default=[], metavar="LABEL",
+                   help="a target list (repeatable): the page offers only these, in this order "
+                        "(default: every species, the one with most detections first)")
+    p.add_argument("--location-threshold", type=float, metavar="P",
+                   help="location-filter threshold for the queue, as query's (default: the "
+                        "catalog's; 0 offers every species)")
     p.set_defaults(func=cmd_review)
 
 
@@ -80,6 +86,9 @@ def _check_review_args(args: argparse.Namespace) -> None:
         raise ConfigError("--goal must be at least 1 and --pending at least 0")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: expected 0 to 65535")
+    if args.location_threshold is not None and not 0.0 <= args.location_threshold <= 1.0:
+        raise ConfigError(f"--location-threshold {args.location_threshold}: expected a "
+                          "probability in [0, 1]")
     if args.export_raven and args.import_raven:
         raise ConfigError("--export-raven and --import-raven: one at a time")
 
@@ -131,7 +140,8 @@ def _serve(args: argparse.Namespace, results: str) -> int:
 
     service = ReviewService(ReviewSettings(
         results=results, reviewer=args.reviewer, min_score=args.min_score,
-        score_bins=args.bins, goal=args.goal))
+        score_bins=args.bins, goal=args.goal, location_threshold=args.location_threshold,
+        species=tuple(s.strip() for s in args.species if s.strip())))
     try:
         # Beyond loopback the page needs a secret that only this terminal shows: a fresh random
         # access key per start (or DAWNCHORUS_REVIEW_KEY, to keep one across restarts).

@@ -92,6 +92,11 @@ class ReviewSettings:
     goal: int = 30
     """Verdicts per species the page counts towards (calibrate's --min-reviews)."""
     storage_options: dict[str, Any] = field(default_factory=dict)
+    location_threshold: float | None = None
+    """The location filter's threshold for the queue (None: the catalog's; 0 shows every species)."""
+    species: tuple[str, ...] = ()
+    """A target list: only these labels are offered, in this order (empty: every species, most
+    detections first)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_score < 1.0:
@@ -115,7 +120,10 @@ class ReviewService:
     def __init__(self, settings: ReviewSettings):
         self.settings = settings
         self.writer = Catalog(settings.results)  # opening it upgrades an older catalog first
-        self.reader = CatalogReader(settings.results)
+        self.reader = CatalogReader(settings.results, location_threshold=settings.location_threshold)
+        # One fingerprint by default (the one every command reads: pinned, else the newest).
+        self.default_fingerprint = (self.reader.default_fingerprint[0]
+                                    if self.reader.default_fingerprint else None)
         # One DuckDB connection must not run two statements at once; reads and writes have
         # their own connection, so a verdict waiting on a busy catalog does not stall the page.
         self._read_lock = threading.Lock()
@@ -138,8 +146,8 @@ class ReviewService:
         s = self.settings
         rows = self._rows(reads.review_candidates, min_score=s.min_score, score_bins=s.score_bins,
                           deployment_id=filters.deployment, label=filters.label,
-                          config_fingerprint=filters.fingerprint, limit=limit,
-                          per_species=per_species)
+                          config_fingerprint=filters.fingerprint or self.default_fingerprint,
+                          limit=limit, per_species=per_species, labels=list(s.species) or None)
         for row in rows:
             row["key"] = str(WindowKey(row["recording_id"], row["config_fingerprint"],
                                        row["channel"], row["window_index"]))
@@ -148,7 +156,8 @@ class ReviewService:
     def progress(self, filters: Filters) -> list[dict[str, Any]]:
         rows = self._rows(reads.review_progress, min_score=self.settings.min_score,
                           deployment_id=filters.deployment, label=filters.label,
-                          config_fingerprint=filters.fingerprint)
+                          config_fingerprint=filters.fingerprint or self.default_fingerprint,
+                          labels=list(self.settings.species) or None)
         for row in rows:
             row["goal"] = self.settings.goal
         return rows

@@ -2,10 +2,11 @@
 -- grain: one row per detection (window key + label) not yet reviewed
 -- parameters: $min_score (lowest score offered), $score_bins score bins, $deployment_id, $label,
 --   $config_fingerprint (each NULL = any), $max_rows most rows returned, $per_species most rows per fingerprint
---   and species (NULL = no limit)
+--   and species (NULL = no limit), $labels a target list: only these labels, in this order (NULL = every species)
 -- inputs: predictions, reviews, windows, recordings, deployments, species_occurrence, settings
 -- species the species filters hide at a deployment are not offered there (as in detections);
--- species come in order of their number of detections to review, most first.
+-- species come in order of their number of detections to review, most first (or in the order of
+-- the target list, when there is one).
 -- order: per fingerprint and species, one detection from each score bin in turn (equal-width bins
 -- over [min_score, 1]), the pick inside a bin fixed by a hash of the detection: the first n items
 -- of a species are a stratified sample across its scores, and the order is the same on every
@@ -27,6 +28,7 @@ classify as (
         and score >= $min_score
         and ($deployment_id is null or deployment_id = $deployment_id)
         and ($label is null or label = $label)
+        and ($labels is null or list_contains($labels, label))
         and ($config_fingerprint is null or config_fingerprint = $config_fingerprint)
         and not exists (
             select 1 from unlikely_here_and_now as u
@@ -126,5 +128,6 @@ final as (
 )
 
 select * exclude (species_detections) from final
-order by species_detections desc, label, config_fingerprint, queue_position
+order by coalesce(list_position($labels, label), 0), species_detections desc, label,
+    config_fingerprint, queue_position
 limit $max_rows

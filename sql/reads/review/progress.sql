@@ -1,6 +1,6 @@
 -- purpose: review progress per fingerprint and species: verdicts so far and detections left
 -- grain: one row per config_fingerprint and label that has detections to review or verdicts
--- parameters: $min_score (as the queue), $deployment_id, $label, $config_fingerprint
+-- parameters: $min_score (as the queue), $deployment_id, $label, $config_fingerprint, $labels (a target list; NULL = every species)
 --   (each NULL = any)
 -- inputs: reviews (the newest verdict per detection counts), predictions, deployments,
 --   species_occurrence, settings (species the filters hide are not counted as left to review)
@@ -10,6 +10,7 @@ with latest as (
     from reviews
     where ($deployment_id is null or deployment_id = $deployment_id)
         and ($label is null or label = $label)
+        and ($labels is null or list_contains($labels, label))
         and ($config_fingerprint is null or config_fingerprint = $config_fingerprint)
     qualify row_number() over (
         partition by recording_id, config_fingerprint, channel, window_index, label
@@ -47,6 +48,7 @@ detections as (
         and score >= $min_score
         and ($deployment_id is null or deployment_id = $deployment_id)
         and ($label is null or label = $label)
+        and ($labels is null or list_contains($labels, label))
         and ($config_fingerprint is null or config_fingerprint = $config_fingerprint)
         and not exists (
             select 1 from unlikely_here_and_now as u

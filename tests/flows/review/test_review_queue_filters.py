@@ -43,3 +43,51 @@ def test_the_queue_follows_the_filters_and_orders_species_by_detections(tmp_path
     assert labels == ["American Robin"] * 4 + ["Common Redpoll"]
     assert [(p["label"], p["pending"]) for p in progress] == [("American Robin", 4),
                                                                ("Common Redpoll", 1)]
+
+
+def test_one_fingerprint_by_default_a_target_list_and_the_location_threshold(tmp_path):
+    from datetime import timedelta
+
+    from tests.connectors.analyses.test_fingerprints_view import run
+
+    root = tmp_path / "results"
+    seed = Seed(root)
+    seed.deployment("pa", timezone="America/New_York", latitude=40.8, longitude=-77.8)
+    robin = Call("Turdus migratorius", "American Robin", 0.8)
+    wren = Call("Troglodytes aedon", "House Wren", 0.6)
+    mamo = Call("Drepanis pacifica", "Hawaii Mamo", 0.95)
+    seed.recording("pa", START, 3, calls={0: [robin, mamo], 1: [robin], 2: [wren]},
+                   fingerprint="old11111", run_id="r1")
+    seed.recording("pa", START + timedelta(days=1), 3, calls={0: [robin, wren], 1: [wren]},
+                   fingerprint="new22222", run_id="r2")
+    t0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    with Catalog(root) as catalog:
+        catalog.start_run(run("r1", "old11111", t0))
+        catalog.start_run(run("r2", "new22222", t0 + timedelta(days=1)))
+        catalog.put_species_occurrence([SpeciesOccurrenceRow(
+            deployment_id="pa", week=19, scientific_name="Drepanis pacifica", label="Hawaii Mamo",
+            occurrence=0.0, latitude=40.8, longitude=-77.8, model_id="meta@test", run_id="run-1")])
+
+    def queue(**settings):
+        service = ReviewService(ReviewSettings(results=str(root), reviewer="ana", **settings))
+        try:
+            return ([(q["config_fingerprint"], q["label"]) for q in service.queue(Filters(), limit=100)],
+                    [(p["config_fingerprint"], p["label"]) for p in service.progress(Filters())])
+        finally:
+            service.close()
+
+    # The newest fingerprint only (not both side by side), most detections first.
+    got, progress = queue()
+    assert got == [("new22222", "House Wren")] * 2 + [("new22222", "American Robin")]
+    assert progress and {fp for fp, _ in progress} == {"new22222"}
+    # A target list: only those, in its order.
+    got, _ = queue(species=("American Robin", "House Wren"))
+    assert got == [("new22222", "American Robin")] + [("new22222", "House Wren")] * 2
+    # The old fingerprint (the page's filter), where the location filter hid the mamo; with the
+    # filter off (0), the mamo is offered.
+    service = ReviewService(ReviewSettings(results=str(root), reviewer="ana", location_threshold=0.0))
+    try:
+        old = [q["label"] for q in service.queue(Filters(fingerprint="old11111"), limit=100)]
+    finally:
+        service.close()
+    assert sorted(old) == ["American Robin", "American Robin", "Hawaii Mamo", "House Wren"]
