@@ -177,3 +177,47 @@ def test_export_out_an_existing_file(catalog_root, tmp_path, capsys):
     code, err = run(["export", "csv", "--results", str(catalog_root), "--out", str(out)], capsys)
     assert_user_error(code, err, "--out", "existing file")
     assert out.read_text() == "keep me\n"
+
+
+@pytest.fixture
+def s3_that_checks_credentials(tmp_path):
+    """A moto S3 server of its own that authenticates every request (moto's
+    INITIAL_NO_AUTH_ACTION_COUNT=0): keys it does not know are refused, as AWS refuses them."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "moto did not start"
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_refused_credentials_are_one_line_naming_the_bucket(s3_that_checks_credentials, tmp_path,
+                                                            capsys, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_that_checks_credentials)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOTAREALKEY00000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    code, err = run(run_argv("s3://field-season/pam", tmp_path / "results"), capsys)
+    assert_user_error(code, err, "field-season", "access refused", "AWS_ACCESS_KEY_ID")
+    assert "not-a-real-secret" not in err
+    assert not (tmp_path / "results").exists()
