@@ -12,8 +12,9 @@ STAMP := $(VENV)/.installed
 CLIPS ?=
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
-# Test files run on this many pytest-xdist workers, one file per worker at a time (module
-# fixtures stay in one process). Most e2e time is waiting on subprocesses, Ray and servers.
+# Tests run on this many pytest-xdist workers, an idle worker taking tests queued for a busy one
+# (worksteal): a few e2e files hold minutes of runs each. Most e2e time is waiting on
+# subprocesses, Ray and servers.
 TEST_WORKERS ?= 2
 
 export RAY_USAGE_STATS_ENABLED := 0
@@ -52,12 +53,12 @@ demo: $(STAMP)
 # Postgres, uvicorn, Ray and a browser; the browser comes from the `browser` target above).
 test: $(STAMP) browser
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The edit-test loop: every test that starts no server, Ray, Prefect or browser (marker `e2e`,
 # tests/conftest.py). Under 3 minutes on 2 cores.
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not e2e" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not e2e" -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 BENCH_VENV := bench/.venv-incumbents
 BENCH_STAMP := $(BENCH_VENV)/.installed

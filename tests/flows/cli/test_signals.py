@@ -186,3 +186,37 @@ def test_after_a_sigkill_of_the_driver_nothing_of_its_ray_stays(source, tmp_path
             os.killpg(proc.pid, signal.SIGKILL)
         _kill_left(tree)
     assert not left, left
+
+
+def test_a_lost_model_worker_loses_nothing(source, clean_rows, tmp_path):
+    """SIGKILL of the model actor mid-run (an OOM kill, a lost node): Ray may restart it and the
+    run completes, or the run ends as a service failure (exit 75, one line naming Ray) and a plain
+    re-run completes it; either way every window is there exactly once (issue 25, item 1)."""
+    results = tmp_path / "results"
+    proc = _start(source, results)
+    tree: dict[int, str] = {}
+    try:
+        _wait_for_a_commit(proc, results)
+        deadline = time.monotonic() + 60
+        while True:  # the model actor's process title names it once it runs
+            tree = _tree(proc.pid)
+            actors = [pid for pid, args in tree.items() if "Predictor" in args or "MapWorker" in args]
+            if actors or time.monotonic() > deadline or proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert actors, "\n".join(sorted(args[:120] for args in tree.values()))
+        for pid in actors:
+            os.kill(pid, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_left(tree)
+    assert proc.returncode in (0, 75), (proc.returncode, stderr[-3000:])
+    if proc.returncode == 75:
+        lines = stderr_lines(stderr)
+        assert len(lines) == 1 and "Ray" in lines[0], stderr
+        again = _start(source, results)
+        _, stderr = again.communicate(timeout=900)
+        assert again.returncode == 0, stderr[-3000:]
+    assert _rows(results) == clean_rows  # nothing lost, nothing twice, nothing left failed
