@@ -127,6 +127,19 @@ def render(latest: dict) -> str:
                   f"- the same search in SQL over the lake: {s['sql_scan_s']:.2f} s "
                   f"({s['sql_over_scan']:.0f}× the scan; same top 5: {s['sql_agrees_top5']})",
                   "", "What `dawnchorus similar` does with it: `docs/similar.md`."]
+    if "learn" in d:
+        le = d["learn"]
+        per_million = 1e6 / le["windows"]
+        lines += ["", f"## Teaching a sound: `learn` over {le['windows']:,} stored embeddings of "
+                  f"{le['dim']} dimensions (`bench_learn.py`, one run)", "",
+                  f"- train (5 examples, {le['weak_negatives']} weak negatives, 5-fold CV): "
+                  f"{le['train_s']:.1f} s",
+                  f"- apply to every stored window: {le['apply_s']:.1f} s "
+                  f"({le['apply_windows_per_s']:,.0f} windows/s; at that rate 1 M windows take "
+                  f"{le['apply_s'] * per_million:.0f} s)",
+                  f"- catalog bytes per window: {le['bytes_per_window_before']:.0f} stored, "
+                  f"{le['bytes_per_window_added']:.0f} added by applying",
+                  "", "Goals (issue 20): train < 10 s, apply < 5 s at 1 M windows; `docs/learn.md`."]
     return "\n".join(lines) + "\n"
 
 

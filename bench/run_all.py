@@ -5,8 +5,9 @@
 so that a smoke never replaces the committed figures). The sections
 (each also runs alone) are bench_pipeline.py (efficiency, incumbents, decode workers, null model,
 memory), bench_catalog.py (analysis latency, files before and after maintain) and
-bench_naturelm.py (the NatureLM-audio CPU engine ratios) and bench_similar.py (similarity search
-over a season's embeddings: the in-memory scan against SQL). Every figure is a median over repeats
+bench_naturelm.py (the NatureLM-audio CPU engine ratios), bench_similar.py (similarity search
+over a season's embeddings: the in-memory scan against SQL) and bench_learn.py (training and
+applying a classifier over stored embeddings). Every figure is a median over repeats
 with its range; ratios are taken within a round, between methods run back to back.
 """
 
@@ -30,7 +31,7 @@ DOC = REPO / "docs" / "benchmarks.md"
 #: `--quick`: every section runs, at sizes that check the benchmark works, not what it measures.
 QUICK = {"hours": 0.2, "decode_hours": 0.05, "memory_hours": "0.05,0.1", "predictions": 2e5,
          "catalog_rounds": 1, "season_nights": 3, "season_deployments": 2, "naturelm_rounds": 1,
-         "similar_windows": 2e4, "birdnet_windows": 12,
+         "similar_windows": 2e4, "birdnet_windows": 12, "learn_windows": 1e4,
          "out": REPO / "bench" / "results" / "quick.json", "doc": REPO / "bench" / "results" / "quick.md"}
 TARGETS = {"pipeline_efficiency": 0.85, "speedup_vs_incumbent": 1.5, "analysis_latency_s": 1.0,
            "ceiling_over_litert": 1.7, "embeddings_overhead": 0.05}
@@ -55,6 +56,14 @@ def naturelm(rounds: int) -> dict:
 def similar(windows: float) -> dict:
     out = REPO / "bench" / "results" / "similar.json"
     subprocess.run([sys.executable, "-m", "bench.bench_similar", "--windows", str(windows),
+                    "--out", str(out)], check=True, capture_output=True, cwd=REPO)
+    return json.loads(out.read_text())
+
+
+def learn_section(windows: float) -> dict:
+    """`dawnchorus learn` over a season of stored embeddings (`bench_learn.py`, one run)."""
+    out = REPO / "bench" / "results" / "learn.json"
+    subprocess.run([sys.executable, "-m", "bench.bench_learn", "--windows", str(windows),
                     "--out", str(out)], check=True, capture_output=True, cwd=REPO)
     return json.loads(out.read_text())
 
@@ -123,7 +132,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--birdnet-windows", type=int, default=96,
                         help="10-s windows of audio in the BirdNET runtimes section")
     parser.add_argument("--birdnet-rounds", type=int, default=3)
-    parser.add_argument("--sections", default="pipeline,birdnet,catalog,naturelm,similar")
+    parser.add_argument("--learn-windows", type=float, default=1e5,
+                        help="stored embeddings the learn section trains and applies over")
+    parser.add_argument("--sections", default="pipeline,birdnet,catalog,naturelm,similar,learn")
     parser.add_argument("--pipeline-json", type=Path,
                         help="reuse this bench_pipeline.py result instead of running the pipeline section")
     parser.add_argument("--out", type=Path, default=LATEST)
@@ -155,6 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
         details["naturelm"] = naturelm(args.naturelm_rounds)
     if "similar" in sections:
         details["similar"] = similar(args.similar_windows)
+    if "learn" in sections:
+        details["learn"] = learn_section(args.learn_windows)
     details["load_average_1min_after"] = load_average()
     latest = {"machine": machine(), "wall_s": time.perf_counter() - started,
               "command": "make bench-quick" if args.quick else "make bench " + " ".join(argv or sys.argv[1:]),
