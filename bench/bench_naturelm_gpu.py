@@ -10,6 +10,10 @@ Run: `.venv/bin/python -m bench.bench_naturelm_gpu [--mode auto|gpu|tiny] [--win
   are 61 rows like the real one's. Sized to finish in one 10-minute run on an H100/H200.
 - **tiny** (default without CUDA): the tiny test checkpoint on CPU, a few windows -- a smoke test
   of this script, not a measurement of anything a GPU would do; the JSON says so.
+- **rehearsal**: the gpu mode's full-size model (same shapes, bf16 Llama, release-size BEATs and
+  Q-Former) built on the CPU, 2 windows, 1 round: proves that everything the GPU run does works
+  at the real shapes (about 17 GiB of memory; tens of minutes on 2 cores) before GPU time is
+  spent. Its rates say nothing about a GPU; the JSON says so.
 
 Methods, each on the same windows, interleaved over `--rounds` after one untimed warm-up, fastest
 round kept: `detect` (one forward per window), `detect_classify` (detect + free-text classify,
@@ -266,7 +270,7 @@ def fbank_share(windows: int, rounds: int, device: torch.device, model: NatureLM
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=("auto", "gpu", "tiny"), default="auto")
+    parser.add_argument("--mode", choices=("auto", "gpu", "tiny", "rehearsal"), default="auto")
     parser.add_argument("--windows", type=int, help="windows per batched method (gpu 512, tiny 8)")
     parser.add_argument("--loop-windows", type=int, help="windows for one_window_per_generate (gpu 16, tiny 2)")
     parser.add_argument("--batch-size", default="auto", help="engine windows per batch, or 'auto'")
@@ -287,16 +291,20 @@ def main(argv: list[str] | None = None) -> dict:
     mode = ("gpu" if cuda else "tiny") if args.mode == "auto" else args.mode
     if mode == "gpu" and not cuda:
         parser.error("--mode gpu needs CUDA")
-    n = args.windows or (512 if mode == "gpu" else 8)
-    n_loop = args.loop_windows or (16 if mode == "gpu" else 2)
+    n = args.windows or {"gpu": 512, "tiny": 8, "rehearsal": 2}[mode]
+    n_loop = args.loop_windows or {"gpu": 16, "tiny": 2, "rehearsal": 1}[mode]
+    if mode == "rehearsal":
+        args.rounds = min(args.rounds, 1)
+        args.fbank_rounds = min(args.fbank_rounds, 1)
     batch_size = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
-    out_path = args.out or RESULTS / ("naturelm_gpu.json" if mode == "gpu" else "naturelm_gpu_tiny.json")
+    out_path = args.out or RESULTS / {"gpu": "naturelm_gpu.json", "tiny": "naturelm_gpu_tiny.json",
+                                      "rehearsal": "naturelm_gpu_rehearsal.json"}[mode]
     device = torch.device("cuda" if mode == "gpu" else "cpu")
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         built = time.perf_counter()
-        model = full_size_model(Path(tmp), device) if mode == "gpu" else tiny_model(Path(tmp))
+        model = full_size_model(Path(tmp), device) if mode in ("gpu", "rehearsal") else tiny_model(Path(tmp))
         _sync(device)
         build_s = time.perf_counter() - built
         result = run_methods(model, args, n, n_loop, batch_size, mode)
@@ -391,11 +399,14 @@ def run_methods(model: NatureLM, args, n: int, n_loop: int, batch_size, mode: st
 
     tokens = {p.task: len(model.prompt_tokens(p.text)) for p in prompts}
     audio_rows = shared._audio_rows()
-    note = ("full-size NatureLM-audio shapes, random weights, bf16 Llama + LoRA, SDPA" if mode == "gpu" else
-            "TINY MODE: no CUDA here, so this ran the tiny test checkpoint on CPU. It checks that the script "
-            "works; its rates say nothing about a GPU.")  # fmt: skip
+    note = {"gpu": "full-size NatureLM-audio shapes, random weights, bf16 Llama + LoRA, SDPA",
+            "tiny": "TINY MODE: no CUDA here, so this ran the tiny test checkpoint on CPU. It checks that the "
+                    "script works; its rates say nothing about a GPU.",
+            "rehearsal": "CPU REHEARSAL: the full-size model (the gpu mode's shapes and dtypes) on this CPU, "
+                         "a few windows, to prove the GPU run works at the real shapes; its rates say "
+                         "nothing about a GPU."}[mode]  # fmt: skip
     return {
-        "mode": "gpu" if mode == "gpu" else "tiny-cpu",
+        "mode": {"gpu": "gpu", "tiny": "tiny-cpu", "rehearsal": "rehearsal-cpu"}[mode],
         "note": note,
         "config": {
             "windows": n, "loop_windows": n_loop, "rounds": args.rounds, "timing": "fastest of the interleaved rounds",
