@@ -1,8 +1,9 @@
 """The init script of the `duckdb` command line on a catalog (`dawnchorus duckdb`): extensions
 installed from the `duckdb-extension-*` wheels' files, the catalog attached READ_ONLY with its
-own data folder, the analysis variables at their defaults (`config_fingerprint` = the catalog's
-only fingerprint) and the named analyses as temporary views. No credential is ever written into
-it: a Postgres password comes from PGPASSWORD or ~/.pgpass, S3 keys from the AWS_* variables."""
+own data folder, the analysis variables at their defaults (`config_fingerprint` = the one every
+command reads: the only one, else the pinned one, else the newest) and the named analyses as
+temporary views. No credential is ever written into it: a Postgres password comes from
+PGPASSWORD or ~/.pgpass, S3 keys from the AWS_* variables."""
 
 from __future__ import annotations
 
@@ -86,9 +87,9 @@ def init_script(results: "str | ResultsLocation", catalog: str | None = None) ->
             defaults.setdefault(p.name, (p.default, p.type))
     for name, (value, sql_type) in sorted(defaults.items()):
         if name == FINGERPRINT:
-            only = " ".join(line.strip() for line in sql_text("reads/only_fingerprint").splitlines()
-                            if line.strip() and not line.strip().startswith("--")).rstrip(";")
-            lines.append(f"SET VARIABLE {name} = ({only});")
+            chosen = " ".join(line.strip() for line in sql_text("reads/default_fingerprint").splitlines()
+                              if line.strip() and not line.strip().startswith("--")).rstrip(";")
+            lines.append(f"SET VARIABLE {name} = ({chosen});")
         else:
             lines.append(f"SET VARIABLE {name} = {_literal(value, sql_type)};")
     for analysis in all_analyses():

@@ -7,7 +7,8 @@ ducklake and sqlite extensions from the files inside the `duckdb-extension-*` wh
 (`INSTALL '<file>'`), then attaches the catalog read-only with its own data folder
 (`DATA_PATH '<results>/data/'`, `OVERRIDE_DATA_PATH true`: a moved folder still opens). The
 named analyses become temporary views reading `getvariable(...)`; their defaults are set first
-(`config_fingerprint` = the catalog's only fingerprint), and `SET VARIABLE` changes them.
+(`config_fingerprint` = the one every command reads: the only one, else the pinned one, else
+the newest), and `SET VARIABLE` changes them.
 `--print` writes the init script to standard output instead, to keep or adapt.
 
 Any catalog `dawnchorus run` writes opens here (`connectors.location.ResultsLocation`): a

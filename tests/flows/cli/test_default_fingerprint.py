@@ -72,3 +72,20 @@ def test_a_pinned_fingerprint_is_what_every_command_reads(results, capsys, tmp_p
     assert main(["export", "raven", "--results", str(results), "--out", str(tmp_path / "raven")]) == 0
     exported = "".join(p.read_text() for p in (tmp_path / "raven").rglob("*.txt"))
     assert "Turdus merula" in exported and "Troglodytes" not in exported
+
+
+def test_the_duckdb_command_line_reads_the_same_one(results, capsys):
+    import subprocess
+    import sys
+
+    def variable() -> str:
+        proc = subprocess.run([sys.executable, "-m", "flows.cli", "duckdb", "--results", str(results),
+                               "--", "-csv", "-noheader", "-c",
+                               "select getvariable('config_fingerprint')"],
+                              capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert variable() == "bbbb2222"  # the newest
+    assert main(["thresholds", "--results", str(results), "--fingerprint", "aaaa"]) == 0
+    assert variable() == "aaaa1111"  # the pinned one
