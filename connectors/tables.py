@@ -406,6 +406,42 @@ class ClassifierRow:
     created_by: str = column(pa.string(), "who trained it", nullable=False)
 
 
+@dataclass(frozen=True)
+class SolarDayRow:
+    """The sun's events of one local day at one deployment (astral, `flows.pipeline.solar`)."""
+
+    deployment_id: str = column(pa.string(), "", nullable=False)
+    local_date: date = column(pa.date32(), "the day, in the recordings' zone", nullable=False)
+    tz_name: str = column(pa.string(), "the zone that day is local to", nullable=False)
+    latitude: float = column(pa.float64(), "the deployment's latitude it was computed for", nullable=False)
+    longitude: float = column(pa.float64(), "the deployment's longitude it was computed for", nullable=False)
+    sunrise_utc: datetime | None = column(UTC_TIME, "upper limb at the horizon with refraction; NULL "
+                                          "on a polar day or night")
+    sunset_utc: datetime | None = column(UTC_TIME, "as sunrise; NULL on a polar day or night")
+    noon_utc: datetime | None = column(UTC_TIME, "solar noon")
+    civil_dawn_utc: datetime | None = column(UTC_TIME, "sun 6 degrees below the horizon, rising; "
+                                             "NULL when it never gets that low")
+    civil_dusk_utc: datetime | None = column(UTC_TIME, "sun 6 degrees below, setting")
+    nautical_dawn_utc: datetime | None = column(UTC_TIME, "12 degrees below, rising")
+    nautical_dusk_utc: datetime | None = column(UTC_TIME, "12 degrees below, setting")
+    astronomical_dawn_utc: datetime | None = column(UTC_TIME, "18 degrees below, rising")
+    astronomical_dusk_utc: datetime | None = column(UTC_TIME, "18 degrees below, setting")
+    polar: str | None = column(pa.string(), "day (the sun never sets) or night (it never rises); "
+                               "NULL on an ordinary day")
+    computed_by: str = column(pa.string(), "the library and version", nullable=False)
+
+
+@dataclass(frozen=True)
+class SolarSampleRow:
+    """The sun's elevation at one deployment every 15 minutes (the views interpolate)."""
+
+    deployment_id: str = column(pa.string(), "", nullable=False)
+    slot: int = column(pa.int64(), "UTC epoch seconds // 900", nullable=False)
+    elevation_deg: float = column(pa.float64(), "sun elevation with refraction, degrees", nullable=False)
+    latitude: float = column(pa.float64(), "the deployment's latitude it was computed for", nullable=False)
+    longitude: float = column(pa.float64(), "the deployment's longitude it was computed for", nullable=False)
+
+
 DEPLOYMENTS = Table("deployments", DeploymentRow, "one row per deployment")
 RECORDINGS = Table("recordings", RecordingRow, "one row per version of a recording file")
 WINDOWS = Table("windows", WindowRow, "one row per planned window, channel and fingerprint",
@@ -423,12 +459,15 @@ SPECIES_OCCURRENCE = Table("species_occurrence", SpeciesOccurrenceRow,
 REVIEWS = Table("reviews", ReviewRow, "one row per verdict given (the newest per detection counts)")
 THRESHOLDS = Table("thresholds", ThresholdRow, "one row per fingerprint and species reviewed")
 CLASSIFIERS = Table("classifiers", ClassifierRow, "one row per classifier version")
+SOLAR_DAYS = Table("solar_days", SolarDayRow, "one row per deployment with coordinates and local day")
+SOLAR_SAMPLES = Table("solar_samples", SolarSampleRow,
+                      "one row per deployment with coordinates and 15 minutes of its windows")
 
 #: Every table of the catalog, by name.
 TABLES: dict[str, Table[Any]] = {
     t.name: t for t in (DEPLOYMENTS, RECORDINGS, WINDOWS, PREDICTIONS, RUNS, SETTINGS,
                         SPECIES_OCCURRENCE, EMBEDDINGS, REVIEWS, THRESHOLDS, SETTING_CHANGES,
-                        CLASSIFIERS)
+                        CLASSIFIERS, SOLAR_DAYS, SOLAR_SAMPLES)
 }
 
 

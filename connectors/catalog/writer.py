@@ -45,6 +45,8 @@ from connectors.tables import (
     RUNS,
     SETTING_CHANGES,
     SETTINGS,
+    SOLAR_DAYS,
+    SOLAR_SAMPLES,
     SPECIES_OCCURRENCE,
     THRESHOLDS,
     WINDOWS,
@@ -57,6 +59,8 @@ from connectors.tables import (
     RunRow,
     SettingChangeRow,
     SettingRow,
+    SolarDayRow,
+    SolarSampleRow,
     SpeciesOccurrenceRow,
     ThresholdRow,
     WindowRow,
@@ -357,6 +361,24 @@ class Catalog:
         table = self._query_file("reads/location_filter_todo")
         return [(r["deployment_id"], r["week"], r["latitude"], r["longitude"])
                 for r in table.to_pylist()]
+
+    def solar_todo(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(days, slots) the sun tables lack for deployments with coordinates: days as dicts of
+        deployment_id, local_date, tz_name, latitude, longitude; slots of deployment_id, slot
+        (epoch seconds // 900), latitude, longitude."""
+        rows = self._query_file("reads/solar_todo").to_pylist()
+        days = [{k: r[k] for k in ("deployment_id", "local_date", "tz_name", "latitude", "longitude")}
+                for r in rows if r["kind"] == "day"]
+        slots = [{k: r[k] for k in ("deployment_id", "slot", "latitude", "longitude")}
+                 for r in rows if r["kind"] == "slot"]
+        return days, slots
+
+    def put_solar(self, days: Sequence[SolarDayRow], samples: Sequence[SolarSampleRow]) -> None:
+        """Sun events and elevations, replacing rows of the same deployments, days and slots, in
+        one transaction."""
+        if days or samples:
+            self._run_file("writes/put_solar", _solar_days=SOLAR_DAYS.to_arrow(days),
+                           _solar_samples=SOLAR_SAMPLES.to_arrow(samples))
 
     def put_species_occurrence(self, rows: Sequence[SpeciesOccurrenceRow]) -> None:
         """The meta-model's answers for some (deployment, week) pairs, replacing older ones for

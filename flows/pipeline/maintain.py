@@ -31,8 +31,12 @@ def maintain_results(results: str | ResultsLocation, *, catalog: str | None = No
     refuse_lost_catalog(location)  # before the lock file: nothing is created beside lost data
     retention = timedelta(days=retention_days) if retention_days is not None else None
     run_id = f"maintain-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
-    with run_lock(location, run_id), Catalog(location) as c:
-        return c.maintain(retention=retention, keep_for_readers=keep_for_readers)
+    with run_lock(location, run_id):
+        from flows.pipeline.solar import update_solar
+
+        update_solar(location)  # a catalog from before solar time gains it here too
+        with Catalog(location) as c:
+            return c.maintain(retention=retention, keep_for_readers=keep_for_readers)
 
 
 def report_dict(report: MaintenanceReport) -> dict[str, Any]:

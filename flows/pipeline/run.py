@@ -48,6 +48,7 @@ from flows.pipeline import discover as discover_mod
 from flows.pipeline import maintain as maintain_mod
 from flows.outputs import report as report_mod
 from flows.pipeline import signals
+from flows.pipeline import solar as solar_mod
 from flows.pipeline import species_filter as species_filter_mod
 from flows.pipeline import watchers
 from flows.pipeline.ray_engine import ProcessResult, process_units, start_ray, wait_for_ray
@@ -441,6 +442,11 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
             except Exception as exc:  # the filter is an output's refinement, never the run's end
                 logger.warning("location filter not updated (its species stay visible): %s", exc)
                 counts["location_filter_weeks_asked"] = f"failed: {exc}"
+            try:
+                counts["solar"] = solar_mod.update_solar(settings.location)
+            except Exception as exc:  # solar columns are an output's refinement, never the run's end
+                logger.warning("solar time not updated (its columns stay empty): %s", exc)
+                counts["solar"] = f"failed: {exc}"
             if settings.embeddings:
                 counts["classifiers"] = _apply_classifiers(settings, fingerprint, run_id, logger)
             _step(console, "maintaining the catalog (merging small files)")

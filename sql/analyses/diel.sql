@@ -1,11 +1,12 @@
 -- purpose: diel activity: detections per species and local hour of day, with the effort of that hour
 -- grain: one row per site, species and local hour (0-23) in which the species was detected
--- inputs: the detections view (threshold, species filters), windows, deployments
+-- inputs: the detections view (threshold, species filters), windows, window_light, deployments
 -- rate_per_hour = detections / effort_hours, where effort_hours is the audio analysed at that
 -- site in that local hour over all days: hours never recorded are absent, not zero.
 -- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 -- param: species varchar = null -- only this species (scientific or common name, any case)
+-- param: light_class varchar = null -- only windows in this light: day, civil_twilight, nautical_twilight, astronomical_twilight, night, polar_day, polar_night (null: all)
 with heard as (
     select
         coalesce(site_id, deployment_id) as site_id,
@@ -17,6 +18,7 @@ with heard as (
         and (getvariable('species') is null
             or lower(scientific_name) = lower(getvariable('species'))
             or lower(label) = lower(getvariable('species')))
+        and (getvariable('light_class') is null or light_class = getvariable('light_class'))
 ),
 
 effort as (
@@ -26,8 +28,14 @@ effort as (
         coalesce(sum(w.duration_s) filter (where w.status = 'ok'), 0) / 3600.0 as effort_hours
     from windows as w
     left join deployments as d on d.deployment_id = w.deployment_id
+    left join window_light as l
+        on l.recording_id = w.recording_id
+        and l.config_fingerprint = w.config_fingerprint
+        and l.channel = w.channel
+        and l.window_index = w.window_index
     where w.config_fingerprint = getvariable('config_fingerprint')
         and w.start_local is not null
+        and (getvariable('light_class') is null or l.light_class = getvariable('light_class'))
     group by all
 ),
 

@@ -1,12 +1,14 @@
 -- purpose: the view ecologists query for detections
--- inputs: predictions, windows, recordings, deployments, settings, species_occurrence, thresholds
+-- inputs: predictions, windows, recordings, deployments, settings, species_occurrence, thresholds,
+-- solar_samples, solar_days
 -- detections: one row per classify answer whose score passes its species' threshold: the
 -- calibrated one (`dawnchorus calibrate`, table thresholds) where the species has one under the
 -- answer's fingerprint, else the catalog's detection threshold (settings key
 -- 'detection_threshold'; `dawnchorus query --threshold` chooses one for every species at query
 -- time); with absolute and local times and the deployment's site, minus the species the
 -- deployment's species filters hide (predictions themselves are never deleted). Columns threshold
--- and threshold_source say which threshold each row passed.
+-- and threshold_source say which threshold each row passed; sun_elevation_deg, light_class,
+-- minutes_from_sunrise and minutes_from_sunset the light of its window (as window_light).
 create or replace view detections as
 with threshold as (
     select cast(value as double) as min_score
@@ -94,6 +96,48 @@ final as (
         and (d.species_include is null
              or coalesce(list_contains(d.species_include, lower(p.scientific_name))
                          or list_contains(d.species_include, lower(p.label)), false))
+),
+
+-- The light of the detection's window, as the view window_light gives it (its sun columns).
+sun as (
+    select
+        f.*,
+        epoch(f.start_utc) + (f.end_offset_s - f.offset_s) / 2 as mid_s,
+        cast(f.start_local + to_microseconds(cast((f.end_offset_s - f.offset_s) * 500000 as bigint))
+             as date) as local_date
+    from final as f
+),
+
+lit as (
+    select
+        x.* exclude (mid_s, local_date),
+        a.elevation_deg + (b.elevation_deg - a.elevation_deg) * (x.mid_s - a.slot * 900) / 900.0
+            as sun_elevation_deg,
+        s.polar,
+        (x.mid_s - epoch(s.sunrise_utc)) / 60.0 as minutes_from_sunrise,
+        (x.mid_s - epoch(s.sunset_utc)) / 60.0 as minutes_from_sunset
+    from sun as x
+    left join solar_samples as a
+        on a.deployment_id = x.deployment_id
+        and a.slot = cast(floor(x.mid_s) as bigint) // 900
+    left join solar_samples as b
+        on b.deployment_id = x.deployment_id
+        and b.slot = cast(floor(x.mid_s) as bigint) // 900 + 1
+    left join solar_days as s
+        on s.deployment_id = x.deployment_id
+        and s.local_date = x.local_date
 )
 
-select * from final;
+select
+    * exclude (polar),
+    case
+        when polar = 'day' then 'polar_day'
+        when polar = 'night' then 'polar_night'
+        when sun_elevation_deg is null then null
+        when sun_elevation_deg >= -0.833 then 'day'
+        when sun_elevation_deg >= -6 then 'civil_twilight'
+        when sun_elevation_deg >= -12 then 'nautical_twilight'
+        when sun_elevation_deg >= -18 then 'astronomical_twilight'
+        else 'night'
+    end as light_class
+from lit;

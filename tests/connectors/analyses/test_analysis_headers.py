@@ -44,7 +44,8 @@ def test_shared_parameter_names_mean_the_same_everywhere():
 def test_values_are_parsed_to_the_declared_type():
     diel = load_analysis("diel")
     values = diel.bind({"threshold": "0.7", "species": "Turdus merula"})
-    assert values == {"config_fingerprint": None, "threshold": 0.7, "species": "Turdus merula"}
+    assert values == {"config_fingerprint": None, "threshold": 0.7, "species": "Turdus merula",
+                      "light_class": None}
     with pytest.raises(ConfigError, match="threshold: 'high' is not a double"):
         diel.bind({"threshold": "high"})
     with pytest.raises(ConfigError, match="no parameter 'speceis'.*species"):
