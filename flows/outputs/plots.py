@@ -1,5 +1,5 @@
 """The report's pictures (matplotlib, Agg): diel activity, detections per night, effort per day,
-species accumulation. Each function takes an analysis's rows and writes one PNG of exactly
+species accumulation, activity against sunrise. Each function takes an analysis's rows and writes one PNG of exactly
 `SIZE_PX` pixels, also when there is nothing to show (the picture says why: `why`)."""
 
 from __future__ import annotations
@@ -63,6 +63,37 @@ def diel_heatmap(rows: list[dict], path: Path, why: str = "no detections") -> Pa
     ax.set_xlabel("local hour")
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="detections per hour analysed")
+    return _save(fig, path)
+
+
+def sunrise_activity(rows: list[dict], path: Path, why: str = "no detections") -> Path:
+    """Detections per hour analysed against minutes from sunrise, the top species (rows of
+    `activity_by_sun`); empty where no detection has a sunrise (no coordinates, polar days)."""
+    fig = _figure()
+    title = "Activity against sunrise: detections per hour analysed"
+    rows = [r for r in rows if r["bin_start_min"] is not None]
+    if not rows:
+        _empty(fig, title, why if why else "no detection has a sunrise: give the deployments "
+               "latitude and longitude in deployments.csv (docs/time.md, Solar time)")
+        return _save(fig, path)
+    detections: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    effort: dict[tuple[str, int], float] = {}
+    for r in rows:
+        detections[r["label"] or r["scientific_name"] or "?"][r["bin_start_min"]] += r["detections"]
+        effort[(r["site_id"], r["bin_start_min"])] = r["effort_hours"] or 0.0
+    hours: dict[int, float] = defaultdict(float)
+    for (_, b), h in effort.items():
+        hours[b] += h
+    species = sorted(detections, key=lambda s: -sum(detections[s].values()))[:8]
+    ax = fig.add_subplot(1, 1, 1)
+    for name in species:
+        bins = sorted(b for b in detections[name] if hours[b] > 0)
+        ax.plot(bins, [detections[name][b] / hours[b] for b in bins], marker="o", label=name)
+    ax.axvline(0, color="orange", linestyle="--", linewidth=1)
+    ax.set_xlabel("minutes from sunrise (bin start)")
+    ax.set_ylabel("detections per hour analysed")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 

@@ -49,6 +49,7 @@ PLOTS = (
     ("nights.png", "Detections per night and site", "detections_per_night", "species_by_night"),
     ("effort.png", "Effort per day", "effort_per_day", "effort_by_day"),
     ("accumulation.png", "Species accumulation", "species_accumulation", "species_accumulation"),
+    ("sunrise.png", "Activity against sunrise", "sunrise_activity", "activity_by_sun"),
 )
 
 
@@ -141,7 +142,7 @@ def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, 
     from flows.outputs import plots  # matplotlib, only when a report is drawn
 
     images = [(file, title, getattr(plots, fn)(tables[name].to_pylist(), out / file,
-                                                why=_plot_reason(name, why)))
+                                                why=_plot_reason(name, why, heard)))
               for file, title, fn, name in PLOTS]
     from flows.outputs.calibration.curves import calibration_plots  # the species calibrate saw (docs/review.md)
 
@@ -220,9 +221,14 @@ def heard_headline(heard: dict[str, Any] | None) -> str:
     return line
 
 
-def _plot_reason(analysis: str, why: str) -> str:
-    """What an empty picture says: effort pictures are empty only when nothing was analysed."""
-    return "no windows analysed yet" if analysis in ("effort_by_day", "species_accumulation") else why
+def _plot_reason(analysis: str, why: str, heard: dict[str, Any] | None = None) -> str:
+    """What an empty picture says: effort pictures are empty only when nothing was analysed;
+    the sunrise picture, with detections, only when none has a sunrise (its own sentence)."""
+    if analysis == "activity_by_sun" and heard and heard["detections"]:
+        return ""
+    if analysis in ("effort_by_day", "species_accumulation"):
+        return "no windows analysed yet"
+    return why
 
 
 def _species_table(cards: list) -> pa.Table:
@@ -376,6 +382,7 @@ counters and failures: this run. Times are local to each site.
 </section>
 <section id="activity"><h2>Activity</h2>
 {figures.get("diel.png", "")}
+{figures.get("sunrise.png", "")}
 {figures.get("nights.png", "")}
 <h3>Species by site and night</h3>
 {html_table(page.nights)}

@@ -18,7 +18,7 @@ from flows.outputs.plots import SIZE_PX
 from flows.outputs.report import write_report
 from tests.support.seed_catalog import OWL, ROBIN, WREN, Seed
 
-PNGS = ("diel.png", "nights.png", "effort.png", "accumulation.png")
+PNGS = ("diel.png", "nights.png", "effort.png", "accumulation.png", "sunrise.png")
 
 
 def png_size(path) -> tuple[int, int]:

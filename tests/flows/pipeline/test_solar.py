@@ -151,3 +151,23 @@ def test_activity_in_solar_time_and_diel_by_light(tmp_path):
     night_only = analysis(root, "diel", light_class="night")
     assert {r["label"] for r in night_only} == {"Barred Owl"}
     assert sum(r["effort_hours"] for r in night_only) == pytest.approx(2 * 600 / 3600)
+
+
+def test_the_report_draws_activity_against_sunrise_or_says_why_not(tmp_path):
+    from flows.outputs.plots import SIZE_PX, sunrise_activity
+    from flows.outputs.report import _plot_reason
+
+    rows = [{"site_id": "pa", "label": "American Robin", "scientific_name": "Turdus migratorius",
+             "bin_start_min": b, "detections": n, "effort_hours": 1.0} for b, n in ((-30, 1), (0, 4), (30, 6))]
+    drawn = sunrise_activity(rows, tmp_path / "sunrise.png")
+    empty = sunrise_activity([], tmp_path / "empty.png", why="")
+    from PIL import Image
+
+    assert Image.open(drawn).size == SIZE_PX == Image.open(empty).size
+    assert drawn.stat().st_size > empty.stat().st_size  # lines, not a sentence
+    # With detections but no sunrise, the picture gives its own reason (coordinates), not
+    # "no detections".
+    assert _plot_reason("activity_by_sun", "no detections above the threshold of 0.5",
+                        {"detections": 3}) == ""
+    assert _plot_reason("activity_by_sun", "no windows analysed yet", {"detections": 0}) == (
+        "no windows analysed yet")
