@@ -1,10 +1,11 @@
 -- purpose: which species were heard at each site on each night, with that night's effort
 -- grain: one row per site, night and species
--- inputs: the detections view (threshold, species filters), windows, deployments
+-- inputs: the detections view (threshold, species filters), windows, window_light, deployments
 -- night = the local date of (local time - 12 h): 23:30 on day D and 01:30 on day D+1 are both
 -- night D. detections = windows in which the species was detected (any answer rank).
 -- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
+-- param: light_class varchar = null -- only windows in this light: day, civil_twilight, nautical_twilight, astronomical_twilight, night, polar_day, polar_night (null: all)
 with heard as (
     select
         coalesce(site_id, deployment_id) as site_id,
@@ -13,6 +14,7 @@ with heard as (
     from detections
     where config_fingerprint = getvariable('config_fingerprint')
         and start_local is not null
+        and (getvariable('light_class') is null or light_class = getvariable('light_class'))
 ),
 
 effort as (
@@ -22,8 +24,14 @@ effort as (
         coalesce(sum(w.duration_s) filter (where w.status = 'ok'), 0) / 3600.0 as effort_hours
     from windows as w
     left join deployments as d on d.deployment_id = w.deployment_id
+    left join window_light as l
+        on l.recording_id = w.recording_id
+        and l.config_fingerprint = w.config_fingerprint
+        and l.channel = w.channel
+        and l.window_index = w.window_index
     where w.config_fingerprint = getvariable('config_fingerprint')
         and w.start_local is not null
+        and (getvariable('light_class') is null or l.light_class = getvariable('light_class'))
     group by all
 ),
 

@@ -151,6 +151,9 @@ def test_activity_in_solar_time_and_diel_by_light(tmp_path):
     night_only = analysis(root, "diel", light_class="night")
     assert {r["label"] for r in night_only} == {"Barred Owl"}
     assert sum(r["effort_hours"] for r in night_only) == pytest.approx(2 * 600 / 3600)
+    nights = analysis(root, "species_by_night", light_class="night")
+    assert {r["label"] for r in nights} == {"Barred Owl"}
+    assert all(r["effort_hours"] == pytest.approx(600 / 3600) for r in nights)  # one night window each
 
 
 def test_the_report_draws_activity_against_sunrise_or_says_why_not(tmp_path):
