@@ -325,24 +325,29 @@ def similar_hits(reader: CatalogReader, *, config_fingerprint: str, keys: Sequen
 def export_detections(reader: CatalogReader, *, config_fingerprint: str,
                       deployments: Sequence[str] | None = None,
                       species: Sequence[str] | None = None, date_from: date | None = None,
-                      date_to: date | None = None) -> list[dict[str, Any]]:
+                      date_to: date | None = None, light_classes: Sequence[str] | None = None
+                      ) -> list[dict[str, Any]]:
     """The detections an export writes (the `detections` view's columns), of some deployments,
-    species (scientific or common names, any case) and local dates."""
+    species (scientific or common names, any case), local dates and light classes."""
     return _query(reader, "reads/exports/detections", {
         "config_fingerprint": config_fingerprint,
         "deployments": list(deployments) if deployments else None,
         "species": [s.lower() for s in species] if species else None,
-        "date_from": date_from, "date_to": date_to}).to_pylist()
+        "date_from": date_from, "date_to": date_to,
+        "light_classes": list(light_classes) if light_classes else None}).to_pylist()
 
 
 def export_effort(reader: CatalogReader, *, config_fingerprint: str,
                   deployments: Sequence[str] | None = None, date_from: date | None = None,
-                  date_to: date | None = None) -> list[dict[str, Any]]:
-    """Recording effort per deployment and local day (occupancy exports)."""
+                  date_to: date | None = None, light_classes: Sequence[str] | None = None
+                  ) -> list[dict[str, Any]]:
+    """Recording effort per deployment and local day (occupancy exports), of windows in these
+    light classes (None: all)."""
     return _query(reader, "reads/exports/effort", {
         "config_fingerprint": config_fingerprint,
         "deployments": list(deployments) if deployments else None,
-        "date_from": date_from, "date_to": date_to}).to_pylist()
+        "date_from": date_from, "date_to": date_to,
+        "light_classes": list(light_classes) if light_classes else None}).to_pylist()
 
 
 def export_sites(reader: CatalogReader, *, deployments: Sequence[str] | None = None

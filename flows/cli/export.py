@@ -18,6 +18,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         species=tuple(args.species) if args.species else None,
         date_from=_date(args.date_from, "--from"), date_to=_date(args.date_to, "--to"),
         threshold=args.threshold, location_threshold=args.location_threshold,
+        light_classes=_light_classes(args.light_class),
     )
     results = ResultsLocation.resolve(args.results, args.catalog)
     summary = export(args.format, results, args.out, filters, occasion=args.occasion,
@@ -26,6 +27,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"{args.format}: {summary['detections']} detections, {len(summary['files'])} files "
           f"under {args.out}" + (f" (left out: {left_out})" if left_out else ""))
     return 0
+
+
+#: window_light's classes (sql/views/window_light.sql, docs/time.md).
+LIGHT_CLASSES = ("day", "civil_twilight", "nautical_twilight", "astronomical_twilight", "night",
+                 "polar_day", "polar_night")
+
+
+def _light_classes(given: list[str] | None) -> tuple[str, ...] | None:
+    if not given:
+        return None
+    for name in given:
+        if name not in LIGHT_CLASSES:
+            raise ConfigError(f"--light-class {name!r}: expected one of {', '.join(LIGHT_CLASSES)}")
+    return tuple(given)
 
 
 def _date(text: str | None, option: str) -> date | None:
@@ -50,6 +65,9 @@ def add_export_parser(sub: Any) -> None:
                                                        "name (repeatable)")
     p.add_argument("--from", dest="date_from", help="first local date, YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", help="last local date, YYYY-MM-DD")
+    p.add_argument("--light-class", action="append", metavar="CLASS",
+                   help="only windows in this light (repeatable): " + ", ".join(LIGHT_CLASSES)
+                        + "; deployments without coordinates have none (docs/time.md)")
     p.add_argument("--fingerprint", "--config-fingerprint", dest="config_fingerprint", metavar="PREFIX", help="results of this fingerprint or a unique prefix (default: the only one, else the pinned one, else the newest, said in a note)")
     p.add_argument("--threshold", type=float, help="detection threshold (default: the catalog's)")
     p.add_argument("--location-threshold", type=float,

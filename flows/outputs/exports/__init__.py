@@ -86,6 +86,7 @@ class ExportFilters:
     date_to: date | None = None
     threshold: float | None = None  # detection threshold (default: the catalog's)
     location_threshold: float | None = None  # location filter threshold (default: the catalog's)
+    light_classes: tuple[str, ...] | None = None  # window_light classes (docs/time.md); None: all
 
 
 def _params(reader: CatalogReader, f: ExportFilters) -> dict[str, Any]:
@@ -96,6 +97,7 @@ def _params(reader: CatalogReader, f: ExportFilters) -> dict[str, Any]:
         "deployments": list(f.deployments) if f.deployments else None,
         "species": [s.lower() for s in f.species] if f.species else None,
         "date_from": f.date_from, "date_to": f.date_to,
+        "light_classes": list(f.light_classes) if f.light_classes else None,
     }
 
 
@@ -112,7 +114,8 @@ def export(fmt: str, results: str, out: str | Path, filters: ExportFilters = Exp
         detections = reads.export_detections(reader, **params)
         if fmt == "occupancy":
             effort = reads.export_effort(reader, **{
-                k: params[k] for k in ("config_fingerprint", "deployments", "date_from", "date_to")})
+                k: params[k] for k in ("config_fingerprint", "deployments", "date_from", "date_to",
+                                       "light_classes")})
             sites = reads.export_sites(reader, deployments=params["deployments"])
         if fmt == "camtrap-dp":
             deployments = reads.camtrap_deployments(reader, deployments=params["deployments"])

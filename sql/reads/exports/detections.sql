@@ -3,7 +3,7 @@
 -- inputs: the detections view (thresholds: a species' calibrated one or the catalog's, species
 -- filters), recordings
 -- parameters: $config_fingerprint; $deployments, $species (lists, or NULL for all);
--- $date_from, $date_to (local dates, or NULL)
+-- $date_from, $date_to (local dates, or NULL); $light_classes (list of light classes, or NULL)
 with picked as (
     select *
     from detections
@@ -14,6 +14,7 @@ with picked as (
             or list_contains($species, lower(label)))
         and ($date_from is null or cast(start_local as date) >= $date_from)
         and ($date_to is null or cast(start_local as date) <= $date_to)
+        and ($light_classes is null or list_contains($light_classes, light_class))
 ),
 
 final as (

@@ -1,7 +1,8 @@
 -- purpose: analysed audio per site and local date, for occupancy histories and exports
 -- grain: one row per site and local date with at least one planned window
--- inputs: windows, deployments
--- parameters: $config_fingerprint; $deployments (list or NULL); $date_from, $date_to (or NULL)
+-- inputs: windows, window_light, deployments
+-- parameters: $config_fingerprint; $deployments (list or NULL); $date_from, $date_to (or NULL);
+-- $light_classes (list of window_light classes, or NULL for all windows)
 with planned as (
     select
         coalesce(d.site_id, w.deployment_id) as site_id,
@@ -11,7 +12,13 @@ with planned as (
         w.duration_s
     from windows as w
     left join deployments as d on d.deployment_id = w.deployment_id
+    left join window_light as l
+        on l.recording_id = w.recording_id
+        and l.config_fingerprint = w.config_fingerprint
+        and l.channel = w.channel
+        and l.window_index = w.window_index
     where w.config_fingerprint = $config_fingerprint
+        and ($light_classes is null or list_contains($light_classes, l.light_class))
         and w.start_local is not null
         and ($deployments is null or list_contains($deployments, w.deployment_id))
         and ($date_from is null or cast(w.start_local as date) >= $date_from)

@@ -151,6 +151,14 @@ def test_activity_in_solar_time_and_diel_by_light(tmp_path):
     night_only = analysis(root, "diel", light_class="night")
     assert {r["label"] for r in night_only} == {"Barred Owl"}
     assert sum(r["effort_hours"] for r in night_only) == pytest.approx(2 * 600 / 3600)
+    from flows.cli.main import main
+
+    assert main(["export", "csv", "--results", str(root), "--out", str(tmp_path / "night"),
+                 "--light-class", "night"]) == 0
+    exported = "".join(p.read_text() for p in (tmp_path / "night").rglob("*.csv"))
+    assert "Barred Owl" in exported and "American Robin" not in exported
+    assert main(["export", "csv", "--results", str(root), "--out", str(tmp_path / "x"),
+                 "--light-class", "dusk"]) == 2  # not a class: one line, exit 2
     nights = analysis(root, "species_by_night", light_class="night")
     assert {r["label"] for r in nights} == {"Barred Owl"}
     assert all(r["effort_hours"] == pytest.approx(600 / 3600) for r in nights)  # one night window each
