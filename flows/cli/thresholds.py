@@ -54,12 +54,12 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
             history = catalog.setting_changes(key)
             last = (f"set by {history[0].changed_by} at {history[0].changed_at:%Y-%m-%d %H:%M} UTC"
                     if history else "the catalog's default")
-            print(f"{flag:11} {catalog.setting(key)}  ({last}): {MEANING[flag]}")
+            print(f"{flag:9} {catalog.setting(key)}  ({last}): {MEANING[flag]}")
         history = catalog.setting_changes(FINGERPRINT_KEY)
         pinned = catalog.setting(FINGERPRINT_KEY)
         last = (f"pinned by {history[0].changed_by} at {history[0].changed_at:%Y-%m-%d %H:%M} UTC"
                 if history else "none pinned: the one with the newest run")
-        print(f"{'fingerprint':11} {pinned or '-'}  ({last}): what query, report, export and "
+        print(f"fingerprint {pinned or '-'}  ({last}): what query, report, export and "
               "review read when none is named among several")
     return 0
 
