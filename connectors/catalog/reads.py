@@ -38,6 +38,13 @@ def _query(reader: CatalogReader, name: str, params: Any = None) -> pa.Table:
 # ------------------------------------------------------------------------------- runs, thresholds
 
 
+def latest_run_parameters(reader: CatalogReader, config_fingerprint: str) -> str | None:
+    """The settings (JSON) of the fingerprint's latest run; None when it has no run."""
+    rows = _query(reader, "reads/latest_run_parameters",
+                  {"config_fingerprint": config_fingerprint}).to_pylist()
+    return rows[0]["parameters"] if rows else None
+
+
 def runs(reader: CatalogReader) -> list[RunRow]:
     """Every run, newest first."""
     return RUNS.from_arrow(_query(reader, "reads/runs_newest_first"))

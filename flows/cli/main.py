@@ -71,7 +71,7 @@ def continue_analysis(settings: Any, given: dict[str, Any]) -> dict[str, Any]:
     that is not the default. A given field that differs from the analysis' is a deliberate
     change: a new analysis from the defaults and what was given (a new fingerprint), said in a
     note. Nothing for new or empty results."""
-    from connectors.catalog import CatalogReader
+    from connectors.catalog import CatalogReader, reads
     from flows.pipeline.settings import DEFAULT_WINDOW_S, declared_native_window
 
     location = settings.location
@@ -83,14 +83,13 @@ def continue_analysis(settings: Any, given: dict[str, Any]) -> dict[str, Any]:
                       else (reader.fingerprints[0] if reader.fingerprints else None))
             if chosen is None:
                 return {}
-            rows = reader.query("select parameters from runs where config_fingerprint = ? "
-                                "order by started_at desc limit 1", [chosen]).to_pylist()
+            parameters = reads.latest_run_parameters(reader, chosen)
     except Exception as exc:  # the run itself names what is wrong with the catalog
         log.debug("could not read the results' analysis settings: %s", exc)
         return {}
-    if not rows or not rows[0]["parameters"]:
+    if not parameters:
         return {}
-    before = json.loads(rows[0]["parameters"])
+    before = json.loads(parameters)
     before["model_options"] = {k: v for k, v in (before.get("model_options") or {}).items()
                                if k not in RUNTIME_OPTIONS}
     model = before.get("model") or settings.model
