@@ -11,7 +11,8 @@ from flows.pipeline.maintain import maintain_results, report_dict
 
 def cmd_maintain(args: argparse.Namespace) -> int:
     report = maintain_results(args.results, catalog=args.catalog,
-                              retention_days=args.retention_days, keep_for_readers=not args.now)
+                              retention_days=args.retention_days, keep_for_readers=not args.now,
+                              solar=True)
     print(json.dumps(report_dict(report), indent=2))
     return 0
 

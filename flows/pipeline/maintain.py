@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def maintain_results(results: str | ResultsLocation, *, catalog: str | None = None,
                      retention_days: float | None = None,
-                     keep_for_readers: bool = True) -> MaintenanceReport:
+                     keep_for_readers: bool = True, solar: bool = False) -> MaintenanceReport:
     """Maintain the catalog of `results` under its run lock (re-entered by a run that holds it;
     on a Postgres catalog, a lease of its own beside the runs', as every writer's)."""
     location = ResultsLocation.resolve(results, catalog)
@@ -32,9 +32,10 @@ def maintain_results(results: str | ResultsLocation, *, catalog: str | None = No
     retention = timedelta(days=retention_days) if retention_days is not None else None
     run_id = f"maintain-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
     with run_lock(location, run_id):
-        from flows.pipeline.solar import update_solar
+        if solar:  # `dawnchorus maintain`: a catalog from before solar time gains it (a run
+            from flows.pipeline.solar import update_solar  # computes its own before maintaining)
 
-        update_solar(location)  # a catalog from before solar time gains it here too
+            update_solar(location)
         with Catalog(location) as c:
             return c.maintain(retention=retention, keep_for_readers=keep_for_readers)
 

@@ -182,3 +182,16 @@ def test_the_report_draws_activity_against_sunrise_or_says_why_not(tmp_path):
                         {"detections": 3}) == ""
     assert _plot_reason("activity_by_sun", "no windows analysed yet", {"detections": 0}) == (
         "no windows analysed yet")
+
+
+def test_dawnchorus_maintain_gives_an_older_catalog_its_solar_time(tmp_path, capsys):
+    from flows.cli.main import main
+
+    root = tmp_path / "results"
+    seed = Seed(root)
+    seed.deployment("pa", timezone="America/New_York", latitude=40.79, longitude=-77.86)
+    seed.recording("pa", datetime(2024, 5, 15, 10, 0, tzinfo=timezone.utc), 2, window_s=600.0)
+    assert main(["maintain", "--results", str(root)]) == 0
+    with CatalogReader(root) as reader:
+        light = reader.query("select light_class from window_light").to_pylist()
+    assert light == [{"light_class": "day"}] * 2
