@@ -1,4 +1,4 @@
-"""The demo's real recordings: five openly licensed field recordings shipped with the package
+"""The demo's real recordings: eight openly licensed field recordings shipped with the package
 (`flows/cli/demo_recordings/`, sources and licences in its ATTRIBUTION.md), laid out as two
 deployments, and the labels they were published with (`truth.csv`).
 

@@ -252,6 +252,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary["status"] == "completed" else 1
 
 
+def _minutes_from_sunrise(minutes: float | None) -> str:
+    """"sunrise +42 min" / "sunrise -7 min"; empty where the site has no coordinates (or on a
+    polar day or night, where there is no sunrise)."""
+    return "" if minutes is None else f"sunrise {round(minutes):+d} min"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Lay out the shipped field recordings (and, with --clips, a user's clips mixed into
     background noise), run the nightly flow on them, and print what was heard, when (local
@@ -275,10 +281,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = _run_flow(nightly, settings, new_run_id(), args.verbose)
     results = settings.results
     print("\nWhat was heard, per site (detections = windows with the species, score >= the "
-          "catalog's threshold, species filters applied; times are local to the site):")
-    heard = run_analysis(results, "first_last")
-    print(format_table(heard.select(["site_id", "label", "scientific_name", "detections",
-                                     "first_local", "last_local"])))
+          "catalog's threshold, species filters applied; times are local to the site, and the "
+          "first detection also in minutes from that day's sunrise):")
+    heard = run_analysis(results, "first_last").to_pylist()
+    print(format_table(pa.Table.from_pylist([
+        {"site_id": h["site_id"], "label": h["label"], "scientific_name": h["scientific_name"],
+         "detections": h["detections"], "first_local": h["first_local"],
+         "first_vs_sunrise": _minutes_from_sunrise(h["first_minutes_from_sunrise"]),
+         "last_local": h["last_local"]} for h in heard])))
     print("\nEffort per site and night (night = the local date of the evening):")
     effort = run_analysis(results, "report_effort_by_night")
     print(format_table(effort.select(["site_id", "night_date", "recordings", "minutes_analysed",

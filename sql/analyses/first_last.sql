@@ -1,4 +1,5 @@
--- purpose: first and last detection of each species at each site (arrival and departure dates)
+-- purpose: first and last detection of each species at each site (arrival and departure dates),
+--   the first one also in solar time (minutes from that day's sunrise, and its light class)
 -- grain: one row per site and species
 -- inputs: the detections view (threshold, species filters)
 -- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
@@ -16,6 +17,8 @@ final as (
         label,
         min(start_utc) as first_utc,
         min(start_local) as first_local,
+        arg_min_null(minutes_from_sunrise, start_utc) as first_minutes_from_sunrise,
+        arg_min_null(light_class, start_utc) as first_light_class,
         max(start_utc) as last_utc,
         max(start_local) as last_local,
         count(distinct (recording_id, channel, window_index)) as detections,

@@ -1,7 +1,8 @@
 """`dawnchorus demo` as a new user meets it: started from an empty folder with nothing beside it,
-it analyses the shipped field recordings with BirdNET and names at least four of the labelled
+it analyses the shipped field recordings with BirdNET and names at least five of the labelled
 species right, by the demo's own truth table; it prints local times, effort per night, the
-report's path and the closing "N of M named right", and no line from a library."""
+report's path and the closing "N of M named right", the first detection of each species in
+minutes from sunrise, and no line from a library."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def _detections(results: Path) -> list[tuple]:
             "from detections d join recordings r using (recording_id)").to_pylist()
 
 
-def test_at_least_four_labelled_species_are_named_right(demo):
+def test_at_least_five_labelled_species_are_named_right(demo):
     out, proc = demo
     with open(out / "truth.csv", newline="", encoding="utf-8") as fh:
         truth = list(csv.DictReader(fh))
@@ -55,9 +56,8 @@ def test_at_least_four_labelled_species_are_named_right(demo):
         if any(d["object_key"] == row["key"] and d["scientific_name"] == row["scientific_name"]
                and d["offset_s"] < end and d["end_offset_s"] > start for d in detections):
             right.add(row["scientific_name"])
-    # Four: American Robin, Sandhill Crane, Wood Thrush, Eastern Towhee (the issue asks for five;
-    # the openly licensed, labelled candidates give BirdNET four to name: ATTRIBUTION.md).
-    assert len(right) >= 4, (right, truth)
+    # Seven of nine on this machine (ATTRIBUTION.md); the issue asks for at least five.
+    assert len(right) >= 5, (right, truth)
     closing = [ln for ln in proc.stdout.splitlines() if ln.strip()][-1]
     assert closing == f"{len(right)} of {len(truth)} named right.", closing
 
@@ -71,6 +71,9 @@ def test_it_prints_local_times_effort_and_the_report_and_nothing_foreign(demo):
     assert "Sandhill Crane" in text and "Wood Thrush" in text
     # local times at each site: the Yellowstone dawn recordings are in the early morning there
     assert re.search(r"yellowstone-lamar .*Sandhill Crane .* 2024-05-15 05:3\d", text), text
+    # ... and in solar time: 05:35 MDT on 15 May is before sunrise in the Lamar Valley (about
+    # 05:52 MDT; tests/flows/pipeline/test_solar.py checks sunrise against the NOAA equations)
+    assert re.search(r"Sandhill Crane .* 2024-05-15 05:35:00 +sunrise -1\d min", text), text
     assert "Effort per site and night" in text and "powdermill" in text
     report = re.search(r"^Report:\s+(\S+index\.html)$", text, re.MULTILINE)
     assert report and Path(report.group(1)).is_file()
