@@ -40,7 +40,7 @@ def cmd_density(args: argparse.Namespace) -> int:
 
 def add_density_parser(sub: Any) -> None:
     p = sub.add_parser("density", help="fraction of windows holding a sound, per deployment "
-                                       "and night, from a stratified review sample (95 % interval)")
+                                       "and night, from a stratified review sample (95%% interval)")
     p.add_argument("--results", required=True, help="results root: a local folder or s3://...")
     p.add_argument("--catalog", help="the catalog, as the run named it: a SQLite file or "
                                      "postgresql://... (default: <results>/catalog.sqlite)")

@@ -154,3 +154,22 @@ def test_a_password_in_the_catalog_url_is_never_shown(caplog):
         logging.getLogger("dawnchorus.test").info("connecting to %s", settings.catalog)
     assert "connecting to postgresql://team:***@db:5432/lake" in caplog.text
     assert "s3cr3t-pw" not in caplog.text
+
+
+def _commands() -> list[str]:
+    import argparse
+
+    parser = build_parser()
+    return [name for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+            for name in action.choices]
+
+
+@pytest.mark.parametrize("argv", [["--help"]] + [[name, "--help"] for name in _commands()],
+                         ids=lambda argv: " ".join(argv))
+def test_every_help_page_prints(argv, capsys):
+    """`dawnchorus --help` once ended in a TypeError: argparse reads a help text's "95 % interval"
+    as a %-format ("% i"). Every page a user can ask for prints and exits 0."""
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(argv)
+    assert stop.value.code == 0
+    assert "usage: dawnchorus" in capsys.readouterr().out
