@@ -702,12 +702,15 @@ def _decode_window(
     if channel_policy == "mean" and channels > 1:
         finite = finite.all(keepdims=True)  # (1,)
         span = span.mean(axis=1, keepdims=True, dtype=np.float32)  # (F, 1)
-    span = np.where(finite, span, np.float32(0))  # (F, C): a bad channel is zeroed, then failed
-    silent = ~np.any(span[before : before + real_frames] != 0, axis=0)  # (C,)
-    # Quality on the samples as decoded (native rate, before resampling), once per window.
-    qualities = (measure(native, span[before : before + real_frames], native_hz, scale,
-                         at_start=start == 0, at_end=start + real_frames >= readable_frames)
+    heard = span[before : before + real_frames]  # (F, C'): what the model is given, native rate
+    silent = ~np.any(heard != 0, axis=0)  # (C',) a non-finite channel fails below whatever this says
+    # Quality on the samples as decoded (native rate, before resampling), once per window; the
+    # unmixed frames are let go before the copies below are made.
+    qualities = (measure(native, heard, native_hz, scale, at_start=start == 0,
+                         at_end=start + real_frames >= readable_frames)
                  if not silent.all() else [None] * len(out_channels))
+    native = heard = None
+    span = np.where(finite, span, np.float32(0))  # (F, C): a bad channel is zeroed, then failed
 
     if native_hz != target_rate_hz and len(span):
         resampled = soxr.resample(span, native_hz, target_rate_hz)  # (F', C)

@@ -79,8 +79,13 @@ def _longest_run(mask: np.ndarray, skip_first: bool, skip_last: bool) -> int:
     """Longest run of True in a 1-d bool array, leaving out a run at either end when asked."""
     if not mask.any():
         return 0
-    edges = np.flatnonzero(np.diff(mask.view(np.int8), prepend=0, append=0))  # start, end pairs
-    starts, ends = edges[0::2], edges[1::2]
+    step = np.diff(mask.view(np.int8))  # (F-1,) int8: +1 where a run starts, -1 after it ends
+    starts = np.flatnonzero(step == 1) + 1
+    ends = np.flatnonzero(step == -1) + 1
+    if mask[0]:
+        starts = np.concatenate([[0], starts])
+    if mask[-1]:
+        ends = np.concatenate([ends, [len(mask)]])
     keep = np.ones(len(starts), bool)
     if skip_first:
         keep &= starts != 0
@@ -103,14 +108,14 @@ def measure(frames: np.ndarray, heard: np.ndarray, rate_hz: int, scale: float,
     if n == 0:
         return []
     mixed = heard.shape[1] == 1 and frames.shape[1] > 1
-    magnitude = np.abs(frames)  # (F, C)
-    clip = magnitude >= np.float32(CLIP_LEVEL * scale)  # (F, C)
+    # Comparisons rather than np.abs: bool masks only, no float copy of the window.
+    level = np.float32(CLIP_LEVEL * scale)
+    clip = (frames >= level) | (frames <= -level)  # (F, C)
     zero = frames == 0  # (F, C)
+    peaks = np.maximum(frames.max(axis=0), -frames.min(axis=0))  # (C,)
     if mixed:
         clip, zero = clip.any(axis=1, keepdims=True), zero.all(axis=1, keepdims=True)  # (F, 1)
-        peaks = magnitude.max(axis=None, keepdims=True).reshape(1)  # (1,)
-    else:
-        peaks = magnitude.max(axis=0)  # (C,)
+        peaks = peaks.max(keepdims=True)  # (1,)
     out = []
     for k in range(heard.shape[1]):
         column = heard[:, k]
