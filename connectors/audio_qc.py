@@ -108,14 +108,20 @@ def measure(frames: np.ndarray, heard: np.ndarray, rate_hz: int, scale: float,
     if n == 0:
         return []
     mixed = heard.shape[1] == 1 and frames.shape[1] > 1
-    # Comparisons rather than np.abs: bool masks only, no float copy of the window.
+    # Per channel, comparisons rather than np.abs: bool masks only, no float copy of the window,
+    # and no reduction across the short channel axis (numpy is slow at those).
     level = np.float32(CLIP_LEVEL * scale)
-    clip = (frames >= level) | (frames <= -level)  # (F, C)
-    zero = frames == 0  # (F, C)
-    peaks = np.maximum(frames.max(axis=0), -frames.min(axis=0))  # (C,)
-    if mixed:
-        clip, zero = clip.any(axis=1, keepdims=True), zero.all(axis=1, keepdims=True)  # (F, 1)
-        peaks = peaks.max(keepdims=True)  # (1,)
+    clip, zero, peaks = [], [], []
+    for c in range(frames.shape[1]):
+        x = frames[:, c]  # (F,)
+        clip.append((x >= level) | (x <= -level))
+        zero.append(x == 0)
+        peaks.append(max(float(x.max()), -float(x.min())))
+    if mixed:  # a frame is clipped if any channel is, zero only if every channel is
+        for c in range(1, len(clip)):
+            clip[0] |= clip[c]
+            zero[0] &= zero[c]
+        clip, zero, peaks = clip[:1], zero[:1], [max(peaks)]
     out = []
     for k in range(heard.shape[1]):
         column = heard[:, k]
@@ -124,8 +130,8 @@ def measure(frames: np.ndarray, heard: np.ndarray, rate_hz: int, scale: float,
             energy = float(np.dot(column.astype(np.float64), column.astype(np.float64)))
         rms = math.sqrt(energy / n)
         rms_dbfs = _dbfs(rms)
-        clipped = float(np.count_nonzero(clip[:, k])) / n
-        zero_run_s = _longest_run(zero[:, k], at_start, at_end) / rate_hz
+        clipped = float(np.count_nonzero(clip[k])) / n
+        zero_run_s = _longest_run(zero[k], at_start, at_end) / rate_hz
         if rms_dbfs < SILENT_BELOW_DBFS:
             verdict = "silent"
         elif zero_run_s >= DROPOUT_MIN_S:
@@ -134,7 +140,7 @@ def measure(frames: np.ndarray, heard: np.ndarray, rate_hz: int, scale: float,
             verdict = "clipped"
         else:
             verdict = "ok"
-        out.append(WindowQuality(rms_dbfs, _dbfs(float(peaks[k])), clipped, zero_run_s, verdict))
+        out.append(WindowQuality(rms_dbfs, _dbfs(peaks[k]), clipped, zero_run_s, verdict))
     return out
 
 
