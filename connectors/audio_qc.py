@@ -154,7 +154,8 @@ def quality_columns(quality: WindowQuality | None) -> dict[str, Any]:
 def quality_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     """The quality columns of a row that went through the engine, as `WindowRow` fields.
 
-    A row without them, or with NaN where a batch turned None into a number, is not measured.
+    A row without them, or with NaN where a batch turned None into a number, is not measured;
+    nothing non-finite reaches the catalog.
     """
     out: dict[str, Any] = {}
     for name in QUALITY_COLUMNS:
@@ -162,7 +163,6 @@ def quality_fields(row: Mapping[str, Any]) -> dict[str, Any]:
         if name == "qc":
             out[name] = value if isinstance(value, str) and value in VERDICTS else None
         else:
-            ok = isinstance(value, (int, float, np.number)) and not (
-                isinstance(value, float) and math.isnan(value))
-            out[name] = float(value) if ok and not math.isnan(float(value)) else None
+            number = isinstance(value, (int, float, np.number)) and math.isfinite(float(value))
+            out[name] = float(value) if number else None
     return out

@@ -17,6 +17,8 @@ from connectors.audio_qc import (
     SILENT_BELOW_DBFS,
     full_scale,
     measure,
+    quality_columns,
+    quality_fields,
 )
 from tests.support.synth_audio import noise, place, tone, write_wav
 
@@ -165,3 +167,12 @@ def test_a_gap_across_a_window_edge_counts_inside_the_recording():
     assert (inside.qc, inside.zero_run_s) == ("dropout", pytest.approx(0.1))
     (edges,) = measure(frames, frames, RATE_HZ, 1.0, at_start=True, at_end=True)
     assert edges.qc == "ok"
+
+
+def test_a_row_through_the_engine_keeps_its_measures_and_drops_what_is_not_one():
+    measured = measure(field()[:, None], field()[:, None], RATE_HZ, 1.0, True, True)[0]
+    assert quality_fields(quality_columns(measured)) == quality_columns(measured)
+    # Ray turns an all-None column into NaN; a row from before has none of the columns.
+    nan = dict.fromkeys(("rms_dbfs", "peak_dbfs", "clipped_fraction", "zero_run_s"), float("nan"))
+    assert quality_fields({**nan, "qc": float("nan")}) == quality_columns(None)
+    assert quality_fields({}) == quality_columns(None)
