@@ -31,6 +31,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from connectors.audio_qc import WindowQuality, full_scale, measure
 from connectors.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -391,6 +392,9 @@ class DecodedWindow:
     padded: bool
     """True when the window runs past the real end of the audio (zero-padded)."""
     error: str | None = None
+    quality: WindowQuality | None = None
+    """Level, peak, clipping, dropouts and the verdict (`connectors.audio_qc`), measured on the
+    window's native samples before mixing and resampling; None when status is not ``"ok"``."""
 
 
 def iter_windows(
@@ -468,7 +472,7 @@ def iter_windows(
                 yield from _decode_window(
                     reader, spec, readable_frames, window_frames, margin_frames, period,
                     native_hz, int(target_rate_hz), out_samples, channel_policy, header.channels, uri,
-                    source,
+                    source, full_scale(header.subtype),
                 )
 
 
@@ -664,6 +668,7 @@ def _decode_window(
     channels: int,
     uri: str,
     source: "_Remembering | None" = None,
+    scale: float = 1.0,
 ) -> Iterator[DecodedWindow]:
     start = round(spec.offset_s * native_hz)
     end = start + window_frames
@@ -693,11 +698,19 @@ def _decode_window(
     # through the filter and the model. Such a window fails with its reason (never "repaired":
     # zeroing samples would invent silence and count it as analysed effort).
     finite = np.isfinite(span).all(axis=0)  # (C,)
+    native = span[before : before + real_frames]  # (F, C): the window's own frames, unmixed
     if channel_policy == "mean" and channels > 1:
         finite = finite.all(keepdims=True)  # (1,)
         span = span.mean(axis=1, keepdims=True, dtype=np.float32)  # (F, 1)
+    heard = span[before : before + real_frames]  # (F, C'): what the model is given, native rate
+    silent = ~np.any(heard != 0, axis=0)  # (C',) a non-finite channel fails below whatever this says
+    # Quality on the samples as decoded (native rate, before resampling), once per window; the
+    # unmixed frames are let go before the copies below are made.
+    qualities = (measure(native, heard, native_hz, scale, at_start=start == 0,
+                         at_end=start + real_frames >= readable_frames)
+                 if not silent.all() else [None] * len(out_channels))
+    native = heard = None
     span = np.where(finite, span, np.float32(0))  # (F, C): a bad channel is zeroed, then failed
-    silent = ~np.any(span[before : before + real_frames] != 0, axis=0)  # (C,)
 
     if native_hz != target_rate_hz and len(span):
         resampled = soxr.resample(span, native_hz, target_rate_hz)  # (F', C)
@@ -718,4 +731,5 @@ def _decode_window(
             continue
         samples[:valid] = piece[:, column]
         status = "empty" if valid == 0 or silent[column] else "ok"
-        yield DecodedWindow(spec.index, channel, samples, valid, status, duration_s, padded)
+        yield DecodedWindow(spec.index, channel, samples, valid, status, duration_s, padded,
+                            quality=qualities[column] if status == "ok" else None)

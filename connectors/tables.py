@@ -196,6 +196,19 @@ class WindowRow:
     status: str = column(pa.string(), "ok, empty or failed", nullable=False)
     padded: bool = column(pa.bool_(), "the window runs past the real end of the audio", nullable=False)
     error: str | None = column(pa.string(), "why it failed")
+    # Quality per window (connectors/audio_qc.py, docs/effort.md): measured on the samples as
+    # decoded, for windows with audio; NULL for the others and for windows analysed before
+    # schema version 9.
+    rms_dbfs: float | None = column(pa.float64(), "RMS level of the audio the model was given "
+                                    "(dB re full scale)", default=None)
+    peak_dbfs: float | None = column(pa.float64(), "largest absolute sample of any channel "
+                                     "(dB re full scale)", default=None)
+    clipped_fraction: float | None = column(pa.float64(), "fraction of frames at 0.999 of the "
+                                            "format's full scale or beyond", default=None)
+    zero_run_s: float | None = column(pa.float64(), "longest run of exact zeros inside the "
+                                      "audio, seconds", default=None)
+    qc: str | None = column(pa.string(), "ok, silent, dropout or clipped; NULL = not measured",
+                            default=None)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from connectors.catalog.reader import CatalogReader
 from connectors.catalog.sql_files import sql_text
+from connectors.errors import ConfigError
 from connectors.tables import RUNS, THRESHOLDS, RunRow, ThresholdRow
 
 R = TypeVar("R")
@@ -332,29 +333,43 @@ def similar_hits(reader: CatalogReader, *, config_fingerprint: str, keys: Sequen
 def export_detections(reader: CatalogReader, *, config_fingerprint: str,
                       deployments: Sequence[str] | None = None,
                       species: Sequence[str] | None = None, date_from: date | None = None,
-                      date_to: date | None = None, light_classes: Sequence[str] | None = None
-                      ) -> list[dict[str, Any]]:
+                      date_to: date | None = None, light_classes: Sequence[str] | None = None,
+                      qc: str = "include") -> list[dict[str, Any]]:
     """The detections an export writes (the `detections` view's columns), of some deployments,
-    species (scientific or common names, any case), local dates and light classes."""
+    species (scientific or common names, any case), local dates and light classes; with
+    qc="exclude", not those of windows that failed quality (`docs/effort.md`)."""
     return _query(reader, "reads/exports/detections", {
         "config_fingerprint": config_fingerprint,
         "deployments": list(deployments) if deployments else None,
         "species": [s.lower() for s in species] if species else None,
         "date_from": date_from, "date_to": date_to,
-        "light_classes": list(light_classes) if light_classes else None}).to_pylist()
+        "light_classes": list(light_classes) if light_classes else None,
+        "qc": _qc_choice(qc)}).to_pylist()
 
 
 def export_effort(reader: CatalogReader, *, config_fingerprint: str,
                   deployments: Sequence[str] | None = None, date_from: date | None = None,
-                  date_to: date | None = None, light_classes: Sequence[str] | None = None
-                  ) -> list[dict[str, Any]]:
+                  date_to: date | None = None, light_classes: Sequence[str] | None = None,
+                  qc: str = "exclude") -> list[dict[str, Any]]:
     """Recording effort per deployment and local day (occupancy exports), of windows in these
-    light classes (None: all)."""
+    light classes (None: all); with qc="exclude" windows that failed quality are not effort
+    (`windows_qc_failed` counts them)."""
     return _query(reader, "reads/exports/effort", {
         "config_fingerprint": config_fingerprint,
         "deployments": list(deployments) if deployments else None,
         "date_from": date_from, "date_to": date_to,
-        "light_classes": list(light_classes) if light_classes else None}).to_pylist()
+        "light_classes": list(light_classes) if light_classes else None,
+        "qc": _qc_choice(qc)}).to_pylist()
+
+
+#: What an effort read does with windows whose quality verdict is not ok (docs/effort.md).
+QC_CHOICES = ("exclude", "include")
+
+
+def _qc_choice(qc: str) -> str:
+    if qc not in QC_CHOICES:
+        raise ConfigError(f"qc {qc!r}: expected one of {', '.join(QC_CHOICES)}")
+    return qc
 
 
 def export_sites(reader: CatalogReader, *, deployments: Sequence[str] | None = None

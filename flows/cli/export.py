@@ -18,7 +18,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         species=tuple(args.species) if args.species else None,
         date_from=_date(args.date_from, "--from"), date_to=_date(args.date_to, "--to"),
         threshold=args.threshold, location_threshold=args.location_threshold,
-        light_classes=_light_classes(args.light_class),
+        light_classes=_light_classes(args.light_class), qc=args.qc,
     )
     results = ResultsLocation.resolve(args.results, args.catalog)
     summary = export(args.format, results, args.out, filters, occasion=args.occasion,
@@ -75,6 +75,9 @@ def add_export_parser(sub: Any) -> None:
     p.add_argument("--occasion", choices=["night", "day"], default="night",
                    help="occupancy: an occasion is a night or a local day")
     p.add_argument("--days", type=int, default=1, help="occupancy: nights or days per occasion")
+    p.add_argument("--qc", choices=["exclude", "include"], default="exclude",
+                   help="occupancy: windows that failed quality (silent, dropout, clipped) are "
+                        "left out of effort and detections (exclude, the default) or kept")
     p.add_argument("--title", help="camtrap-dp: project title")
     p.add_argument("--contributor", help="camtrap-dp: contact person or organisation")
     p.set_defaults(func=cmd_export)

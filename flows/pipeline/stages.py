@@ -27,6 +27,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from connectors.audio import iter_windows, read_header
+from connectors.audio_qc import QUALITY_COLUMNS, quality_columns, quality_fields
 from connectors.errors import InputError, transient_reason
 from connectors.storage import describe_service, object_version, open_root
 from connectors.tables import EmbeddingRow, PredictionRow, WindowRow
@@ -58,7 +59,8 @@ def decode_unit(item: dict[str, Any], options: DecodeOptions) -> list[dict[str, 
     """Every (window, channel) row of one unit; a file error fails the rows it left, not the run.
 
     Rows: unit_id, window_index, channel, audio (float32 at the model's rate), valid_samples,
-    duration_s (real audio), padded, status (ok / empty / failed), error.
+    duration_s (real audio), padded, status (ok / empty / failed), error, and the window's
+    quality (`connectors.audio_qc.QUALITY_COLUMNS`, None where nothing was analysed).
     """
     unit = UnitItem.from_item(item)
     n_samples = round(options.window_s * options.sample_rate_hz)
@@ -75,6 +77,7 @@ def decode_unit(item: dict[str, Any], options: DecodeOptions) -> list[dict[str, 
             rows[(w.index, w.channel)] = {
                 "audio": w.samples, "valid_samples": w.valid_samples, "duration_s": w.duration_s,
                 "padded": w.padded, "status": w.status, "error": w.error,
+                **quality_columns(w.quality),
             }
     except Exception as exc:  # the file's problem is recorded on its windows; the run goes on
         transient = transient_reason(exc)
@@ -97,6 +100,7 @@ def decode_unit(item: dict[str, Any], options: DecodeOptions) -> list[dict[str, 
                 "audio": np.zeros(n_samples, np.float32), "valid_samples": 0,
                 "duration_s": 0.0, "padded": spec.padded,
                 "status": status, "error": error or "window not decoded",
+                **quality_columns(None),
             }
             out.append({"unit_id": unit.unit_id, "window_index": spec.index, "channel": channel, **row})
             if candidates is not None:
@@ -179,6 +183,7 @@ class Predictor:
             "error": error,
             "predictions": np.array([json.dumps(a) for a in answers], dtype=object),
             "embedding": vectors,
+            **{name: batch[name] for name in QUALITY_COLUMNS if name in batch},
         }
 
     def _answer(self, batch: dict[str, np.ndarray], todo: np.ndarray, audio: np.ndarray,
@@ -302,7 +307,7 @@ def unit_rows(unit: Unit, rows: Iterable[dict[str, Any]], ctx: CommitContext
             recording_id=unit.recording_id, deployment_id=unit.deployment_id,
             channel=channel, window_index=index, offset_s=offset_s, window_s=ctx.window_s,
             duration_s=float(r["duration_s"]), start_utc=start, start_local=local, date=day,
-            status=r["status"], padded=bool(r["padded"]), error=error,
+            status=r["status"], padded=bool(r["padded"]), error=error, **quality_fields(r),
         ))
         for p in json.loads(r["predictions"]):
             predictions.append(PredictionRow(

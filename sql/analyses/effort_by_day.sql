@@ -3,20 +3,35 @@
 -- inputs: the site_day_effort view (windows, deployments)
 -- Hours analysed count windows with status ok only: empty windows (no audio) and failed ones are
 -- not effort. Windows whose recording has no known start time have no local date and are left out.
+-- With qc = 'exclude' (the default) windows whose quality verdict is silent, dropout or clipped
+-- are not effort either (windows_qc_failed counts them; docs/effort.md, "Quality per window").
 -- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
-with final as (
+-- param: qc varchar = 'exclude' -- exclude: windows that failed quality (silent, dropout, clipped) are not effort; include: they are
+with choice as (
+    select case
+        when getvariable('qc') in ('exclude', 'include') then getvariable('qc')
+        else error('qc must be exclude or include, got ' || coalesce(getvariable('qc'), 'null'))
+    end as qc
+),
+
+final as (
     select
-        site_id,
-        local_date,
-        windows,
-        windows_ok,
-        windows_empty,
-        windows_failed,
-        effort_hours as hours_analysed,
-        first_local,
-        last_local
-    from site_day_effort
-    where config_fingerprint = getvariable('config_fingerprint')
+        e.site_id,
+        e.local_date,
+        e.windows,
+        e.windows_ok,
+        e.windows_empty,
+        e.windows_failed,
+        e.windows_qc_failed,
+        e.windows_qc_unmeasured,
+        case when c.qc = 'exclude' then e.effort_hours_qc_passed else e.effort_hours end
+            as hours_analysed,
+        c.qc,
+        e.first_local,
+        e.last_local
+    from site_day_effort as e
+    cross join choice as c
+    where e.config_fingerprint = getvariable('config_fingerprint')
 )
 
 select * from final order by site_id, local_date

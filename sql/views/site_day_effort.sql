@@ -6,6 +6,9 @@
 -- deployment_id) and local date with at least one planned window. Hours count windows with
 -- status ok only: empty windows (no audio) and failed ones are not effort. Windows whose
 -- recording has no known start time have no local date and are left out.
+-- Quality per window (docs/effort.md): windows_qc_failed counts ok windows whose verdict is
+-- silent, dropout or clipped; effort_hours_qc_passed leaves them out (windows not measured,
+-- analysed before schema version 9, still count); windows_qc_unmeasured counts those.
 create or replace view site_day_effort as
 with planned as (
     select
@@ -14,7 +17,8 @@ with planned as (
         cast(w.start_local as date) as local_date,
         w.start_local,
         w.status,
-        w.duration_s
+        w.duration_s,
+        w.qc
     from windows as w
     left join deployments as d on d.deployment_id = w.deployment_id
     where w.start_local is not null
@@ -30,6 +34,10 @@ final as (
         count(*) filter (where status = 'empty') as windows_empty,
         count(*) filter (where status = 'failed') as windows_failed,
         coalesce(sum(duration_s) filter (where status = 'ok'), 0) / 3600.0 as effort_hours,
+        count(*) filter (where status = 'ok' and qc <> 'ok') as windows_qc_failed,
+        count(*) filter (where status = 'ok' and qc is null) as windows_qc_unmeasured,
+        coalesce(sum(duration_s) filter (where status = 'ok' and coalesce(qc, 'ok') = 'ok'), 0)
+            / 3600.0 as effort_hours_qc_passed,
         min(start_local) as first_local,
         max(start_local) as last_local
     from planned

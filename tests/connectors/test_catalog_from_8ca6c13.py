@@ -3,6 +3,7 @@ from that commit's own statements) opens, queries, resumes and migrates with tod
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import date
 
@@ -108,3 +109,28 @@ def test_it_migrates_and_a_run_resumes_where_it_stopped(old_catalog):
         catalog.commit_unit(*unit(rec, WINDOWS_WRITTEN, 2, window_s=WINDOW_S))
         assert catalog.committed_windows(FINGERPRINT) == {
             (recording_id, 0): set(range(WINDOWS_WRITTEN + 2))}
+
+
+def test_its_windows_say_quality_was_not_measured_and_the_qc_analyses_answer(old_catalog):
+    # Quality per window (schema version 9): windows analysed before it keep NULL ("not
+    # measured"), still count as effort under the default qc=exclude, and new windows carry it.
+    root, recording_id, deployment_id = old_catalog
+    with CatalogReader(root) as reader:
+        (night,) = reader.analysis("qc_by_night").to_pylist()
+        effort = reader.analysis("effort_by_day").to_pylist()
+        qc = reader.query("select distinct qc, rms_dbfs from windows").to_pylist()
+    assert (night["deployment_id"], night["windows_analysed"], night["windows_not_measured"],
+            night["windows_qc_ok"]) == (deployment_id, WINDOWS_WRITTEN, WINDOWS_WRITTEN, 0)
+    assert effort[0]["hours_analysed"] == pytest.approx(WINDOWS_WRITTEN * WINDOW_S / 3600.0)
+    assert effort[0]["windows_qc_unmeasured"] == WINDOWS_WRITTEN
+    assert qc == [{"qc": None, "rms_dbfs": None}]
+    with Catalog(root) as catalog:
+        rec = catalog.known_recordings()[0]
+        windows, predictions = unit(rec, WINDOWS_WRITTEN, 2, window_s=WINDOW_S)
+        catalog.commit_unit([dataclasses.replace(w, qc="silent", rms_dbfs=-95.0) for w in windows],
+                            predictions)
+    with CatalogReader(root) as reader:
+        (night,) = reader.analysis("qc_by_night").to_pylist()
+        (day,) = reader.analysis("effort_by_day").to_pylist()
+    assert (night["windows_silent"], night["windows_not_measured"]) == (2, WINDOWS_WRITTEN)
+    assert day["hours_analysed"] == pytest.approx(WINDOWS_WRITTEN * WINDOW_S / 3600.0)

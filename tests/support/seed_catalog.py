@@ -52,13 +52,15 @@ class Seed:
 
     def recording(self, deployment_id: str, start_utc: datetime, windows: int, *,
                   calls: dict[int, Iterable[Call]] | None = None,
-                  status: dict[int, str] | None = None, channel: int = 0,
+                  status: dict[int, str] | None = None, qc: dict[int, str] | None = None,
+                  channel: int = 0,
                   fingerprint: str | None = None, run_id: str | None = None,
                   window_s: float = WINDOW_S, key: str | None = None) -> str:
         """One recording of `windows` windows starting at `start_utc`; returns its id.
 
         `calls` maps a window index to the classify answers in it (rank in the order given);
-        `status` maps a window index to a status other than ok (failed windows have no answers).
+        `status` maps a window index to a status other than ok (failed windows have no answers);
+        `qc` a window index to its quality verdict (the others: not measured, NULL).
         """
         fingerprint = fingerprint or self.fingerprint
         run_id = run_id or self.run_id
@@ -88,7 +90,8 @@ class Seed:
                 window_rows.append(WindowRow(
                     run_id=run_id, config_fingerprint=fingerprint, window_s=window_s,
                     duration_s=window_s if state == "ok" else 0.0, status=state, padded=False,
-                    error="decode error" if state == "failed" else None, **where))
+                    error="decode error" if state == "failed" else None,
+                    qc=(qc or {}).get(index), **where))
                 if state != "ok":
                     continue
                 for rank, call in enumerate((calls or {}).get(index, ()), start=1):

@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from connectors.analyses import resolve_fingerprint
+from connectors.analyses import NOTES, resolve_fingerprint
 from connectors.catalog import CatalogReader
 from connectors.catalog import reads
 from connectors.errors import ConfigError
@@ -87,6 +87,9 @@ class ExportFilters:
     threshold: float | None = None  # detection threshold (default: the catalog's)
     location_threshold: float | None = None  # location filter threshold (default: the catalog's)
     light_classes: tuple[str, ...] | None = None  # window_light classes (docs/time.md); None: all
+    # occupancy: windows that failed quality (docs/effort.md) are not effort, nor are their
+    # detections ("exclude"), or they are both ("include"); other formats export every detection
+    qc: str = "exclude"
 
 
 def _params(reader: CatalogReader, f: ExportFilters) -> dict[str, Any]:
@@ -111,9 +114,10 @@ def export(fmt: str, results: str, out: str | Path, filters: ExportFilters = Exp
     with CatalogReader(results, threshold=filters.threshold,
                        location_threshold=filters.location_threshold) as reader:
         params = _params(reader, filters)
-        detections = reads.export_detections(reader, **params)
+        detections = reads.export_detections(
+            reader, **params, qc=filters.qc if fmt == "occupancy" else "include")
         if fmt == "occupancy":
-            effort = reads.export_effort(reader, **{
+            effort = reads.export_effort(reader, qc=filters.qc, **{
                 k: params[k] for k in ("config_fingerprint", "deployments", "date_from", "date_to",
                                        "light_classes")})
             sites = reads.export_sites(reader, deployments=params["deployments"])
@@ -139,6 +143,11 @@ def export(fmt: str, results: str, out: str | Path, filters: ExportFilters = Exp
         files = write_occupancy(detections, effort, sites, out_dir,
                                 occasion=options.get("occasion", "night"),
                                 days=int(options.get("days", 1)))
+        summary["windows_qc_failed"] = failed = sum(e["windows_qc_failed"] for e in effort)
+        if failed and filters.qc == "exclude":
+            NOTES.warning("%d analysed windows failed quality (silent, dropout, clipped) and are "
+                          "left out of effort and detections (--qc include keeps them; "
+                          "docs/effort.md)", failed)
     else:
         from flows.outputs.exports.camtrap_dp import write_camtrap_dp
 

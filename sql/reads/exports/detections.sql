@@ -3,7 +3,9 @@
 -- inputs: the detections view (thresholds: a species' calibrated one or the catalog's, species
 -- filters), recordings
 -- parameters: $config_fingerprint; $deployments, $species (lists, or NULL for all);
--- $date_from, $date_to (local dates, or NULL); $light_classes (list of light classes, or NULL)
+-- $date_from, $date_to (local dates, or NULL); $light_classes (list of light classes, or NULL);
+-- $qc ('exclude': not the detections of windows whose quality verdict is silent, dropout or
+-- clipped, as occupancy histories leave those windows out of effort; 'include': every one)
 with picked as (
     select *
     from detections
@@ -15,6 +17,14 @@ with picked as (
         and ($date_from is null or cast(start_local as date) >= $date_from)
         and ($date_to is null or cast(start_local as date) <= $date_to)
         and ($light_classes is null or list_contains($light_classes, light_class))
+        and ($qc = 'include' or not exists (
+            select 1
+            from windows as w
+            where w.config_fingerprint = detections.config_fingerprint
+                and w.recording_id = detections.recording_id
+                and w.channel = detections.channel
+                and w.window_index = detections.window_index
+                and w.qc <> 'ok'))
 ),
 
 final as (

@@ -2,14 +2,16 @@
 -- grain: one row per site and local date with at least one planned window
 -- inputs: windows, window_light, deployments
 -- parameters: $config_fingerprint; $deployments (list or NULL); $date_from, $date_to (or NULL);
--- $light_classes (list of window_light classes, or NULL for all windows)
+-- $light_classes (list of window_light classes, or NULL for all windows); $qc ('exclude': ok
+-- windows whose quality verdict is silent, dropout or clipped are not effort; 'include': they are)
 with planned as (
     select
         coalesce(d.site_id, w.deployment_id) as site_id,
         cast(w.start_local as date) as local_date,
         cast(w.start_local - interval 12 hour as date) as night_date,
         w.status,
-        w.duration_s
+        w.duration_s,
+        w.status = 'ok' and w.qc <> 'ok' as qc_failed
     from windows as w
     left join deployments as d on d.deployment_id = w.deployment_id
     left join window_light as l
@@ -30,7 +32,10 @@ final as (
         site_id,
         local_date,
         night_date,
-        coalesce(sum(duration_s) filter (where status = 'ok'), 0) / 3600.0 as hours_analysed
+        coalesce(sum(duration_s) filter (
+            where status = 'ok' and ($qc = 'include' or not coalesce(qc_failed, false))), 0)
+            / 3600.0 as hours_analysed,
+        count(*) filter (where qc_failed) as windows_qc_failed
     from planned
     group by site_id, local_date, night_date
 )
