@@ -420,9 +420,10 @@ def density_sample(reader: CatalogReader, *, config_fingerprint: str, label: str
 # ------------------------------------------------------------------------------- privacy gate
 
 
-def setting_value(reader: CatalogReader, *, key: str) -> str | None:
-    """One catalog setting (None when unset)."""
-    rows = _query(reader, "reads/get_setting", {"key": key}).to_pylist()
+def current_setting(reader: CatalogReader, *, key: str) -> str | None:
+    """One catalog setting as the catalog holds it now (None when unset), not as it was when
+    this reader opened."""
+    rows = _query(reader, "reads/privacy/gate", {"key": key}).to_pylist()
     return rows[0]["value"] if rows else None
 
 

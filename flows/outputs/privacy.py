@@ -31,7 +31,7 @@ class SpeechWithheld(LookupError):
 
 
 def gate_on(reader: CatalogReader) -> bool:
-    return reads.setting_value(reader, key=GATE_SETTING) != "off"
+    return reads.current_setting(reader, key=GATE_SETTING) != "off"
 
 
 def overlaps(mark: SpeechWindow, start_s: float, end_s: float) -> bool:
