@@ -455,6 +455,32 @@ class SolarSampleRow:
     longitude: float = column(pa.float64(), "the deployment's longitude it was computed for", nullable=False)
 
 
+@dataclass(frozen=True)
+class SpeechMarkRow:
+    """The privacy gate's verdict on one analysed window (`docs/privacy.md`): whether it holds
+    human speech. A window analysed before the gate existed has no row (not checked)."""
+
+    run_id: str = column(pa.string(), "the run that checked it", nullable=False)
+    config_fingerprint: str = column(pa.string(), "the fingerprint of the window", nullable=False)
+    recording_id: str = column(pa.string(), "", nullable=False)
+    deployment_id: str = column(pa.string(), "", nullable=False)
+    channel: int = column(pa.int16(), "", nullable=False)
+    window_index: int = column(pa.int32(), "", nullable=False)
+    offset_s: float = column(pa.float64(), "window start from the start of the file", nullable=False)
+    window_s: float = column(pa.float64(), "nominal window length", nullable=False)
+    date: date | None = column(pa.date32(), "UTC date of the window's start (partition key)")
+    speech: bool = column(pa.bool_(), "marked: the detector or the model heard human speech; its "
+                          "audio is withheld while the gate is on", nullable=False)
+    speech_s: float = column(pa.float64(), "seconds of speech frames the detector found",
+                             nullable=False)
+    detector_max_prob: float = column(pa.float64(), "the detector's highest frame probability",
+                                      nullable=False)
+    model_speech_score: float | None = column(
+        pa.float64(), "the model's own human-voice score (BirdNET: Human vocal); NULL: the "
+        "model has no such class")
+    detector: str = column(pa.string(), "the detector and the rule that marked it", nullable=False)
+
+
 DEPLOYMENTS = Table("deployments", DeploymentRow, "one row per deployment")
 RECORDINGS = Table("recordings", RecordingRow, "one row per version of a recording file")
 WINDOWS = Table("windows", WindowRow, "one row per planned window, channel and fingerprint",
@@ -475,12 +501,15 @@ CLASSIFIERS = Table("classifiers", ClassifierRow, "one row per classifier versio
 SOLAR_DAYS = Table("solar_days", SolarDayRow, "one row per deployment with coordinates and local day")
 SOLAR_SAMPLES = Table("solar_samples", SolarSampleRow,
                       "one row per deployment with coordinates and 15 minutes of its windows")
+SPEECH_MARKS = Table("speech_marks", SpeechMarkRow,
+                     "one row per window, channel and fingerprint checked for human speech",
+                     partitioned_by=("deployment_id", "date"))
 
 #: Every table of the catalog, by name.
 TABLES: dict[str, Table[Any]] = {
     t.name: t for t in (DEPLOYMENTS, RECORDINGS, WINDOWS, PREDICTIONS, RUNS, SETTINGS,
                         SPECIES_OCCURRENCE, EMBEDDINGS, REVIEWS, THRESHOLDS, SETTING_CHANGES,
-                        CLASSIFIERS, SOLAR_DAYS, SOLAR_SAMPLES)
+                        CLASSIFIERS, SOLAR_DAYS, SOLAR_SAMPLES, SPEECH_MARKS)
 }
 
 

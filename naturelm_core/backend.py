@@ -73,6 +73,9 @@ class ModelBackend(abc.ABC):
     sample_rate_hz: int
     native_window_s: float | None = None  # the window taken as is (a run's default); None = any
     embedding_dim: int | None = None  # width of `embed`'s vectors; None = no embeddings
+    #: The model's own human-voice score per window of its last predict call (BirdNET's Human
+    #: vocal class), for the privacy gate (docs/privacy.md); None: the model has no such class.
+    speech_scores: Any = None
 
     @property
     @abc.abstractmethod

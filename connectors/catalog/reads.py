@@ -430,3 +430,56 @@ def density_sample(reader: CatalogReader, *, config_fingerprint: str, label: str
     for a review table."""
     return _query(reader, "reads/learn/density_sample",
                   {"config_fingerprint": config_fingerprint, "label": label, "keys": list(keys)}).to_pylist()
+
+
+# ------------------------------------------------------------------------------- privacy gate
+
+
+def current_setting(reader: CatalogReader, *, key: str) -> str | None:
+    """One catalog setting as the catalog holds it now (None when unset), not as it was when
+    this reader opened."""
+    rows = _query(reader, "reads/privacy/gate", {"key": key}).to_pylist()
+    return rows[0]["value"] if rows else None
+
+
+@dataclass(frozen=True)
+class SpeechWindow:
+    """A window the privacy gate marked as human speech (`docs/privacy.md`)."""
+
+    recording_id: str
+    deployment_id: str
+    config_fingerprint: str
+    channel: int
+    window_index: int
+    offset_s: float
+    window_s: float
+    speech_s: float
+    model_speech_score: float | None
+
+
+def speech_windows(reader: CatalogReader, *, config_fingerprint: str | None = None,
+                   recording_ids: Sequence[str] | None = None,
+                   deployments: Sequence[str] | None = None) -> list[SpeechWindow]:
+    """The marked windows of a fingerprint (None: any), some recordings and deployments."""
+    return _rows(SpeechWindow, _query(reader, "reads/privacy/speech_windows", {
+        "config_fingerprint": config_fingerprint,
+        "recording_ids": list(recording_ids) if recording_ids is not None else None,
+        "deployments": list(deployments) if deployments else None}))
+
+
+@dataclass(frozen=True)
+class SpeechCount:
+    """Windows of one deployment and fingerprint checked for speech, marked, and not checked."""
+
+    deployment_id: str
+    config_fingerprint: str
+    windows: int
+    windows_checked: int
+    windows_marked: int
+    windows_not_checked: int
+
+
+def speech_counts(reader: CatalogReader, *, config_fingerprint: str | None = None,
+                  run_id: str | None = None) -> list[SpeechCount]:
+    return _rows(SpeechCount, _query(reader, "reads/privacy/speech_counts", {
+        "config_fingerprint": config_fingerprint, "run_id": run_id}))

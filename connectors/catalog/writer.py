@@ -48,6 +48,7 @@ from connectors.tables import (
     SOLAR_DAYS,
     SOLAR_SAMPLES,
     SPECIES_OCCURRENCE,
+    SPEECH_MARKS,
     THRESHOLDS,
     WINDOWS,
     ClassifierRow,
@@ -62,6 +63,7 @@ from connectors.tables import (
     SolarDayRow,
     SolarSampleRow,
     SpeciesOccurrenceRow,
+    SpeechMarkRow,
     ThresholdRow,
     WindowRow,
 )
@@ -282,9 +284,13 @@ class Catalog:
 
     def commit_units(self, units: Sequence[tuple[Sequence[WindowRow], Sequence[PredictionRow]]
                                            | tuple[Sequence[WindowRow], Sequence[PredictionRow],
-                                                   Sequence[EmbeddingRow]]]) -> None:
+                                                   Sequence[EmbeddingRow]]
+                                           | tuple[Sequence[WindowRow], Sequence[PredictionRow],
+                                                   Sequence[EmbeddingRow], Sequence[SpeechMarkRow]]]
+                     ) -> None:
         """Whole units' effort rows, predictions and embeddings (each unit's third item, none
-        when it has two) in one transaction: all or nothing.
+        when it has two) and speech marks (a fourth item, `docs/privacy.md`) in one
+        transaction: all or nothing.
 
         Several finished units may share a transaction (fewer commits and files); none is ever
         split across two, so a re-run after a crash plans exactly the units that are not in.
@@ -297,6 +303,7 @@ class Catalog:
         windows = [w for unit in units for w in unit[0]]
         predictions = [p for unit in units for p in unit[1]]
         embeddings = [e for unit in units for e in (unit[2] if len(unit) > 2 else ())]
+        speech = [m for unit in units for m in (unit[3] if len(unit) > 3 else ())]  # type: ignore[misc]
         for p in predictions:
             if not (isinstance(p.score, float) and math.isfinite(p.score) and 0.0 <= p.score <= 1.0):
                 raise ValueError(
@@ -306,7 +313,8 @@ class Catalog:
         check_embeddings(embeddings)
         self._run_file("writes/commit_unit", _unit_windows=WINDOWS.to_arrow(windows),
                        _unit_predictions=PREDICTIONS.to_arrow(predictions),
-                       _unit_embeddings=EMBEDDINGS.to_arrow(embeddings))
+                       _unit_embeddings=EMBEDDINGS.to_arrow(embeddings),
+                       _unit_speech=SPEECH_MARKS.to_arrow(speech))
 
     def commit_tables(self, windows: pa.Table, predictions: pa.Table) -> None:
         """Windows and predictions already in Arrow, with exactly the tables' schemas, in one
@@ -325,7 +333,7 @@ class Catalog:
                 f"window {bad['window_index']} ({bad['task']}): scores must be finite probabilities"
             )
         self._run_file("writes/commit_unit", _unit_windows=windows, _unit_predictions=predictions,
-                       _unit_embeddings=EMBEDDINGS.to_arrow([]))
+                       _unit_embeddings=EMBEDDINGS.to_arrow([]), _unit_speech=SPEECH_MARKS.to_arrow([]))
 
     def commit_embeddings_table(self, embeddings: pa.Table) -> None:
         """Embeddings already in Arrow (exactly the table's schema), in one transaction: bulk
@@ -344,7 +352,8 @@ class Catalog:
             raise ValueError("refusing to commit embeddings: every vector must be non-empty and "
                              "finite, of one width per fingerprint")
         self._run_file("writes/commit_unit", _unit_windows=WINDOWS.to_arrow([]),
-                       _unit_predictions=PREDICTIONS.to_arrow([]), _unit_embeddings=embeddings)
+                       _unit_predictions=PREDICTIONS.to_arrow([]), _unit_embeddings=embeddings,
+                       _unit_speech=SPEECH_MARKS.to_arrow([]))
 
     # -- maintenance ---------------------------------------------------------------------------
     def maintain(self, *, retention: timedelta | None = None, keep_for_readers: bool = True,

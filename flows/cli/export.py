@@ -26,6 +26,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     left_out = {k: v for k, v in summary.items() if k.endswith(("_coordinates", "_start_time")) and v}
     print(f"{args.format}: {summary['detections']} detections, {len(summary['files'])} files "
           f"under {args.out}" + (f" (left out: {left_out})" if left_out else ""))
+    if summary.get("withheld"):  # the privacy gate (docs/privacy.md)
+        print(summary["withheld"])
     return 0
 
 

@@ -29,6 +29,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
     table = pa.Table.from_pylist([{k: h[k] for k in SHOWN} for h in result.hits]) if result.hits \
         else pa.table({k: [] for k in SHOWN})
     print(format_table(table))
+    if result.withheld:  # the privacy gate (docs/privacy.md) says what it left out
+        print(result.withheld)
     if args.export:
         files = write_hits_raven(result, Path(args.out))
         print(f"raven: {len(result.hits)} selections in {len(files)} files under {args.out}")

@@ -40,6 +40,7 @@ from connectors.catalog.reads import runs as catalog_runs
 from connectors.errors import ConfigError
 from connectors.location import ResultsLocation
 from connectors.storage import SkippedPath
+from flows.outputs import privacy
 from flows.outputs.report_qc import qc_html, qc_markdown
 
 log = logging.getLogger(__name__)
@@ -130,10 +131,12 @@ def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, 
             heard = reader.analysis("report_heard_counts", scope).to_pylist()[0]
             effort = reader.analysis("report_effort_by_night", scope)
             qc = reader.analysis("qc_by_night", scope)
+            privacy.mark_withheld_clips(reader, best)  # docs/privacy.md
         else:  # the run committed no window (or knew no model): nothing to draw yet
             tables = {name: pa.table({}) for _, _, _, name in PLOTS}
             heard_species, best, heard, effort = [], [], None, pa.table({})
             qc = pa.table({})
+        speech = privacy.speech_report(reader, run_id)
     out, publish = _report_folder(location, run_id)
     out.mkdir(parents=True, exist_ok=True)
     skipped_rows = _skipped(out, skipped)
@@ -166,6 +169,7 @@ def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, 
         f"## Species by site and night (fingerprint {fingerprint})\n\n{markdown_table(nights)}\n"
         f"## Effort per deployment and night\n\n{markdown_table(effort)}\n"
         f"{qc_markdown(qc, markdown_table)}"
+        f"## Human speech (privacy gate, docs/privacy.md)\n\n{markdown_table(speech)}\n"
         f"## Failures\n\n{markdown_table(failures)}"
         f"\n## Source paths not analysed\n\n{markdown_table(skipped_rows)}\n"
         + "".join(f"## {title}\n\n{markdown_table(table)}\n"
@@ -179,7 +183,7 @@ def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, 
                       cards=report_cards.cards_html(cards, why, species_total), images=images,
                       species=species, nights=nights, effort=effort, failures=failures,
                       skipped=skipped_rows, calibration=calibration, hidden=hidden,
-                      warnings=warnings, qc=qc)
+                      warnings=warnings, qc=qc, speech=speech)
     index.write_text(_html(page), encoding="utf-8")
     where = publish(index)
     if announce is not None:
@@ -328,6 +332,7 @@ class ReportPage:
     hidden: pa.Table = field(default_factory=lambda: pa.table({}))  # strong predictions filters hid
     warnings: pa.Table = field(default_factory=lambda: pa.table({}))  # the source check's
     qc: pa.Table = field(default_factory=lambda: pa.table({}))  # quality per deployment and night
+    speech: pa.Table = field(default_factory=lambda: pa.table({}))  # the privacy gate's counts
 
 
 STYLE = """
@@ -394,6 +399,10 @@ counters and failures: this run. Times are local to each site.
 </section>
 <section id="effort"><h2>Effort per deployment and night</h2>
 {html_table(page.effort)}
+<h2>Human speech (privacy gate)</h2>
+<p>Windows marked as human speech keep their predictions and effort; while the gate is on their
+audio is never served (docs/privacy.md). Windows analysed before the gate are "not checked".</p>
+{html_table(page.speech, empty="no window of this run was checked for speech")}
 {figures.get("effort.png", "")}
 {figures.get("accumulation.png", "")}
 </section>

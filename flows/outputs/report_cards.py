@@ -105,6 +105,8 @@ def _clip(row: dict[str, Any], out: Path, name: str, storage_options: dict[str, 
     end_s = min(float(row["end_offset_s"]), start_s + MAX_CLIP_S)
     common = dict(site_id=row["site_id"] or "", recording_uri=row["uri"], offset_s=start_s,
                   end_s=end_s, start_local=row["start_local"], score=float(row["score"]))
+    if row.get("withheld"):  # the privacy gate (docs/privacy.md): the reason, not a player
+        return Clip(**common, error=row["withheld"])
     try:
         fs, path = open_recording(row["uri"], storage_options)
         span = read_span(fs, path, start_s, end_s, int(row["channel"]), uri=row["uri"])

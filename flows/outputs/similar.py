@@ -34,6 +34,7 @@ from connectors.audio import WindowSpec, iter_windows, read_header
 from connectors.catalog import CatalogReader
 from connectors.catalog.reads import embedded_fingerprints, embedding_vectors, similar_hits, window_vectors
 from connectors.errors import ConfigError, InputError
+from flows.outputs import privacy
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class SimilarResult:
     run: EmbeddedRun
     query: str  # what was searched for, in words
     hits: list[dict[str, Any]]  # rank, cosine, where and when, detections; best first
+    withheld: str | None = None  # what the privacy gate left out (docs/privacy.md), said to the user
 
 
 # ------------------------------------------------------------------------------- the scan
@@ -279,7 +281,10 @@ def similar(results: str, *, clip: str | None = None, start_s: float | None = No
         else:
             settings, backend = rebuild_backend(run)
             query, described = clip_query(backend, settings.window_s, clip, start_s, end_s)
-        rows, cosines = top_matches(matrix, query, top, exclude)
+        gate = privacy.withheld(reader, config_fingerprint=run.fingerprint,
+                                deployments=deployments)  # never return a marked window
+        marked = privacy.marked_positions(keys, gate)
+        rows, cosines = top_matches(matrix, query, top, sorted(set(exclude) | set(marked)))
         hit_keys = [f"{keys[i][0]}|{keys[i][1]}|{keys[i][2]}" for i in rows]
         where = {r.key: dataclasses.asdict(r) for r in similar_hits(
             reader, config_fingerprint=run.fingerprint, keys=hit_keys)}
@@ -290,7 +295,7 @@ def similar(results: str, *, clip: str | None = None, start_s: float | None = No
             raise ConfigError(f"embedding {key} has no window row under {run.fingerprint}")
         hits.append({"rank": rank, "cosine": float(cosine), **{k: v for k, v in row.items() if k != "key"}})
     log.info("similar: %s against %d windows of %s", described, len(keys), run.fingerprint)
-    return SimilarResult(run, described, hits)
+    return SimilarResult(run, described, hits, gate.note(len(marked), "windows"))
 
 
 def write_hits_raven(result: SimilarResult, out_dir: Path) -> list[Path]:

@@ -24,9 +24,10 @@ from typing import Any, Callable
 
 from connectors.catalog import Catalog
 from connectors.errors import ConfigError, ServiceError
-from connectors.tables import EmbeddingRow, PredictionRow, WindowRow
+from connectors.tables import EmbeddingRow, PredictionRow, SpeechMarkRow, WindowRow
 from flows.pipeline.passes import PassSettings
 from flows.pipeline.plan import Unit
+from flows.pipeline.speech import unit_speech_marks
 from flows.pipeline.stages import (
     UNAVAILABLE, CommitContext, DecodeOptions, DecodingPredictor, Predictor, decode_unit,
     unit_embeddings, unit_rows,
@@ -390,7 +391,8 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
         )
     pending: dict[str, list[dict[str, Any]]] = defaultdict(list)
     committed: set[str] = set()
-    finished: list[tuple[Unit, list[WindowRow], list[PredictionRow], list[EmbeddingRow]]] = []
+    finished: list[tuple[Unit, list[WindowRow], list[PredictionRow], list[EmbeddingRow],
+                         list[SpeechMarkRow]]] = []
     finished_rows = 0
     oldest = 0.0
     started = time.monotonic()
@@ -401,9 +403,9 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
             return
         # Committing a unit again is a no-op in the catalog (a signal can land after the
         # database committed and before this bookkeeping); it is counted once here too.
-        catalog.commit_units([(windows, predictions, vectors)
-                              for _, windows, predictions, vectors in finished])
-        for unit, windows, predictions, vectors in finished:
+        catalog.commit_units([(windows, predictions, vectors, marks)
+                              for _, windows, predictions, vectors, marks in finished])
+        for unit, windows, predictions, vectors, _ in finished:
             if unit.unit_id in committed:
                 continue
             committed.add(unit.unit_id)
@@ -434,9 +436,10 @@ def process_units(units: list[Unit], catalog: Catalog, ctx: CommitContext, *, de
                 windows, predictions = unit_rows(unit, rows, ctx)
                 windows = _without_unavailable(windows, result)
                 vectors = unit_embeddings(unit, rows, ctx)
+                marks = unit_speech_marks(unit, rows, ctx.run_id, ctx.fingerprint, ctx.window_s)
                 if not finished:
                     oldest = time.monotonic()
-                finished.append((unit, windows, predictions, vectors))
+                finished.append((unit, windows, predictions, vectors, marks))
                 finished_rows += len(windows) + len(predictions) + len(vectors)
                 if (finished_rows >= commit_max_rows
                         or time.monotonic() - oldest >= commit_interval_s):

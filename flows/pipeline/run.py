@@ -55,6 +55,7 @@ from flows.pipeline.ray_engine import ProcessResult, process_units, start_ray, w
 from flows.pipeline.passes import first_pass
 from flows.pipeline.plan import Unit, plan_units
 from flows.pipeline.settings import RunSettings, config_fingerprint, declared_native_window, resolve_settings
+from flows.pipeline.speech import record_gate
 from flows.pipeline.stages import CommitContext, DecodeOptions
 from naturelm_core.backend import describe_backend
 
@@ -377,6 +378,7 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
         with Catalog(settings.location) as catalog:
             dead = catalog.mark_interrupted(started, run_id, alive=lock.alive)
             catalog.start_run(run)
+            record_gate(catalog, settings.speech_gate, run_id)  # docs/privacy.md
         if dead:
             logger.warning("marked %d run(s) that died without finishing as interrupted: %s%s; "
                            "this run resumes their work", len(dead), ", ".join(dead),

@@ -188,6 +188,12 @@ class RunSettings(BaseModel):
                         "(JSON list of {model, model_options, tasks, pass_task, pass_threshold, "
                         "candidates_top_k})"
     )
+    speech_gate: bool = Field(
+        True, description="Privacy gate (docs/privacy.md): withhold the audio of windows marked as "
+                          "human speech from the review page, report clips, Camtrap DP media and "
+                          "similar; --no-speech-gate serves it (studies that need it). Windows "
+                          "are marked either way; not part of the fingerprint"
+    )
 
     @model_validator(mode="after")
     def _hop_fits(self) -> "RunSettings":

@@ -33,6 +33,7 @@ from connectors.storage import describe_service, object_version, open_root
 from connectors.tables import EmbeddingRow, PredictionRow, WindowRow
 from connectors.timeparse import zone_from_name
 from flows.pipeline.plan import Unit, UnitItem
+from flows.pipeline.speech import SpeechMarker
 from naturelm_core.backend import ModelBackend, load_backend
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ class Predictor:
         self.embeddings = embeddings and self.backend.embedding_dim is not None
         self._one_pass = type(self.backend).predict_and_embed is not ModelBackend.predict_and_embed
         self._vectors: dict[int, np.ndarray] | None = None
+        self.speech = SpeechMarker()  # the privacy gate's detector, with every model (docs/privacy.md)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["unit_id"])
@@ -146,6 +148,8 @@ class Predictor:
         status = np.array(batch["status"], dtype=object)
         error = np.array(batch["error"], dtype=object)
         todo = np.flatnonzero(status == "ok")
+        audio = valid = None
+        self.backend.speech_scores = None
         if len(todo):
             audio = np.stack([np.asarray(batch["audio"][i], np.float32) for i in todo])
             valid = np.asarray(batch["valid_samples"], np.int64)[todo]
@@ -173,6 +177,8 @@ class Predictor:
         vectors = np.full(n, b"", dtype=object)
         if self.embeddings:
             self._embed(batch, status, error, vectors, answers)
+        speech = self.speech.columns(n, todo, audio, valid, self.backend.sample_rate_hz,
+                                     self.backend.speech_scores)
         return {
             "unit_id": batch["unit_id"],
             "window_index": batch["window_index"],
@@ -184,6 +190,7 @@ class Predictor:
             "predictions": np.array([json.dumps(a) for a in answers], dtype=object),
             "embedding": vectors,
             **{name: batch[name] for name in QUALITY_COLUMNS if name in batch},
+            **speech,
         }
 
     def _answer(self, batch: dict[str, np.ndarray], todo: np.ndarray, audio: np.ndarray,

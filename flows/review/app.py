@@ -38,6 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from connectors.clips import SourceChanged, SourceMissing, wav_bytes
 from connectors.errors import InputError
+from flows.outputs.privacy import WITHHELD_STATUS, SpeechWithheld
 from flows.review.service import (
     MAX_LABEL_CHARS,
     MAX_REVIEWER_CHARS,
@@ -164,6 +165,10 @@ def create_app(service: ReviewService, *, token: str | None = None,
     @app.exception_handler(NotInCatalog)
     async def not_in_catalog(request: Request, exc: NotInCatalog) -> JSONResponse:
         return _error(404, str(exc))
+
+    @app.exception_handler(SpeechWithheld)
+    async def withheld(request: Request, exc: SpeechWithheld) -> JSONResponse:
+        return _error(WITHHELD_STATUS, str(exc))  # the privacy gate (docs/privacy.md)
 
     @app.exception_handler(InputError)
     async def source_problem(request: Request, exc: InputError) -> JSONResponse:

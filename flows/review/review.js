@@ -77,6 +77,7 @@
     else if (key === "o") { event.preventDefault(); other.focus(); }
     else if (key === " ") {
       event.preventDefault();
+      if (!player) { return; }
       if (player.paused) { player.play().catch(function () {}); } else { player.pause(); }
     }
   });

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from connectors.catalog import Catalog, CatalogReader, reads
 from connectors.clips import Span, check_unchanged, open_recording, read_span
 from connectors.tables import ReviewRow
+from flows.outputs.privacy import HOW_TO_SERVE, check_span, overlaps, speech_marks_of
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,20 @@ class ReviewService:
         for row in rows:
             row["key"] = str(WindowKey(row["recording_id"], row["config_fingerprint"],
                                        row["channel"], row["window_index"]))
+        self._mark_withheld(rows)
         return rows
+
+    def _mark_withheld(self, rows: list[dict[str, Any]]) -> None:
+        """Each queue row's `withheld`: why its audio is not served (privacy gate), or None."""
+        with self._read_lock:
+            marks = speech_marks_of(self.reader, [r["recording_id"] for r in rows])
+        for row in rows:
+            start = max(0.0, row["offset_s"] - CONTEXT_S)
+            end = row["offset_s"] + row["window_s"] + CONTEXT_S
+            hit = next((m for m in marks.get(row["recording_id"], ()) if overlaps(m, start, end)), None)
+            row["withheld"] = None if hit is None else (
+                f"Audio withheld: this window (or the second around it) holds human speech. "
+                f"{HOW_TO_SERVE[0].upper()}{HOW_TO_SERVE[1:]}.")
 
     def progress(self, filters: Filters) -> list[dict[str, Any]]:
         rows = self._rows(reads.review_progress, min_score=self.settings.min_score,
@@ -191,6 +205,9 @@ class ReviewService:
         InputError when the source cannot give it (missing, changed since analysis, unreadable).
         """
         w = self.window(key)
+        with self._read_lock:  # the privacy gate (docs/privacy.md): SpeechWithheld, HTTP 451
+            check_span(self.reader, key.recording_id, max(0.0, w["offset_s"] - CONTEXT_S),
+                       w["offset_s"] + w["window_s"] + CONTEXT_S, f"window {key} +- {CONTEXT_S:g} s")
         fs, path = open_recording(w["uri"], self.settings.storage_options)
         version_tag = w["etag"] or (w["mtime"].isoformat() if w["mtime"] is not None else "")
         check_unchanged(fs, path, w["uri"], w["size_bytes"], version_tag)

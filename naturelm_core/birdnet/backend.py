@@ -264,6 +264,9 @@ class BirdNETBackend(ModelBackend):
             raise BackendError(str(err)) from err
         self._species = [split_birdnet_label(label) for label in self.labels]
         self._animal_classes = np.array([is_animal(label) for label in self.labels])
+        # The human-voice class the privacy gate reads (docs/privacy.md); None: not in the labels.
+        human = [i for i, label in enumerate(self.labels) if label.split("_")[0] == "Human vocal"]
+        self._human_vocal = human[0] if human else None
         self._model_sha256 = file_sha256(self.model_path)
         self._model_digest = self._model_sha256[:12]
         self._labels_digest = _sha256_prefix(self.labels_path)
@@ -521,6 +524,9 @@ class BirdNETBackend(ModelBackend):
 
     def _answers(self, scores: np.ndarray, scored: np.ndarray, wanted: list[str]) -> list[Prediction]:
         """The detect / classify answers of each scored window, from its class scores."""
+        # The privacy gate reads the Human vocal class (docs/privacy.md); NaN: window not scored.
+        self.speech_scores = (None if self._human_vocal is None
+                              else np.where(scored, scores[:, self._human_vocal], np.nan))
         if not wanted:
             return []
         predictions: list[Prediction] = []

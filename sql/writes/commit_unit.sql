@@ -67,3 +67,21 @@ anti join (
     and done.recording_id = u.recording_id
     and done.channel = u.channel
     and done.window_index = u.window_index;
+-- The privacy gate's marks (docs/privacy.md): one per checked window, added where the window has
+-- none under this fingerprint. inputs: _unit_speech (empty for callers that check nothing)
+insert into speech_marks by name
+select s.*
+from _unit_speech as s
+anti join (
+    select x.config_fingerprint, x.recording_id, x.channel, x.window_index
+    from speech_marks as x
+    semi join _unit_speech as u
+        on u.config_fingerprint = x.config_fingerprint
+        and u.recording_id = x.recording_id
+        and u.channel = x.channel
+        and u.window_index = x.window_index
+) as done
+    on done.config_fingerprint = s.config_fingerprint
+    and done.recording_id = s.recording_id
+    and done.channel = s.channel
+    and done.window_index = s.window_index;

@@ -25,6 +25,7 @@ from connectors.analyses import NOTES, resolve_fingerprint
 from connectors.catalog import CatalogReader
 from connectors.catalog import reads
 from connectors.errors import ConfigError
+from flows.outputs import privacy
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,8 @@ def export(fmt: str, results: str, out: str | Path, filters: ExportFilters = Exp
         if fmt == "camtrap-dp":
             deployments = reads.camtrap_deployments(reader, deployments=params["deployments"])
             media = reads.camtrap_media(reader, deployments=params["deployments"])
+            # The privacy gate (docs/privacy.md): a recording holding a marked window is no medium.
+            gate = privacy.withheld(reader, deployments=params["deployments"])
     summary: dict[str, Any] = {"format": fmt, "detections": len(detections)}
     if fmt == "raven":
         from flows.outputs.exports.raven import write_raven
@@ -151,8 +154,15 @@ def export(fmt: str, results: str, out: str | Path, filters: ExportFilters = Exp
     else:
         from flows.outputs.exports.camtrap_dp import write_camtrap_dp
 
+        kept_media = [m for m in media if m["recording_id"] not in gate.recordings]
+        summary["withheld_media"] = len(media) - len(kept_media)
+        summary["withheld"] = gate.note(summary["withheld_media"], "recordings (Camtrap DP "
+                                        "media, with their observations)")
+        if summary["withheld"]:
+            log.warning("camtrap-dp: %s", summary["withheld"])
         summary.update(write_camtrap_dp(
-            detections, deployments, media, out_dir,
+            [d for d in detections if d["recording_id"] not in gate.recordings], deployments,
+            kept_media, out_dir,
             title=options.get("title") or "dawnchorus acoustic monitoring",
             contributor=options.get("contributor") or "dawnchorus"))
         files = [out_dir / "datapackage.json", *(out_dir / f"{t}.csv" for t in
