@@ -225,3 +225,38 @@ def test_two_rounds_of_queue_verdicts_improve_recall_on_a_harder_planted_sound(t
     with Catalog(root) as catalog:
         newest = max(catalog.classifiers(), key=lambda v: v.version)
     assert sum("ex.txt: selection" in e for e in newest.examples.split('"source": ')) == 3
+
+
+def test_a_classifier_from_a_raven_table_equals_one_from_the_same_examples_marked_in_the_page(tmp_path):
+    """Round trip: the same windows as table selections (Knocker = positive, wind = negative) or as
+    verdicts posted through the page (correct, wrong on a seed classifier's detections) give the
+    same weights, so the same digest and model id."""
+    positives, negatives = (3, 10, 17, 24), (5, 12)
+    table_root, page_root = tmp_path / "table", tmp_path / "page"
+    recs, _ = planted_catalog(table_root, recordings=2)
+    planted_catalog(page_root, recordings=2)
+    rows = ([(recs[0].uri, i * 3 + 1.0, i * 3 + 2.0, LABEL) for i in positives]
+            + [(recs[0].uri, i * 3 + 0.5, i * 3 + 2.5, "wind") for i in negatives])
+    from_table = learn(str(table_root), LABEL, examples=[str(raven_table(tmp_path / "t.txt", rows))],
+                       by="ana", weak_negatives=30, apply=False).classifier
+    # A seed classifier from other windows gives every window a detection of the label to judge.
+    seed = raven_table(tmp_path / "seed.txt", [(recs[1].uri, i * 3 + 1.0, i * 3 + 2.0, LABEL)
+                                               for i in (3, 10)])
+    c = learn(str(page_root), LABEL, name="seed", examples=[str(seed)], by="ana",
+              weak_negatives=30).classifier
+    service = ReviewService(ReviewSettings(results=str(page_root), reviewer="ana"))
+    try:
+        with ReviewServer(service, port=0) as server:
+            for verdict, windows in (("correct", positives), ("wrong", negatives)):
+                for i in windows:
+                    reply = call(server, "/api/verdicts", token=server.token, body={
+                        "key": f"rec0.{c.config_fingerprint}.0.{i}", "label": LABEL,
+                        "verdict": verdict, "reviewer": "ana"})
+                    assert reply.status == 201, reply.body
+    finally:
+        service.close()
+    from_page = learn(str(page_root), LABEL, name="page", by="ana", weak_negatives=30,
+                      apply=False).classifier
+    assert (from_page.n_positive, from_page.n_negative) == (from_table.n_positive, from_table.n_negative) == (4, 2)
+    assert from_page.digest == from_table.digest
+    assert from_page.weights == from_table.weights and from_page.bias == from_table.bias
