@@ -18,7 +18,7 @@ import pyarrow as pa
 from connectors.catalog.reader import CatalogReader
 from connectors.catalog.sql_files import sql_text
 from connectors.errors import ConfigError
-from connectors.tables import RUNS, THRESHOLDS, RunRow, ThresholdRow
+from connectors.tables import CLASSIFIERS, RUNS, THRESHOLDS, ClassifierRow, RunRow, ThresholdRow
 
 R = TypeVar("R")
 
@@ -483,3 +483,79 @@ def speech_counts(reader: CatalogReader, *, config_fingerprint: str | None = Non
                   run_id: str | None = None) -> list[SpeechCount]:
     return _rows(SpeechCount, _query(reader, "reads/privacy/speech_counts", {
         "config_fingerprint": config_fingerprint, "run_id": run_id}))
+
+
+# ------------------------------------------------------------------------------- classifiers
+
+
+def classifiers(reader: CatalogReader) -> list[ClassifierRow]:
+    """Every classifier version, by name and version."""
+    return CLASSIFIERS.from_arrow(_query(reader, "reads/classifiers"))
+
+
+@dataclass(frozen=True)
+class ClassifierStatus:
+    """A classifier's newest version as the review page shows it: examples, cross-validated
+    metrics (None: too few examples to cross-validate), versions, verdicts since."""
+
+    name: str
+    classifier_id: str
+    version: int
+    label: str
+    config_fingerprint: str
+    embedding_fingerprint: str
+    embedding_model_id: str
+    n_positive: int
+    n_negative: int
+    n_weak_negative: int
+    cv_folds: int | None
+    cv_precision: float | None
+    cv_recall: float | None
+    cv_roc_auc: float | None
+    created_at: datetime
+    created_by: str
+    versions: int
+    new_verdicts: int  # verdicts on its label since the newest version was trained
+
+
+def classifier_status(reader: CatalogReader) -> list[ClassifierStatus]:
+    """One row per classifier name (its newest version), by name."""
+    return _rows(ClassifierStatus, _query(reader, "reads/learn/classifier_status"))
+
+
+@dataclass(frozen=True)
+class LearnCandidate:
+    """A window a classifier's newest version scored and nobody has judged, at its place in the
+    active-learning queue (`pick`: uncertain or top; `turn` orders the queue)."""
+
+    recording_id: str
+    config_fingerprint: str
+    channel: int
+    window_index: int
+    deployment_id: str
+    site_id: str | None
+    label: str
+    scientific_name: str | None
+    score: float
+    rank: int
+    offset_s: float
+    window_s: float
+    start_utc: datetime | None
+    start_local: datetime | None
+    tz_name: str | None
+    object_key: str
+    uri: str
+    duration_s: float | None
+    sample_rate_hz: int | None
+    model_id: str
+    pick: str
+    turn: int
+
+
+def learn_queue(reader: CatalogReader, *, name: str, labelled: Sequence[str] = (),
+                limit: int | None = None) -> list[LearnCandidate]:
+    """The active-learning queue of classifier `name` (see sql/reads/learn/queue.sql for the
+    order): unjudged windows of its newest version, most uncertain and top-scoring in turn;
+    `labelled` ('recording_id|channel|window_index') are examples already and left out."""
+    return _rows(LearnCandidate, _query(reader, "reads/learn/queue", {
+        "name": name, "labelled": list(labelled), "max_rows": limit}))

@@ -21,7 +21,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     result = learn(location, args.label, examples=args.examples or (), name=args.name,
                    config_fingerprint=args.config_fingerprint, by=args.by,
                    annotation_column=args.annotation_column, weak_negatives=args.weak_negatives,
-                   apply=not args.no_apply)
+                   apply=not args.no_apply, keep_examples=args.keep_examples)
     c, mapped = result.classifier, result.mapped
     for line in result.skipped + mapped.problems:
         print(f"not used: {line}")
@@ -64,5 +64,8 @@ def add_learn_parser(sub: Any) -> None:
     p.add_argument("--by", help="who trains it (default: the login name)")
     p.add_argument("--weak-negatives", type=int, default=WEAK_NEGATIVES,
                    help=f"unlabelled windows drawn as weak negatives (default {WEAK_NEGATIVES})")
+    p.add_argument("--keep-examples", action="store_true",
+                   help="also the newest version of --name's examples that did not come from "
+                        "verdicts (a Raven table's), as the review page's Retrain does")
     p.add_argument("--no-apply", action="store_true", help="store the classifier, score nothing")
     p.set_defaults(func=cmd_learn)

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import sys
+from urllib.parse import urlencode
 
 from connectors.errors import ConfigError
 
@@ -61,6 +62,10 @@ def add_review_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--location-threshold", type=float, metavar="P",
                    help="location-filter threshold for the queue, as query's (default: the "
                         "catalog's; 0 offers every species)")
+    p.add_argument("--classifier", metavar="NAME",
+                   help="open the page on this classifier's active-learning queue (its unjudged "
+                        "windows, the most uncertain and the top-scoring in turn; see "
+                        "docs/learn.md)")
     p.set_defaults(func=cmd_review)
 
 
@@ -150,16 +155,24 @@ def _serve(args: argparse.Namespace, results: str) -> int:
             access_key = os.environ.get("DAWNCHORUS_REVIEW_KEY") or secrets.token_urlsafe(24)
             if len(access_key) < 16:
                 raise ConfigError("DAWNCHORUS_REVIEW_KEY: at least 16 characters")
+        page = ""
+        if args.classifier:
+            from flows.review.service import BadRequest, NotInCatalog
+
+            try:
+                page = "?" + urlencode({"classifier": service.classifier(args.classifier)["name"]})
+            except (BadRequest, NotInCatalog) as exc:
+                raise ConfigError(f"--classifier: {exc}") from None
         server = ReviewServer(service, host=args.host, port=args.port, access_key=access_key,
                               allowed_hosts=tuple(args.allowed_host))
         if access_key:
             log.warning("serving on %s over plain HTTP: requests need the access key, but anyone "
                         "who can watch this network can read it; prefer an SSH tunnel to the "
                         "default 127.0.0.1", args.host)
-            print(f"Reviewing {results} at {server.access_url}  (open this address once; it holds "
+            print(f"Reviewing {results} at {server.access_url}{page.replace('?', '&')}  (open this address once; it holds "
                   f"the page's access key, keep it private; Ctrl-C to stop)", flush=True)
         else:
-            print(f"Reviewing {results} at {server.url}  (Ctrl-C to stop)", flush=True)
+            print(f"Reviewing {results} at {server.url}{page}  (Ctrl-C to stop)", flush=True)
         server.serve_forever()
     finally:
         service.close()

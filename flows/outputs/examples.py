@@ -167,6 +167,16 @@ def read_raven_examples(path: str | Path, label: str, *, annotation_column: str 
 # ------------------------------------------------------------------------------- verdicts
 
 
+#: How a verdict's example names where it came from: "review REVIEW_ID".
+VERDICT_SOURCE = "review "
+
+
+def from_verdict(source: str) -> bool:
+    """Whether an example's (or labelled window's) source is a verdict, not a Raven selection
+    (those read "TABLE: selection N")."""
+    return source.startswith(VERDICT_SOURCE) and ": selection " not in source
+
+
 def review_examples(verdicts: Iterable[dict[str, Any]], label: str) -> list[Example]:
     """Examples of `label` from the verdicts that count (rows of `sql/review/latest_reviews`)."""
     wanted = label.strip().lower()
@@ -183,7 +193,7 @@ def review_examples(verdicts: Iterable[dict[str, Any]], label: str) -> list[Exam
         else:
             continue
         begin = float(v["offset_s"])
-        out.append(Example(f"review {v['review_id']}", v["uri"], begin, begin + float(v["window_s"]),
+        out.append(Example(f"{VERDICT_SOURCE}{v['review_id']}", v["uri"], begin, begin + float(v["window_s"]),
                            max(1, int(v["channel"])), positive, recording_id=v["recording_id"]))
     return out
 

@@ -49,8 +49,11 @@ from connectors.location import ResultsLocation
 from connectors.tables import PREDICTIONS, WINDOWS, ClassifierRow, RunRow, replace
 from flows.outputs.examples import (
     Example,
+    LabelledWindow,
     MappedExamples,
     WindowIndex,
+    WindowKey,
+    from_verdict,
     map_examples,
     read_raven_examples,
     review_examples,
@@ -371,9 +374,13 @@ def apply_stored_classifiers(location: ResultsLocation, embedding_fingerprint: s
 def learn(results: str | ResultsLocation, label: str, *, examples: Sequence[str] = (),
           name: str | None = None, config_fingerprint: str | None = None, by: str | None = None,
           annotation_column: str | None = None, weak_negatives: int = WEAK_NEGATIVES,
-          apply: bool = True, now: datetime | None = None,
+          apply: bool = True, keep_examples: bool = False, now: datetime | None = None,
           progress: Callable[[int], None] | None = None) -> LearnResult:
-    """Train a classifier for `label` (see the module docstring), store it, and apply it."""
+    """Train a classifier for `label` (see the module docstring), store it, and apply it.
+
+    `keep_examples`: also the examples of the newest version of `name` that did not come from
+    verdicts (a Raven table's windows), so retraining from new verdicts keeps the table's
+    examples without naming the table again (the review page's retrain does this)."""
     label = label.strip()
     if not label:
         raise ConfigError("--label: expected the name of the sound")
@@ -391,11 +398,12 @@ def learn(results: str | ResultsLocation, label: str, *, examples: Sequence[str]
         # learning again after judging a classifier's detections is the active-learning loop).
         verdicts = [dataclasses.asdict(r) for r in reads.latest_reviews(reader)]
         found += review_examples(verdicts, label)
-        if not found:
+        kept = kept_examples(reads.classifiers(reader), name, run.fingerprint) if keep_examples else []
+        if not found and not kept:
             raise ConfigError(f"no verdicts on {label!r} in the catalog: give --examples "
                               "TABLE.txt, or judge detections in the review page first")
         index = WindowIndex(reads.learn_embedded_windows(reader, config_fingerprint=run.fingerprint))
-        mapped = map_examples(found, index, run.fingerprint)
+        mapped = with_kept(map_examples(found, index, run.fingerprint), kept, index)
         if mapped.positives == 0:
             raise ConfigError(f"no example of {label!r} maps to a stored window of fingerprint "
                               f"{run.fingerprint}" + (f" ({mapped.problems[0]})" if mapped.problems else ""))
@@ -416,6 +424,41 @@ def learn(results: str | ResultsLocation, label: str, *, examples: Sequence[str]
                 catalog.add_classifier(row)
         applied = apply_recorded(location, row, run_id, progress) if apply else None
     return LearnResult(row, not same, mapped, skipped, applied)
+
+
+def kept_examples(classifiers: Sequence[ClassifierRow], name: str, embedding_fingerprint: str
+                  ) -> list[LabelledWindow]:
+    """The newest version of `name`'s labelled windows that did not come from verdicts (those
+    are read afresh, as they stand now); none when it reads another embedding fingerprint."""
+    versions = [c for c in classifiers if c.name == name]
+    if not versions:
+        return []
+    newest = max(versions, key=lambda c: c.version)
+    if newest.embedding_fingerprint != embedding_fingerprint:
+        return []
+    return [LabelledWindow(WindowKey(e["recording_id"], int(e["channel"]), int(e["window_index"])),
+                           bool(e["positive"]), e["source"])
+            for e in json.loads(newest.examples) if not from_verdict(str(e["source"]))]
+
+
+def with_kept(mapped: MappedExamples, kept: Sequence[LabelledWindow], index: WindowIndex
+              ) -> MappedExamples:
+    """`mapped` plus the kept windows still stored (a positive wins over a negative, as in
+    `map_examples`), in `map_examples`' order."""
+    if not kept:
+        return mapped
+    stored = set(index.keys)
+    labels = {w.key: w for w in mapped.windows}
+    problems = list(mapped.problems)
+    for w in kept:
+        if w.key not in stored:
+            problems.append(f"{w.source} (kept from the previous version): window {w.key.text} "
+                            "is no longer stored")
+        elif w.key not in labels or (w.positive and not labels[w.key].positive):
+            labels[w.key] = w
+    ordered = sorted(labels.values(), key=lambda w: (not w.positive, w.key.recording_id,
+                                                      w.key.channel, w.key.window_index))
+    return MappedExamples(ordered, problems)
 
 
 def _whoami() -> str:

@@ -6,6 +6,10 @@ Routes:
     GET  /api/audio.wav?key        the same span as a 16-bit WAV
     POST /api/verdicts             one verdict (JSON), needs the server's token
     GET  /api/queue, /api/progress the same data as JSON
+    GET  /?classifier=NAME         a classifier's active-learning queue (docs/learn.md)
+    GET  /api/learn/classifiers    each classifier's newest version: examples, metrics
+    GET  /api/learn/queue?classifier=NAME  its unjudged windows, uncertain and top in turn
+    POST /api/learn/retrain        train it again from the verdicts (JSON), needs the token
     GET  /static/review.js|.css
 
 Safe by default: a request names a window key, looked up in the catalog, never a path; every
@@ -43,6 +47,7 @@ from flows.review.service import (
     MAX_LABEL_CHARS,
     MAX_REVIEWER_CHARS,
     BadRequest,
+    Busy,
     Filters,
     NotInCatalog,
     ReviewService,
@@ -75,6 +80,13 @@ class VerdictIn(BaseModel):
     verdict: str = Field(max_length=20)
     reviewer: str = Field(max_length=MAX_REVIEWER_CHARS)
     corrected_label: str | None = Field(None, max_length=MAX_LABEL_CHARS)
+
+
+class RetrainIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    classifier: str = Field(max_length=MAX_LABEL_CHARS)
+    reviewer: str = Field(max_length=MAX_REVIEWER_CHARS)
 
 
 def _error(status: int, reason: str) -> JSONResponse:
@@ -191,13 +203,18 @@ def create_app(service: ReviewService, *, token: str | None = None,
     @app.get("/", response_class=HTMLResponse)
     def page(deployment: str | None = Query(None, max_length=MAX_LABEL_CHARS),
              species: str | None = Query(None, max_length=MAX_LABEL_CHARS),
-             fingerprint: str | None = Query(None, max_length=MAX_LABEL_CHARS)) -> HTMLResponse:
+             fingerprint: str | None = Query(None, max_length=MAX_LABEL_CHARS),
+             classifier: str | None = Query(None, max_length=MAX_LABEL_CHARS)) -> HTMLResponse:
         filters = _filters(deployment, species, fingerprint)
-        queue = service.queue(filters, limit=1)
+        # ?classifier=NAME: that classifier's active-learning queue instead of the stratified one
+        learning = service.classifier(classifier) if classifier else None
+        queue = (service.learn_queue(classifier, limit=1) if learning
+                 else service.queue(filters, limit=1))
         html = pages.get_template("page.html").render(
             token=token, results=str(service.writer.root), reviewer=service.settings.reviewer,
             filters=filters, options=service.options(), item=queue[0] if queue else None,
             progress=service.progress(filters), goal=service.settings.goal,
+            learning=learning, classifiers=service.classifiers(),
         )
         return HTMLResponse(html)
 
@@ -243,5 +260,23 @@ def create_app(service: ReviewService, *, token: str | None = None,
                  fingerprint: str | None = Query(None, max_length=MAX_LABEL_CHARS)
                  ) -> list[dict[str, Any]]:
         return service.progress(_filters(deployment, species, fingerprint))
+
+    # -- active learning (docs/learn.md): a queue per classifier, a retrain action ------------
+    @app.get("/api/learn/classifiers")
+    def learn_classifiers() -> list[dict[str, Any]]:
+        return service.classifiers()
+
+    @app.get("/api/learn/queue")
+    def learn_queue(classifier: str = Query(max_length=MAX_LABEL_CHARS),
+                    limit: int = Query(20, ge=1, le=1000)) -> list[dict[str, Any]]:
+        return service.learn_queue(classifier, limit=limit)
+
+    @app.post("/api/learn/retrain")
+    def retrain(body: RetrainIn) -> dict[str, Any]:
+        return service.retrain(body.classifier, body.reviewer)
+
+    @app.exception_handler(Busy)
+    async def busy(request: Request, exc: Busy) -> JSONResponse:
+        return _error(409, str(exc))
 
     return app

@@ -82,3 +82,41 @@
     }
   });
 })();
+
+// Active learning (?classifier=NAME): the Retrain button trains a new version from the verdicts,
+// then the page reloads with the new version's metrics and queue.
+(function () {
+  const learning = document.getElementById("learning");
+  if (!learning) return;
+  const button = document.getElementById("retrain");
+  const status = document.getElementById("retrain-status");
+  const reviewer = document.getElementById("reviewer");
+  const token = document.querySelector('meta[name="review-token"]').content;
+
+  function say(text, isError) {
+    status.textContent = text;
+    status.className = isError ? "error" : "";
+  }
+
+  button.addEventListener("click", async function () {
+    const who = reviewer.value.trim();
+    if (!who) { say("Type your name in Reviewer first.", true); reviewer.focus(); return; }
+    button.disabled = true;
+    say("retraining…", false);
+    try {
+      const response = await fetch("/api/learn/retrain", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-Review-Token": token },
+        body: JSON.stringify({ classifier: learning.dataset.classifier, reviewer: who }),
+      });
+      const reply = await response.json().catch(function () { return {}; });
+      if (!response.ok) throw new Error(reply.detail || ("HTTP " + response.status));
+      say((reply.new_version ? "stored " : "unchanged: ") + reply.classifier_id + " in " +
+          reply.seconds + " s", false);
+      window.location.reload();
+    } catch (err) {
+      say("Not retrained: " + err.message, true);
+      button.disabled = false;
+    }
+  });
+})();

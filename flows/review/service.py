@@ -9,17 +9,22 @@ never a path.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 import threading
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from connectors.catalog import Catalog, CatalogReader, reads
+from connectors.catalog.locks import ResultsBusy
 from connectors.clips import Span, check_unchanged, open_recording, read_span
+from connectors.errors import ConfigError
 from connectors.tables import ReviewRow
+from flows.outputs.learn import learn
 from flows.outputs.privacy import HOW_TO_SERVE, check_span, overlaps, speech_marks_of
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,10 @@ class BadRequest(ValueError):
 
 class NotInCatalog(LookupError):
     """The window or detection a request names is not in the catalog (HTTP 404)."""
+
+
+class Busy(RuntimeError):
+    """The request cannot be done now: a run holds the catalog; the message says whose (HTTP 409)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,7 @@ class ReviewService:
         # their own connection, so a verdict waiting on a busy catalog does not stall the page.
         self._read_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._retrain_lock = threading.Lock()  # one retrain at a time (each writes a version)
 
     def close(self) -> None:
         self.reader.close()
@@ -251,6 +261,68 @@ class ReviewService:
             self.writer.add_review(review)
         log.info("%s: %s %s on %s", reviewer, verdict, label, key)
         return review
+
+
+    # -- active learning (docs/learn.md) -------------------------------------------------------
+    def classifiers(self) -> list[dict[str, Any]]:
+        """Each classifier's newest version: examples, cross-validated metrics, verdicts since."""
+        return self._rows(reads.classifier_status)
+
+    def classifier(self, name: Any) -> dict[str, Any]:
+        name = clean_text(name, "classifier", MAX_LABEL_CHARS)
+        for c in self.classifiers():
+            if c["name"] == name:
+                return c
+        raise NotInCatalog(f"no classifier named {name!r} in the catalog (dawnchorus learn "
+                           "makes one)")
+
+    def learn_queue(self, name: Any, limit: int = 1) -> list[dict[str, Any]]:
+        """The classifier's unjudged windows, most uncertain and top-scoring in turn
+        (sql/reads/learn/queue.sql); its newest version's examples are left out."""
+        name = self.classifier(name)["name"]
+        with self._read_lock:
+            versions = [c for c in reads.classifiers(self.reader) if c.name == name]
+        newest = max(versions, key=lambda c: c.version)
+        labelled = [f"{e['recording_id']}|{e['channel']}|{e['window_index']}"
+                    for e in json.loads(newest.examples)]
+        rows = self._rows(reads.learn_queue, name=name, labelled=labelled, limit=limit)
+        for row in rows:
+            row["key"] = str(WindowKey(row["recording_id"], row["config_fingerprint"],
+                                       row["channel"], row["window_index"]))
+        return rows
+
+    def retrain(self, name: Any, by: Any) -> dict[str, Any]:
+        """Train the classifier again as `dawnchorus learn --label LABEL --name NAME` does, from
+        the catalog's verdicts plus the newest version's other examples (a Raven table's), with
+        as many weak negatives as that version; store the new version and apply it.
+
+        Busy when a run (or another `learn`) holds the catalog; BadRequest when learning refuses
+        (e.g. no positive example maps to a stored window)."""
+        by = clean_text(by, "reviewer", MAX_REVIEWER_CHARS)
+        c = self.classifier(name)
+        started = time.monotonic()
+        with self._retrain_lock:
+            try:
+                result = learn(self.settings.results, c["label"], name=c["name"],
+                               config_fingerprint=c["embedding_fingerprint"], by=by,
+                               weak_negatives=c["n_weak_negative"], keep_examples=True)
+            except ResultsBusy as exc:
+                raise Busy(f"retrain refused: {exc}") from None
+            except ConfigError as exc:
+                raise BadRequest(f"retrain refused: {exc}") from None
+        new = result.classifier
+        log.info("%s: retrained %s -> %s (%s)", by, c["classifier_id"], new.classifier_id,
+                 "new version" if result.new_version else "unchanged")
+        return {
+            "classifier_id": new.classifier_id, "version": new.version,
+            "new_version": result.new_version, "n_positive": new.n_positive,
+            "n_negative": new.n_negative, "n_weak_negative": new.n_weak_negative,
+            "cv_folds": new.cv_folds, "cv_precision": new.cv_precision,
+            "cv_recall": new.cv_recall, "cv_roc_auc": new.cv_roc_auc,
+            "applied_windows": result.applied.windows if result.applied else 0,
+            "not_used": result.skipped + result.mapped.problems,
+            "seconds": round(time.monotonic() - started, 2),
+        }
 
 
 @functools.lru_cache(maxsize=1)

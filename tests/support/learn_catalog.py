@@ -1,0 +1,59 @@
+"""A catalog with planted embeddings for the learning tests: recordings of 3-s windows whose
+every 7th window holds a "call" (a fixed direction in embedding space plus noise), and Raven tables
+of examples. Built through `Catalog` directly, without a run (no Ray, no audio)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from connectors.catalog import Catalog
+from connectors.tables import EmbeddingRow, WindowRow
+from tests.support.catalog_rows import DAY, recording
+
+FP = "fp-embed"
+DIM = 16
+WINDOW_S = 3.0
+RAVEN_HEADER = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\t"
+                "High Freq (Hz)\tBegin Path\tFile Offset (s)\tAnnotation\n")
+
+
+def planted_catalog(root: Any, *, recordings: int = 4, windows: int = 40, seed: int = 0,
+                    noise: float = 0.6, strength: float = 2.5) -> tuple[list, set[tuple[str, int]]]:
+    """Recordings of `windows` 3-s windows with embeddings; every 7th window (from 3) holds the
+    'call': its vector is a fixed direction plus noise, the others noise around another mean."""
+    rng = np.random.default_rng(seed)
+    call = rng.standard_normal(DIM)
+    recs, calls = [], set()
+    with Catalog(root) as catalog:
+        for r in range(recordings):
+            rec = recording(f"rec{r}", f"dep{r % 2}", DAY + timedelta(days=r // 2), windows * WINDOW_S)
+            recs.append(rec)
+            catalog.register_recordings([rec], [])
+            rows, vectors = [], []
+            for i in range(windows):
+                start = rec.start_utc + timedelta(seconds=i * WINDOW_S)
+                common = dict(run_id="run-0", config_fingerprint=FP, recording_id=rec.recording_id,
+                              deployment_id=rec.deployment_id, channel=0, window_index=i,
+                              offset_s=i * WINDOW_S, start_utc=start, date=start.date())
+                rows.append(WindowRow(**common, start_local=start.replace(tzinfo=None),
+                                      window_s=WINDOW_S, duration_s=WINDOW_S, status="ok",
+                                      padded=False, error=None))
+                has_call = i % 7 == 3
+                if has_call:
+                    calls.add((rec.recording_id, i))
+                vector = rng.standard_normal(DIM) * noise + (strength * call if has_call else 1.0)
+                vectors.append(EmbeddingRow(**common, model_id="embedder@1", vector=vector.astype(np.float32).tolist()))
+            catalog.commit_unit(rows, [], vectors)
+    return recs, calls
+
+
+def raven_table(path: Path, rows: list[tuple[str, float, float, str]]) -> Path:
+    lines = [RAVEN_HEADER]
+    for n, (uri, begin, end, annotation) in enumerate(rows, start=1):
+        lines.append(f"{n}\tSpectrogram 1\t1\t{begin}\t{end}\t500\t8000\t{uri}\t{begin}\t{annotation}\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
