@@ -20,6 +20,7 @@ from typing import Any, Callable
 from connectors.catalog import Catalog, CatalogReader, reads
 from connectors.clips import Span, check_unchanged, open_recording, read_span
 from connectors.tables import ReviewRow
+from naturelm_core.labels import birdnet_labels, split_birdnet_label
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +240,6 @@ class ReviewService:
 @functools.lru_cache(maxsize=1)
 def birdnet_common_names() -> tuple[str, ...]:
     """BirdNET V2.4's common names (the label column's values for BirdNET runs)."""
-    from naturelm_core.labels import birdnet_labels, split_birdnet_label
 
     try:
         return tuple(sorted({split_birdnet_label(label).common_name for label in birdnet_labels()}))
