@@ -27,6 +27,7 @@ Two parameter names have a meaning of their own:
 
 from __future__ import annotations
 
+import difflib
 import importlib.resources
 import logging
 import re
@@ -163,7 +164,6 @@ def looks_like_a_name(what: str) -> bool:
 
 def unknown_analysis(name: str) -> ConfigError:
     """The one-line error for an analysis name that is not one: the closest name, if any."""
-    import difflib
 
     close = difflib.get_close_matches(name.strip().lower().replace("-", "_"), analysis_names(),
                                       n=1, cutoff=0.6)

@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import fsspec
+import guano
 import numpy as np
 import soundfile as sf
 import soxr
+from fsspec.spec import AbstractBufferedFile
 
 from connectors.audio_qc import WindowQuality, full_scale, measure
 from connectors.errors import InputError
@@ -267,7 +269,6 @@ def _decode_text(value: bytes) -> str:
 
 
 def _parse_guano(body: bytes, uri: str) -> dict[str, Any] | None:
-    import guano  # only WAVs with a guan chunk need it
 
     text = _decode_text(body).strip("\x00")
     try:
@@ -478,7 +479,6 @@ def iter_windows(
 
 def _open_for_windows(fs: fsspec.AbstractFileSystem, path: str) -> BinaryIO:
     """The recording opened for decoding: a remote file behind a ramping read-ahead."""
-    from fsspec.spec import AbstractBufferedFile
 
     handle = fs.open(path, "rb", block_size=WINDOW_BLOCK_SIZE_BYTES, cache_type="none")
     if isinstance(handle, AbstractBufferedFile):  # s3fs and friends: every miss is one GET

@@ -36,6 +36,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from connectors.errors import ConfigError
+from connectors.storage import bucket_problem, check_bucket
+from connectors.storage import open_root
 
 CATALOG_FILE = "catalog.sqlite"
 DATA_DIR = "data"
@@ -166,14 +168,12 @@ class ResultsLocation:
         """Results on object storage: their bucket exists and takes these credentials (one
         request; ConfigError naming the bucket). Local results need nothing checked here."""
         if self.data_on_s3:
-            from connectors.storage import bucket_problem, check_bucket
 
             bucket_problem(self.results, "results")
             check_bucket(self.s3_filesystem(), self.results, "results")
 
     def s3_filesystem(self) -> Any:
         """The s3fs filesystem of the results prefix (same credentials as the sources)."""
-        from connectors.storage import open_root
 
         fs, _ = open_root(self.results, self.storage_options)
         return fs

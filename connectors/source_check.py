@@ -48,6 +48,7 @@ from connectors.storage import (
     read_deployments,
 )
 from connectors.timeparse import TIME_CONFLICT_TOLERANCE_S, StartTime, resolve_start_time
+from connectors.timeparse import zone_from_name
 
 log = logging.getLogger(__name__)
 
@@ -444,7 +445,6 @@ def check_source(source: str, storage_options: dict[str, Any] | None = None, *,
 
 
 def _zone(name: str | None) -> Any:
-    from connectors.timeparse import zone_from_name
 
     try:
         return zone_from_name(name) if name else ZoneInfo("UTC")

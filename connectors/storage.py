@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import inspect
 import io
 import logging
 import math
@@ -127,7 +128,6 @@ def check_storage_options(options: dict[str, Any]) -> None:
 
     Raises ConfigError naming the key and the keys that would be understood.
     """
-    import inspect
 
     import botocore.config
     import botocore.session

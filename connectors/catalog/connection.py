@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import duckdb
+import duckdb_extensions  # the offline extension loader (duckdb-extension-* wheels)
 import pyarrow as pa
 
 from connectors.errors import ConfigError, DiskFull, disk_full
@@ -58,7 +59,6 @@ def _spill_dir() -> str:
 def connect_duckdb(location: ResultsLocation | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the extensions `location` needs loaded from their wheels:
     ducklake and sqlite always, postgres for a Postgres catalog, httpfs for data on S3."""
-    import duckdb_extensions  # the offline extension loader (duckdb-extension-* wheels)
 
     con = duckdb.connect(config={
         "extension_directory": _extension_dir(), "autoinstall_known_extensions": False,

@@ -38,6 +38,8 @@ import numpy as np
 from connectors.catalog import CatalogReader, reads
 from connectors.errors import ConfigError
 from connectors.location import ResultsLocation
+from flows.outputs.exports.raven import write_selection_table
+from flows.review.exchange import REVIEW_COLUMNS, _Row, _selections
 
 QUANTILES = (0.0, 0.5, 0.75, 0.875, 0.9375, 1.0)
 PER_BIN = 20
@@ -171,8 +173,6 @@ def _fingerprint(reader: CatalogReader, label: str, chosen: str | None) -> str:
 
 def write_sample(results: str | ResultsLocation, result: DensityResult, path: Path) -> int:
     """The sample windows not yet judged, as a review table (`dawnchorus review --import-raven`)."""
-    from flows.outputs.exports.raven import write_selection_table
-    from flows.review.exchange import REVIEW_COLUMNS, _Row, _selections
 
     todo = {(r["recording_id"], r["channel"], r["window_index"]) for r in result.sample
             if r["present"] is None}

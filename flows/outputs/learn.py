@@ -27,6 +27,7 @@ Find → label → train → apply, without touching the audio again:
 from __future__ import annotations
 
 import dataclasses
+from importlib.metadata import PackageNotFoundError, version
 
 import getpass
 import hashlib
@@ -338,7 +339,6 @@ def apply_recorded(location: ResultsLocation, classifier: ClassifierRow, run_id:
 
 
 def _code_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("dawnchorus")

@@ -9,12 +9,15 @@ time, nothing outside the catalog.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pyarrow as pa
 
 from connectors.analyses import all_analyses
 from connectors.catalog import CatalogReader
+from connectors.analyses import NOTES
+from flows.outputs.exports.cells import spreadsheet_text
 
 
 def run_query(results: str, sql: str, threshold: float | None = None,
@@ -39,13 +42,11 @@ _MIXED = ("detections", "predictions", "windows", "embeddings")
 
 def _say_if_mixed(reader: CatalogReader, sql: str) -> None:
     """Free SQL over a table that holds several fingerprints, and no word of one: one note."""
-    import re
 
     if len(reader.fingerprints) < 2 or "config_fingerprint" in sql:
         return
     named = [t for t in _MIXED if re.search(rf"\b{t}\b", sql, re.IGNORECASE)]
     if named:
-        from connectors.analyses import NOTES
 
         NOTES.warning("%s hold the rows of all %d fingerprints (%s) side by side; add "
                       "`where config_fingerprint = '...'` to read one",
@@ -94,9 +95,8 @@ def _cell(value: Any) -> str:
 
 
 def spreadsheet_safe(table: pa.Table) -> pa.Table:
-    """`table` with every text cell neutralised for spreadsheets (`flows.outputs.exports.spreadsheet_text`:
+    """`table` with every text cell neutralised for spreadsheets (`flows.outputs.exports.cells.spreadsheet_text`:
     a leading ' before =, +, -, @, tab, CR); numbers, dates and other types as they are."""
-    from flows.outputs.exports import spreadsheet_text
 
     columns = []
     for column in table.columns:

@@ -40,8 +40,14 @@ from connectors.catalog.reads import runs as catalog_runs
 from connectors.errors import ConfigError
 from connectors.location import ResultsLocation
 from connectors.storage import SkippedPath
-from flows.outputs import privacy
+from flows.outputs.calibration.curves import SIZE_PX as CURVE_PX
+from flows.outputs.calibration.curves import calibration_plots
+from flows.outputs.plots import SIZE_PX
+from flows.outputs.report_cards import _time
 from flows.outputs.report_qc import qc_html, qc_markdown
+from flows.outputs import plots
+from flows.outputs import privacy
+from flows.outputs import report_cards
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +108,6 @@ def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, 
     catalog's, as `dawnchorus query`'s do; `storage_options` open the recordings the species
     cards cut their clips from (default: the results location's).
     """
-    from flows.outputs import report_cards
 
     location = ResultsLocation.resolve(results)
     with CatalogReader(location, threshold=threshold,
@@ -145,12 +150,10 @@ def write_report(results: str | ResultsLocation, run_id: str, counts: dict[str, 
                                      storage_options if storage_options is not None
                                      else location.storage_options)
     species_total = int(heard_species[0]["species_total"]) if heard_species else 0
-    from flows.outputs import plots  # matplotlib, only when a report is drawn
 
     images = [(file, title, getattr(plots, fn)(tables[name].to_pylist(), out / file,
                                                 why=_plot_reason(name, why, heard)))
               for file, title, fn, name in PLOTS]
-    from flows.outputs.calibration.curves import calibration_plots  # the species calibrate saw (docs/review.md)
 
     calibration = calibration_plots(location, out, fingerprint) if fingerprint else []
     nights = tables["species_by_night"]
@@ -240,7 +243,6 @@ def _plot_reason(analysis: str, why: str, heard: dict[str, Any] | None = None) -
 
 
 def _species_table(cards: list) -> pa.Table:
-    from flows.outputs.report_cards import _time
 
     return pa.Table.from_pylist([
         {"species": c.label, "scientific name": c.scientific_name, "detections": c.detections,
@@ -358,7 +360,6 @@ def _html(page: ReportPage) -> str:
              ("fingerprint", run["config_fingerprint"]), ("started", run["started_at"]),
              ("finished", run["finished_at"])]
     facts_html = "".join(f"<tr><th>{e(k)}</th><td>{e(_readable(v))}</td></tr>" for k, v in facts)
-    from flows.outputs.plots import SIZE_PX
 
     width, height = SIZE_PX
     figures = {file: (f'<figure><a href="{e(file)}"><img src="{e(file)}" alt="{e(title)}" '
@@ -427,7 +428,6 @@ def _calibration_html(calibration: list) -> str:
     """Each reviewed species' calibration curve (`dawnchorus calibrate`), if any."""
     if not calibration:
         return ""
-    from flows.outputs.calibration.curves import SIZE_PX as CURVE_PX
 
     e = html.escape
     width, height = CURVE_PX

@@ -18,6 +18,7 @@ on the card with the reason instead of the player.
 from __future__ import annotations
 
 import html
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ import soxr
 
 from connectors.clips import open_recording, read_span
 from connectors.errors import InputError
+from flows.review.spectrogram import RANGE_DB, stft_db
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +126,10 @@ def _clip(row: dict[str, Any], out: Path, name: str, storage_options: dict[str, 
 
 def thumbnail_png(samples: np.ndarray, sample_rate_hz: int) -> bytes:
     """A small spectrogram (0 to THUMB_TOP_KHZ, no axes) of `THUMB_PX` pixels, as PNG bytes."""
-    import io
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from flows.review.spectrogram import RANGE_DB, stft_db
 
     dpi = 100
     figure = Figure(figsize=(THUMB_PX[0] / dpi, THUMB_PX[1] / dpi), dpi=dpi)

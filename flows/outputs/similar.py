@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import fsspec
 import numpy as np
 import pyarrow as pa
 
@@ -34,7 +35,11 @@ from connectors.audio import WindowSpec, iter_windows, read_header
 from connectors.catalog import CatalogReader
 from connectors.catalog.reads import embedded_fingerprints, embedding_vectors, similar_hits, window_vectors
 from connectors.errors import ConfigError, InputError
+from flows.outputs.exports.raven import write_raven
 from flows.outputs import privacy
+from flows.pipeline.settings import RunSettings
+from flows.pipeline.settings import config_fingerprint
+from naturelm_core.backend import BackendError, describe_backend, load_backend
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +155,6 @@ def window_query(reader: CatalogReader, run: EmbeddedRun, window: str) -> tuple[
 
 def run_settings(run: EmbeddedRun) -> Any:
     """The RunSettings of the run that wrote these embeddings (fields this code lacks dropped)."""
-    from flows.pipeline.settings import RunSettings
 
     if not run.parameters:
         raise ConfigError(f"fingerprint {run.fingerprint}: no run recorded its settings, so its "
@@ -162,8 +166,6 @@ def run_settings(run: EmbeddedRun) -> Any:
 
 def rebuild_backend(run: EmbeddedRun) -> tuple[Any, Any]:
     """(settings, backend) of the run's model, refused unless it is exactly the run's model."""
-    from flows.pipeline.settings import config_fingerprint
-    from naturelm_core.backend import BackendError, describe_backend, load_backend
 
     settings = run_settings(run)
     try:
@@ -203,7 +205,6 @@ def span_windows(start_s: float, end_s: float, window_s: float) -> list[WindowSp
 def clip_query(backend: Any, window_s: float, clip: str, start_s: float | None,
                end_s: float | None) -> tuple[np.ndarray, str]:
     """The query vector of a clip's span: the mean of its windows' unit embeddings."""
-    import fsspec
 
     fs, path = fsspec.core.url_to_fs(clip)
     try:
@@ -301,7 +302,6 @@ def similar(results: str, *, clip: str | None = None, start_s: float | None = No
 def write_hits_raven(result: SimilarResult, out_dir: Path) -> list[Path]:
     """The hits as Raven selection tables (one per recording), for review: the label is the top
     detection at the window when there is one, else "similar"; Confidence is the cosine."""
-    from flows.outputs.exports.raven import write_raven
 
     rows = [{
         "object_key": h["object_key"], "offset_s": h["offset_s"], "end_offset_s": h["end_offset_s"],

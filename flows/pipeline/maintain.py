@@ -18,6 +18,7 @@ from connectors.catalog import Catalog, MaintenanceReport
 from connectors.catalog.guard import refuse_lost_catalog
 from connectors.location import ResultsLocation
 from connectors.catalog.locks import run_lock
+from flows.pipeline.solar import update_solar
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def maintain_results(results: str | ResultsLocation, *, catalog: str | None = No
     run_id = f"maintain-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
     with run_lock(location, run_id):
         if solar:  # `dawnchorus maintain`: a catalog from before solar time gains it (a run
-            from flows.pipeline.solar import update_solar  # computes its own before maintaining)
+            # computes its own before maintaining)
 
             update_solar(location)
         with Catalog(location) as c:

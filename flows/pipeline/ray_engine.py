@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 from collections import defaultdict
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -169,7 +171,6 @@ def _address_host_port(address: str) -> tuple[str, int] | None:
 def probe_ray_address(timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
     """Refuse a RAY_ADDRESS at which nothing answers, within `timeout_s` (ServiceError naming the
     address and what was tried), instead of letting ray.init retry for minutes."""
-    import socket
 
     address = os.environ.get("RAY_ADDRESS", "").strip()
     target = _address_host_port(address) if address else None
@@ -302,7 +303,6 @@ def start_ray() -> Future:
 def wait_for_ray(started: Future, timeout_s: float = RAY_START_TIMEOUT_S) -> None:
     """Wait for `start_ray`'s future; ServiceError naming the cluster when Ray is not up within
     `timeout_s` (ray.init can otherwise wait on a cluster that never answers for minutes)."""
-    from concurrent.futures import TimeoutError as FutureTimeout
 
     try:
         started.result(timeout=timeout_s)
@@ -472,7 +472,6 @@ def quiet_ray_signal_handler() -> None:
     line. Ray reads the switch once, when its constants are imported; the variable is removed
     again at once so that the processes Ray starts do not inherit it.
     """
-    import os
 
     if "RAY_DISABLE_FAILURE_SIGNAL_HANDLER" in os.environ:
         return  # the user's choice

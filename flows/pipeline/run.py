@@ -58,6 +58,9 @@ from flows.pipeline.settings import RunSettings, config_fingerprint, declared_na
 from flows.pipeline.speech import record_gate
 from flows.pipeline.stages import CommitContext, DecodeOptions
 from naturelm_core.backend import describe_backend
+from flows.outputs.learn import apply_stored_classifiers
+from flows.pipeline.cascade import run_cascade
+from naturelm_core.backend import backend_class
 
 
 class IncompleteRunError(RuntimeError):
@@ -158,7 +161,6 @@ def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerpr
 def cascade_task(settings: RunSettings, run_id: str, fingerprint: str,
                  current_ids: list[str]) -> list[dict[str, Any]]:
     """The run's later stages, each over the rows the stage before it committed."""
-    from flows.pipeline.cascade import run_cascade
 
     return [r.counts() for r in run_cascade(settings, run_id, fingerprint, current_ids)]
 
@@ -212,7 +214,6 @@ def report_task(settings: RunSettings, run_id: str, counts: dict[str, Any],
 
 def declared_sample_rate(model: str) -> int | None:
     """The sample rate a backend's class declares (None where it depends on its options)."""
-    from naturelm_core.backend import backend_class
 
     rate = getattr(backend_class(model), "sample_rate_hz", None)
     return int(rate) if isinstance(rate, (int, float)) and rate > 0 else None
@@ -344,7 +345,6 @@ def _apply_classifiers(settings: RunSettings, fingerprint: str, run_id: str,
                        logger: Any) -> dict[str, Any] | str:
     """The stored classifiers on this fingerprint's embeddings score the windows this run added
     (`flows.outputs.learn`); a failure is reported, never the run's end (the next run scores them)."""
-    from flows.outputs.learn import apply_stored_classifiers
 
     try:
         return apply_stored_classifiers(settings.location, fingerprint, run_id)

@@ -20,6 +20,9 @@ from importlib.metadata import version
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from astral import Observer
+from astral import sun as S
+
 from connectors.catalog import Catalog
 from connectors.tables import SolarDayRow, SolarSampleRow
 
@@ -51,8 +54,6 @@ def solar_day(deployment_id: str, local_date: date, tz_name: str, latitude: floa
               longitude: float) -> SolarDayRow:
     """The sun's events of one local day: sunrise and sunset, noon, the three twilights' ends,
     and whether it is a polar day or night (no sunrise or sunset at all)."""
-    from astral import Observer
-    from astral import sun as S
 
     where = Observer(latitude=latitude, longitude=longitude)
     zone = ZoneInfo(tz_name)
@@ -75,8 +76,6 @@ def solar_day(deployment_id: str, local_date: date, tz_name: str, latitude: floa
 
 def solar_sample(deployment_id: str, slot: int, latitude: float, longitude: float) -> SolarSampleRow:
     """The sun's elevation (degrees, with refraction) at the start of a 15-minute slot."""
-    from astral import Observer
-    from astral import sun as S
 
     at = datetime.fromtimestamp(slot * SLOT_S, timezone.utc)
     elevation = S.elevation(Observer(latitude=latitude, longitude=longitude), at, with_refraction=True)

@@ -17,6 +17,7 @@ import numpy as np
 
 from connectors.catalog import Catalog
 from connectors.tables import SpeciesOccurrenceRow
+from naturelm_core.birdnet.metamodel import MetaModel
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ def update_location_filter(results: str, run_id: str, model: Any = None) -> int:
         if not todo:
             return 0
         if model is None:
-            from naturelm_core.birdnet.metamodel import MetaModel
 
             model = MetaModel()
         for start in range(0, len(todo), PAIRS_PER_COMMIT):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Iterable
@@ -254,7 +255,6 @@ class DecodingPredictor:
     def __init__(self, decode: DecodeOptions, batch_size: int, model: str,
                  model_options: dict[str, Any], tasks: tuple[str, ...], embeddings: bool = False,
                  candidates: bool = False):
-        from concurrent.futures import ThreadPoolExecutor
 
         self.decode, self.batch_size = decode, batch_size
         self.predictor = Predictor(model, model_options, tasks, embeddings, candidates)

@@ -26,6 +26,7 @@ from connectors.errors import ConfigError
 from connectors.tables import ReviewRow
 from flows.outputs.learn import learn
 from flows.outputs.privacy import HOW_TO_SERVE, check_span, overlaps, speech_marks_of
+from naturelm_core.labels import birdnet_labels, split_birdnet_label
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +329,6 @@ class ReviewService:
 @functools.lru_cache(maxsize=1)
 def birdnet_common_names() -> tuple[str, ...]:
     """BirdNET V2.4's common names (the label column's values for BirdNET runs)."""
-    from naturelm_core.labels import birdnet_labels, split_birdnet_label
 
     try:
         return tuple(sorted({split_birdnet_label(label).common_name for label in birdnet_labels()}))

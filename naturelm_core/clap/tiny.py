@@ -28,6 +28,7 @@ import torch
 
 from naturelm_core.clap import checkpoint, msclap
 from naturelm_core.clap.htsat import HTSATConfig
+from naturelm_core.clap import zeroshot
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,6 @@ class TinyDims:
 
 
 def _corpus() -> list[str]:
-    from naturelm_core.clap import zeroshot
 
     words = [*TINY_SPECIES, *zeroshot.DETECT_PHRASES, *zeroshot.BACKGROUND_PHRASES]
     texts = [t.format(common_name=w) for t in zeroshot.DEFAULT_TEMPLATES.values() for w in words]

@@ -16,6 +16,7 @@ the LoRA path untestable). `TinyDims` lets the benchmark build a larger, proport
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,6 @@ def build_tiny_tokenizer(out_dir: Path, dims: TinyDims = TinyDims()):
     (never emitted by tokenization), so the ids and the vocabulary size can match Llama 3's
     (128000 ordinary + 256 special) for full-size benchmarks.
     """
-    import json
 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

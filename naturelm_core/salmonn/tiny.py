@@ -30,6 +30,8 @@ from naturelm_core.audio_llm.beats import BEATsConfig
 from naturelm_core.audio_llm.qformer import QFormerConfig
 from naturelm_core.salmonn import checkpoint, prompts
 from naturelm_core.salmonn.model import SALMONN, SALMONNConfig
+from naturelm_core.audio_llm.beats import BEATs
+from naturelm_core.salmonn.whisper import load_feature_extractor, load_whisper_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +138,6 @@ def tiny_beats_config(dims: TinyDims = TinyDims()) -> BEATsConfig:
 
 def build_tiny_beats(path: Path, dims: TinyDims = TinyDims()) -> Path:
     """The BEATs release file layout: the shared relative-position table under every layer."""
-    from naturelm_core.audio_llm.beats import BEATs
 
     cfg = tiny_beats_config(dims)
     torch.manual_seed(dims.seed + 3)
@@ -182,7 +183,6 @@ def build_tiny_salmonn(out_dir: str | Path, dims: TinyDims = TinyDims()) -> dict
     vicuna = build_tiny_vicuna(out / "vicuna", dims)
     whisper = build_tiny_whisper(out / "whisper", dims)
     beats = build_tiny_beats(out / "beats.pt", dims)
-    from naturelm_core.salmonn.whisper import load_feature_extractor, load_whisper_encoder
 
     llama, tokenizer, stops = checkpoint.load_vicuna(vicuna, torch.device("cpu"))
     qformer = QFormerConfig(hidden_size=dims.qformer_width, num_attention_heads=4, intermediate_size=dims.qformer_ffn,

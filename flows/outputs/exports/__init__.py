@@ -13,7 +13,6 @@ dates. Each export reads one fingerprint (the catalog's only one unless chosen).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from dataclasses import dataclass
@@ -25,56 +24,17 @@ from connectors.analyses import NOTES, resolve_fingerprint
 from connectors.catalog import CatalogReader
 from connectors.catalog import reads
 from connectors.errors import ConfigError
+from flows.outputs.exports.camtrap_dp import write_camtrap_dp
+from flows.outputs.exports.cells import (FORMULA_TRIGGERS, MAX_NAME_BYTES, NAME_HASH_CHARS,  # noqa: F401
+                                         fitted_name, fitted_path, spreadsheet_text, tab_table_text)
+from flows.outputs.exports.flat import write_audacity, write_csv
+from flows.outputs.exports.occupancy import write_occupancy
+from flows.outputs.exports.raven import write_raven
 from flows.outputs import privacy
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("raven", "audacity", "csv", "camtrap-dp", "occupancy")
-
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-"""First characters that make Excel, LibreOffice and Google Sheets read a cell as a formula
-(OWASP, CSV injection)."""
-MAX_NAME_BYTES = 255
-"""Longest file or folder name (bytes) on the file systems exports are written to."""
-NAME_HASH_CHARS = 12
-
-
-def spreadsheet_text(value: object) -> str:
-    """A text cell made safe for spreadsheets: one beginning with a formula trigger gets a leading
-    single quote (OWASP's neutralisation; spreadsheets show the text, never run it).
-
-    Only for text: numbers are written as numbers (a negative score or longitude stays -0.1).
-    """
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
-
-
-def tab_table_text(value: object) -> str:
-    """A text cell of a tab-separated table (Raven, Audacity): a tab, carriage return or line
-    break inside it would start a new column or row, so each becomes a space; then
-    :func:`spreadsheet_text`."""
-    text = "" if value is None else str(value)
-    return spreadsheet_text(text.replace("\t", " ").replace("\r", " ").replace("\n", " "))
-
-
-def fitted_name(name: str, suffix: str = "") -> str:
-    """``name + suffix`` as one file name of at most MAX_NAME_BYTES bytes: a longer name is cut
-    and ends in ``~`` and the first NAME_HASH_CHARS hex digits of its SHA-256, so the same name
-    always gives the same file and two long names sharing a prefix never collide."""
-    if len((name + suffix).encode("utf-8")) <= MAX_NAME_BYTES:
-        return name + suffix
-    tag = "~" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:NAME_HASH_CHARS]
-    room = MAX_NAME_BYTES - len((tag + suffix).encode("utf-8"))
-    cut = name.encode("utf-8")[:room].decode("utf-8", errors="ignore")
-    return cut + tag + suffix
-
-
-def fitted_path(out_dir: Path, relative: str, suffix: str = "") -> Path:
-    """``out_dir / relative + suffix`` with every folder and the file name fitted (fitted_name)."""
-    parts = [p for p in relative.split("/") if p]
-    *folders, last = parts or [""]
-    return out_dir.joinpath(*(fitted_name(f) for f in folders), fitted_name(last, suffix))
-
 
 @dataclass(frozen=True)
 class ExportFilters:
@@ -129,19 +89,15 @@ def export(fmt: str, results: str, out: str | Path, filters: ExportFilters = Exp
             gate = privacy.withheld(reader, deployments=params["deployments"])
     summary: dict[str, Any] = {"format": fmt, "detections": len(detections)}
     if fmt == "raven":
-        from flows.outputs.exports.raven import write_raven
 
         files = write_raven(detections, out_dir)
     elif fmt == "audacity":
-        from flows.outputs.exports.flat import write_audacity
 
         files = write_audacity(detections, out_dir)
     elif fmt == "csv":
-        from flows.outputs.exports.flat import write_csv
 
         files = write_csv(detections, out_dir)
     elif fmt == "occupancy":
-        from flows.outputs.exports.occupancy import write_occupancy
 
         files = write_occupancy(detections, effort, sites, out_dir,
                                 occasion=options.get("occasion", "night"),
@@ -152,7 +108,6 @@ def export(fmt: str, results: str, out: str | Path, filters: ExportFilters = Exp
                           "left out of effort and detections (--qc include keeps them; "
                           "docs/effort.md)", failed)
     else:
-        from flows.outputs.exports.camtrap_dp import write_camtrap_dp
 
         kept_media = [m for m in media if m["recording_id"] not in gate.recordings]
         summary["withheld_media"] = len(media) - len(kept_media)

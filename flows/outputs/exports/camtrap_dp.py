@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from flows.outputs.exports import spreadsheet_text
+from flows.outputs.exports.cells import spreadsheet_text
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from flows.outputs.exports import fitted_path, spreadsheet_text, tab_table_text
+from flows.outputs.exports.cells import fitted_path, spreadsheet_text, tab_table_text
 from naturelm_core.birdnet.metamodel import birdnet_week
 
 CSV_COLUMNS = (

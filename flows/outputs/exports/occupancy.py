@@ -23,7 +23,7 @@ import re
 from datetime import date, timedelta
 from pathlib import Path
 
-from flows.outputs.exports import fitted_name, spreadsheet_text
+from flows.outputs.exports.cells import fitted_name, spreadsheet_text
 
 NA = "NA"
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from flows.outputs.exports import fitted_path, spreadsheet_text, tab_table_text
+from flows.outputs.exports.cells import fitted_path, spreadsheet_text, tab_table_text
 
 COLUMNS = (
     "Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
