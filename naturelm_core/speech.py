@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soxr
 
 #: The rate and framing the model was trained for.
 SPEECH_RATE_HZ = 16_000
@@ -88,8 +89,6 @@ def to_speech_rate(audio: np.ndarray, sample_rate_hz: int) -> np.ndarray:
     audio = np.asarray(audio, np.float32)
     if sample_rate_hz == SPEECH_RATE_HZ:
         return audio
-    import soxr
-
     return np.ascontiguousarray(soxr.resample(audio.T, sample_rate_hz, SPEECH_RATE_HZ).T)  # (B, T')
 
 

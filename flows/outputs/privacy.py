@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+import pyarrow as pa
+
 from connectors.catalog import CatalogReader, reads
 from connectors.catalog.reads import SpeechWindow
 
@@ -113,11 +115,9 @@ def mark_withheld_clips(reader: CatalogReader, rows: list[dict]) -> None:
             row["withheld"] = f"clip withheld: human speech (privacy gate); {HOW_TO_SERVE}"
 
 
-def speech_report(reader: CatalogReader, run_id: str) -> "pa.Table":
+def speech_report(reader: CatalogReader, run_id: str) -> pa.Table:
     """The report's table: per deployment, the run's windows checked, marked, not checked, and
     the gate's state."""
-    import pyarrow as pa
-
     state = "on: marked audio withheld" if gate_on(reader) else "off: marked audio served"
     rows = [{"deployment_id": c.deployment_id, "windows": c.windows,
              "checked": c.windows_checked, "marked_speech": c.windows_marked,
