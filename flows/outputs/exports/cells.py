@@ -1,10 +1,12 @@
-"""The cells and file names every export writes: text neutralised for spreadsheets and tab-separated
-tables, and names fitted to the file systems exports land on (shared by every format's writer)."""
+"""What every export format shares: text cells neutralised for spreadsheets and tab-separated
+tables, file names fitted to the file systems exports land on, and the per-recording grouping of
+the formats that write one file per recording (Raven, Audacity)."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Iterator
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 """First characters that make Excel, LibreOffice and Google Sheets read a cell as a formula
@@ -49,3 +51,13 @@ def fitted_path(out_dir: Path, relative: str, suffix: str = "") -> Path:
     parts = [p for p in relative.split("/") if p]
     *folders, last = parts or [""]
     return out_dir.joinpath(*(fitted_name(f) for f in folders), fitted_name(last, suffix))
+
+
+def per_recording(detections: list[dict]) -> Iterator[tuple[str, list[dict]]]:
+    """Detections grouped by their recording's key below the source root, in key order; each
+    group in the order a listener meets them (offset, then channel, then rank)."""
+    groups: dict[str, list[dict]] = {}
+    for d in detections:
+        groups.setdefault(d["object_key"], []).append(d)
+    for key in sorted(groups):
+        yield key, sorted(groups[key], key=lambda d: (d["offset_s"], d["channel"], d["rank"]))

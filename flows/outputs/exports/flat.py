@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from flows.outputs.exports.cells import fitted_path, spreadsheet_text, tab_table_text
+from flows.outputs.exports.cells import fitted_path, per_recording, spreadsheet_text, tab_table_text
 from naturelm_core.birdnet.metamodel import birdnet_week
 
 CSV_COLUMNS = (
@@ -27,12 +27,8 @@ CSV_COLUMNS = (
 
 
 def write_audacity(detections: list[dict], out_dir: Path) -> list[Path]:
-    by_recording: dict[str, list[dict]] = {}
-    for d in detections:
-        by_recording.setdefault(d["object_key"], []).append(d)
     written = []
-    for key, rows in sorted(by_recording.items()):
-        rows.sort(key=lambda d: (d["offset_s"], d["channel"], d["rank"]))
+    for key, rows in per_recording(detections):
         stem = key.rsplit(".", 1)[0]
         path = fitted_path(out_dir, stem, ".labels.txt")
         path.parent.mkdir(parents=True, exist_ok=True)

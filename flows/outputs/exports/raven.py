@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from flows.outputs.exports.cells import fitted_path, spreadsheet_text, tab_table_text
+from flows.outputs.exports.cells import fitted_path, per_recording, spreadsheet_text, tab_table_text
 
 COLUMNS = (
     "Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
@@ -119,12 +119,8 @@ def table_path(out_dir: Path, object_key: str) -> Path:
 
 def write_raven(detections: list[dict], out_dir: Path) -> list[Path]:
     """One selection table per recording, from rows of `sql/exports/detections.sql`."""
-    by_recording: dict[str, list[dict]] = {}
-    for d in detections:
-        by_recording.setdefault(d["object_key"], []).append(d)
     written = []
-    for key, rows in sorted(by_recording.items()):
-        rows.sort(key=lambda d: (d["offset_s"], d["channel"], d["rank"]))
+    for key, rows in per_recording(detections):
         selections = [
             Selection(
                 selection=i, channel=max(1, int(d["channel"])), begin_s=d["offset_s"],

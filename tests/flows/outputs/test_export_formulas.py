@@ -123,3 +123,28 @@ def test_fitted_names_are_stable_distinct_and_short_enough():
     # Multi-byte names are cut on a character boundary.
     wide = fitted_name("é" * 200, ".txt")
     assert len(wide.encode()) <= MAX_NAME_BYTES and wide.endswith(".txt")
+
+
+def test_raven_and_audacity_group_and_order_recordings_the_same_way(tmp_path):
+    """One grouping for the per-recording formats: the same files, in the same order, each
+    listing its detections by offset, channel and rank, whatever order the rows came in."""
+    from flows.outputs.exports.flat import write_audacity
+    from flows.outputs.exports.raven import read_selection_table, write_raven
+
+    def row(key, offset, channel, rank, label):
+        return {"object_key": key, "offset_s": offset, "end_offset_s": offset + 3.0,
+                "channel": channel, "rank": rank, "label": label, "scientific_name": None,
+                "score": 0.9, "sample_rate_hz": 48000, "uri": f"/field/{key}"}
+
+    rows = [row("b/2.WAV", 6.0, 0, 1, "late"), row("a/1.WAV", 3.0, 1, 1, "second channel"),
+            row("a/1.WAV", 3.0, 0, 2, "second rank"), row("a/1.WAV", 3.0, 0, 1, "first"),
+            row("a/1.WAV", 0.0, 0, 1, "earliest")]
+    raven = write_raven(list(rows), tmp_path / "raven")
+    audacity = write_audacity(list(reversed(rows)), tmp_path / "audacity")
+    assert [p.relative_to(tmp_path / "raven").parts[0] for p in raven] == ["a", "b"]
+    assert [p.relative_to(tmp_path / "audacity").parts[0] for p in audacity] == ["a", "b"]
+    expected = ["earliest", "first", "second rank", "second channel"]
+    assert [s.common_name for s in read_selection_table(raven[0])] == expected
+    labels = [line.split("\t")[2].rsplit(" ", 1)[0]
+              for line in audacity[0].read_text(encoding="utf-8").splitlines()]
+    assert labels == expected
