@@ -293,6 +293,9 @@ def _rows(table: pa.Table, scores: np.ndarray, c: ClassifierRow, run_id: str
         "window_s": col("window_s"), "duration_s": col("duration_s"), "start_utc": col("start_utc"),
         "start_local": col("start_local"), "date": col("date"), "status": same("ok", pa.string()),
         "padded": col("padded"), "error": same(None, pa.string()),
+        # the audio's quality (docs/effort.md) is the embedded window's: the same samples
+        **{name: col(name) for name in ("rms_dbfs", "peak_dbfs", "clipped_fraction", "zero_run_s",
+                                        "qc")},
     }).cast(WINDOWS.schema)
     predictions = pa.table({
         "run_id": same(run_id, pa.string()), "model_id": same(c.model_id, pa.string()),

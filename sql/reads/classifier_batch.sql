@@ -1,5 +1,6 @@
 -- purpose: the embedded windows of some recordings that a classifier has still to score, with
--- their effort rows (copied under the classifier's fingerprint) and vectors
+-- their effort rows (copied under the classifier's fingerprint, with the audio's quality measures:
+-- the classifier scores the same audio) and vectors
 -- grain: one row per window and channel
 -- parameters: $1 embedding fingerprint, $2 classifier fingerprint, $3 recording ids (a list)
 -- inputs: embeddings, windows
@@ -26,6 +27,11 @@ final as (
         w.start_local,
         w.date,
         w.padded,
+        w.rms_dbfs,
+        w.peak_dbfs,
+        w.clipped_fraction,
+        w.zero_run_s,
+        w.qc,
         e.vector
     from embeddings as e
     inner join windows as w
