@@ -97,8 +97,9 @@ def latest_reviews(reader: CatalogReader, *, config_fingerprint: str | None = No
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """A detection nobody has reviewed yet, at its place in the stratified review queue."""
+class QueuedWindow:
+    """A window offered to a reviewer: where it is, what was said of it, and the audio behind it
+    (the fields every review queue shares)."""
 
     recording_id: str
     config_fingerprint: str
@@ -120,6 +121,12 @@ class Candidate:
     duration_s: float | None
     sample_rate_hz: int | None
     model_id: str
+
+
+@dataclass(frozen=True)
+class Candidate(QueuedWindow):
+    """A detection nobody has reviewed yet, at its place in the stratified review queue."""
+
     score_bin: int
     queue_position: int
 
@@ -524,30 +531,10 @@ def classifier_status(reader: CatalogReader) -> list[ClassifierStatus]:
 
 
 @dataclass(frozen=True)
-class LearnCandidate:
+class LearnCandidate(QueuedWindow):
     """A window a classifier's newest version scored and nobody has judged, at its place in the
     active-learning queue (`pick`: uncertain or top; `turn` orders the queue)."""
 
-    recording_id: str
-    config_fingerprint: str
-    channel: int
-    window_index: int
-    deployment_id: str
-    site_id: str | None
-    label: str
-    scientific_name: str | None
-    score: float
-    rank: int
-    offset_s: float
-    window_s: float
-    start_utc: datetime | None
-    start_local: datetime | None
-    tz_name: str | None
-    object_key: str
-    uri: str
-    duration_s: float | None
-    sample_rate_hz: int | None
-    model_id: str
     pick: str
     turn: int
 
