@@ -11,7 +11,24 @@
 -- param: relative_to varchar = 'sunrise' -- sunrise or sunset
 -- param: bin_minutes integer = 10 -- width of a bin, minutes
 -- param: species varchar = null -- only this species (scientific or common name, any case)
-with heard as (
+-- param: qc varchar = 'exclude' -- exclude: windows that failed quality (silent, dropout, clipped) are neither effort nor detections; include: they are both
+with choice as (
+    select case
+        when getvariable('qc') in ('exclude', 'include') then getvariable('qc')
+        else error('qc must be exclude or include, got ' || coalesce(getvariable('qc'), 'null'))
+    end as qc
+),
+
+qc_failed as (
+    select w.recording_id, w.channel, w.window_index
+    from windows as w
+    cross join choice as c
+    where c.qc = 'exclude'
+        and w.config_fingerprint = getvariable('config_fingerprint')
+        and w.qc <> 'ok'
+),
+
+heard as (
     select
         coalesce(site_id, deployment_id) as site_id,
         cast(floor(case when getvariable('relative_to') = 'sunset' then minutes_from_sunset
@@ -19,6 +36,7 @@ with heard as (
              * getvariable('bin_minutes') as integer) as bin_start_min,
         *
     from detections
+    anti join qc_failed as f using (recording_id, channel, window_index)
     where config_fingerprint = getvariable('config_fingerprint')
         and (getvariable('species') is null
             or lower(scientific_name) = lower(getvariable('species'))
@@ -40,6 +58,12 @@ effort as (
         and l.window_index = w.window_index
     left join deployments as d on d.deployment_id = w.deployment_id
     where w.config_fingerprint = getvariable('config_fingerprint')
+        and not exists (
+            select 1 from qc_failed as f
+            where f.recording_id = w.recording_id
+                and f.channel = w.channel
+                and f.window_index = w.window_index
+        )
     group by all
 ),
 

@@ -7,12 +7,30 @@
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 -- param: species varchar = null -- only this species (scientific or common name, any case)
 -- param: light_class varchar = null -- only windows in this light: day, civil_twilight, nautical_twilight, astronomical_twilight, night, polar_day, polar_night (null: all)
-with heard as (
+-- param: qc varchar = 'exclude' -- exclude: windows that failed quality (silent, dropout, clipped) are neither effort nor detections; include: they are both
+with choice as (
+    select case
+        when getvariable('qc') in ('exclude', 'include') then getvariable('qc')
+        else error('qc must be exclude or include, got ' || coalesce(getvariable('qc'), 'null'))
+    end as qc
+),
+
+qc_failed as (
+    select w.recording_id, w.channel, w.window_index
+    from windows as w
+    cross join choice as c
+    where c.qc = 'exclude'
+        and w.config_fingerprint = getvariable('config_fingerprint')
+        and w.qc <> 'ok'
+),
+
+heard as (
     select
         coalesce(site_id, deployment_id) as site_id,
         hour(start_local) as local_hour,
         *
     from detections
+    anti join qc_failed as f using (recording_id, channel, window_index)
     where config_fingerprint = getvariable('config_fingerprint')
         and start_local is not null
         and (getvariable('species') is null
@@ -36,6 +54,12 @@ effort as (
     where w.config_fingerprint = getvariable('config_fingerprint')
         and w.start_local is not null
         and (getvariable('light_class') is null or l.light_class = getvariable('light_class'))
+        and not exists (
+            select 1 from qc_failed as f
+            where f.recording_id = w.recording_id
+                and f.channel = w.channel
+                and f.window_index = w.window_index
+        )
     group by all
 ),
 

@@ -45,7 +45,7 @@ def test_values_are_parsed_to_the_declared_type():
     diel = load_analysis("diel")
     values = diel.bind({"threshold": "0.7", "species": "Turdus merula"})
     assert values == {"config_fingerprint": None, "threshold": 0.7, "species": "Turdus merula",
-                      "light_class": None}
+                      "light_class": None, "qc": "exclude"}
     with pytest.raises(ConfigError, match="threshold: 'high' is not a double"):
         diel.bind({"threshold": "high"})
     with pytest.raises(ConfigError, match="no parameter 'speceis'.*species"):

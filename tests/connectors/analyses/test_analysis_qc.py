@@ -1,5 +1,5 @@
 """Quality per window in the effort analyses: qc_by_night counts verdicts per deployment and
-night; effort_by_day, detection_rate and report_effort_by_night leave QC-failed windows out of
+night; effort_by_day, detection_rate, report_effort_by_night and diel leave QC-failed windows out of
 effort (and their detections out of counts) with qc=exclude, the default, and keep them with
 qc=include; windows analysed before quality was measured count as effort and as not measured."""
 
@@ -77,6 +77,19 @@ def test_report_effort_by_night(root):
 
 
 def test_a_mistyped_choice_is_an_error_not_a_silent_default(root):
-    for name in ("effort_by_day", "detection_rate", "report_effort_by_night"):
+    for name in ("effort_by_day", "detection_rate", "report_effort_by_night", "diel",
+                 "activity_by_sun"):
         with pytest.raises(QueryRefused, match="qc must be exclude or include, got exlude"):
             analysis(root, name, qc="exlude")
+
+
+def test_diel_rates_leave_failed_windows_out_of_effort_and_detections(root):
+    """Every window starts in the 22:00 hour (UTC site). Left out by default: night 1's clipped
+    and dropout windows (with the robin in the dropout one) and night 2's two silent windows
+    (with its robin); kept: the two ok windows of night 1 and night 3's two unmeasured ones."""
+    (excluded,) = analysis(root, "diel")
+    assert (excluded["local_hour"], excluded["detections"]) == (22, 2)
+    assert excluded["effort_hours"] * 3600 == pytest.approx(4 * WINDOW_S)
+    (included,) = analysis(root, "diel", qc="include")
+    assert included["detections"] == 4
+    assert included["effort_hours"] * 3600 == pytest.approx(8 * WINDOW_S)
