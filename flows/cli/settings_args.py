@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import textwrap
 import types
 import typing
 from typing import Any, Literal
@@ -38,8 +39,21 @@ ALIASES: dict[str, tuple[str, ...]] = {"model_options": ("--option",),
                                        "channel_policy": ("--channels",)}
 
 
+class WholeFlagsFormatter(argparse.HelpFormatter):
+    """argparse's help wrapping, but a line never breaks inside a word at its hyphens: a flag
+    named in a description (`--no-speech-gate`) stays whole, so it can be copied."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (exit 2), like every other user error."""
+    """argparse, but a usage error is one line on stderr (exit 2), like every other user error,
+    and help text keeps flags whole (every subcommand's parser is one of these)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", WholeFlagsFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"{self.prog.split()[0]}: error: {message} (see {self.prog} --help)\n")
