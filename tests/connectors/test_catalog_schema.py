@@ -77,6 +77,31 @@ def test_a_version_1_catalog_is_upgraded_to_the_definitions(lake):
     assert "stale" not in [r[0] for r in detections] and "score" in [r[0] for r in detections]
 
 
+def schema_of(catalog: Catalog) -> dict[str, object]:
+    con = catalog.con
+    return {
+        "columns": {t: catalog_columns(catalog, t) for t in sorted(TABLES)},
+        "views": sorted(con.execute("select view_name, sql from duckdb_views() "
+                                    "where database_name = 'lake'").fetchall()),
+        "settings": sorted(con.execute("select key, value from lake.settings").fetchall()),
+    }
+
+
+def test_a_new_catalog_made_at_once_equals_one_upgraded_migration_by_migration(tmp_path):
+    """A new catalog gets every migration and view in one transaction: the same columns, views
+    and settings as a version-1 catalog upgraded step by step."""
+    stepwise = ResultsLocation.resolve(tmp_path / "stepwise")
+    make_version_1_catalog(stepwise)
+    with Catalog(stepwise) as catalog:
+        upgraded = schema_of(catalog)
+    with Catalog(tmp_path / "new") as catalog:
+        new = schema_of(catalog)
+        snapshots = catalog.con.execute("select count(*) from lake.snapshots()").fetchone()[0]
+    assert new == upgraded
+    assert "detections" in dict(new["views"]) and ("schema_version", str(SCHEMA_VERSION)) in new["settings"]
+    assert snapshots <= 2  # made at once, not one snapshot per migration
+
+
 def test_a_reader_upgrades_an_old_catalog_before_it_reads(lake):
     root = lake("old")
     make_version_1_catalog(root)
