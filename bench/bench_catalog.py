@@ -77,7 +77,7 @@ def unit_tables(rec: RecordingRow, first: int, count: int, rng: np.random.Genera
     start = np.datetime64(rec.start_utc.replace(tzinfo=None), "us") + (offset * 1e6).astype("timedelta64[us]")
     local = start + np.timedelta64(1, "h")
     day = start.astype("datetime64[D]")
-    windows = pa.table({
+    windows = WINDOWS.conform({
         "run_id": [RUN_ID] * count, "config_fingerprint": [FINGERPRINT] * count,
         "recording_id": [rec.recording_id] * count, "deployment_id": [rec.deployment_id] * count,
         "channel": np.zeros(count, np.int16), "window_index": index, "offset_s": offset,
@@ -85,7 +85,7 @@ def unit_tables(rec: RecordingRow, first: int, count: int, rng: np.random.Genera
         "start_utc": pa.array(start, pa.timestamp("us", tz="UTC")), "start_local": local,
         "date": day, "status": ["ok"] * count, "padded": np.zeros(count, bool),
         "error": pa.nulls(count, pa.string()),
-    }).cast(WINDOWS.schema)
+    })
     k = 4  # detect + top-3 classify
     rep = np.repeat(np.arange(count), k)
     task = np.tile(np.array(["detect", "classify", "classify", "classify"], dtype=object), count)

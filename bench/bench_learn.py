@@ -63,7 +63,7 @@ def write(results: Path, vectors: np.ndarray) -> float:
                 "offset_s": pa.array(3.0 * (i % PER_RECORDING)),
                 "start_utc": pa.array(starts, UTC_TIME), "date": pa.array([date(2024, 5, 1)] * m),
             }
-            windows = pa.table({
+            windows = WINDOWS.conform({
                 **{k: common[k] for k in ("run_id", "config_fingerprint", "recording_id",
                                           "deployment_id", "channel", "window_index", "offset_s")},
                 "window_s": pa.array([3.0] * m), "duration_s": pa.array([3.0] * m),
@@ -71,7 +71,7 @@ def write(results: Path, vectors: np.ndarray) -> float:
                 "start_local": pa.array([s.replace(tzinfo=None) for s in starts], pa.timestamp("us")),
                 "date": common["date"], "status": pa.array(["ok"] * m),
                 "padded": pa.array([False] * m), "error": pa.array([None] * m, pa.string()),
-            }, schema=WINDOWS.schema)
+            })
             catalog.commit_tables(windows, PREDICTIONS.schema.empty_table())
             flat = pa.array(vectors[i].reshape(-1))
             catalog.commit_embeddings_table(pa.table({

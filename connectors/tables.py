@@ -100,6 +100,21 @@ class Table(Generic[Row]):
         data = {c.name: [getattr(r, c.name) for r in rows] for c in self.columns}
         return pa.table(data, schema=self.schema)
 
+    def conform(self, columns: dict[str, Any]) -> pa.Table:
+        """Columnar data (name -> array) as an Arrow table with exactly the table's schema: the
+        nullable columns not given are null, in the table's order; a missing required column is
+        a ValueError naming it. For bulk writers that build columns, not rows (the benchmarks):
+        a column added by a later migration does not break them."""
+        missing = [c.name for c in self.columns if c.name not in columns and not c.nullable]
+        if missing:
+            raise ValueError(f"{self.name}: required columns not given: {', '.join(missing)}")
+        unknown = sorted(set(columns) - {c.name for c in self.columns})
+        if unknown:
+            raise ValueError(f"{self.name}: no such columns: {', '.join(unknown)}")
+        rows = len(next(iter(columns.values()))) if columns else 0
+        return pa.table({c.name: columns.get(c.name, pa.nulls(rows, c.arrow_type))
+                         for c in self.columns}, schema=self.schema)
+
     def from_arrow(self, table: pa.Table) -> list[Row]:
         """Typed rows from an Arrow table holding (at least) this table's columns."""
         names = [c.name for c in self.columns]
