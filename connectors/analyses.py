@@ -41,6 +41,9 @@ from connectors.errors import ConfigError
 TYPES = ("varchar", "double", "integer", "boolean", "date")
 #: Parameters the reader applies itself (through the detections view), not the analysis body.
 READER_PARAMETERS = ("threshold",)
+#: Parameters read by views (sql/views/) that the body uses, not by the body itself: set as
+#: variables like the others; the body must read one of the views named.
+VIEW_PARAMETERS = {"qc": ("qc_choice", "qc_failed_windows")}
 FINGERPRINT = "config_fingerprint"
 #: Where a command says which fingerprint it read when the user named none among several (the
 #: CLI prints these records as "dawnchorus: note: ..." lines).
@@ -142,9 +145,14 @@ def parse_header(name: str, sql: str) -> Analysis:
         if key not in fields:
             raise ConfigError(f"sql/analyses/{name}.sql: the header has no '-- {key}:' line")
     for p in params:
-        if not re.search(rf"getvariable\('{p.name}'\)", sql) and p.name not in READER_PARAMETERS:
-            raise ConfigError(f"sql/analyses/{name}.sql: parameter {p.name} is declared but the "
-                              f"body never reads getvariable('{p.name}')")
+        if re.search(rf"getvariable\('{p.name}'\)", sql) or p.name in READER_PARAMETERS:
+            continue
+        views = VIEW_PARAMETERS.get(p.name, ())
+        if views and any(re.search(rf"\b{v}\b", sql) for v in views):
+            continue
+        raise ConfigError(f"sql/analyses/{name}.sql: parameter {p.name} is declared but the "
+                          f"body never reads getvariable('{p.name}')"
+                          + (f" nor the view {' or '.join(views)}" if views else ""))
     return Analysis(name, fields["purpose"], fields["grain"], fields.get("inputs", ""),
                     tuple(params), sql)
 

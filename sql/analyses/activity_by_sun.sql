@@ -1,6 +1,6 @@
 -- purpose: activity in solar time: detections per species by minutes from sunrise (or sunset), with the effort in each bin
 -- grain: one row per site, species and bin of minutes from the sun event in which the species was detected
--- inputs: the detections view (threshold, species filters, solar columns), window_light, windows, deployments
+-- inputs: the detections view (threshold, species filters, solar columns), window_light, windows, deployments, the qc_failed_windows view
 -- bin_start_min = the bin's first minute from the local day's sunrise (relative_to = 'sunrise')
 -- or sunset ('sunset'), negative before it; a dawn chorus at 05:10 in May and 07:40 in November
 -- falls in the same bins. rate_per_hour = detections / effort_hours, effort_hours the audio
@@ -12,20 +12,10 @@
 -- param: bin_minutes integer = 10 -- width of a bin, minutes
 -- param: species varchar = null -- only this species (scientific or common name, any case)
 -- param: qc varchar = 'exclude' -- exclude: windows that failed quality (silent, dropout, clipped) are neither effort nor detections; include: they are both
-with choice as (
-    select case
-        when getvariable('qc') in ('exclude', 'include') then getvariable('qc')
-        else error('qc must be exclude or include, got ' || coalesce(getvariable('qc'), 'null'))
-    end as qc
-),
-
-qc_failed as (
-    select w.recording_id, w.channel, w.window_index
-    from windows as w
-    cross join choice as c
-    where c.qc = 'exclude'
-        and w.config_fingerprint = getvariable('config_fingerprint')
-        and w.qc <> 'ok'
+with qc_failed as (
+    select recording_id, channel, window_index
+    from qc_failed_windows
+    where config_fingerprint = getvariable('config_fingerprint')
 ),
 
 heard as (

@@ -1,6 +1,6 @@
 -- purpose: detection rate per hour of effort, per site, local day and species
 -- grain: one row per site, local date with effort, and species detected at that site
--- inputs: the detections view (threshold, species filters), the site_day_effort view
+-- inputs: the detections view (threshold, species filters), the site_day_effort view, the qc_failed_windows view
 -- rate = detections / effort_hours. A day with effort and no detection of a species has rate 0;
 -- a day without effort has no row (unknown, not zero). With qc = 'exclude' (the default) windows
 -- whose quality verdict is silent, dropout or clipped count neither as effort nor as detections
@@ -8,31 +8,21 @@
 -- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 -- param: qc varchar = 'exclude' -- exclude: windows that failed quality (silent, dropout, clipped) are neither effort nor detections; include: they are both
-with choice as (
-    select case
-        when getvariable('qc') in ('exclude', 'include') then getvariable('qc')
-        else error('qc must be exclude or include, got ' || coalesce(getvariable('qc'), 'null'))
-    end as qc
-),
-
-effort as (
+with effort as (
     select
         e.site_id,
         e.local_date,
         case when c.qc = 'exclude' then e.effort_hours_qc_passed else e.effort_hours end
             as effort_hours
     from site_day_effort as e
-    cross join choice as c
+    cross join qc_choice as c
     where e.config_fingerprint = getvariable('config_fingerprint')
 ),
 
 qc_failed as (
-    select w.recording_id, w.channel, w.window_index
-    from windows as w
-    cross join choice as c
-    where c.qc = 'exclude'
-        and w.config_fingerprint = getvariable('config_fingerprint')
-        and w.qc <> 'ok'
+    select recording_id, channel, window_index
+    from qc_failed_windows
+    where config_fingerprint = getvariable('config_fingerprint')
 ),
 
 heard as (

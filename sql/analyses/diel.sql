@@ -1,6 +1,6 @@
 -- purpose: diel activity: detections per species and local hour of day, with the effort of that hour
 -- grain: one row per site, species and local hour (0-23) in which the species was detected
--- inputs: the detections view (threshold, species filters), windows, window_light, deployments
+-- inputs: the detections view (threshold, species filters), windows, window_light, deployments, the qc_failed_windows view
 -- rate_per_hour = detections / effort_hours, where effort_hours is the audio analysed at that
 -- site in that local hour over all days: hours never recorded are absent, not zero.
 -- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
@@ -8,20 +8,10 @@
 -- param: species varchar = null -- only this species (scientific or common name, any case)
 -- param: light_class varchar = null -- only windows in this light: day, civil_twilight, nautical_twilight, astronomical_twilight, night, polar_day, polar_night (null: all)
 -- param: qc varchar = 'exclude' -- exclude: windows that failed quality (silent, dropout, clipped) are neither effort nor detections; include: they are both
-with choice as (
-    select case
-        when getvariable('qc') in ('exclude', 'include') then getvariable('qc')
-        else error('qc must be exclude or include, got ' || coalesce(getvariable('qc'), 'null'))
-    end as qc
-),
-
-qc_failed as (
-    select w.recording_id, w.channel, w.window_index
-    from windows as w
-    cross join choice as c
-    where c.qc = 'exclude'
-        and w.config_fingerprint = getvariable('config_fingerprint')
-        and w.qc <> 'ok'
+with qc_failed as (
+    select recording_id, channel, window_index
+    from qc_failed_windows
+    where config_fingerprint = getvariable('config_fingerprint')
 ),
 
 heard as (

@@ -1,20 +1,13 @@
 -- purpose: analysed audio (effort) per site and local day (the site_day_effort view)
 -- grain: one row per site and local date with at least one planned window
--- inputs: the site_day_effort view (windows, deployments)
+-- inputs: the site_day_effort view (windows, deployments), the qc_choice view
 -- Hours analysed count windows with status ok only: empty windows (no audio) and failed ones are
 -- not effort. Windows whose recording has no known start time have no local date and are left out.
 -- With qc = 'exclude' (the default) windows whose quality verdict is silent, dropout or clipped
 -- are not effort either (windows_qc_failed counts them; docs/effort.md, "Quality per window").
 -- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: qc varchar = 'exclude' -- exclude: windows that failed quality (silent, dropout, clipped) are not effort; include: they are
-with choice as (
-    select case
-        when getvariable('qc') in ('exclude', 'include') then getvariable('qc')
-        else error('qc must be exclude or include, got ' || coalesce(getvariable('qc'), 'null'))
-    end as qc
-),
-
-final as (
+with final as (
     select
         e.site_id,
         e.local_date,
@@ -30,7 +23,7 @@ final as (
         e.first_local,
         e.last_local
     from site_day_effort as e
-    cross join choice as c
+    cross join qc_choice as c
     where e.config_fingerprint = getvariable('config_fingerprint')
 )
 

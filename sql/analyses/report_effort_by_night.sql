@@ -1,26 +1,16 @@
 -- purpose: effort per deployment and night, with what failed: the report's effort table
 -- grain: one row per deployment and night (windows without a local time: night null)
--- inputs: windows, deployments, the detections view (threshold, species filters)
+-- inputs: windows, deployments, the detections view (threshold, species filters), the qc_failed_windows view
 -- night = the local date of (local time - 12 h), as in species_by_night. With qc = 'exclude' (the
 -- default) ok windows whose quality verdict is silent, dropout or clipped are not minutes analysed
 -- and their detections are not counted; windows_qc_failed says how many (docs/effort.md).
 -- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold (default: the catalog's detection_threshold)
 -- param: qc varchar = 'exclude' -- exclude: windows that failed quality (silent, dropout, clipped) are neither effort nor detections; include: they are both
-with choice as (
-    select case
-        when getvariable('qc') in ('exclude', 'include') then getvariable('qc')
-        else error('qc must be exclude or include, got ' || coalesce(getvariable('qc'), 'null'))
-    end as qc
-),
-
-qc_failed as (
-    select w.recording_id, w.channel, w.window_index
-    from windows as w
-    cross join choice as c
-    where c.qc = 'exclude'
-        and w.config_fingerprint = getvariable('config_fingerprint')
-        and w.qc <> 'ok'
+with qc_failed as (
+    select recording_id, channel, window_index
+    from qc_failed_windows
+    where config_fingerprint = getvariable('config_fingerprint')
 ),
 
 planned as (
@@ -62,7 +52,7 @@ final as (
         coalesce(any_value(h.detections), 0) as detections,
         coalesce(any_value(h.species), 0) as species
     from planned as p
-    cross join choice as c
+    cross join qc_choice as c
     left join heard as h
         on h.deployment_id = p.deployment_id and h.night_date is not distinct from p.night_date
     group by p.deployment_id, p.site_id, p.night_date

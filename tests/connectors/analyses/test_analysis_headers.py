@@ -60,6 +60,11 @@ def test_a_header_is_checked_against_its_body():
     assert analysis.parameters[0].default == date(2024, 5, 1)
     with pytest.raises(ConfigError, match="never reads getvariable\\('day'\\)"):
         parse_header("x", body + "select 1")
+    # qc is read by the views the body uses (qc_choice, qc_failed_windows), not by the body.
+    qc = "-- purpose: p\n-- grain: one row per x\n-- param: qc varchar = 'exclude' -- q\n"
+    assert parse_header("x", qc + "select * from qc_failed_windows").parameters[0].name == "qc"
+    with pytest.raises(ConfigError, match="never reads getvariable\\('qc'\\) nor the view qc_choice"):
+        parse_header("x", qc + "select 1")
     with pytest.raises(ConfigError, match="line 3: expected '-- param: NAME TYPE"):
         parse_header("x", "-- purpose: p\n-- grain: one row per x\n-- param: day datetime\nselect 1")
     with pytest.raises(ConfigError, match="no '-- grain:' line"):
