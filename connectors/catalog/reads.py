@@ -273,19 +273,27 @@ def match_selections(reader: CatalogReader, selections: Sequence[SelectionQuery]
 
 @dataclass(frozen=True)
 class EmbeddedFingerprint:
-    """A fingerprint with embeddings: its model(s), vector widths and its latest run's settings."""
+    """A fingerprint with embeddings: its model(s), vector width and its latest run's settings.
+
+    `dim` is the width of one stored vector: the commit refuses a unit whose vectors differ in
+    width, and every read of vectors checks each one against `dim` (`vector_matrix`), so the
+    width is not measured over the whole table (that reads every vector: 3 s per million)."""
 
     config_fingerprint: str
     model_id: str
     model_ids: int
-    dim: int
-    max_dim: int
     vectors: int
     parameters: str | None
+    dim: int
 
 
 def embedded_fingerprints(reader: CatalogReader) -> list[EmbeddedFingerprint]:
-    return _rows(EmbeddedFingerprint, _query(reader, "reads/similar/embedded_fingerprints"))
+    out = []
+    for row in _query(reader, "reads/similar/embedded_fingerprints").to_pylist():
+        (width,) = _query(reader, "reads/similar/vector_width",
+                          {"config_fingerprint": row["config_fingerprint"]}).to_pylist()
+        out.append(EmbeddedFingerprint(**row, dim=int(width["dim"])))
+    return out
 
 
 def window_vectors(reader: CatalogReader, *, config_fingerprint: str, recording_id: str,
@@ -403,12 +411,11 @@ def camtrap_media(reader: CatalogReader, *, deployments: Sequence[str] | None = 
 # ------------------------------------------------------------------------------- learn, density
 
 
-def learn_embedded_windows(reader: CatalogReader, *, config_fingerprint: str) -> list[dict[str, Any]]:
+def learn_embedded_windows(reader: CatalogReader, *, config_fingerprint: str) -> pa.Table:
     """The windows of `config_fingerprint` that have embeddings, with where they lie in their
     recording (recording_id, channel, window_index, deployment_id, offset_s, ...): what Raven
-    selections and verdicts are mapped onto."""
-    return _query(reader, "reads/learn/embedded_windows",
-                  {"config_fingerprint": config_fingerprint}).to_pylist()
+    selections and verdicts are mapped onto. A table: a season holds a million of them."""
+    return _query(reader, "reads/learn/embedded_windows", {"config_fingerprint": config_fingerprint})
 
 
 def learn_vectors(reader: CatalogReader, *, config_fingerprint: str, keys: Sequence[str]) -> pa.Table:

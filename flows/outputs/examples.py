@@ -32,6 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from connectors.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -202,18 +206,49 @@ def review_examples(verdicts: Iterable[dict[str, Any]], label: str) -> list[Exam
 
 
 class WindowIndex:
-    """The stored windows of one embedding fingerprint, by recording (rows of
-    `sql/learn/embedded_windows`), and the recordings by uri and by trailing path parts."""
+    """The stored windows of one embedding fingerprint (rows of `sql/learn/embedded_windows`: an
+    Arrow table, or dicts), by recording, and the recordings by uri and by trailing path parts.
 
-    def __init__(self, rows: Sequence[dict[str, Any]]):
-        self.by_recording: dict[str, list[dict[str, Any]]] = {}
-        self.uri_of: dict[str, str] = {}
-        for r in rows:
-            self.by_recording.setdefault(r["recording_id"], []).append(r)
-            self.uri_of[r["recording_id"]] = r["uri"]
+    Held as columns: a season has a million windows, and learning needs Python objects only for
+    the windows of the examples' recordings and for the weak negatives drawn (`key`)."""
+
+    def __init__(self, rows: pa.Table | Sequence[dict[str, Any]]):
+        if not isinstance(rows, pa.Table):
+            rows = list(rows)
+            rows = pa.Table.from_pylist(rows) if rows else pa.table({
+                "recording_id": pa.array([], pa.string()), "channel": pa.array([], pa.int16()),
+                "window_index": pa.array([], pa.int32()), "uri": pa.array([], pa.string())})
+        self._table = table = rows
+        self.size = table.num_rows
+        encoded = pc.dictionary_encode(table.column("recording_id").combine_chunks())
+        self._ids: list[str] = encoded.dictionary.to_pylist()
+        self._code = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        self._channel = table.column("channel").to_numpy().astype(np.int64)
+        self._window = table.column("window_index").to_numpy().astype(np.int64)
+        order = np.argsort(self._code, kind="stable")  # by recording, each in the rows' order
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(self._code, minlength=len(self._ids)))])
+        #: recording_id -> the row positions of its windows, in the rows' order
+        self.by_recording: dict[str, np.ndarray] = {
+            rid: order[bounds[i]:bounds[i + 1]] for i, rid in enumerate(self._ids)}
+        firsts = pa.array(order[bounds[:-1]].astype(np.int64), pa.int64())
+        self.uri_of = dict(zip(self._ids, table.column("uri").take(firsts).to_pylist()))
         self.recordings_of_uri = {uri: rid for rid, uri in self.uri_of.items()}
-        self.keys = [WindowKey(r["recording_id"], int(r["channel"]), int(r["window_index"]))
-                     for r in rows]
+
+    def windows(self, recording_id: str) -> list[dict[str, Any]]:
+        """The rows of one recording's windows, as dicts."""
+        return self._table.take(pa.array(self.by_recording[recording_id])).to_pylist()
+
+    def key(self, position: int) -> WindowKey:
+        return WindowKey(self._ids[self._code[position]], int(self._channel[position]),
+                         int(self._window[position]))
+
+    def position(self, key: WindowKey) -> int | None:
+        """The row position of a window, or None when it is not stored."""
+        rows = self.by_recording.get(key.recording_id)
+        if rows is None:
+            return None
+        hit = rows[(self._channel[rows] == key.channel) & (self._window[rows] == key.window_index)]
+        return int(hit[0]) if len(hit) else None
 
     def recording(self, path: str) -> tuple[str | None, str]:
         """The recording a Begin Path / Begin File names, or None and why not.
@@ -275,7 +310,7 @@ def map_examples(examples: Sequence[Example], index: WindowIndex, fingerprint: s
             if recording_id is None:
                 problems.append(f"{example.source}: {example.path}: {why}")
                 continue
-        windows = _windows_of(example, index.by_recording[recording_id])
+        windows = _windows_of(example, index.windows(recording_id))
         if not windows:
             problems.append(f"{example.source}: {example.begin_s:g}-{example.end_s:g} s of "
                             f"{index.uri_of[recording_id]} overlaps no analysed window of "

@@ -197,11 +197,11 @@ def train(data: TrainingSet) -> Fit:
 def training_set(reader: CatalogReader, run: EmbeddedRun, index: WindowIndex,
                  mapped: MappedExamples, weak_negatives: int) -> TrainingSet:
     """The labelled windows' vectors, and `weak_negatives` unlabelled windows drawn at random."""
-    labelled = {w.key: w for w in mapped.windows}
-    unlabelled = [k for k in index.keys if k not in labelled]
+    labelled = sorted({index.position(w.key) for w in mapped.windows} - {None})
+    unlabelled = np.delete(np.arange(index.size), labelled)  # row positions, in the rows' order
     rng = np.random.default_rng(SEED)
     picks = rng.choice(len(unlabelled), size=min(weak_negatives, len(unlabelled)), replace=False)
-    weak_keys = [unlabelled[i] for i in sorted(picks.tolist())]
+    weak_keys = [index.key(int(unlabelled[i])) for i in sorted(picks.tolist())]
     keys = [w.key.text for w in mapped.windows] + [k.text for k in weak_keys]
     table = reads.learn_vectors(reader, config_fingerprint=run.fingerprint, keys=keys)
     row_of = {k: i for i, k in enumerate(table.column("key").to_pylist())}
@@ -450,11 +450,10 @@ def with_kept(mapped: MappedExamples, kept: Sequence[LabelledWindow], index: Win
     `map_examples`), in `map_examples`' order."""
     if not kept:
         return mapped
-    stored = set(index.keys)
     labels = {w.key: w for w in mapped.windows}
     problems = list(mapped.problems)
     for w in kept:
-        if w.key not in stored:
+        if index.position(w.key) is None:
             problems.append(f"{w.source} (kept from the previous version): window {w.key.text} "
                             "is no longer stored")
         elif w.key not in labels or (w.positive and not labels[w.key].positive):
