@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import fsspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.audio import WindowSpec, iter_windows, read_header
 from connectors.catalog import CatalogReader
@@ -97,10 +98,13 @@ def top_matches(unit_rows: np.ndarray, query: np.ndarray, top: int,
 def vector_matrix(table: pa.Table, dim: int) -> np.ndarray:
     """The `vector` column (FLOAT[] lists, all of width `dim`) as one (N, D) float32 matrix."""
     column = table.column("vector").combine_chunks()
+    if table.num_rows:
+        widths = pc.min_max(pc.list_value_length(column)).as_py()
+        if widths["min"] != dim or widths["max"] != dim:
+            raise ConfigError(f"embeddings: expected vectors of {dim} values, got "
+                              f"{widths['min']}-{widths['max']} (one fingerprint's vectors mix "
+                              "widths: re-run it with --embeddings into a fresh catalog)")
     values = np.array(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)  # own copy
-    if values.size != table.num_rows * dim:
-        raise ConfigError(f"embeddings: expected {table.num_rows} vectors of {dim} values, "
-                          f"got {values.size} values")
     return values.reshape(table.num_rows, dim)  # (N, D)
 
 
@@ -110,9 +114,9 @@ def vector_matrix(table: pa.Table, dim: int) -> np.ndarray:
 def embedded_runs(reader: CatalogReader) -> list[EmbeddedRun]:
     out = []
     for r in embedded_fingerprints(reader):
-        if r.model_ids != 1 or r.dim != r.max_dim:
-            raise ConfigError(f"embeddings of fingerprint {r.config_fingerprint} mix models or "
-                              f"widths ({r.model_ids} models, {r.dim}-{r.max_dim} values)")
+        if r.model_ids != 1:
+            raise ConfigError(f"embeddings of fingerprint {r.config_fingerprint} mix "
+                              f"{r.model_ids} models")
         out.append(EmbeddedRun(r.config_fingerprint, r.model_id, int(r.dim), int(r.vectors),
                                r.parameters))
     return out

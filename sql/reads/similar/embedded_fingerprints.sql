@@ -1,5 +1,6 @@
--- purpose: the fingerprints that have embeddings, with their model, width and the settings of
--- the latest run that wrote them (what `dawnchorus similar` rebuilds the model from)
+-- purpose: the fingerprints that have embeddings, with their model and the settings of the
+-- latest run that wrote them (what `dawnchorus similar` rebuilds the model from); the width of
+-- their vectors is read apart (vector_width.sql: one vector, not all of them)
 -- grain: one row per config_fingerprint in embeddings
 -- inputs: embeddings, runs
 with embedded as (
@@ -7,8 +8,6 @@ with embedded as (
         config_fingerprint,
         any_value(model_id) as model_id,
         count(distinct model_id) as model_ids,
-        min(len(vector)) as dim,
-        max(len(vector)) as max_dim,
         count(*) as vectors
     from embeddings
     group by config_fingerprint

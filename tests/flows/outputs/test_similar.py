@@ -13,7 +13,14 @@ import pytest
 from connectors.catalog import CatalogReader
 from connectors.errors import ConfigError
 from flows.outputs.exports.raven import read_selection_table
-from flows.outputs.similar import EmbeddedRun, normalise_rows, rebuild_backend, span_windows, top_matches
+from flows.outputs.similar import (
+    EmbeddedRun,
+    normalise_rows,
+    rebuild_backend,
+    span_windows,
+    top_matches,
+    vector_matrix,
+)
 from tests.support.synth_audio import audiomoth_comment, audiomoth_name, chirp, fade, noise, place, tone, write_wav
 
 RATE_HZ = 48_000
@@ -37,6 +44,17 @@ def test_top_matches_ranks_by_cosine_and_leaves_out_the_query_row():
     full = np.argsort(-(unit @ (query / np.linalg.norm(query))), kind="stable")[:10]
     assert top_matches(unit, query, 10)[0].tolist() == full.tolist()
     assert len(top_matches(unit, query, 10_000)[0]) == 500
+
+
+def test_vectors_of_another_width_are_refused_even_when_the_total_fits():
+    import pyarrow as pa
+
+    good = pa.table({"vector": pa.array([[1.0, 2.0], [3.0, 4.0]], pa.list_(pa.float32()))})
+    assert vector_matrix(good, 2).tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    mixed = pa.table({"vector": pa.array([[1.0], [2.0, 3.0, 4.0]], pa.list_(pa.float32()))})
+    with pytest.raises(ConfigError, match="expected vectors of 2 values, got 1-3"):
+        vector_matrix(mixed, 2)  # 4 values in all, as two vectors of 2 would have
+    assert vector_matrix(good.slice(0, 0), 2).shape == (0, 2)
 
 
 def test_a_span_is_cut_into_the_runs_windows():
