@@ -23,7 +23,7 @@ import argparse
 import json
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +61,8 @@ def write(results: Path, vectors: np.ndarray) -> float:
                 "channel": pa.array(np.zeros(m, np.int16)),
                 "window_index": pa.array((i % PER_RECORDING).astype(np.int32)),
                 "offset_s": pa.array(3.0 * (i % PER_RECORDING)),
-                "start_utc": pa.array(starts, UTC_TIME), "date": pa.array([date(2024, 5, 1)] * m),
+                "start_utc": pa.array(starts, UTC_TIME),
+                "date": pa.array([s.date() for s in starts]),  # the partition key: UTC date
             }
             windows = WINDOWS.conform({
                 **{k: common[k] for k in ("run_id", "config_fingerprint", "recording_id",

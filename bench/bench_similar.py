@@ -25,7 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +79,8 @@ def write(results: Path, vectors: np.ndarray) -> float:
                 "channel": pa.array(np.zeros(len(i), np.int16)),
                 "window_index": pa.array((i % 20).astype(np.int32)),
                 "offset_s": pa.array(3.0 * (i % 20)),
-                "start_utc": pa.array([day0 + timedelta(seconds=3 * int(k)) for k in i], UTC_TIME),
-                "date": pa.array([date(2024, 5, 1)] * len(i)),
+                "start_utc": pa.array(starts := [day0 + timedelta(seconds=3 * int(k)) for k in i], UTC_TIME),
+                "date": pa.array([s.date() for s in starts]),  # the partition key: UTC date
                 "vector": pa.ListArray.from_arrays(pa.array(np.arange(0, len(flat) + 1, dim, dtype=np.int32)), flat),
             }, schema=EMBEDDINGS.schema)
             catalog.commit_embeddings_table(table)

@@ -68,6 +68,12 @@ from connectors.catalog.schema import (  # noqa: F401
     views_digest,
 )
 from connectors.catalog.sql_files import sql_statements, sql_text  # noqa: F401
-from connectors.catalog.writer import Catalog, CascadeWindow, check_embeddings, check_review  # noqa: F401
+from connectors.catalog.writer import (  # noqa: F401
+    CascadeWindow,
+    Catalog,
+    ClassifierTodo,
+    check_embeddings,
+    check_review,
+)
 # CATALOG_FILE and DATA_DIR stay importable from here, where they used to be defined.
 from connectors.location import CATALOG_FILE, DATA_DIR  # noqa: F401

@@ -10,7 +10,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, Sequence, TypeVar
 
 import duckdb
@@ -464,18 +464,37 @@ class Catalog:
         return CLASSIFIERS.from_arrow(self._query_file("reads/classifiers"))
 
     def classifier_todo(self, embedding_fingerprint: str, classifier_fingerprint: str
-                        ) -> list[tuple[str, int]]:
-        """(recording_id, windows) with embedded windows the classifier has not scored yet."""
+                        ) -> list[ClassifierTodo]:
+        """The recordings with embedded windows the classifier has not scored yet, in partition
+        order (deployment, first date)."""
         table = self._query_file("reads/classifier_todo",
                                  [embedding_fingerprint, classifier_fingerprint])
-        return [(r["recording_id"], int(r["windows"])) for r in table.to_pylist()]
+        return [ClassifierTodo(r["recording_id"], int(r["windows"]), r["deployment_id"],
+                               r["first_date"], r["last_date"], bool(r["undated"]))
+                for r in table.to_pylist()]
 
     def classifier_batch(self, embedding_fingerprint: str, classifier_fingerprint: str,
-                         recording_ids: Sequence[str]) -> pa.Table:
+                         recordings: Sequence[ClassifierTodo]) -> pa.Table:
         """The windows of these recordings the classifier has still to score: their effort
-        columns and `vector`, by recording, channel and window."""
+        columns and `vector`, by recording, channel and window. Only the partitions (deployment,
+        date) that hold them are read."""
+        dates = [d for r in recordings for d in (r.first_date, r.last_date) if d is not None]
         return self._query_file("reads/classifier_batch", [
-            embedding_fingerprint, classifier_fingerprint, list(recording_ids)])
+            embedding_fingerprint, classifier_fingerprint, [r.recording_id for r in recordings],
+            sorted({r.deployment_id for r in recordings}), min(dates, default=None),
+            max(dates, default=None), any(r.undated for r in recordings)])
+
+
+@dataclass(frozen=True)
+class ClassifierTodo:
+    """A recording a classifier has still to score: how many windows, and where they lie."""
+
+    recording_id: str
+    windows: int
+    deployment_id: str
+    first_date: date | None
+    last_date: date | None
+    undated: bool  # some of its windows have no date (a recording without a start time)
 
 
 def check_review(review: ReviewRow) -> None:

@@ -43,7 +43,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from connectors.catalog import Catalog, CatalogReader, reads
+from connectors.catalog import Catalog, CatalogReader, ClassifierTodo, reads
 from connectors.catalog.locks import run_lock
 from connectors.errors import ConfigError
 from connectors.location import ResultsLocation
@@ -255,14 +255,16 @@ def apply_classifier(catalog: Catalog, classifier: ClassifierRow, run_id: str, *
     emb_fp, clf_fp = classifier.embedding_fingerprint, classifier.config_fingerprint
     weights = np.asarray(classifier.weights, dtype=np.float64)
     todo = catalog.classifier_todo(emb_fp, clf_fp)
-    batches: list[list[str]] = []
+    # Whole recordings per batch, in partition order (deployment, date): a batch reads only the
+    # partitions its recordings lie in, so the season's vectors are read about once in all.
+    batches: list[list[ClassifierTodo]] = []
     size = 0
-    for recording_id, n in todo:
-        if not batches or size + n > batch_windows:
+    for recording in todo:
+        if not batches or size + recording.windows > batch_windows:
             batches.append([])
             size = 0
-        batches[-1].append(recording_id)
-        size += n
+        batches[-1].append(recording)
+        size += recording.windows
     scored = above = 0
     for recordings in batches:
         table = catalog.classifier_batch(emb_fp, clf_fp, recordings)

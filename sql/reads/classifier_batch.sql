@@ -2,16 +2,39 @@
 -- their effort rows (copied under the classifier's fingerprint, with the audio's quality measures:
 -- the classifier scores the same audio) and vectors
 -- grain: one row per window and channel
--- parameters: $1 embedding fingerprint, $2 classifier fingerprint, $3 recording ids (a list)
+-- parameters: $1 embedding fingerprint, $2 classifier fingerprint, $3 recording ids (a list),
+-- $4 their deployments (a list), $5 and $6 the first and last UTC date of their windows, $7 whether
+-- any of their windows has no date. $4-$7 only narrow the partitions read (embeddings and windows
+-- are partitioned by deployment and date): without them each batch would read every vector.
 -- inputs: embeddings, windows
 with chosen as (
     select unnest($3) as recording_id
 ),
 
+embedded as (
+    select *
+    from embeddings
+    where config_fingerprint = $1
+        and list_contains($4, deployment_id)
+        and (date between $5 and $6 or ($7 and date is null))
+        and recording_id in (select recording_id from chosen)
+),
+
+effort as (
+    select *
+    from windows
+    where config_fingerprint = $1
+        and list_contains($4, deployment_id)
+        and (date between $5 and $6 or ($7 and date is null))
+),
+
 done as (
     select recording_id, channel, window_index
     from windows
-    where config_fingerprint = $2 and recording_id in (select recording_id from chosen)
+    where config_fingerprint = $2
+        and list_contains($4, deployment_id)
+        and (date between $5 and $6 or ($7 and date is null))
+        and recording_id in (select recording_id from chosen)
 ),
 
 final as (
@@ -33,8 +56,8 @@ final as (
         w.zero_run_s,
         w.qc,
         e.vector
-    from embeddings as e
-    inner join windows as w
+    from embedded as e
+    inner join effort as w
         on w.config_fingerprint = e.config_fingerprint
         and w.recording_id = e.recording_id
         and w.channel = e.channel
@@ -43,7 +66,6 @@ final as (
         on d.recording_id = e.recording_id
         and d.channel = e.channel
         and d.window_index = e.window_index
-    where e.config_fingerprint = $1 and e.recording_id in (select recording_id from chosen)
 )
 
 select * from final

@@ -1,7 +1,9 @@
 -- purpose: what a classifier has still to score: per recording, the embedded windows of its
 -- embedding fingerprint that have no window row under the classifier's fingerprint yet (the
 -- resume journal of `dawnchorus learn`'s apply, as `windows` is the pipeline's)
--- grain: one row per recording with windows to score
+-- grain: one row per recording with windows to score, with its deployment and the first and last
+-- UTC date of those windows (the partitions that hold them; null dates: no start time), in
+-- partition order so that a batch of recordings reads few partitions
 -- parameters: $1 embedding fingerprint, $2 classifier fingerprint
 -- inputs: embeddings, windows
 with done as (
@@ -11,7 +13,13 @@ with done as (
 ),
 
 final as (
-    select e.recording_id, count(*) as windows
+    select
+        e.recording_id,
+        count(*) as windows,
+        any_value(e.deployment_id) as deployment_id,
+        min(e.date) as first_date,
+        max(e.date) as last_date,
+        count(*) filter (where e.date is null) as undated
     from embeddings as e
     anti join done as d
         on d.recording_id = e.recording_id
@@ -22,4 +30,4 @@ final as (
 )
 
 select * from final
-order by recording_id
+order by deployment_id, first_date nulls last, recording_id

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from connectors.catalog import Catalog
-from connectors.tables import EmbeddingRow, WindowRow
+from connectors.tables import EmbeddingRow, WindowRow, replace
 from tests.support.catalog_rows import DAY, recording
 
 FP = "fp-embed"
@@ -22,24 +22,28 @@ RAVEN_HEADER = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Fre
 
 
 def planted_catalog(root: Any, *, recordings: int = 4, windows: int = 40, seed: int = 0,
-                    noise: float = 0.6, strength: float = 2.5) -> tuple[list, set[tuple[str, int]]]:
+                    noise: float = 0.6, strength: float = 2.5, undated: int = 0
+                    ) -> tuple[list, set[tuple[str, int]]]:
     """Recordings of `windows` 3-s windows with embeddings; every 7th window (from 3) holds the
-    'call': its vector is a fixed direction plus noise, the others noise around another mean."""
+    'call': its vector is a fixed direction plus noise, the others noise around another mean.
+    The last `undated` recordings have no start time (their windows no time and no date)."""
     rng = np.random.default_rng(seed)
     call = rng.standard_normal(DIM)
     recs, calls = [], set()
     with Catalog(root) as catalog:
         for r in range(recordings):
             rec = recording(f"rec{r}", f"dep{r % 2}", DAY + timedelta(days=r // 2), windows * WINDOW_S)
+            if r >= recordings - undated:
+                rec = replace(rec, start_utc=None, time_source="none")
             recs.append(rec)
             catalog.register_recordings([rec], [])
             rows, vectors = [], []
             for i in range(windows):
-                start = rec.start_utc + timedelta(seconds=i * WINDOW_S)
+                start = rec.start_utc + timedelta(seconds=i * WINDOW_S) if rec.start_utc else None
                 common = dict(run_id="run-0", config_fingerprint=FP, recording_id=rec.recording_id,
                               deployment_id=rec.deployment_id, channel=0, window_index=i,
-                              offset_s=i * WINDOW_S, start_utc=start, date=start.date())
-                rows.append(WindowRow(**common, start_local=start.replace(tzinfo=None),
+                              offset_s=i * WINDOW_S, start_utc=start, date=start and start.date())
+                rows.append(WindowRow(**common, start_local=start and start.replace(tzinfo=None),
                                       window_s=WINDOW_S, duration_s=WINDOW_S, status="ok",
                                       padded=False, error=None))
                 has_call = i % 7 == 3

@@ -22,6 +22,7 @@ from connectors.errors import ConfigError, InputError
 from flows.outputs.examples import Example, WindowIndex, map_examples, read_raven_examples
 from flows.outputs.learn import (
     REGULARISATION_C,
+    apply_classifier,
     fit_logistic,
     learn,
     probabilities,
@@ -330,6 +331,37 @@ def test_a_sigkill_during_apply_then_a_rerun_gives_the_rows_of_an_uninterrupted_
         whole = apply_classifier(catalog, c, "run-whole")
     assert rest.windows + len(partial) // 2 == whole.windows == 160
     assert _classifier_rows(root, c.config_fingerprint) == _classifier_rows(copy, c.config_fingerprint)
+
+
+def test_apply_batches_by_partition_and_scores_every_window_once_undated_ones_too(tmp_path):
+    """Batches of whole recordings in partition order (deployment, date) read only their
+    partitions: one recording per batch gives the rows of one batch for all, and the windows of
+    a recording without a start time (no date, no partition date) are scored as well."""
+    root = tmp_path / "res"
+    recs, _ = planted_catalog(root, recordings=6, undated=1)
+    table = raven_table(tmp_path / "ex.txt", [(recs[0].uri, i * 3 + 1.0, i * 3 + 2.0, "Knocker")
+                                               for i in (3, 10, 17)])
+    c = learn(str(root), "Knocker", examples=[str(table)], by="me", weak_negatives=40,
+              apply=False).classifier
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    with Catalog(root) as catalog:
+        todo = catalog.classifier_todo(c.embedding_fingerprint, c.config_fingerprint)
+        small = apply_classifier(catalog, c, "run-small", batch_windows=40)
+    with Catalog(copy) as catalog:
+        whole = apply_classifier(catalog, c, "run-whole")
+    # partition order: deployment, then first date, the undated recording last in its deployment
+    assert [(t.deployment_id, t.undated) for t in todo] == [
+        ("dep0", False), ("dep0", False), ("dep0", False), ("dep1", False), ("dep1", False),
+        ("dep1", True)]
+    assert (small.batches, whole.batches) == (6, 1)
+    assert small.windows == whole.windows == 6 * 40
+    assert _classifier_rows(root, c.config_fingerprint) == _classifier_rows(copy, c.config_fingerprint)
+    with CatalogReader(root) as reader:
+        per_recording = reader.query(
+            "select recording_id, count(*) as n, count(date) as dated from windows "
+            "where config_fingerprint = ? group by all order by all", [c.config_fingerprint]).to_pylist()
+    assert [(r["n"], r["dated"]) for r in per_recording] == [(40, 40)] * 5 + [(40, 0)]
 
 
 # ------------------------------------------------------------------------------- team catalog
