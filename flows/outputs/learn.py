@@ -151,7 +151,9 @@ def probabilities(vectors: np.ndarray, weights: np.ndarray, bias: float) -> np.n
     # A season's matrix is gigabytes: score it in float32 as stored and divide by the norms
     # after, instead of copying it to unit float64 rows (1e-6 in z, 20 times faster).
     x = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1).astype(np.float64)  # (N,)
+    # Squared norms without np.linalg.norm's full-size temporary (x * x: another copy of the
+    # batch, whose fresh pages cost more than the arithmetic).
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))  # (N,)
     norms[norms == 0] = 1.0
     z = (x @ np.asarray(weights, np.float32)).astype(np.float64) / norms + bias  # (N,)
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic, without overflow for large |z|
@@ -270,7 +272,8 @@ def apply_classifier(catalog: Catalog, classifier: ClassifierRow, run_id: str, *
         table = catalog.classifier_batch(emb_fp, clf_fp, recordings)
         if table.num_rows == 0:
             continue
-        scores = probabilities(vector_matrix(table, weights.size), weights, classifier.bias)
+        scores = probabilities(vector_matrix(table, weights.size, copy=False), weights,
+                               classifier.bias)
         windows, predictions = _rows(table, scores, classifier, run_id)
         catalog.commit_tables(windows, predictions)
         scored += table.num_rows

@@ -95,8 +95,10 @@ def top_matches(unit_rows: np.ndarray, query: np.ndarray, top: int,
     return order, cosines[order]
 
 
-def vector_matrix(table: pa.Table, dim: int) -> np.ndarray:
-    """The `vector` column (FLOAT[] lists, all of width `dim`) as one (N, D) float32 matrix."""
+def vector_matrix(table: pa.Table, dim: int, *, copy: bool = True) -> np.ndarray:
+    """The `vector` column (FLOAT[] lists, all of width `dim`) as one (N, D) float32 matrix:
+    its own copy, or with `copy=False` a read-only view of Arrow's buffer where it can be one
+    (scoring a batch needs no copy: at 100 k x 1024 the copy's fresh pages cost a second)."""
     column = table.column("vector").combine_chunks()
     if table.num_rows:
         widths = pc.min_max(pc.list_value_length(column)).as_py()
@@ -104,7 +106,8 @@ def vector_matrix(table: pa.Table, dim: int) -> np.ndarray:
             raise ConfigError(f"embeddings: expected vectors of {dim} values, got "
                               f"{widths['min']}-{widths['max']} (one fingerprint's vectors mix "
                               "widths: re-run it with --embeddings into a fresh catalog)")
-    values = np.array(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)  # own copy
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    values = np.array(flat, dtype=np.float32) if copy else np.asarray(flat, dtype=np.float32)
     return values.reshape(table.num_rows, dim)  # (N, D)
 
 

@@ -1,7 +1,8 @@
 -- purpose: the embedded windows of some recordings that a classifier has still to score, with
 -- their effort rows (copied under the classifier's fingerprint, with the audio's quality measures:
 -- the classifier scores the same audio) and vectors
--- grain: one row per window and channel
+-- grain: one row per window and channel, in no particular order (sorting a batch's vectors would
+-- cost more than reading them)
 -- parameters: $1 embedding fingerprint, $2 classifier fingerprint, $3 recording ids (a list),
 -- $4 their deployments (a list), $5 and $6 the first and last UTC date of their windows, $7 whether
 -- any of their windows has no date. $4-$7 only narrow the partitions read (embeddings and windows
@@ -69,4 +70,3 @@ final as (
 )
 
 select * from final
-order by recording_id, channel, window_index
