@@ -29,3 +29,18 @@ def test_bench_catalogs_windows_commit_with_the_catalogs_schema(tmp_path):
         catalog.commit_tables(windows, predictions)
         got = catalog.con.execute("select count(*), count(qc) from lake.windows").fetchone()
     assert got == (6, 0)  # QC not measured: null, as for windows written before migration 0009
+
+
+def test_bench_float16_compares_search_and_storage_on_a_catalogs_vectors(tmp_path):
+    from bench import bench_float16
+    from tests.support.learn_catalog import planted_catalog
+
+    planted_catalog(tmp_path / "res", recordings=2, windows=20)
+    result = bench_float16.main(["--results", str(tmp_path / "res")])
+    assert result["windows"] == 40 and result["dim"] == 16
+    assert result["search"]["queries"] == 40
+    assert 0.9 <= result["search"]["top10_overlap_mean"] <= 1.0
+    assert 0 < result["search"]["max_cosine_change"] < 1e-2
+    assert result["training"] == []  # no detections in this catalog: no labels to train on
+    sizes = result["parquet_bytes_per_vector"]
+    assert sizes["float16"] < sizes["float32_list"]
