@@ -83,10 +83,11 @@ def upgrade(con: duckdb.DuckDBPyConnection, location: ResultsLocation) -> None:
     A new catalog gets every migration and the views in one transaction: the same tables,
     views and settings as one upgraded step by step, made at once (a tenth of the time: each
     step's transaction and version read cost more than its statements) and never half made."""
-    if _schema_version(con) == 0:
+    version = _schema_version(con)
+    if version == 0:
         _retrying(_create, con)
-    while True:
         version = _schema_version(con)
+    while True:
         _refuse_newer(version, location)
         if version == SCHEMA_VERSION:
             break
@@ -94,16 +95,28 @@ def upgrade(con: duckdb.DuckDBPyConnection, location: ResultsLocation) -> None:
         log.info("catalog %s: migrating to schema version %d (%s)", location.describe(),
                  number, MIGRATIONS[number - 1])
         _retrying(_migrate_to, con, number)
+        version = _schema_version(con)
     if setting(con, VIEWS_DIGEST_KEY) != views_digest():
         _retrying(_refresh_views, con)
+
+
+def _execute(con: duckdb.DuckDBPyConnection, *files: str) -> None:
+    """Every statement of these SQL files, in order."""
+    for name in files:
+        for statement in sql_statements(name):
+            con.execute(statement)
+
+
+def _write_views(con: duckdb.DuckDBPyConnection) -> None:
+    _execute(con, *VIEWS)
+    put_setting(con, VIEWS_DIGEST_KEY, views_digest())
 
 
 def _migrate_to(con: duckdb.DuckDBPyConnection, number: int) -> None:
     with _Transaction(con, {}):
         if _schema_version(con) >= number:
             return  # another process got there first
-        for statement in sql_statements(MIGRATIONS[number - 1]):
-            con.execute(statement)
+        _execute(con, MIGRATIONS[number - 1])
         put_setting(con, SCHEMA_VERSION_KEY, str(number))
 
 
@@ -111,24 +124,16 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
     with _Transaction(con, {}):
         if _schema_version(con) != 0:
             return  # another process created it first: the step-by-step path checks the rest
-        for migration in MIGRATIONS:
-            for statement in sql_statements(migration):
-                con.execute(statement)
-        for view in VIEWS:
-            for statement in sql_statements(view):
-                con.execute(statement)
+        _execute(con, *MIGRATIONS)
         put_setting(con, SCHEMA_VERSION_KEY, str(SCHEMA_VERSION))
-        put_setting(con, VIEWS_DIGEST_KEY, views_digest())
+        _write_views(con)
 
 
 def _refresh_views(con: duckdb.DuckDBPyConnection) -> None:
     with _Transaction(con, {}):
         if setting(con, VIEWS_DIGEST_KEY) == views_digest():
             return
-        for view in VIEWS:
-            for statement in sql_statements(view):
-                con.execute(statement)
-        put_setting(con, VIEWS_DIGEST_KEY, views_digest())
+        _write_views(con)
 
 
 def _retrying(step: Any, *args: Any, attempts: int = 20) -> None:

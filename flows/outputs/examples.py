@@ -206,19 +206,14 @@ def review_examples(verdicts: Iterable[dict[str, Any]], label: str) -> list[Exam
 
 
 class WindowIndex:
-    """The stored windows of one embedding fingerprint (rows of `sql/learn/embedded_windows`: an
-    Arrow table, or dicts), by recording, and the recordings by uri and by trailing path parts.
+    """The stored windows of one embedding fingerprint (the table `reads.learn_embedded_windows`
+    gives), by recording, and the recordings by uri and by trailing path parts.
 
     Held as columns: a season has a million windows, and learning needs Python objects only for
     the windows of the examples' recordings and for the weak negatives drawn (`key`)."""
 
-    def __init__(self, rows: pa.Table | Sequence[dict[str, Any]]):
-        if not isinstance(rows, pa.Table):
-            rows = list(rows)
-            rows = pa.Table.from_pylist(rows) if rows else pa.table({
-                "recording_id": pa.array([], pa.string()), "channel": pa.array([], pa.int16()),
-                "window_index": pa.array([], pa.int32()), "uri": pa.array([], pa.string())})
-        self._table = table = rows
+    def __init__(self, table: pa.Table):
+        self._table = table
         self.size = table.num_rows
         encoded = pc.dictionary_encode(table.column("recording_id").combine_chunks())
         self._ids: list[str] = encoded.dictionary.to_pylist()

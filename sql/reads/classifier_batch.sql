@@ -21,21 +21,23 @@ embedded as (
         and recording_id in (select recording_id from chosen)
 ),
 
-effort as (
+in_batch as (
+    -- the window rows of both fingerprints in the batch's partitions: one read of `windows`
     select *
     from windows
-    where config_fingerprint = $1
+    where config_fingerprint in ($1, $2)
         and list_contains($4, deployment_id)
         and (date between $5 and $6 or ($7 and date is null))
 ),
 
+effort as (
+    select * from in_batch where config_fingerprint = $1
+),
+
 done as (
     select recording_id, channel, window_index
-    from windows
-    where config_fingerprint = $2
-        and list_contains($4, deployment_id)
-        and (date between $5 and $6 or ($7 and date is null))
-        and recording_id in (select recording_id from chosen)
+    from in_batch
+    where config_fingerprint = $2 and recording_id in (select recording_id from chosen)
 ),
 
 final as (

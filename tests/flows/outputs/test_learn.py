@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from connectors.catalog import Catalog, CatalogReader
 from connectors.errors import ConfigError, InputError
+from connectors.tables import ClassifierRow
 from flows.outputs.examples import Example, WindowIndex, map_examples, read_raven_examples
 from flows.outputs.learn import (
     REGULARISATION_C,
@@ -70,7 +72,7 @@ def test_examples_map_to_the_windows_they_overlap_and_the_rest_are_reported():
              "offset_s": i * 3.0, "window_s": 3.0, "uri": f"s3://b/{dep}/20240501_040000.WAV",
              "object_key": f"{dep}/20240501_040000.WAV"}
             for rid, dep in (("ra", "dep-a"), ("rb", "dep-b")) for i in range(5)]
-    index = WindowIndex(rows)
+    index = WindowIndex(pa.Table.from_pylist(rows))
     examples = [
         Example("s1", "/home/me/dep-a/20240501_040000.WAV", 3.5, 4.5, 1, True),  # inside window 1
         Example("s2", "s3://b/dep-b/20240501_040000.WAV", 5.5, 7.0, 1, True),  # 0.5 s in 1, 1 s in 2
@@ -299,15 +301,22 @@ def _classifier_rows(root: Path, fingerprint: str) -> list[tuple]:
     return [tuple(p.values()) for p in preds] + [tuple(w.values()) for w in windows]
 
 
-def test_a_sigkill_during_apply_then_a_rerun_gives_the_rows_of_an_uninterrupted_apply(tmp_path):
+def trained_not_applied(tmp_path: Path, **planted) -> tuple[Path, Path, ClassifierRow]:
+    """A planted catalog with a classifier trained (three table examples) but not applied, and a
+    copy of that catalog to apply it to another way."""
     root = tmp_path / "res"
-    recs, _ = planted_catalog(root, recordings=4)
+    recs, _ = planted_catalog(root, **planted)
     table = raven_table(tmp_path / "ex.txt", [(recs[0].uri, i * 3 + 1.0, i * 3 + 2.0, "Knocker")
                                                for i in (3, 10, 17)])
     c = learn(str(root), "Knocker", examples=[str(table)], by="me", weak_negatives=40,
               apply=False).classifier
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
+    return root, copy, c
+
+
+def test_a_sigkill_during_apply_then_a_rerun_gives_the_rows_of_an_uninterrupted_apply(tmp_path):
+    root, copy, c = trained_not_applied(tmp_path, recordings=4)
 
     marker = tmp_path / "marker"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
@@ -324,8 +333,6 @@ def test_a_sigkill_during_apply_then_a_rerun_gives_the_rows_of_an_uninterrupted_
     assert len(partial) == 2 * 40  # one recording's windows and predictions in, not all
 
     with Catalog(root) as catalog:
-        from flows.outputs.learn import apply_classifier
-
         rest = apply_classifier(catalog, c, "run-again", batch_windows=50)
     with Catalog(copy) as catalog:
         whole = apply_classifier(catalog, c, "run-whole")
@@ -337,14 +344,7 @@ def test_apply_batches_by_partition_and_scores_every_window_once_undated_ones_to
     """Batches of whole recordings in partition order (deployment, date) read only their
     partitions: one recording per batch gives the rows of one batch for all, and the windows of
     a recording without a start time (no date, no partition date) are scored as well."""
-    root = tmp_path / "res"
-    recs, _ = planted_catalog(root, recordings=6, undated=1)
-    table = raven_table(tmp_path / "ex.txt", [(recs[0].uri, i * 3 + 1.0, i * 3 + 2.0, "Knocker")
-                                               for i in (3, 10, 17)])
-    c = learn(str(root), "Knocker", examples=[str(table)], by="me", weak_negatives=40,
-              apply=False).classifier
-    copy = tmp_path / "copy"
-    shutil.copytree(root, copy)
+    root, copy, c = trained_not_applied(tmp_path, recordings=6, undated=1)
     with Catalog(root) as catalog:
         todo = catalog.classifier_todo(c.embedding_fingerprint, c.config_fingerprint)
         small = apply_classifier(catalog, c, "run-small", batch_windows=40)
