@@ -39,6 +39,14 @@ class Prediction:
     scientific_name: str | None  # None when the answer is not a known species
     score: float  # probability in [0, 1]
     rank: int = 1  # 1 = best answer for this (window, task)
+    # A call located inside the window, for models that find events (BatDetect2); window-level
+    # models leave all five None. Times are seconds from the window's start; `score` is then the
+    # class probability and `detection_score` the probability that there is a call at all.
+    start_s: float | None = None
+    end_s: float | None = None
+    low_freq_hz: float | None = None
+    high_freq_hz: float | None = None
+    detection_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,8 @@ class BackendInfo:
     #: How the model runs (engine, versions): the run's provenance, never its fingerprint, for
     #: runtimes whose answers equal the reference's. Its keys are backend options.
     runtime: dict[str, Any] | None = None
+    #: The frequency band (low, high) in Hz the model analyses; None: 0 to half its sample rate.
+    band_hz: tuple[float, float] | None = None
 
 
 class ModelBackend(abc.ABC):
@@ -76,6 +86,12 @@ class ModelBackend(abc.ABC):
     #: The model's own human-voice score per window of its last predict call (BirdNET's Human
     #: vocal class), for the privacy gate (docs/privacy.md); None: the model has no such class.
     speech_scores: Any = None
+
+    @property
+    def band_hz(self) -> tuple[float, float]:
+        """The frequency band (low, high) in Hz the model's answers can rest on: what a window's
+        effort covered. Default: 0 to half the sample rate; models that look at less say so."""
+        return (0.0, self.sample_rate_hz / 2)
 
     @property
     @abc.abstractmethod
@@ -99,7 +115,7 @@ class ModelBackend(abc.ABC):
         backend = cls(**options)
         return BackendInfo(backend.model_id, backend.settings(), backend.sample_rate_hz,
                            backend.native_window_s, backend.embedding_settings(),
-                           backend.runtime())
+                           backend.runtime(), tuple(backend.band_hz))
 
     @abc.abstractmethod
     def predict(
