@@ -86,6 +86,10 @@ class ModelBackend(abc.ABC):
     #: The model's own human-voice score per window of its last predict call (BirdNET's Human
     #: vocal class), for the privacy gate (docs/privacy.md); None: the model has no such class.
     speech_scores: Any = None
+    #: Recordings below this sample rate cannot hold the band the model needs (an ultrasonic
+    #: model given a 48 kHz file): the pipeline fails them with that reason instead of resampling
+    #: them up. None: any sample rate is resampled to the model's.
+    min_recording_rate_hz: int | None = None
 
     @property
     def band_hz(self) -> tuple[float, float]:
