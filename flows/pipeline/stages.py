@@ -1,15 +1,18 @@
 """The three stages of processing, as plain functions free of any engine: decode, infer, commit.
 
 - `decode_unit` (a CPU task): seek into one recording, cut and resample the unit's windows. A
-  file rewritten since discovery, or one that fails to decode, fails the unit's windows with the
-  reason; the run goes on. A storage failure (`connectors.errors.transient_reason`) marks them
+  file rewritten since discovery, one that fails to decode, or one sampled below the model's
+  `min_recording_rate_hz` (never resampled up), fails the unit's windows with the reason; the
+  run goes on. A storage failure (`connectors.errors.transient_reason`) marks them
   `unavailable` instead: no row is committed for them, and the next run plans them again.
 - `Predictor` (a model actor): the backend loads once and answers a batch of windows. A batch the
   model fails on, or a window it scores with anything but a finite probability, fails with the
   reason; nothing non-finite reaches the catalog. `DecodingPredictor` is both stages in one
   model actor (for models on CPU: no decode tasks, no audio through the object store).
 - `unit_rows` (the driver): one finished unit's decoded and answered rows become the typed
-  `windows` and `predictions` rows the catalog commits in one transaction; `unit_embeddings`
+  `windows` and `predictions` rows the catalog commits in one transaction (a located call's times
+  move from the window's frame to the recording's; each window records the band its model
+  analysed, cut to the recording's Nyquist: docs/bat-analyses.md); `unit_embeddings`
   its `embeddings` rows when the run asks for them (committed in the same transaction).
 
 `flows.pipeline.ray_engine` wires them with Ray Data; tests call them directly on one batch.
