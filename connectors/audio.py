@@ -166,6 +166,16 @@ def read_header(fs: fsspec.AbstractFileSystem, path: str, uri: str | None = None
     )
 
 
+def check_recording_rate(uri: str, sample_rate_hz: int, min_rate_hz: int | None) -> None:
+    """Refuse a recording too slow for the model's band (an ultrasonic model's
+    `min_recording_rate_hz`): resampling up adds no frequencies, so its windows would be effort
+    over a band the file never held. InputError naming the file and both rates."""
+    if min_rate_hz is not None and sample_rate_hz < min_rate_hz:
+        raise InputError(uri, f"recorded at {sample_rate_hz / 1000:g} kHz, below the "
+                              f"{min_rate_hz / 1000:g} kHz the model needs to hear its band: "
+                              "not resampled up, not analysed")
+
+
 def _size(handle: BinaryIO) -> int:
     handle.seek(0, 2)
     return handle.tell()

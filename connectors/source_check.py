@@ -84,8 +84,8 @@ ZONE_LONGITUDE_WARN_DEG = 30.0
 ZONE_LONGITUDE_ERROR_DEG = 60.0
 #: A latitude this close to the zone's longitude, with the longitude far from it, reads as swapped.
 SWAP_MATCH_DEG = 15.0
-#: A recording sampled at this many times the model's rate or more is mostly outside the model's
-#: band (ultrasonic for a bird model: 192 kHz and above against BirdNET's 48 kHz).
+#: A recording whose Nyquist frequency is this many times the top of the model's band or more is
+#: mostly outside it (ultrasonic for a bird model: 192 kHz and above against BirdNET's 48 kHz).
 BAND_RATIO = 4
 #: Header reads at once (I/O bound: one or two small range requests each).
 HEADER_THREADS = 8
@@ -99,6 +99,7 @@ class Problem:
     code: str
     """What kind (documented in docs/source.md): unknown_column, bad_metadata, unmatched_row,
     unmatched_folder, coordinates_swapped, coordinates_vs_timezone, beyond_model_band,
+    below_model_rate,
     time_conflict, unreadable, no_recordings, source."""
     where: str
     """The file, deployment or recording it concerns."""
@@ -280,15 +281,34 @@ def _id_key(name: str) -> str:
 
 
 def check_band(sample_rate_hz: int | None, model: str | None, model_rate_hz: int | None,
-               where: str) -> Problem | None:
-    """A recording whose band lies mostly beyond what the model hears (a warning)."""
-    if not sample_rate_hz or not model_rate_hz or sample_rate_hz < BAND_RATIO * model_rate_hz:
+               where: str, model_band_hz: tuple[float, float] | None = None) -> Problem | None:
+    """A recording whose band lies mostly beyond what the model hears (a warning): its Nyquist
+    frequency BAND_RATIO times the top of the model's band (`model_band_hz`, else half the
+    model's rate) or more."""
+    if not sample_rate_hz or not model_rate_hz:
+        return None
+    top_hz = model_band_hz[1] if model_band_hz is not None else model_rate_hz / 2
+    if sample_rate_hz / 2 < BAND_RATIO * top_hz:
         return None
     return Problem(
         "warning", "beyond_model_band", where,
         f"recorded at {sample_rate_hz / 1000:g} kHz (band up to {sample_rate_hz / 2000:g} kHz), "
-        f"but the {model or 'run'} model hears up to {model_rate_hz / 2000:g} kHz: ultrasonic "
-        "calls (bats, rodents) are lost in resampling, yet the audio counts as effort")
+        f"but the {model or 'run'} model hears up to {top_hz / 1000:g} kHz: ultrasonic "
+        "calls (bats, rodents) are lost in resampling; its windows record the band analysed "
+        "(windows.band_high_hz), so effort says no ultrasound was heard")
+
+
+def check_rate_floor(sample_rate_hz: int | None, model: str | None,
+                     min_recording_rate_hz: int | None, where: str) -> Problem | None:
+    """A recording below the model's lowest recording rate (an ultrasonic model given a 48 kHz
+    file): its windows will fail with the reason, never resampled up (a warning here, up front)."""
+    if not sample_rate_hz or not min_recording_rate_hz or sample_rate_hz >= min_recording_rate_hz:
+        return None
+    return Problem(
+        "warning", "below_model_rate", where,
+        f"recorded at {sample_rate_hz / 1000:g} kHz, below the {min_recording_rate_hz / 1000:g} "
+        f"kHz the {model or 'run'} model needs for its band: not analysed (its windows fail "
+        "with this reason)")
 
 
 def check_start(start: StartTime, where: str) -> Problem | None:
@@ -305,9 +325,12 @@ def check_start(start: StartTime, where: str) -> Problem | None:
 
 
 def recording_problems(sample_rate_hz: int | None, start: StartTime | None, model: str | None,
-                       model_rate_hz: int | None, where: str) -> list[Problem]:
+                       model_rate_hz: int | None, where: str,
+                       model_band_hz: tuple[float, float] | None = None,
+                       min_recording_rate_hz: int | None = None) -> list[Problem]:
     """Everything the check says about one readable recording (warnings only)."""
-    found = [check_band(sample_rate_hz, model, model_rate_hz, where),
+    found = [check_band(sample_rate_hz, model, model_rate_hz, where, model_band_hz),
+             check_rate_floor(sample_rate_hz, model, min_recording_rate_hz, where),
              check_start(start, where) if start is not None else None]
     return [p for p in found if p is not None]
 

@@ -224,6 +224,14 @@ class WindowRow:
                                       "audio, seconds", default=None)
     qc: str | None = column(pa.string(), "ok, silent, dropout or clipped; NULL = not measured",
                             default=None)
+    # The band the model analysed (docs/bat-analyses.md, "Band-aware effort"): the backend's
+    # band_hz, its top cut to the recording's Nyquist frequency where that is lower. NULL for
+    # windows analysed before schema version 11.
+    band_low_hz: float | None = column(pa.float64(), "lowest frequency the model analysed in "
+                                       "this window, Hz", default=None)
+    band_high_hz: float | None = column(pa.float64(), "highest frequency the model analysed in "
+                                        "this window (at most the recording's Nyquist), Hz",
+                                        default=None)
 
 
 @dataclass(frozen=True)
@@ -248,6 +256,20 @@ class PredictionRow:
     label: str | None = column(pa.string(), "normalised: common name; animal for detect")
     scientific_name: str | None = column(pa.string(), "NULL when not a known species")
     score: float = column(pa.float64(), "probability in [0, 1], always finite", nullable=False)
+    # A call the model located (event models: BatDetect2); NULL for window-level answers and for
+    # rows written before schema version 11. Times are seconds from the start of the recording
+    # (as offset_s), so calls of overlapping windows and of a pass share one time line.
+    call_start_s: float | None = column(pa.float64(), "call start from the start of the "
+                                        "recording, s", default=None)
+    call_end_s: float | None = column(pa.float64(), "call end from the start of the "
+                                      "recording, s", default=None)
+    low_freq_hz: float | None = column(pa.float64(), "the call's lowest frequency, Hz",
+                                       default=None)
+    high_freq_hz: float | None = column(pa.float64(), "the call's highest frequency, Hz",
+                                        default=None)
+    detection_score: float | None = column(pa.float64(), "probability that there is a call at "
+                                           "all, in [0, 1] (score: the class probability)",
+                                           default=None)
 
 
 @dataclass(frozen=True)

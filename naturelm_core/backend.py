@@ -67,6 +67,15 @@ class BackendInfo:
     runtime: dict[str, Any] | None = None
     #: The frequency band (low, high) in Hz the model analyses; None: 0 to half its sample rate.
     band_hz: tuple[float, float] | None = None
+    #: `ModelBackend.min_recording_rate_hz` of these options; None: the class's (see
+    #: `recording_rate_floor`), which a `describe` that builds no backend leaves to speak.
+    min_recording_rate_hz: int | None = None
+
+    def band(self) -> tuple[float, float]:
+        """The band (low, high) in Hz, `band_hz` or its default (0 to half the sample rate)."""
+        if self.band_hz is None:
+            return (0.0, self.sample_rate_hz / 2)
+        return (float(self.band_hz[0]), float(self.band_hz[1]))
 
 
 class ModelBackend(abc.ABC):
@@ -119,7 +128,8 @@ class ModelBackend(abc.ABC):
         backend = cls(**options)
         return BackendInfo(backend.model_id, backend.settings(), backend.sample_rate_hz,
                            backend.native_window_s, backend.embedding_settings(),
-                           backend.runtime(), tuple(backend.band_hz))
+                           backend.runtime(), tuple(backend.band_hz),
+                           backend.min_recording_rate_hz)
 
     @abc.abstractmethod
     def predict(
@@ -214,6 +224,15 @@ def load_backend(name: str, **options: Any) -> ModelBackend:
 def describe_backend(name: str, **options: Any) -> BackendInfo:
     """Identity, settings and sample rate of the backend `name` with these options."""
     return backend_class(name).describe(**options)
+
+
+def recording_rate_floor(name: str, info: BackendInfo) -> int | None:
+    """The lowest recording rate the backend `name` takes with the options `info` describes:
+    the options' own (`BackendInfo.min_recording_rate_hz`), else its class's; None: any."""
+    if info.min_recording_rate_hz is not None:
+        return int(info.min_recording_rate_hz)
+    floor = getattr(backend_class(name), "min_recording_rate_hz", None)
+    return int(floor) if floor is not None else None
 
 
 def check_options(name: str, options: dict[str, Any]) -> None:

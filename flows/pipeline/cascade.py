@@ -41,7 +41,7 @@ from flows.pipeline.passes import stage_pass
 from flows.pipeline.plan import Unit, _path_for
 from flows.pipeline.settings import CascadeStage, RunSettings, cascade_fingerprint
 from flows.pipeline.stages import CommitContext, DecodeOptions
-from naturelm_core.backend import backend_class, describe_backend
+from naturelm_core.backend import backend_class, describe_backend, recording_rate_floor
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def plan_stage_units(catalog: Catalog, current_ids: list[str], stage: CascadeSta
                 path=_path_for(rec.uri), size_bytes=rec.size_bytes or 0,
                 version_tag=rec.version_tag, channels=(channel,),
                 windows=tuple(WindowSpec(w.window_index, w.offset_s, w.duration_s, w.padded) for w in chunk),
-                start_utc=rec.start_utc, tz_name=rec.tz_name,
+                start_utc=rec.start_utc, tz_name=rec.tz_name, sample_rate_hz=rec.sample_rate_hz,
                 candidates=tuple(w.candidates for w in chunk) if stage.candidates_top_k else None,
             ))
     return units
@@ -122,9 +122,10 @@ def run_cascade(settings: RunSettings, run_id: str, first_fingerprint: str, curr
                      result.windows_passed, stage.pass_task, stage.pass_threshold)
             decode = DecodeOptions(source=settings.source, storage_options=settings.storage_options,
                                    window_s=settings.window_s, sample_rate_hz=info.sample_rate_hz,
-                                   channel_policy=settings.channel_policy)
+                                   channel_policy=settings.channel_policy,
+                                   min_recording_rate_hz=recording_rate_floor(stage.model, info))
             ctx = CommitContext(run_id=run_id, fingerprint=fingerprint, model_id=info.model_id,
-                                window_s=settings.window_s)
+                                window_s=settings.window_s, band_hz=info.band())
             result.process = process_units(units, catalog, ctx, decode=decode,
                                            options=stage_pass(settings, stage))
         results.append(result)

@@ -96,7 +96,9 @@ def discover(source: str, storage_options: dict[str, Any], only: tuple[str, ...]
 
 def _recording_row(obj: SourceObject, fs: Any, deployment: Deployment | None, run_id: str,
                    now: datetime, model: str | None = None,
-                   model_rate_hz: int | None = None) -> RecordingRow:
+                   model_rate_hz: int | None = None,
+                   model_band_hz: tuple[float, float] | None = None,
+                   min_recording_rate_hz: int | None = None) -> RecordingRow:
     """The catalog row of one new recording version: its header and start time, or why not."""
     row = RecordingRow(
         recording_id=recording_id(obj), deployment_id=obj.deployment_id, uri=obj.uri,
@@ -119,7 +121,8 @@ def _recording_row(obj: SourceObject, fs: Any, deployment: Deployment | None, ru
         deployment.timezone if deployment else None,
         deployment.clock_timezone if deployment else None,
     )
-    problems = recording_problems(header.sample_rate_hz, start, model, model_rate_hz, obj.uri)
+    problems = recording_problems(header.sample_rate_hz, start, model, model_rate_hz, obj.uri,
+                                  model_band_hz, min_recording_rate_hz)
     return replace(
         row, duration_s=header.duration_s, frames=header.frames,
         sample_rate_hz=header.sample_rate_hz, channels=header.channels, format=header.format,
@@ -133,10 +136,13 @@ def _recording_row(obj: SourceObject, fs: Any, deployment: Deployment | None, ru
 
 def sync_recordings(catalog: Catalog, source: str, storage_options: dict[str, Any],
                     discovery: Discovery, run_id: str, model: str | None = None,
-                    model_rate_hz: int | None = None) -> SyncResult:
+                    model_rate_hz: int | None = None,
+                    model_band_hz: tuple[float, float] | None = None,
+                    min_recording_rate_hz: int | None = None) -> SyncResult:
     """Register new and changed recordings (headers read once, in threads) in one transaction.
 
-    Each new recording is checked against `model` (its band: `model_rate_hz`) and for start
+    Each new recording is checked against `model` (its rate `model_rate_hz`, its band
+    `model_band_hz`, its lowest recording rate) and for start
     times that disagree; what the check says stays on the recording and in the result."""
     fs, _ = open_root(source, storage_options)
     held = catalog.known_recordings()
@@ -162,7 +168,7 @@ def sync_recordings(catalog: Catalog, source: str, storage_options: dict[str, An
     with ThreadPoolExecutor(max_workers=HEADER_THREADS) as pool:
         rows = list(pool.map(
             lambda o: _recording_row(o, fs, discovery.deployments.get(o.deployment_id), run_id, now,
-                                     model, model_rate_hz),
+                                     model, model_rate_hz, model_band_hz, min_recording_rate_hz),
             todo,
         ))
     for row in rows:

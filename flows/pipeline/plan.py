@@ -35,6 +35,8 @@ class Unit:
     tz_name: str | None
     #: Cascade stages: per window (aligned with `windows`), the names its classify chooses among.
     candidates: tuple[tuple[str, ...], ...] | None = None
+    #: The recording's native rate (its header's): caps the band its windows record.
+    sample_rate_hz: int | None = None
 
     @property
     def expected_rows(self) -> int:
@@ -112,6 +114,7 @@ def plan_units(catalog: Catalog, current_ids: list[str], *, fingerprint: str, wi
                 windows=chunk,
                 start_utc=rec.start_utc,
                 tz_name=rec.tz_name,
+                sample_rate_hz=rec.sample_rate_hz,
             ))
     log.info("planned %d units (%d windows) over %d recordings", len(units),
              sum(len(u.windows) for u in units), len(recordings))

@@ -57,7 +57,7 @@ from flows.pipeline.plan import Unit, plan_units
 from flows.pipeline.settings import RunSettings, config_fingerprint, declared_native_window, resolve_settings
 from flows.pipeline.speech import record_gate
 from flows.pipeline.stages import CommitContext, DecodeOptions
-from naturelm_core.backend import describe_backend
+from naturelm_core.backend import BackendInfo, describe_backend, recording_rate_floor
 from flows.outputs.learn import apply_stored_classifiers
 from flows.pipeline.cascade import run_cascade
 from naturelm_core.backend import backend_class
@@ -84,9 +84,10 @@ def _not_a_config_error(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="identify-model", cache_policy=NO_CACHE)
-def identify_model(settings: RunSettings) -> tuple[RunSettings, str, str, int]:
+def identify_model(settings: RunSettings) -> tuple[RunSettings, str, str, BackendInfo]:
     """The settings resolved for this model (its native window by default), model id,
-    fingerprint and sample rate; missing weights stop the run here."""
+    fingerprint and what the driver needs of the model (sample rate, band, lowest recording
+    rate); missing weights stop the run here."""
     info = describe_backend(settings.model, **settings.model_options)
     # A describe() that builds no backend may not say: then the class declares it.
     native = info.native_window_s or declared_native_window(settings.model)
@@ -94,7 +95,7 @@ def identify_model(settings: RunSettings) -> tuple[RunSettings, str, str, int]:
     if info.runtime:  # how the model runs (BirdNET's engine): recorded in `runs`, workers pinned to it
         settings = settings.model_copy(update={"model_options": {**settings.model_options, **info.runtime}})
     fingerprint = config_fingerprint(settings, info.model_id, info.settings)
-    return settings, info.model_id, fingerprint, info.sample_rate_hz
+    return settings, info.model_id, fingerprint, info
 
 
 def embedding_dim(settings: RunSettings) -> int | None:
@@ -118,12 +119,20 @@ def discover_task(settings: RunSettings) -> discover_mod.Discovery:
 
 @task(name="register-recordings", cache_policy=NO_CACHE)
 def register_task(settings: RunSettings, discovery: discover_mod.Discovery,
-                  run_id: str) -> discover_mod.SyncResult:
+                  run_id: str, info: BackendInfo | None = None) -> discover_mod.SyncResult:
+    """Record the deployments and new recordings; each new recording is checked against the
+    model `info` describes (its band, its lowest recording rate: docs/source.md)."""
     with Catalog(settings.location) as catalog:
         discover_mod.sync_deployments(catalog, discovery, run_id)
+        if info is None:
+            rate, band, floor = declared_sample_rate(settings.model), None, None
+        else:
+            rate, band = info.sample_rate_hz, info.band()
+            floor = recording_rate_floor(settings.model, info)
         return discover_mod.sync_recordings(
             catalog, settings.source, settings.storage_options, discovery, run_id,
-            model=settings.model, model_rate_hz=declared_sample_rate(settings.model),
+            model=settings.model, model_rate_hz=rate, model_band_hz=band,
+            min_recording_rate_hz=floor,
         )
 
 
@@ -140,17 +149,18 @@ def plan_task(settings: RunSettings, sync: discover_mod.SyncResult, fingerprint:
 
 @task(name="process", cache_policy=NO_CACHE)
 def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerprint: str,
-                 model_id: str, sample_rate_hz: int,
+                 model_id: str, info: BackendInfo,
                  on_commit: Callable[[ProcessResult, Unit], None] | None = None,
                  on_analysed: Callable[[int, float], None] | None = None) -> ProcessResult:
     decode = DecodeOptions(
         source=settings.source, storage_options=settings.storage_options,
-        window_s=settings.window_s, sample_rate_hz=sample_rate_hz,
+        window_s=settings.window_s, sample_rate_hz=info.sample_rate_hz,
         channel_policy=settings.channel_policy,
+        min_recording_rate_hz=recording_rate_floor(settings.model, info),
     )
     dim = embedding_dim(settings)
     ctx = CommitContext(run_id=run_id, fingerprint=fingerprint, model_id=model_id,
-                        window_s=settings.window_s, embedding_dim=dim)
+                        window_s=settings.window_s, embedding_dim=dim, band_hz=info.band())
     with Catalog(settings.location) as catalog:
         return process_units(units, catalog, ctx, decode=decode,
                              options=first_pass(settings, embeddings=dim is not None),
@@ -367,7 +377,7 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
     run_id = run_id or new_run_id()
     with run_lock(settings.location, run_id, wait_s=settings.lease_wait_s) as lock:
         started = datetime.now(timezone.utc)
-        settings, model_id, fingerprint, sample_rate_hz = steps.identify(settings)
+        settings, model_id, fingerprint, info = steps.identify(settings)
         ray_ready = start_ray()  # Ray starts (seconds) while the run is recorded and planned
         run = RunRow(
             run_id=run_id, flow=flow_name, started_at=started, finished_at=None, status="running",
@@ -393,7 +403,7 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
             # Claim the deployments this run covers before it writes any of their rows; on a
             # SQLite catalog the run lock already covers them all.
             lock.claim(_covered_deployments(settings, discovery))
-            sync_f = steps.submit(steps.register, settings, discovery, run_id)
+            sync_f = steps.submit(steps.register, settings, discovery, run_id, info)
             units_f = steps.submit(steps.plan, settings, sync_f, fingerprint)
             sync, units = sync_f.result(), units_f.result()
             wait_for_ray(ray_ready)
@@ -412,7 +422,7 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                     planned_windows=sum(u.expected_rows for u in units),
                     planned_audio_s=sum(w.duration_s for u in units for w in u.windows),
                     warnings=warnings, filters=filters_line(settings))
-            result = steps.process(settings, units, run_id, fingerprint, model_id, sample_rate_hz,
+            result = steps.process(settings, units, run_id, fingerprint, model_id, info,
                                    on_commit=console.on_commit if console is not None else None,
                                    on_analysed=console.on_analysed if console is not None else None)
             counts = {

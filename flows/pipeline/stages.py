@@ -1,15 +1,18 @@
 """The three stages of processing, as plain functions free of any engine: decode, infer, commit.
 
 - `decode_unit` (a CPU task): seek into one recording, cut and resample the unit's windows. A
-  file rewritten since discovery, or one that fails to decode, fails the unit's windows with the
-  reason; the run goes on. A storage failure (`connectors.errors.transient_reason`) marks them
+  file rewritten since discovery, one that fails to decode, or one sampled below the model's
+  `min_recording_rate_hz` (never resampled up), fails the unit's windows with the reason; the
+  run goes on. A storage failure (`connectors.errors.transient_reason`) marks them
   `unavailable` instead: no row is committed for them, and the next run plans them again.
 - `Predictor` (a model actor): the backend loads once and answers a batch of windows. A batch the
   model fails on, or a window it scores with anything but a finite probability, fails with the
   reason; nothing non-finite reaches the catalog. `DecodingPredictor` is both stages in one
   model actor (for models on CPU: no decode tasks, no audio through the object store).
 - `unit_rows` (the driver): one finished unit's decoded and answered rows become the typed
-  `windows` and `predictions` rows the catalog commits in one transaction; `unit_embeddings`
+  `windows` and `predictions` rows the catalog commits in one transaction (a located call's times
+  move from the window's frame to the recording's; each window records the band its model
+  analysed, cut to the recording's Nyquist: docs/bat-analyses.md); `unit_embeddings`
   its `embeddings` rows when the run asks for them (committed in the same transaction).
 
 `flows.pipeline.ray_engine` wires them with Ray Data; tests call them directly on one batch.
@@ -27,7 +30,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from connectors.audio import iter_windows, read_header
+from connectors.audio import check_recording_rate, iter_windows, read_header
 from connectors.audio_qc import QUALITY_COLUMNS, quality_columns, quality_fields
 from connectors.errors import InputError, transient_reason
 from connectors.storage import describe_service, object_version, open_root
@@ -52,6 +55,9 @@ class DecodeOptions:
     window_s: float
     sample_rate_hz: int
     channel_policy: str
+    #: The model's lowest recording rate (`ModelBackend.min_recording_rate_hz`): a recording
+    #: below it fails its windows with the reason instead of being resampled up. None: any.
+    min_recording_rate_hz: int | None = None
 
 
 # ------------------------------------------------------------------------------------ decode
@@ -74,6 +80,7 @@ def decode_unit(item: dict[str, Any], options: DecodeOptions) -> list[dict[str, 
         fs, _ = open_root(options.source, options.storage_options)
         _check_unchanged(fs, unit)
         header = read_header(fs, unit.path, uri=unit.uri)
+        check_recording_rate(unit.uri, header.sample_rate_hz, options.min_recording_rate_hz)
         for w in iter_windows(fs, unit.path, header, unit.windows, options.window_s,
                               options.sample_rate_hz, options.channel_policy, uri=unit.uri):
             rows[(w.index, w.channel)] = {
@@ -127,6 +134,38 @@ def _is_probability(score: Any) -> bool:
     return isinstance(score, (float, int)) and math.isfinite(score) and 0.0 <= score <= 1.0
 
 
+#: A located call's fields on a `Prediction` (seconds from the window's start, Hz, probability).
+EVENT_FIELDS = ("start_s", "end_s", "low_freq_hz", "high_freq_hz", "detection_score")
+
+
+def _event_fields(p: Any) -> dict[str, float]:
+    """The call's box of an event model's answer, as the predictions JSON carries it (absent
+    for a window-level answer)."""
+    return {k: float(getattr(p, k)) for k in EVENT_FIELDS if getattr(p, k, None) is not None}
+
+
+def _answer_problem(p: Any) -> str | None:
+    """Why an answer cannot be stored (the window fails with it), or None: a score that is not a
+    finite probability, or a call box that is partial, not finite, reversed or improbable."""
+    if not _is_probability(p.score):
+        return f"model returned score {p.score!r} for {p.task}: not a probability"
+    given = {k: getattr(p, k, None) for k in EVENT_FIELDS}
+    if all(v is None for v in given.values()):
+        return None
+    box = {k: v for k, v in given.items() if k != "detection_score"}
+    if any(v is None for v in box.values()):
+        missing = ", ".join(k for k, v in box.items() if v is None)
+        return f"model returned a call for {p.task} without {missing}"
+    if not all(isinstance(v, (float, int)) and math.isfinite(v) for v in box.values()):
+        return f"model returned a call box that is not finite for {p.task}: {box}"
+    if not (0 <= box["start_s"] <= box["end_s"] and 0 <= box["low_freq_hz"] <= box["high_freq_hz"]):
+        return f"model returned a reversed or negative call box for {p.task}: {box}"
+    if given["detection_score"] is not None and not _is_probability(given["detection_score"]):
+        return (f"model returned detection_score {given['detection_score']!r} for {p.task}: "
+                "not a probability")
+    return None
+
+
 class Predictor:
     """The model stage: the backend loads once per actor and answers batches of windows."""
 
@@ -165,15 +204,17 @@ class Predictor:
                 row = todo[p.item]
                 if status[row] != "ok":
                     continue
-                if not _is_probability(p.score):
+                problem = _answer_problem(p)
+                if problem is not None:
                     status[row] = "failed"
-                    error[row] = f"model returned score {p.score!r} for {p.task}: not a probability"
+                    error[row] = problem
                     answers[row] = []
                     continue
                 answers[row].append({
                     "task": p.task, "prompt_id": p.prompt_id, "rank": p.rank,
                     "answer_text": p.answer_text, "label": p.label,
                     "scientific_name": p.scientific_name, "score": float(p.score),
+                    **_event_fields(p),
                 })
         vectors = np.full(n, b"", dtype=object)
         if self.embeddings:
@@ -293,6 +334,21 @@ class CommitContext:
     model_id: str
     window_s: float
     embedding_dim: int | None = None  # width of the embeddings the run writes; None: none
+    #: The band (low, high) in Hz the model analyses (`ModelBackend.band_hz`); each window
+    #: records it, its top cut to the recording's Nyquist. None: not recorded (NULL).
+    band_hz: tuple[float, float] | None = None
+
+
+def window_band(band_hz: tuple[float, float] | None, recording_rate_hz: int | None
+                ) -> tuple[float | None, float | None]:
+    """The band a window's effort covered: the model's, its top at most the recording's own
+    Nyquist frequency (a 48 kHz file holds nothing above 24 kHz, whatever the model's rate)."""
+    if band_hz is None:
+        return None, None
+    low, high = float(band_hz[0]), float(band_hz[1])
+    if recording_rate_hz:
+        high = min(high, recording_rate_hz / 2)
+    return low, max(low, high)
 
 
 def unit_rows(unit: Unit, rows: Iterable[dict[str, Any]], ctx: CommitContext
@@ -300,6 +356,7 @@ def unit_rows(unit: Unit, rows: Iterable[dict[str, Any]], ctx: CommitContext
     """The windows and predictions rows of one finished unit, in window and channel order."""
     tz = zone_from_name(unit.tz_name or "UTC")
     offsets = {w.index: w.offset_s for w in unit.windows}
+    band_low_hz, band_high_hz = window_band(ctx.band_hz, unit.sample_rate_hz)
     windows, predictions = [], []
     for r in sorted(rows, key=lambda r: (int(r["window_index"]), int(r["channel"]))):
         index, channel = int(r["window_index"]), int(r["channel"])
@@ -315,6 +372,7 @@ def unit_rows(unit: Unit, rows: Iterable[dict[str, Any]], ctx: CommitContext
             channel=channel, window_index=index, offset_s=offset_s, window_s=ctx.window_s,
             duration_s=float(r["duration_s"]), start_utc=start, start_local=local, date=day,
             status=r["status"], padded=bool(r["padded"]), error=error, **quality_fields(r),
+            band_low_hz=band_low_hz, band_high_hz=band_high_hz,
         ))
         for p in json.loads(r["predictions"]):
             predictions.append(PredictionRow(
@@ -325,6 +383,11 @@ def unit_rows(unit: Unit, rows: Iterable[dict[str, Any]], ctx: CommitContext
                 task=p["task"], prompt_id=p["prompt_id"], rank=int(p["rank"]),
                 answer_text=p["answer_text"], label=p["label"],
                 scientific_name=p["scientific_name"], score=float(p["score"]),
+                # A call's times move from the window's frame to the recording's.
+                call_start_s=offset_s + p["start_s"] if "start_s" in p else None,
+                call_end_s=offset_s + p["end_s"] if "end_s" in p else None,
+                low_freq_hz=p.get("low_freq_hz"), high_freq_hz=p.get("high_freq_hz"),
+                detection_score=p.get("detection_score"),
             ))
     return windows, predictions
 

@@ -9,6 +9,9 @@
 -- deployment's species filters hide (predictions themselves are never deleted). Columns threshold
 -- and threshold_source say which threshold each row passed; sun_elevation_deg, light_class,
 -- minutes_from_sunrise and minutes_from_sunset the light of its window (as window_light).
+-- Answers of models that locate calls (BatDetect2) carry the call: call_start_s / call_end_s
+-- (seconds from the start of the recording), call_start_utc / call_start_local, low_freq_hz /
+-- high_freq_hz and detection_score; NULL for window-level answers (docs/bat-analyses.md).
 create or replace view detections as
 with threshold as (
     select cast(value as double) as min_score
@@ -69,6 +72,15 @@ final as (
         p.scientific_name,
         p.score,
         p.rank,
+        p.call_start_s,
+        p.call_end_s,
+        p.start_utc + to_microseconds(cast((p.call_start_s - p.offset_s) * 1e6 as bigint))
+            as call_start_utc,
+        p.start_local + to_microseconds(cast((p.call_start_s - p.offset_s) * 1e6 as bigint))
+            as call_start_local,
+        p.low_freq_hz,
+        p.high_freq_hz,
+        p.detection_score,
         p.model_id,
         p.config_fingerprint,
         p.run_id,

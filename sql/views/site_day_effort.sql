@@ -9,6 +9,10 @@
 -- Quality per window (docs/effort.md): windows_qc_failed counts ok windows whose verdict is
 -- silent, dropout or clipped; effort_hours_qc_passed leaves them out (windows not measured,
 -- analysed before schema version 9, still count); windows_qc_unmeasured counts those.
+-- Band (docs/bat-analyses.md, "Band-aware effort"): band_low_hz / band_high_hz are the band
+-- every ok window of the day covered (the highest low edge, the lowest top: a day mixing 48 and
+-- 384 kHz recordings under a bat model says the narrower); windows_band_unknown counts ok windows
+-- analysed before schema version 11, which recorded no band.
 create or replace view site_day_effort as
 with planned as (
     select
@@ -18,7 +22,9 @@ with planned as (
         w.start_local,
         w.status,
         w.duration_s,
-        w.qc
+        w.qc,
+        w.band_low_hz,
+        w.band_high_hz
     from windows as w
     left join deployments as d on d.deployment_id = w.deployment_id
     where w.start_local is not null
@@ -39,7 +45,10 @@ final as (
         coalesce(sum(duration_s) filter (where status = 'ok' and coalesce(qc, 'ok') = 'ok'), 0)
             / 3600.0 as effort_hours_qc_passed,
         min(start_local) as first_local,
-        max(start_local) as last_local
+        max(start_local) as last_local,
+        max(band_low_hz) filter (where status = 'ok') as band_low_hz,
+        min(band_high_hz) filter (where status = 'ok') as band_high_hz,
+        count(*) filter (where status = 'ok' and band_high_hz is null) as windows_band_unknown
     from planned
     group by config_fingerprint, site_id, local_date
 )

@@ -38,7 +38,10 @@ def write_audacity(detections: list[dict], out_dir: Path) -> list[Path]:
                 if d["scientific_name"]:
                     name += f" ({d['scientific_name']})"
                 name = tab_table_text(name)
-                fh.write(f"{d['offset_s']:.3f}\t{d['end_offset_s']:.3f}\t{name} {d['score']:.3f}\n")
+                # A located call's own times (BatDetect2), else its window's.
+                begin, end = ((d["call_start_s"], d["call_end_s"]) if d.get("call_start_s") is not None
+                              else (d["offset_s"], d["end_offset_s"]))
+                fh.write(f"{begin:.3f}\t{end:.3f}\t{name} {d['score']:.3f}\n")
         written.append(path)
     return written
 

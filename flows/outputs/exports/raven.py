@@ -10,6 +10,13 @@ is the time within that file (a table holds one recording), equal to `File Offse
 meaning. Channel 1 is the mono mix (channel 0 in the catalog) or the first channel. Numbers are
 written with Python's shortest round-trip form, so a table read back gives the exact values.
 
+A detection of a model that locates calls (BatDetect2; `call_start_s` not NULL) becomes a
+selection boxing the call itself: Begin/End Time from the call (seconds from the start of the
+file), Low/High Freq (Hz) from the call's frequencies; its File Offset (s) stays its window's
+start, so a table read back (`dawnchorus review --import-raven`) still names the window the
+verdict is about. A window-level detection (BirdNET, CLAP, NatureLM) spans its window and the
+whole band, 0 Hz to the recording's Nyquist frequency, as before.
+
 `write_selection_table` and `read_selection_table` take extra columns (a review's `Verdict`)
 after the standard ones, so other tools can add and read theirs.
 """
@@ -123,9 +130,8 @@ def write_raven(detections: list[dict], out_dir: Path) -> list[Path]:
     for key, rows in per_recording(detections):
         selections = [
             Selection(
-                selection=i, channel=max(1, int(d["channel"])), begin_s=d["offset_s"],
-                end_s=d["end_offset_s"], low_hz=0.0,
-                high_hz=(d["sample_rate_hz"] or 0) / 2, common_name=d["label"] or "",
+                selection=i, channel=max(1, int(d["channel"])), **_box(d),
+                common_name=d["label"] or "",
                 scientific_name=d["scientific_name"] or "", confidence=d["score"],
                 begin_path=d["uri"], file_offset_s=d["offset_s"],
             )
@@ -135,3 +141,12 @@ def write_raven(detections: list[dict], out_dir: Path) -> list[Path]:
         write_selection_table(path, selections)
         written.append(path)
     return written
+
+
+def _box(d: dict) -> dict[str, float]:
+    """A detection's selection box: the call's own, or (window-level) its window over the band."""
+    if d.get("call_start_s") is not None:
+        return {"begin_s": d["call_start_s"], "end_s": d["call_end_s"],
+                "low_hz": d["low_freq_hz"], "high_hz": d["high_freq_hz"]}
+    return {"begin_s": d["offset_s"], "end_s": d["end_offset_s"], "low_hz": 0.0,
+            "high_hz": (d["sample_rate_hz"] or 0) / 2}
