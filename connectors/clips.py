@@ -109,9 +109,15 @@ def read_span(fs: fsspec.AbstractFileSystem, path: str, start_s: float, end_s: f
     return Span(samples=mono, sample_rate_hz=rate, start_s=first / rate, channel=channel)
 
 
-def wav_bytes(span: Span) -> bytes:
-    """The span as a 16-bit PCM WAV file (what every browser's audio element plays)."""
+def wav_bytes(span: Span, slower: int = 1) -> bytes:
+    """The span as a 16-bit PCM WAV file (what every browser's audio element plays).
+
+    `slower` > 1 is time expansion, as bat detectors do it: the same samples under a sample rate
+    that many times lower, so the clip plays that many times longer and every frequency is that
+    many times lower (a 45 kHz call sounds at 4.5 kHz when 10 times slower)."""
+    if slower < 1:
+        raise ValueError(f"slower must be a whole number >= 1, got {slower}")
     out = io.BytesIO()
-    sf.write(out, np.clip(span.samples, -1.0, 1.0), span.sample_rate_hz, format="WAV",
-             subtype="PCM_16")
+    sf.write(out, np.clip(span.samples, -1.0, 1.0), max(1, round(span.sample_rate_hz / slower)),
+             format="WAV", subtype="PCM_16")
     return out.getvalue()

@@ -192,6 +192,8 @@ class WindowSource:
     window_index: int
     offset_s: float
     window_s: float
+    band_low_hz: float | None  # the band the model analysed; None before schema version 11
+    band_high_hz: float | None
     uri: str
     size_bytes: int | None
     etag: str | None

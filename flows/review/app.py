@@ -54,6 +54,7 @@ from flows.review.service import (
     WindowKey,
 )
 from flows.review.spectrogram import spectrogram_png
+from flows.review.ultrasound import Listening, listening
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,15 @@ class RetrainIn(BaseModel):
 
     classifier: str = Field(max_length=MAX_LABEL_CHARS)
     reviewer: str = Field(max_length=MAX_REVIEWER_CHARS)
+
+
+#: The most time expansion /api/audio.wav gives (?slower=N).
+MAX_SLOWER = 20
+
+
+def window_listening(w: dict[str, Any]) -> Listening:
+    """How the page shows and plays the window `w` (a `window_source` row)."""
+    return listening(w.get("band_low_hz"), w.get("band_high_hz"), w.get("sample_rate_hz"))
 
 
 def _error(status: int, reason: str) -> JSONResponse:
@@ -210,9 +220,12 @@ def create_app(service: ReviewService, *, token: str | None = None,
         learning = service.classifier(classifier) if classifier else None
         queue = (service.learn_queue(classifier, limit=1) if learning
                  else service.queue(filters, limit=1))
+        item = queue[0] if queue else None
+        if item is not None and not item.get("withheld"):
+            item = {**item, "listen": window_listening(service.window(WindowKey.parse(item["key"])))}
         html = pages.get_template("page.html").render(
             token=token, results=str(service.writer.root), reviewer=service.settings.reviewer,
-            filters=filters, options=service.options(), item=queue[0] if queue else None,
+            filters=filters, options=service.options(), item=item,
             progress=service.progress(filters), goal=service.settings.goal,
             learning=learning, classifiers=service.classifiers(),
         )
@@ -229,15 +242,17 @@ def create_app(service: ReviewService, *, token: str | None = None,
         return Response(static[name], media_type=STATIC[name])
 
     @app.get("/api/audio.wav")
-    def audio(key: str = Query(max_length=300)) -> Response:
+    def audio(key: str = Query(max_length=300),
+              slower: int = Query(1, ge=1, le=MAX_SLOWER)) -> Response:
         span, _ = service.clip(WindowKey.parse(key))
-        return Response(wav_bytes(span), media_type="audio/wav")
+        return Response(wav_bytes(span, slower), media_type="audio/wav")
 
     @app.get("/api/spectrogram.png")
     def spectrogram(key: str = Query(max_length=300)) -> Response:
         window_key = WindowKey.parse(key)
         span, w = service.clip(window_key)
-        png = spectrogram_png(span, w["offset_s"], w["offset_s"] + w["window_s"])
+        png = spectrogram_png(span, w["offset_s"], w["offset_s"] + w["window_s"],
+                              listen=window_listening(w))
         return Response(png, media_type="image/png")
 
     @app.post("/api/verdicts", status_code=201)

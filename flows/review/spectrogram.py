@@ -1,6 +1,8 @@
 """A spectrogram of a short span as a PNG, rendered on the server (numpy STFT, matplotlib Agg).
 
-The reviewed window is marked by two lines, so a reviewer sees the window and its context.
+The reviewed window is marked by two lines, so a reviewer sees the window and its context. The
+frequency axis spans the band the window's model analysed when it is known, and ultrasonic
+windows use short frames (flows/review/ultrasound.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from connectors.clips import Span
+from flows.review.ultrasound import ULTRASONIC_FRAME_S, Listening
 
 #: STFT frame length, seconds (a power of two of samples near this is used).
 FRAME_S = 0.02
@@ -22,9 +25,11 @@ RANGE_DB = 80.0
 WIDTH_PX, HEIGHT_PX, DPI = 900, 300, 100
 
 
-def stft_db(samples: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(power in dB (bins, frames), frame centre times s, bin frequencies Hz) of a Hann STFT."""
-    n_fft = 1 << max(6, int(round(np.log2(FRAME_S * sample_rate_hz))))
+def stft_db(samples: np.ndarray, sample_rate_hz: int, frame_s: float = FRAME_S
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(power in dB (bins, frames), frame centre times s, bin frequencies Hz) of a Hann STFT
+    whose frame is the power of two of samples nearest `frame_s`."""
+    n_fft = 1 << max(6, int(round(np.log2(frame_s * sample_rate_hz))))
     hop = max(1, int(n_fft * (1.0 - OVERLAP)))
     padded = np.pad(samples.astype(np.float64), (n_fft // 2, n_fft // 2))
     n_frames = max(1, 1 + (len(padded) - n_fft) // hop)
@@ -37,9 +42,17 @@ def stft_db(samples: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, np.nd
     return db, times_s, freqs_hz
 
 
-def spectrogram_png(span: Span, window_start_s: float, window_end_s: float, title: str = "") -> bytes:
-    """The span's spectrogram as PNG bytes; the x axis is seconds from the start of the file."""
-    db, times_s, freqs_hz = stft_db(span.samples, span.sample_rate_hz)
+def spectrogram_figure(span: Span, window_start_s: float, window_end_s: float, title: str = "",
+                       listen: Listening = Listening(1, None)) -> Figure:
+    """The span's spectrogram; the x axis is seconds from the start of the file, the y axis the
+    band `listen` names (0 to Nyquist when None)."""
+    frame_s = ULTRASONIC_FRAME_S if listen.ultrasonic else FRAME_S
+    db, times_s, freqs_hz = stft_db(span.samples, span.sample_rate_hz, frame_s)
+    if listen.band_hz is not None:  # the loudest bin *in the band* sets the colour scale
+        low, high = listen.band_hz
+        inside = (freqs_hz >= low) & (freqs_hz <= high)
+        if inside.any():
+            db, freqs_hz = db[inside], freqs_hz[inside]
     top = float(db.max())
     figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
     FigureCanvasAgg(figure)
@@ -54,6 +67,12 @@ def spectrogram_png(span: Span, window_start_s: float, window_end_s: float, titl
     axes.set_ylabel("kHz")
     if title:
         axes.set_title(title, fontsize=10)
+    return figure
+
+
+def spectrogram_png(span: Span, window_start_s: float, window_end_s: float, title: str = "",
+                    listen: Listening = Listening(1, None)) -> bytes:
+    """`spectrogram_figure` as PNG bytes."""
     out = io.BytesIO()
-    figure.savefig(out, format="png")
+    spectrogram_figure(span, window_start_s, window_end_s, title, listen).savefig(out, format="png")
     return out.getvalue()

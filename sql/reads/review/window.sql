@@ -1,4 +1,5 @@
--- purpose: one analysed window and where its audio is, for the review page's audio and spectrogram
+-- purpose: one analysed window, the band its model analysed and where its audio is, for the
+-- review page's audio and spectrogram
 -- grain: one row per window key (none when the window is not in the catalog)
 -- parameters: $recording_id, $config_fingerprint, $channel, $window_index
 -- inputs: windows, recordings
@@ -10,6 +11,8 @@ with final as (
         w.window_index,
         w.offset_s,
         w.window_s,
+        w.band_low_hz,
+        w.band_high_hz,
         r.uri,
         r.size_bytes,
         r.etag,
