@@ -18,6 +18,8 @@
 -- quality verdict is silent, dropout or clipped); band_low_hz / band_high_hz: the band every
 -- analysed window of the night covered. A night whose band stops below the calls' frequencies
 -- heard no bats because none could be heard (docs/bat-analyses.md, "Band-aware effort").
+-- windows_qc_failed / calls_qc_left_out: what qc = 'exclude' left out that night (analysed windows
+-- whose quality failed, and the calls of every species in them), so a hidden call is a number.
 -- param: config_fingerprint varchar = null -- results of this fingerprint (default: the only one, else the pinned one, else the newest)
 -- param: threshold double = null -- detection threshold on the call's class probability (default: the catalog's detection_threshold)
 -- param: gap_s double = 1.0 -- longest silence in seconds between two calls of one pass
@@ -43,6 +45,20 @@ calls as (
     where config_fingerprint = getvariable('config_fingerprint')
         and call_start_s is not null
         and call_start_utc is not null
+),
+
+-- Calls in windows that failed quality, per site and night (0 rows with qc = 'include').
+qc_calls as (
+    select
+        coalesce(site_id, deployment_id) as site_id,
+        cast(call_start_local - interval 12 hour as date) as night_date,
+        count(*) as calls_qc_left_out
+    from detections
+    semi join qc_failed using (recording_id, channel, window_index)
+    where config_fingerprint = getvariable('config_fingerprint')
+        and call_start_s is not null
+        and call_start_utc is not null
+    group by all
 ),
 
 -- The silence before each call: its start minus the latest end of the calls before it.
@@ -102,6 +118,8 @@ effort as (
         cast(w.start_local - interval 12 hour as date) as night_date,
         coalesce(sum(w.duration_s) filter (where w.status = 'ok' and f.recording_id is null), 0)
             / 3600.0 as effort_hours,
+        count(*) filter (where w.status = 'ok' and f.recording_id is not null)
+            as windows_qc_failed,
         max(w.band_low_hz) filter (where w.status = 'ok' and f.recording_id is null)
             as band_low_hz,
         min(w.band_high_hz) filter (where w.status = 'ok' and f.recording_id is null)
@@ -166,10 +184,13 @@ final as (
         e.band_low_hz,
         e.band_high_hz,
         getvariable('gap_s') as gap_s,
+        e.windows_qc_failed,
+        coalesce(q.calls_qc_left_out, 0) as calls_qc_left_out,
         n.first_call_local,
         n.last_call_local
     from (select * from heard union all select * from silent_nights) as n
     left join effort as e using (site_id, night_date)
+    left join qc_calls as q using (site_id, night_date)
 )
 
 select * from final order by site_id, night_date, passes desc, label

@@ -103,11 +103,16 @@ def test_each_night_carries_its_effort_and_band_and_a_silent_night_is_a_row(root
 
 
 def test_calls_in_windows_that_failed_quality_count_only_with_qc_include(root):
-    assert (date(2024, 6, 1), "Noctule") not in by_label(analysis(root, "bat_passes"))
+    hidden = by_label(analysis(root, "bat_passes"))
+    assert (date(2024, 6, 1), "Noctule") not in hidden
+    # ... and every row of that night says what was left out: one window, its one call.
+    night = [r for (night, _), r in hidden.items() if night == date(2024, 6, 1)]
+    assert night and all((r["windows_qc_failed"], r["calls_qc_left_out"]) == (1, 1) for r in night)
     rows = by_label(analysis(root, "bat_passes", qc="include"))
     noctule = rows[(date(2024, 6, 1), "Noctule")]
     assert (noctule["passes"], noctule["calls"], noctule["activity_minutes"]) == (1, 1, 1)
     assert noctule["effort_hours"] == pytest.approx(80 / 3600)
+    assert (noctule["windows_qc_failed"], noctule["calls_qc_left_out"]) == (0, 0)
 
 
 def test_window_level_answers_are_not_calls(root):
