@@ -135,6 +135,25 @@ def test_the_raven_export_boxes_the_planted_calls(bat_run):
             assert s.file_offset_s == int(t_s)  # the window, for a verdict read back
 
 
+def test_the_csv_export_gives_each_call_its_own_times_and_box(bat_run):
+    results, _ = bat_run
+    out = results.parent / "csv"
+    proc = dawnchorus("export", "csv", "--results", str(results), "--out", str(out),
+                      tmp_path=results.parent)
+    assert proc.returncode == 0, proc.stderr
+    with open(out / "detections.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    for start, calls in PLANTED.items():
+        mine = sorted((r for r in rows if r["File"].endswith(audiomoth_name(start))),
+                      key=lambda r: float(r["Start (s)"]))
+        assert len(mine) == len(calls)
+        for r, t_s in zip(mine, calls):
+            assert float(r["Start (s)"]) == pytest.approx(t_s, abs=FRAME_S)
+            assert float(r["End (s)"]) == pytest.approx(t_s + CALL_S, abs=FRAME_S)
+            assert 40_000 <= float(r["low_freq_hz"]) < float(r["high_freq_hz"]) <= 50_000
+            assert 0 < float(r["detection_score"]) <= 1
+
+
 def test_a_bird_rate_run_over_ultrasound_warns_and_records_its_band(source):
     results = source.parent / "results-birds"
     proc = dawnchorus("run", "--source", str(source), "--results", str(results),
