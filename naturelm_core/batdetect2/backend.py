@@ -73,7 +73,7 @@ class BatDetect2Backend(ModelBackend):
         params); its command line takes it as a required argument (README example 0.3).
       chunk_s: BatDetect2's chunk length: 3.0 (default) as its API, 2.0 as its command line.
         It is also the native window.
-      batch_size: chunks per network call (~0.4 GB of activations each for 3-s chunks).
+      batch_size: chunks per network call (peak memory grows ~0.3 GB per 3-s chunk on CPU).
       device: torch device for the network ("cpu" default, "cuda", "cuda:1").
       licence: the weights' licence, recorded with each run (`runtime()`), never in the
         fingerprint; the shipped UK model's is CC-BY-NC-4.0. Name your own checkpoint's here.
