@@ -116,6 +116,8 @@ class BatDetect2Backend(ModelBackend):
         self.detection_threshold = float(detection_threshold)
         self.chunk_s = float(chunk_s)
         self.chunk_samples = int(self.config.sample_rate_hz * self.chunk_s)  # as BatDetect2 rounds
+        if self.chunk_samples < self.config.n_fft:
+            raise BackendError(f"chunk_s={chunk_s!r} is shorter than one STFT window ({self.config.n_fft} samples)")
         self.native_window_s = self.chunk_s
         self.batch_size = batch_size
         self.licence = str(licence)

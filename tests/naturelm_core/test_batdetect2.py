@@ -327,6 +327,7 @@ def test_identity_settings_and_runtime(tiny, tiny_path):
     ({"detection_threshold": 1.0}, "detection_threshold"),
     ({"detection_threshold": -0.1}, "detection_threshold"),
     ({"chunk_s": 0}, "chunk_s"),
+    ({"chunk_s": 1e-6}, "chunk_s"),
     ({"batch_size": 0}, "batch_size"),
     ({"device": "no-such-device"}, "device"),
 ])
