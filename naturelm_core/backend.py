@@ -199,6 +199,7 @@ BACKENDS: dict[str, str] = {
     "clap": "naturelm_core.clap.backend:ClapBackend",
     "naturelm": "naturelm_core.naturelm.backend:NatureLMBackend",
     "salmonn": "naturelm_core.salmonn.backend:SalmonnBackend",
+    "batdetect2": "naturelm_core.batdetect2.backend:BatDetect2Backend",
     "placeholder": "naturelm_core.placeholder:PlaceholderBackend",
     "null": "naturelm_core.null:NullBackend",  # no work at all: the pipeline's own cost (bench/)
 }

@@ -50,6 +50,13 @@ def tiny_salmonn(tmp: pytest.TempPathFactory) -> ModelBackend:
     return load_backend("salmonn", **{k: str(v) for k, v in paths.items()}, max_new_tokens=3, num_beams=2)
 
 
+def tiny_batdetect2(tmp: pytest.TempPathFactory) -> ModelBackend:
+    from naturelm_core.batdetect2.tiny import build_tiny_checkpoint
+
+    weights = build_tiny_checkpoint(tmp.mktemp("tiny-batdetect2") / "tiny.pth.tar")
+    return load_backend("batdetect2", checkpoint=str(weights))
+
+
 #: Factory name -> factory; a name is a registered backend, or `<backend>-<variant>` for a second
 #: configuration of one (the clap backend has two checkpoint families).
 CONTRACT_FACTORIES: dict[str, Factory] = {
@@ -60,6 +67,7 @@ CONTRACT_FACTORIES: dict[str, Factory] = {
     "salmonn": tiny_salmonn,
     "clap": tiny_msclap,
     "clap-transformers": tiny_transformers_clap,
+    "batdetect2": tiny_batdetect2,
 }
 #: Registered backends with no cheap factory yet; each entry says what is missing.
 PENDING_FACTORIES: dict[str, str] = {}
