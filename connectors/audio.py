@@ -31,6 +31,7 @@ import guano
 import numpy as np
 import soundfile as sf
 import soxr
+from scipy.signal import resample_poly
 from fsspec.spec import AbstractBufferedFile
 
 from connectors.audio_qc import WindowQuality, full_scale, measure
@@ -54,6 +55,11 @@ SEQUENTIAL_GAP_S = 10.0
 """In a sequential pass, a gap of at most this much audio between two requested windows (a unit
 planned around already committed windows) is read through; a longer one is seeked over."""
 READ_MODES = ("sequential", "seek")
+#: How windows are brought to the model's rate: "soxr" (soxr's very-high-quality filter, the
+#: default) or "polyphase" (scipy's resample_poly with its default Kaiser window: what librosa's
+#: "polyphase" and so BatDetect2 use). A backend names the one its reference implementation uses
+#: (`ModelBackend.resampler`), so its answers match the reference's.
+RESAMPLERS = ("soxr", "polyphase")
 MAX_METADATA_CHUNK_BYTES = 1024 * 1024
 """Larger LIST/guan chunks are skipped rather than read (they are a few hundred bytes)."""
 # Headers are not trusted: every value that sizes work is checked before anything is planned or
@@ -418,11 +424,12 @@ def iter_windows(
     channel_policy: str = "mean",
     uri: str | None = None,
     read_mode: str = "sequential",
+    resampler: str = "soxr",
 ) -> Iterator[DecodedWindow]:
     """Decode ``windows`` of one recording, reading only what each needs.
 
     Each window is read with :data:`RESAMPLE_MARGIN_S` of native audio on both sides (clipped to
-    the file), resampled with soxr and trimmed, so its samples do not depend on which other
+    the file), resampled (``resampler``, one of :data:`RESAMPLERS`) and trimmed, so its samples do not depend on which other
     windows are requested. ``read_mode="sequential"`` (default) reads windows given in ascending
     order in one forward pass, keeping the overlap of neighbouring spans (margins, hops shorter
     than the window) instead of reading it twice; ``"seek"`` seeks and reads each window's span. ``channel_policy="mean"`` yields one window (channel 0) per spec,
@@ -436,6 +443,8 @@ def iter_windows(
         raise ValueError(f"channel_policy must be one of {', '.join(CHANNEL_POLICIES)}, got {channel_policy!r}")
     if read_mode not in READ_MODES:
         raise ValueError(f"read_mode must be one of {', '.join(READ_MODES)}, got {read_mode!r}")
+    if resampler not in RESAMPLERS:
+        raise ValueError(f"resampler must be one of {', '.join(RESAMPLERS)}, got {resampler!r}")
     if not (math.isfinite(window_s) and window_s > 0):
         raise ValueError(f"window_s must be a finite number > 0, got {window_s!r}")
     if not target_rate_hz or target_rate_hz <= 0:
@@ -483,7 +492,7 @@ def iter_windows(
                 yield from _decode_window(
                     reader, spec, readable_frames, window_frames, margin_frames, period,
                     native_hz, int(target_rate_hz), out_samples, channel_policy, header.channels, uri,
-                    source, full_scale(header.subtype),
+                    source, full_scale(header.subtype), resampler,
                 )
 
 
@@ -664,6 +673,15 @@ class _SequentialReader:
         return self.kept[: end - start]
 
 
+def _resample(span: np.ndarray, native_hz: int, target_rate_hz: int, resampler: str) -> np.ndarray:
+    """(F, C) float32 at native_hz -> (F', C) float32 at target_rate_hz."""
+    if resampler == "polyphase":
+        g = math.gcd(native_hz, target_rate_hz)
+        out = resample_poly(span, target_rate_hz // g, native_hz // g, axis=0)
+        return out.astype(np.float32, copy=False)
+    return soxr.resample(span, native_hz, target_rate_hz)
+
+
 def _decode_window(
     reader: _SeekReader | _SequentialReader,
     spec: WindowSpec,
@@ -679,6 +697,7 @@ def _decode_window(
     uri: str,
     source: "_Remembering | None" = None,
     scale: float = 1.0,
+    resampler: str = "soxr",
 ) -> Iterator[DecodedWindow]:
     start = round(spec.offset_s * native_hz)
     end = start + window_frames
@@ -723,7 +742,7 @@ def _decode_window(
     span = np.where(finite, span, np.float32(0))  # (F, C): a bad channel is zeroed, then failed
 
     if native_hz != target_rate_hz and len(span):
-        resampled = soxr.resample(span, native_hz, target_rate_hz)  # (F', C)
+        resampled = _resample(span, native_hz, target_rate_hz, resampler)  # (F', C)
     else:
         resampled = span
     out_start = before * target_rate_hz // native_hz

@@ -67,6 +67,8 @@ class BackendInfo:
     runtime: dict[str, Any] | None = None
     #: The frequency band (low, high) in Hz the model analyses; None: 0 to half its sample rate.
     band_hz: tuple[float, float] | None = None
+    #: How windows are resampled to the model's rate (`connectors.audio.RESAMPLERS`).
+    resampler: str = "soxr"
     #: `ModelBackend.min_recording_rate_hz` of these options; None: the class's (see
     #: `recording_rate_floor`), which a `describe` that builds no backend leaves to speak.
     min_recording_rate_hz: int | None = None
@@ -99,6 +101,10 @@ class ModelBackend(abc.ABC):
     #: model given a 48 kHz file): the pipeline fails them with that reason instead of resampling
     #: them up. None: any sample rate is resampled to the model's.
     min_recording_rate_hz: int | None = None
+    #: How the pipeline brings windows to `sample_rate_hz`: "soxr" (default) or "polyphase"
+    #: (scipy's resample_poly, for models whose reference resamples so: BatDetect2). Part of the
+    #: backend's code, so not of the fingerprint.
+    resampler: str = "soxr"
 
     @property
     def band_hz(self) -> tuple[float, float]:
@@ -128,8 +134,9 @@ class ModelBackend(abc.ABC):
         backend = cls(**options)
         return BackendInfo(backend.model_id, backend.settings(), backend.sample_rate_hz,
                            backend.native_window_s, backend.embedding_settings(),
-                           backend.runtime(), tuple(backend.band_hz),
-                           backend.min_recording_rate_hz)
+                           backend.runtime(), band_hz=tuple(backend.band_hz),
+                           resampler=backend.resampler,
+                           min_recording_rate_hz=backend.min_recording_rate_hz)
 
     @abc.abstractmethod
     def predict(

@@ -61,7 +61,7 @@ def settings_from_args(args: argparse.Namespace):
 ANALYSIS_FIELDS = ("model", "model_options", "tasks", "window_s", "hop_s", "tail",
                    "channel_policy", "cascade")
 #: Model options that say how a model ran, not what it answers (`ModelBackend.runtime`).
-RUNTIME_OPTIONS = ("runtime", "cnn_engine")
+RUNTIME_OPTIONS = ("runtime", "cnn_engine", "device", "licence")
 
 
 def continue_analysis(settings: Any, given: dict[str, Any]) -> dict[str, Any]:

@@ -49,9 +49,17 @@ from flows.pipeline.ray_engine import quiet_ray_data_progress
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+
 def current() -> "RunConsole | None":
     """The console of the CLI run in this process, if any."""
     return watchers.current()  # type: ignore[return-value]
+
+
+def licence_line(licence: str) -> str:
+    """The model weights' licence as the run header says it (a run's `runtime()` names it)."""
+    if "-NC" in licence.upper():
+        return f"{licence}: the model's weights are for non-commercial use only"
+    return f"{licence} (the model's weights)"
 
 
 class AudioRate(ProgressColumn):
@@ -81,9 +89,13 @@ class RunConsole:
 
     def header(self, *, source: str, results: str, model_id: str, recordings_new: int,
                recordings_changed: int, planned_windows: int, planned_audio_s: float,
-               warnings: list[str] | None = None, filters: str | None = None) -> None:
+               warnings: list[str] | None = None, filters: str | None = None,
+               licence: str | None = None) -> None:
         self.console.print(f"dawnchorus run: {source} -> {results}")
         self.console.print(f"  model       {model_id}")
+        if licence:
+            self.console.print(f"  licence     {licence_line(licence)}", markup=False,
+                               highlight=False)
         self.console.print(f"  recordings  {recordings_new} new, {recordings_changed} changed")
         self.console.print(f"  planned     {planned_windows} windows, "
                            f"{planned_audio_s / 3600:.2f} audio hours")

@@ -229,7 +229,8 @@ def clip_query(backend: Any, window_s: float, clip: str, start_s: float | None,
     rate = backend.sample_rate_hz
     audio, valid = [], []
     try:
-        for w in iter_windows(fs, path, header, specs, window_s, rate, "mean", uri=clip):
+        for w in iter_windows(fs, path, header, specs, window_s, rate, "mean", uri=clip,
+                              resampler=backend.resampler):
             if w.status != "ok":
                 continue
             n = min(w.valid_samples, round(specs[w.index].duration_s * rate))  # only the span

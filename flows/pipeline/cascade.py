@@ -123,7 +123,8 @@ def run_cascade(settings: RunSettings, run_id: str, first_fingerprint: str, curr
             decode = DecodeOptions(source=settings.source, storage_options=settings.storage_options,
                                    window_s=settings.window_s, sample_rate_hz=info.sample_rate_hz,
                                    channel_policy=settings.channel_policy,
-                                   min_recording_rate_hz=recording_rate_floor(stage.model, info))
+                                   min_recording_rate_hz=recording_rate_floor(stage.model, info),
+                                   resampler=info.resampler)
             ctx = CommitContext(run_id=run_id, fingerprint=fingerprint, model_id=info.model_id,
                                 window_s=settings.window_s, band_hz=info.band())
             result.process = process_units(units, catalog, ctx, decode=decode,

@@ -157,6 +157,7 @@ def process_task(settings: RunSettings, units: list[Unit], run_id: str, fingerpr
         window_s=settings.window_s, sample_rate_hz=info.sample_rate_hz,
         channel_policy=settings.channel_policy,
         min_recording_rate_hz=recording_rate_floor(settings.model, info),
+        resampler=info.resampler,
     )
     dim = embedding_dim(settings)
     ctx = CommitContext(run_id=run_id, fingerprint=fingerprint, model_id=model_id,
@@ -421,7 +422,8 @@ def run_pipeline(settings: RunSettings, flow_name: str, run_id: str | None = Non
                     recordings_new=sync.new, recordings_changed=sync.changed,
                     planned_windows=sum(u.expected_rows for u in units),
                     planned_audio_s=sum(w.duration_s for u in units for w in u.windows),
-                    warnings=warnings, filters=filters_line(settings))
+                    warnings=warnings, filters=filters_line(settings),
+                    licence=(info.runtime or {}).get("licence"))
             result = steps.process(settings, units, run_id, fingerprint, model_id, info,
                                    on_commit=console.on_commit if console is not None else None,
                                    on_analysed=console.on_analysed if console is not None else None)

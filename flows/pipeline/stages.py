@@ -58,6 +58,8 @@ class DecodeOptions:
     #: The model's lowest recording rate (`ModelBackend.min_recording_rate_hz`): a recording
     #: below it fails its windows with the reason instead of being resampled up. None: any.
     min_recording_rate_hz: int | None = None
+    #: How windows are resampled to the model's rate (`BackendInfo.resampler`).
+    resampler: str = "soxr"
 
 
 # ------------------------------------------------------------------------------------ decode
@@ -82,7 +84,8 @@ def decode_unit(item: dict[str, Any], options: DecodeOptions) -> list[dict[str, 
         header = read_header(fs, unit.path, uri=unit.uri)
         check_recording_rate(unit.uri, header.sample_rate_hz, options.min_recording_rate_hz)
         for w in iter_windows(fs, unit.path, header, unit.windows, options.window_s,
-                              options.sample_rate_hz, options.channel_policy, uri=unit.uri):
+                              options.sample_rate_hz, options.channel_policy, uri=unit.uri,
+                              resampler=options.resampler):
             rows[(w.index, w.channel)] = {
                 "audio": w.samples, "valid_samples": w.valid_samples, "duration_s": w.duration_s,
                 "padded": w.padded, "status": w.status, "error": w.error,
@@ -351,6 +354,16 @@ def window_band(band_hz: tuple[float, float] | None, recording_rate_hz: int | No
     return low, max(low, high)
 
 
+def held_by_recording(high_freq_hz: float | None, recording_rate_hz: int | None) -> bool:
+    """Whether a located call can be in the recording: its top (in whole Hz) at most the file's
+    Nyquist frequency. A call above it was found in the band resampling filled with nothing
+    (a 192 kHz file analysed at 256 kHz holds nothing above 96 kHz); BatDetect2 drops such calls
+    as its last step, and so do we (docs/bat-analyses.md). Window-level answers are always kept."""
+    if high_freq_hz is None or not recording_rate_hz:
+        return True
+    return int(high_freq_hz) <= recording_rate_hz / 2
+
+
 def unit_rows(unit: Unit, rows: Iterable[dict[str, Any]], ctx: CommitContext
               ) -> tuple[list[WindowRow], list[PredictionRow]]:
     """The windows and predictions rows of one finished unit, in window and channel order."""
@@ -375,6 +388,8 @@ def unit_rows(unit: Unit, rows: Iterable[dict[str, Any]], ctx: CommitContext
             band_low_hz=band_low_hz, band_high_hz=band_high_hz,
         ))
         for p in json.loads(r["predictions"]):
+            if not held_by_recording(p.get("high_freq_hz"), unit.sample_rate_hz):
+                continue
             predictions.append(PredictionRow(
                 run_id=ctx.run_id, model_id=ctx.model_id, config_fingerprint=ctx.fingerprint,
                 recording_id=unit.recording_id, deployment_id=unit.deployment_id,

@@ -77,6 +77,11 @@ class BatDetect2Backend(ModelBackend):
       device: torch device for the network ("cpu" default, "cuda", "cuda:1").
       licence: the weights' licence, recorded with each run (`runtime()`), never in the
         fingerprint; the shipped UK model's is CC-BY-NC-4.0. Name your own checkpoint's here.
+      min_recording_rate_hz: recordings below this rate fail with the reason instead of being
+        analysed; default twice the band's top (240 kHz for the UK model), so every recording
+        analysed holds the whole band. Lower it (e.g. 192000) to analyse slower recordings as
+        BatDetect2 does: each window records the band it held (its top at the recording's
+        Nyquist) and calls above that Nyquist are not kept (docs/bats.md).
     """
 
     name = "batdetect2"
@@ -84,6 +89,9 @@ class BatDetect2Backend(ModelBackend):
     native_window_s = API_CHUNK_S
     #: Twice the band's top (120 kHz): slower recordings cannot hold what the model looks at.
     min_recording_rate_hz = 240_000
+    #: BatDetect2 resamples with librosa's "polyphase" (scipy's resample_poly); so does the
+    #: pipeline for this model, and the same audio gives the same calls.
+    resampler = "polyphase"
 
     def __init__(
         self,
@@ -94,6 +102,7 @@ class BatDetect2Backend(ModelBackend):
         batch_size: int = 2,
         device: str = "cpu",
         licence: str = LICENCE,
+        min_recording_rate_hz: int | None = None,
     ):
         if not (isinstance(detection_threshold, (int, float)) and 0.0 <= detection_threshold < 1.0):
             raise BackendError(f"detection_threshold must be in [0, 1), got {detection_threshold!r}")
@@ -121,7 +130,16 @@ class BatDetect2Backend(ModelBackend):
         self.native_window_s = self.chunk_s
         self.batch_size = batch_size
         self.licence = str(licence)
-        self.min_recording_rate_hz = int(math.ceil(2 * self.config.max_freq_hz))
+        whole_band = int(math.ceil(2 * self.config.max_freq_hz))
+        if min_recording_rate_hz is None:
+            self.min_recording_rate_hz = whole_band
+        elif (isinstance(min_recording_rate_hz, bool) or not isinstance(min_recording_rate_hz, int)
+              or not 2 * self.config.min_freq_hz < min_recording_rate_hz <= whole_band):
+            raise BackendError(f"min_recording_rate_hz must be a whole number of Hz above twice the "
+                               f"band's bottom ({2 * self.config.min_freq_hz:g}) and at most "
+                               f"{whole_band}, got {min_recording_rate_hz!r}")
+        else:
+            self.min_recording_rate_hz = min_recording_rate_hz
         self._digest = weights.file_sha256(path)[:12]
         self._species = [species_of(name) for name in self.config.class_names]
         logger.info("loaded %s from %s (%d classes, threshold %g, %g-s chunks, %s)", self.model_id,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from scipy.signal import resample_poly
 
 from connectors import audio
 from connectors.audio import WindowSpec, iter_windows, plan_windows, plan_windows_frames, read_header
@@ -312,6 +313,29 @@ def test_window_is_the_same_whichever_request_it_is_in(tmp_path: Path) -> None:
     whole = soxr.resample(stored, rate_hz, 16000)
     reference = whole[15 * 16000 : 25 * 16000]
     assert np.max(np.abs(alone[0].samples - reference)) < 1e-5 * np.max(np.abs(reference))
+
+
+@pytest.mark.parametrize("native_hz", [384_000, 500_000, 312_500])
+def test_polyphase_windows_are_the_whole_file_through_resample_poly(tmp_path: Path, native_hz: int) -> None:
+    """BatDetect2's resampling (librosa "polyphase" = scipy's resample_poly over the whole file):
+    a window decoded with resampler="polyphase" is that, cut at the window, and not soxr's."""
+    signal = noise(3.0, native_hz, level_dbfs=-20, seed=6) + tone(45_000, 3.0, native_hz, amplitude=0.1)
+    path = write_wav(tmp_path / "bat.wav", signal, native_hz)
+    target = 256_000
+    plan = plan_windows(3.0, 1.0)
+    header = read_header(fsspec.filesystem("file"), str(path))
+    (window,) = list(iter_windows(fsspec.filesystem("file"), str(path), header, [plan[1]], 1.0,
+                                  target, resampler="polyphase"))
+    stored, _ = sf.read(path, dtype="float32")
+    g = np.gcd(native_hz, target)
+    whole = resample_poly(stored, target // g, native_hz // g)
+    reference = whole[target : 2 * target]
+    assert np.max(np.abs(window.samples - reference)) < 1e-5 * np.max(np.abs(reference))
+    soxr_window = soxr.resample(stored, native_hz, target)[target : 2 * target]
+    assert np.max(np.abs(soxr_window - reference)) > 1e-3 * np.max(np.abs(reference))
+    with pytest.raises(ValueError, match="resampler"):
+        list(iter_windows(fsspec.filesystem("file"), str(path), header, [plan[1]], 1.0, target,
+                          resampler="linear"))
 
 
 def test_last_partial_window_is_zero_padded(tmp_path: Path) -> None:

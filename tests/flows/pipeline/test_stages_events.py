@@ -5,6 +5,7 @@ lowest rate fails its windows naming the file instead of being resampled up."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import numpy as np
@@ -19,6 +20,7 @@ from flows.pipeline.stages import (
     Predictor,
     _answer_problem,
     decode_unit,
+    held_by_recording,
     unit_rows,
     window_band,
 )
@@ -107,6 +109,33 @@ def test_a_window_level_model_leaves_the_call_columns_null(tmp_path):
                for p in predictions)
     # A bird-rate model over a 384 kHz file: its windows say they heard up to 24 kHz only.
     assert {(w.band_low_hz, w.band_high_hz) for w in windows} == {(0.0, 24_000.0)}
+
+
+def test_a_call_above_the_recordings_nyquist_is_not_kept(tmp_path):
+    """A 192 kHz file analysed at 384 kHz (the model's floor lowered to take it): the resampled
+    band above 96 kHz holds nothing of the file, so a call boxed there is not a call in it."""
+    bat_recording(tmp_path / "src" / "dep", 192_000)
+    found = discover(str(tmp_path / "src"), {}, None)
+    with Catalog(tmp_path / "results") as catalog:
+        sync = sync_recordings(catalog, str(tmp_path / "src"), {}, found, "run-1")
+        (unit,) = plan_units(catalog, sync.current_ids, fingerprint="fp", window_s=WINDOW_S,
+                             hop_s=WINDOW_S, tail="pad", channel_policy="mean", windows_per_unit=10)
+    options = {**OPTIONS, "min_recording_rate_hz": 192_000}
+    rows = as_rows(Predictor("placeholder", options, ("classify",))(as_batch(decode_unit(
+        unit.as_item(), DecodeOptions(str(tmp_path / "src"), {}, WINDOW_S, BAT_RATE_HZ, "mean",
+                                      min_recording_rate_hz=192_000)))))
+    # Put one answer's box above 96 kHz, as a model seeing the empty upper band might.
+    first = json.loads(rows[0]["predictions"])
+    assert len(first) == 1
+    ghost = {**first[0], "label": "ghost", "low_freq_hz": 97_000.0, "high_freq_hz": 110_000.0}
+    at_edge = {**first[0], "label": "edge", "high_freq_hz": 96_000.9}  # 96,000 Hz in whole Hz
+    rows[0]["predictions"] = json.dumps(first + [ghost, at_edge])
+    ctx = CommitContext("run-1", "fp", "placeholder@x", WINDOW_S, band_hz=(10_000.0, 120_000.0))
+    windows, predictions = unit_rows(unit, rows, ctx)
+    assert {(w.band_low_hz, w.band_high_hz) for w in windows} == {(10_000.0, 96_000.0)}
+    labels = [p.label for p in predictions if p.window_index == 0]
+    assert "ghost" not in labels and "edge" in labels and len(labels) == 2
+    assert held_by_recording(None, 192_000) and held_by_recording(96_000.0, None)
 
 
 def test_the_band_is_cut_at_the_recordings_nyquist():
