@@ -136,3 +136,20 @@ def test_the_real_bat_recordings_give_batdetect2s_own_calls(clips_dir, tmp_path)
             assert abs(r["low_freq_hz"] - low) < 1 and abs(r["high_freq_hz"] - high) < 1
         band_top = min(120_000.0, want["file_sample_rate_hz"] / 2)
         assert {w["band_high_hz"] for w in windows if w["object_key"].endswith(name)} == {band_top}
+
+
+def test_birdnet_over_the_same_bat_deployment_warns_and_records_its_band(synthetic_run):
+    """The source check's warning in the header, and effort that says 0-24 kHz: "no bats could
+    have been heard", not "no bats"."""
+    results, _ = synthetic_run
+    source = results.parent / "source"
+    birds = results.parent / "results-birdnet"
+    proc = dawnchorus("run", "--source", str(source), "--results", str(birds), home=results.parent)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert ("recorded at 384 kHz (band up to 192 kHz), but the birdnet model hears up to 24 kHz"
+            in proc.stdout)
+    with CatalogReader(birds) as reader:
+        bands = reader.query("select distinct band_low_hz, band_high_hz from windows").to_pylist()
+        effort = reader.query("select * from effort_by_day").to_pylist()
+    assert bands == [{"band_low_hz": 0.0, "band_high_hz": 24_000.0}]
+    assert effort and all(e["band_high_hz"] == 24_000.0 for e in effort)
