@@ -31,7 +31,6 @@ import guano
 import numpy as np
 import soundfile as sf
 import soxr
-from scipy.signal import resample_poly
 from fsspec.spec import AbstractBufferedFile
 
 from connectors.audio_qc import WindowQuality, full_scale, measure
@@ -676,6 +675,8 @@ class _SequentialReader:
 def _resample(span: np.ndarray, native_hz: int, target_rate_hz: int, resampler: str) -> np.ndarray:
     """(F, C) float32 at native_hz -> (F', C) float32 at target_rate_hz."""
     if resampler == "polyphase":
+        from scipy.signal import resample_poly  # 1 s of imports: only for models that use it
+
         g = math.gcd(native_hz, target_rate_hz)
         out = resample_poly(span, target_rate_hz // g, native_hz // g, axis=0)
         return out.astype(np.float32, copy=False)

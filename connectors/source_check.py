@@ -417,9 +417,12 @@ def check_listing(source: str, storage_options: dict[str, Any] | None = None,
 
 def check_source(source: str, storage_options: dict[str, Any] | None = None, *,
                  model: str | None = None, model_rate_hz: int | None = None,
-                 only: tuple[str, ...] | None = None, headers: bool = True) -> SourceReport:
+                 only: tuple[str, ...] | None = None, headers: bool = True,
+                 model_band_hz: tuple[float, float] | None = None,
+                 min_recording_rate_hz: int | None = None) -> SourceReport:
     """Check a source root: the listing, ``deployments.csv`` and (``headers``) every
-    recording's header: start times, sample rates, band against the model's."""
+    recording's header: start times, sample rates, band against the model's (its band, else
+    half its rate) and the model's lowest recording rate."""
     checked = check_listing(source, storage_options, only)
     report, deployments, objects, fs = checked.report, checked.deployments, checked.objects, checked.fs
     if not headers or fs is None or not objects:
@@ -455,7 +458,8 @@ def check_source(source: str, storage_options: dict[str, Any] | None = None, *,
         rates.setdefault(obj.deployment_id, set()).add(header.sample_rate_hz)
         summary.seconds += header.duration_s
         report.problems.extend(recording_problems(header.sample_rate_hz, start, model,
-                                                  model_rate_hz, obj.uri))
+                                                  model_rate_hz, obj.uri, model_band_hz,
+                                                  min_recording_rate_hz))
         if start is None or start.start_utc is None:
             continue
         local = start.start_utc.astimezone(_zone(start.tz_name)).replace(tzinfo=None)

@@ -7,12 +7,21 @@ import argparse
 from typing import Any
 
 
-def model_rate(model: str) -> int | None:
-    """The sample rate the model's class declares, for the band check (None: not declared)."""
-    from naturelm_core.backend import backend_class
+def model_hearing(model: str, options: dict[str, Any]) -> tuple[int | None, tuple[float, float] | None,
+                                                                int | None]:
+    """(sample rate, band, lowest recording rate) of the model with these options, as a run would
+    describe it; a model that cannot be described here (weights not given) falls back to what its
+    class declares (band: half its rate)."""
+    from naturelm_core.backend import BackendError, backend_class, describe_backend, recording_rate_floor
 
-    rate = getattr(backend_class(model), "sample_rate_hz", None)
-    return int(rate) if isinstance(rate, (int, float)) and rate > 0 else None
+    try:
+        info = describe_backend(model, **options)
+    except BackendError:
+        cls = backend_class(model)
+        rate = getattr(cls, "sample_rate_hz", None)
+        rate = int(rate) if isinstance(rate, (int, float)) and rate > 0 else None
+        return rate, None, cls.min_recording_rate_hz
+    return info.sample_rate_hz, info.band(), recording_rate_floor(model, info)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -20,8 +29,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from flows.cli.settings_args import _nest
 
     options = _nest(args.storage_option or [], "--storage-option")
-    report = check_source(args.source, options, model=args.model, model_rate_hz=model_rate(args.model),
-                          only=tuple(args.deployment) if args.deployment else None)
+    rate, band, floor = model_hearing(args.model, _nest(args.model_option or [], "--model-option"))
+    report = check_source(args.source, options, model=args.model, model_rate_hz=rate,
+                          only=tuple(args.deployment) if args.deployment else None,
+                          model_band_hz=band, min_recording_rate_hz=floor)
     for line in format_report(report):
         print(line)
     return 2 if report.errors else 0
@@ -39,6 +50,9 @@ def add_check_parser(sub: Any) -> None:
     p.add_argument("--source", required=True, help="source root: a local folder, file:// or s3://")
     p.add_argument("--model", default="birdnet", choices=sorted(BACKENDS),
                    help="the model whose band recordings are compared with (default: birdnet)")
+    p.add_argument("--model-option", action="append", type=parse_key_value, metavar="KEY=VALUE",
+                   help="the model's options, as for `run` (its band and lowest recording rate "
+                        "may depend on them)")
     p.add_argument("--deployment", action="append", metavar="DEPLOYMENT",
                    help="only this deployment (repeatable)")
     p.add_argument("--storage-option", action="append", type=parse_key_value, metavar="KEY=VALUE",

@@ -92,6 +92,20 @@ def test_check_prints_each_deployment_and_warnings_without_failing(tmp_path):
     assert "20240515_220000.WAV: recorded at 384 kHz" in out
 
 
+def test_check_uses_the_models_band_and_lowest_rate_with_its_options(tmp_path):
+    """BatDetect2 (10-120 kHz, recordings of 240 kHz or more by default): the 48 kHz file is
+    named as too slow, the 384 kHz one is not beyond its band; a lowered floor is respected."""
+    root = source(tmp_path, HEADER, [GOOD])
+    write_wav(root / "pa-01" / "20240515_220000.WAV", np.zeros(38400, np.float32), 384000)
+    checked, _ = dawnchorus("check", "--source", str(root), "--model", "batdetect2")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "below the 240 kHz" in checked.stdout and "0 errors, 1 warnings" in checked.stdout
+    assert "20240515_220000.WAV: recorded at 384 kHz" not in checked.stdout
+    lowered, _ = dawnchorus("check", "--source", str(root), "--model", "batdetect2",
+                            "--model-option", "min_recording_rate_hz=48000")
+    assert lowered.returncode == 0 and "0 errors, 0 warnings" in lowered.stdout, lowered.stdout
+
+
 def test_a_missing_source_stops_run_before_anything_exists(tmp_path):
     results = tmp_path / "results"
     ran, seconds = dawnchorus("run", "--source", str(tmp_path / "sesaon-1"), "--results", str(results))
