@@ -14,7 +14,12 @@ import secrets
 import sys
 from urllib.parse import urlencode
 
+from typing import TYPE_CHECKING
+
 from connectors.errors import ConfigError
+
+if TYPE_CHECKING:
+    from flows.review.service import ReviewSettings
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,10 @@ def add_review_parser(sub: argparse._SubParsersAction) -> None:
                    help="open the page on this classifier's active-learning queue (its unjudged "
                         "windows, the most uncertain and the top-scoring in turn; see "
                         "docs/learn.md)")
+    p.add_argument("--retrain-every", type=int, metavar="N",
+                   help="retrain a classifier (train, store, apply, as the page's Retrain button) "
+                        "as soon as the verdicts on its label since its newest version reach N "
+                        "(default: off, only the button)")
     p.set_defaults(func=cmd_review)
 
 
@@ -96,6 +105,8 @@ def _check_review_args(args: argparse.Namespace) -> None:
                           "probability in [0, 1]")
     if args.export_raven and args.import_raven:
         raise ConfigError("--export-raven and --import-raven: one at a time")
+    if args.retrain_every is not None and not 1 <= args.retrain_every <= 10_000:
+        raise ConfigError(f"--retrain-every {args.retrain_every}: expected 1 to 10000 verdicts")
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -140,39 +151,59 @@ def _import(args: argparse.Namespace, results: str) -> int:
 
 
 def _serve(args: argparse.Namespace, results: str) -> int:
-    from flows.review.server import ReviewServer, is_loopback
-    from flows.review.service import ReviewService, ReviewSettings
+    from flows.review.service import ReviewSettings
 
-    service = ReviewService(ReviewSettings(
+    settings = ReviewSettings(
         results=results, reviewer=args.reviewer, min_score=args.min_score,
         score_bins=args.bins, goal=args.goal, location_threshold=args.location_threshold,
-        species=tuple(s.strip() for s in args.species if s.strip())))
+        species=tuple(s.strip() for s in args.species if s.strip()),
+        retrain_every=args.retrain_every)
+    return serve_page(settings, host=args.host, port=args.port,
+                      allowed_hosts=tuple(args.allowed_host), classifier=args.classifier)
+
+
+def serve_page(settings: "ReviewSettings", *, host: str, port: int,
+               allowed_hosts: tuple[str, ...] = (), classifier: str | None = None,
+               mark: tuple[str, list[str]] | None = None) -> int:
+    """Serve the review page until Ctrl-C, printing the address to open: on `classifier`'s
+    active-learning queue, or on `mark` = (label, window keys), a list to mark as examples."""
+    from flows.review.server import ReviewServer, is_loopback
+    from flows.review.service import BadRequest, NotInCatalog, ReviewService
+
+    service = ReviewService(settings)
     try:
         # Beyond loopback the page needs a secret that only this terminal shows: a fresh random
         # access key per start (or DAWNCHORUS_REVIEW_KEY, to keep one across restarts).
         access_key = None
-        if not is_loopback(args.host):
+        if not is_loopback(host):
             access_key = os.environ.get("DAWNCHORUS_REVIEW_KEY") or secrets.token_urlsafe(24)
             if len(access_key) < 16:
                 raise ConfigError("DAWNCHORUS_REVIEW_KEY: at least 16 characters")
         page = ""
-        if args.classifier:
-            from flows.review.service import BadRequest, NotInCatalog
-
+        if classifier:
             try:
-                page = "?" + urlencode({"classifier": service.classifier(args.classifier)["name"]})
+                page = "?" + urlencode({"classifier": service.classifier(classifier)["name"]})
             except (BadRequest, NotInCatalog) as exc:
                 raise ConfigError(f"--classifier: {exc}") from None
-        server = ReviewServer(service, host=args.host, port=args.port, access_key=access_key,
-                              allowed_hosts=tuple(args.allowed_host))
+        if mark:
+            label, keys = mark
+            windows = ",".join(keys)
+            try:  # refuse here, in one line, what the page would refuse
+                service.mark_list(label, service.mark_keys(windows))
+            except (BadRequest, NotInCatalog) as exc:
+                raise ConfigError(f"--review: {exc}") from None
+            page = "?" + urlencode({"mark": label, "windows": windows}, safe=",")
+        server = ReviewServer(service, host=host, port=port, access_key=access_key,
+                              allowed_hosts=allowed_hosts)
         if access_key:
             log.warning("serving on %s over plain HTTP: requests need the access key, but anyone "
                         "who can watch this network can read it; prefer an SSH tunnel to the "
-                        "default 127.0.0.1", args.host)
-            print(f"Reviewing {results} at {server.access_url}{page.replace('?', '&')}  (open this address once; it holds "
-                  f"the page's access key, keep it private; Ctrl-C to stop)", flush=True)
+                        "default 127.0.0.1", host)
+            print(f"Reviewing {settings.results} at {server.access_url}{page.replace('?', '&')}  "
+                  "(open this address once; it holds the page's access key, keep it private; "
+                  "Ctrl-C to stop)", flush=True)
         else:
-            print(f"Reviewing {results} at {server.url}{page}  (Ctrl-C to stop)", flush=True)
+            print(f"Reviewing {settings.results} at {server.url}{page}  (Ctrl-C to stop)", flush=True)
         server.serve_forever()
     finally:
         service.close()

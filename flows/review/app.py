@@ -10,6 +10,8 @@ Routes:
     GET  /api/learn/classifiers    each classifier's newest version: examples, metrics
     GET  /api/learn/queue?classifier=NAME  its unjudged windows, uncertain and top in turn
     POST /api/learn/retrain        train it again from the verdicts (JSON), needs the token
+    GET  /?mark=LABEL&windows=K,K  mark any windows (e.g. `similar` hits) as examples of LABEL
+    POST /api/examples             one mark (JSON: key, label, positive|negative|unsure), token
     GET  /static/review.js|.css
 
 Safe by default: a request names a window key, looked up in the catalog, never a path; every
@@ -53,6 +55,7 @@ from flows.review.service import (
     ReviewService,
     WindowKey,
 )
+from flows.review.defaults import MAX_MARK_WINDOWS
 from flows.review.spectrogram import spectrogram_png
 from flows.review.ultrasound import Listening, listening
 
@@ -81,6 +84,15 @@ class VerdictIn(BaseModel):
     verdict: str = Field(max_length=20)
     reviewer: str = Field(max_length=MAX_REVIEWER_CHARS)
     corrected_label: str | None = Field(None, max_length=MAX_LABEL_CHARS)
+
+
+class MarkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(max_length=300)
+    label: str = Field(max_length=MAX_LABEL_CHARS)
+    mark: str = Field(max_length=20)
+    reviewer: str = Field(max_length=MAX_REVIEWER_CHARS)
 
 
 class RetrainIn(BaseModel):
@@ -214,20 +226,37 @@ def create_app(service: ReviewService, *, token: str | None = None,
     def page(deployment: str | None = Query(None, max_length=MAX_LABEL_CHARS),
              species: str | None = Query(None, max_length=MAX_LABEL_CHARS),
              fingerprint: str | None = Query(None, max_length=MAX_LABEL_CHARS),
-             classifier: str | None = Query(None, max_length=MAX_LABEL_CHARS)) -> HTMLResponse:
+             classifier: str | None = Query(None, max_length=MAX_LABEL_CHARS),
+             mark: str | None = Query(None, max_length=MAX_LABEL_CHARS),
+             windows: str | None = Query(None, max_length=MAX_MARK_WINDOWS * 300)) -> HTMLResponse:
         filters = _filters(deployment, species, fingerprint)
-        # ?classifier=NAME: that classifier's active-learning queue instead of the stratified one
-        learning = service.classifier(classifier) if classifier else None
-        queue = (service.learn_queue(classifier, limit=1) if learning
-                 else service.queue(filters, limit=1))
-        item = queue[0] if queue else None
+        marking = None
+        if mark or windows:
+            # ?mark=LABEL&windows=K,K,...: mark these windows (a `similar` result) as examples
+            if not (mark and windows):
+                raise BadRequest("marking windows needs both ?mark=LABEL and &windows=KEY,KEY,...")
+            rows = service.mark_list(mark, service.mark_keys(windows))
+            marking = {"label": rows[0]["label"], "rows": rows,
+                       "counts": {m: sum(r["mark"] == m for r in rows)
+                                  for m in ("positive", "negative", "unsure")}}
+            left = [r for r in rows if r["mark"] is None]
+            item = left[0] if left else None
+            learning = None
+        else:
+            # ?classifier=NAME: that classifier's active-learning queue instead of the stratified one
+            learning = service.classifier(classifier) if classifier else None
+            queue = (service.learn_queue(classifier, limit=1) if learning
+                     else service.queue(filters, limit=1))
+            item = queue[0] if queue else None
         if item is not None and not item.get("withheld"):
             item = {**item, "listen": window_listening(service.window(WindowKey.parse(item["key"])))}
         html = pages.get_template("page.html").render(
             token=token, results=str(service.writer.root), reviewer=service.settings.reviewer,
             filters=filters, options=service.options(), item=item,
             progress=service.progress(filters), goal=service.settings.goal,
-            learning=learning, classifiers=service.classifiers(),
+            learning=learning, classifiers=service.classifiers(), marking=marking,
+            retrain_every=service.settings.retrain_every,
+            auto_retrain=service.auto_retrains.get(learning["name"]) if learning else None,
         )
         return HTMLResponse(html)
 
@@ -260,7 +289,15 @@ def create_app(service: ReviewService, *, token: str | None = None,
         review = service.add_verdict(WindowKey.parse(body.key), body.label, body.verdict,
                                      body.reviewer, body.corrected_label)
         return {"review_id": review.review_id, "key": body.key, "label": review.label,
-                "verdict": review.verdict, "score": review.score}
+                "verdict": review.verdict, "score": review.score,
+                "retrained": service.retrain_if_due(review)}
+
+    @app.post("/api/examples", status_code=201)
+    def example(body: MarkIn) -> dict[str, Any]:
+        review = service.add_mark(WindowKey.parse(body.key), body.label, body.mark, body.reviewer)
+        return {"review_id": review.review_id, "key": body.key, "label": review.label,
+                "mark": body.mark, "verdict": review.verdict, "score": review.score,
+                "retrained": service.retrain_if_due(review)}
 
     @app.get("/api/queue")
     def queue(deployment: str | None = Query(None, max_length=MAX_LABEL_CHARS),

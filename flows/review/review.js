@@ -13,10 +13,13 @@
   });
   if (!item) return;
 
+  // Two kinds of item: a detection to judge (verdicts), or a window to mark as an example of a
+  // label (?mark=LABEL&windows=...: yes, no, unsure).
+  const marking = item.dataset.mode === "mark";
   const player = document.getElementById("player");
   const other = document.getElementById("other-label");
   const status = document.getElementById("status");
-  const buttons = item.querySelectorAll("button[data-verdict]");
+  const buttons = item.querySelectorAll(marking ? "button[data-mark]" : "button[data-verdict]");
   let sending = false;
 
   function say(text, isError) {
@@ -24,14 +27,19 @@
     status.className = isError ? "error" : "";
   }
 
+  // What an automatic retrain (review --retrain-every N) did, said before the page reloads.
+  function retrained(events) {
+    return (events || []).map(function (e) {
+      return e.refused ? "automatic retrain refused: " + e.refused
+        : "retrained automatically after " + e.after_verdicts + " verdicts: " +
+          (e.new_version ? "stored " : "unchanged: ") + e.classifier_id;
+    }).join("; ");
+  }
+
   async function send(verdict) {
     if (sending) return;
-    const body = {
-      key: item.dataset.key,
-      label: item.dataset.label,
-      verdict: verdict,
-      reviewer: reviewer.value.trim(),
-    };
+    const body = { key: item.dataset.key, label: item.dataset.label, reviewer: reviewer.value.trim() };
+    body[marking ? "mark" : "verdict"] = verdict;
     if (!body.reviewer) { say("Type your name in Reviewer first.", true); reviewer.focus(); return; }
     if (verdict === "other") {
       body.corrected_label = other.value.trim();
@@ -41,15 +49,15 @@
     buttons.forEach(function (b) { b.disabled = true; });
     say("saving " + verdict + "…", false);
     try {
-      const response = await fetch("/api/verdicts", {
+      const response = await fetch(marking ? "/api/examples" : "/api/verdicts", {
         method: "POST",
         headers: { "Content-Type": "application/json", "X-Review-Token": token },
         body: JSON.stringify(body),
       });
-      if (!response.ok) {
-        const reason = await response.json().catch(function () { return {}; });
-        throw new Error(reason.detail || ("HTTP " + response.status));
-      }
+      const reply = await response.json().catch(function () { return {}; });
+      if (!response.ok) throw new Error(reply.detail || ("HTTP " + response.status));
+      const said = retrained(reply.retrained);
+      if (said) say(said, false);
       window.location.reload();
     } catch (err) {
       say("Not saved: " + err.message, true);
@@ -59,22 +67,25 @@
   }
 
   buttons.forEach(function (b) {
-    b.addEventListener("click", function () { send(b.dataset.verdict); });
+    b.addEventListener("click", function () { send(marking ? b.dataset.mark : b.dataset.verdict); });
   });
 
-  other.addEventListener("keydown", function (event) {
-    if (event.key === "Enter") { event.preventDefault(); send("other"); }
-    if (event.key === "Escape") { other.blur(); }
-  });
+  if (other) {
+    other.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") { event.preventDefault(); send("other"); }
+      if (event.key === "Escape") { other.blur(); }
+    });
+  }
 
-  const keys = { c: "correct", w: "wrong", u: "unsure" };
+  const keys = marking ? { y: "positive", n: "negative", u: "unsure" }
+                       : { c: "correct", w: "wrong", u: "unsure" };
   document.addEventListener("keydown", function (event) {
     const target = event.target;
     if (target instanceof HTMLInputElement || target instanceof HTMLSelectElement) return;
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const key = event.key.toLowerCase();
     if (keys[key]) { event.preventDefault(); send(keys[key]); }
-    else if (key === "o") { event.preventDefault(); other.focus(); }
+    else if (key === "o" && other) { event.preventDefault(); other.focus(); }
     else if (key === " ") {
       event.preventDefault();
       if (!player) { return; }

@@ -26,6 +26,7 @@ from connectors.errors import ConfigError
 from connectors.tables import ReviewRow
 from flows.outputs.learn import learn
 from flows.outputs.privacy import HOW_TO_SERVE, check_span, overlaps, speech_marks_of
+from flows.review.defaults import MAX_MARK_WINDOWS
 from naturelm_core.labels import birdnet_labels, split_birdnet_label
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 CONTEXT_S = 1.0
 MAX_LABEL_CHARS = 200
 MAX_REVIEWER_CHARS = 100
+#: A mark's answer -> the verdict stored (so `learn` reads it as it reads any verdict).
+MARKS = {"positive": "correct", "negative": "wrong", "unsure": "unsure"}
 _ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
 
 
@@ -108,8 +111,13 @@ class ReviewSettings:
     species: tuple[str, ...] = ()
     """A target list: only these labels are offered, in this order (empty: every species, most
     detections first)."""
+    retrain_every: int | None = None
+    """Retrain a classifier (train, store, apply, as the Retrain button) when a verdict brings
+    the verdicts on its label since its newest version to this many; None: only the button."""
 
     def __post_init__(self) -> None:
+        if self.retrain_every is not None and not 1 <= self.retrain_every <= 10_000:
+            raise ValueError(f"retrain_every {self.retrain_every}: expected 1 to 10000")
         if not 0.0 <= self.min_score < 1.0:
             raise ValueError(f"min_score {self.min_score}: expected a score in [0, 1)")
         if not 1 <= self.score_bins <= 100:
@@ -140,6 +148,9 @@ class ReviewService:
         self._read_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._retrain_lock = threading.Lock()  # one retrain at a time (each writes a version)
+        #: classifier name -> what the last automatic retrain did (shown on the page), and the
+        #: verdict count it was triggered at, so an unchanged retrain does not repeat per verdict
+        self.auto_retrains: dict[str, dict[str, Any]] = {}
 
     def close(self) -> None:
         self.reader.close()
@@ -264,6 +275,89 @@ class ReviewService:
         return review
 
 
+    # -- marking any window as an example (docs/learn.md, "Marking windows as examples") -------
+    def mark_keys(self, windows: Any) -> list[WindowKey]:
+        """The window keys of a marking list (comma-separated, in the order given, each once)."""
+        if not isinstance(windows, str) or not windows.strip():
+            raise BadRequest("windows: expected window keys (recording.fingerprint.channel.window) "
+                             "separated by commas")
+        keys = list(dict.fromkeys(WindowKey.parse(k.strip()) for k in windows.split(",") if k.strip()))
+        if len(keys) > MAX_MARK_WINDOWS:
+            raise BadRequest(f"windows: {len(keys)} keys, at most {MAX_MARK_WINDOWS} per list")
+        return keys
+
+    def mark_list(self, label: Any, keys: list[WindowKey]) -> list[dict[str, Any]]:
+        """The windows `keys` name, in their order, each with where it is, what was detected there
+        and its mark: the newest verdict on `label` (any case) in that window under any
+        fingerprint (None: not marked yet). NotInCatalog names a key the catalog lacks."""
+        label = clean_text(label, "label", MAX_LABEL_CHARS)
+        by_fingerprint: dict[str, list[WindowKey]] = {}
+        for key in keys:
+            by_fingerprint.setdefault(key.config_fingerprint, []).append(key)
+        found: dict[WindowKey, dict[str, Any]] = {}
+        for fingerprint, group in by_fingerprint.items():
+            for row in self._rows(reads.similar_hits, config_fingerprint=fingerprint,
+                                  keys=[f"{k.recording_id}|{k.channel}|{k.window_index}" for k in group]):
+                found[WindowKey(row["recording_id"], fingerprint, row["channel"],
+                                row["window_index"])] = row
+        missing = [str(k) for k in keys if k not in found]
+        if missing:
+            raise NotInCatalog(f"window {missing[0]} is not in the catalog"
+                               + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        marks = self._marks(label)
+        rows = []
+        for position, key in enumerate(keys, start=1):
+            row = dict(found[key], key=str(key), position=position, label=label,
+                       config_fingerprint=key.config_fingerprint)
+            row["mark"] = marks.get((key.recording_id, key.channel, key.window_index))
+            row["window_s"] = row["end_offset_s"] - row["offset_s"]
+            rows.append(row)
+        self._mark_withheld(rows)
+        return rows
+
+    def _marks(self, label: str) -> dict[tuple[str, int, int], str]:
+        """(recording, channel, window) -> the newest verdict on `label` there, as a mark."""
+        with self._read_lock:
+            verdicts = reads.latest_reviews(self.reader)
+        newest: dict[tuple[str, int, int], Any] = {}
+        for v in verdicts:
+            if v.label.casefold() != label.casefold():
+                continue
+            where = (v.recording_id, v.channel, v.window_index)
+            if where not in newest or v.reviewed_at > newest[where].reviewed_at:
+                newest[where] = v
+        back = {verdict: mark for mark, verdict in MARKS.items()}
+        return {where: back.get(v.verdict, v.verdict) for where, v in newest.items()}
+
+    def add_mark(self, key: WindowKey, label: Any, mark: Any, reviewer: Any,
+                 now: datetime | None = None) -> ReviewRow:
+        """Record that the window holds `label` (positive), does not (negative), or that the
+        reviewer cannot tell (unsure): a `reviews` row under the window's own key, verdict
+        correct, wrong or unsure, so `learn` reads it as it reads a verdict. Any analysed window
+        can be marked: its score is the window's detection of `label` where its model gave one,
+        else 0 (no score for the label there, as `density` counts it)."""
+        label = clean_text(label, "label", MAX_LABEL_CHARS)
+        reviewer = clean_text(reviewer, "reviewer", MAX_REVIEWER_CHARS)
+        if mark not in MARKS:
+            raise BadRequest(f"mark {str(mark)[:40]!r}: expected one of {', '.join(MARKS)}")
+        where = self._rows(reads.similar_hits, config_fingerprint=key.config_fingerprint,
+                           keys=[f"{key.recording_id}|{key.channel}|{key.window_index}"])
+        if not where:
+            raise NotInCatalog(f"window {key} is not in the catalog")
+        detection = self._rows(reads.detection, **key.fields, label=label)
+        review = ReviewRow(
+            review_id=uuid.uuid4().hex, reviewed_at=now or datetime.now(timezone.utc),
+            reviewer=reviewer, recording_id=key.recording_id,
+            config_fingerprint=key.config_fingerprint, channel=key.channel,
+            window_index=key.window_index, deployment_id=where[0]["deployment_id"], label=label,
+            score=float(detection[0]["score"]) if detection else 0.0, verdict=MARKS[mark],
+            corrected_label=None, via="page",
+        )
+        with self._write_lock:
+            self.writer.add_review(review)
+        log.info("%s: marked %s %s as %s", reviewer, key, label, mark)
+        return review
+
     # -- active learning (docs/learn.md) -------------------------------------------------------
     def classifiers(self) -> list[dict[str, Any]]:
         """Each classifier's newest version: examples, cross-validated metrics, verdicts since."""
@@ -324,6 +418,41 @@ class ReviewService:
             "not_used": result.skipped + result.mapped.problems,
             "seconds": round(time.monotonic() - started, 2),
         }
+
+
+    def retrain_if_due(self, review: ReviewRow) -> list[dict[str, Any]]:
+        """With `retrain_every` N: retrain each classifier of the verdict's label (or the label
+        an "other" verdict names) whose verdicts since its newest version reached N, as the
+        Retrain button does; what each retrain did (or why it was refused) is kept for the page
+        and returned. A refused retrain (a run holds the catalog) is tried again at the next
+        verdict; one that gave the same weights waits for N more verdicts."""
+        every = self.settings.retrain_every
+        if every is None or review.verdict not in ("correct", "wrong", "other"):
+            return []
+        labels = {review.label.casefold()} | (
+            {review.corrected_label.casefold()} if review.corrected_label else set())
+        done = []
+        for c in self.classifiers():
+            if c["label"].casefold() not in labels:
+                continue
+            last = self.auto_retrains.get(c["name"], {})
+            since = c["new_verdicts"] - (last.get("at_verdicts", 0)
+                                         if last.get("from") == c["classifier_id"] else 0)
+            if since < every:
+                continue
+            event: dict[str, Any] = {"classifier": c["name"], "from": c["classifier_id"],
+                                     "after_verdicts": c["new_verdicts"], "every": every}
+            try:
+                event.update(self.retrain(c["name"], review.reviewer), refused=None)
+                # the same weights: no new version, so wait for `every` more verdicts on this one
+                event["at_verdicts"] = 0 if event["new_version"] else c["new_verdicts"]
+            except (Busy, BadRequest) as exc:
+                event.update(refused=str(exc), at_verdicts=0)
+                log.warning("automatic retrain of %s after %d verdicts: %s", c["name"],
+                            c["new_verdicts"], exc)
+            self.auto_retrains[c["name"]] = event
+            done.append(event)
+        return done
 
 
 @functools.lru_cache(maxsize=1)

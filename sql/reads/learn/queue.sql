@@ -5,7 +5,8 @@
 --   windows that are examples already, e.g. a Raven table's), $max_rows most rows returned
 -- inputs: classifiers, predictions, reviews, windows, recordings, deployments
 -- judged: any verdict (unsure included) on the label in that window under any version of the
---   classifier (all versions share the embedding fingerprint's windows), or an example already.
+--   classifier (all versions share the embedding fingerprint's windows) or under the embedding
+--   fingerprint itself (a window marked in the page's marking list), or an example already.
 -- order: turn = least(2 * uncertain_rank - 1, 2 * top_rank), where uncertain_rank orders by
 --   |score - 0.5| (smallest first) and top_rank by score (highest first), ties broken by a hash of
 --   the window: the most uncertain, the top-scoring, the second most uncertain, the second
@@ -18,7 +19,11 @@ with newest as (
 ),
 
 versions as (
-    select distinct config_fingerprint
+    select config_fingerprint
+    from classifiers
+    where name = $name
+    union
+    select embedding_fingerprint as config_fingerprint
     from classifiers
     where name = $name
 ),

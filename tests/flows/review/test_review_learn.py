@@ -260,3 +260,21 @@ def test_a_classifier_from_a_raven_table_equals_one_from_the_same_examples_marke
     assert (from_page.n_positive, from_page.n_negative) == (from_table.n_positive, from_table.n_negative) == (4, 2)
     assert from_page.digest == from_table.digest
     assert from_page.weights == from_table.weights and from_page.bias == from_table.bias
+
+
+def test_a_window_marked_in_a_marking_list_leaves_the_classifiers_queue(served):
+    """A mark is written under the embedding fingerprint's window, not the classifier's: the
+    queue counts it as judged all the same, and the page counts it as a new verdict."""
+    root, calls, classifier, server = served
+    first = call(server, f"/api/learn/queue?classifier={LABEL}&limit=1").json()[0]
+    key = f"{first['recording_id']}.{classifier.embedding_fingerprint}.{first['channel']}.{first['window_index']}"
+    reply = call(server, "/api/examples", token=server.token, body={
+        "key": key, "label": LABEL.lower(), "mark": "negative", "reviewer": "ana"})
+    assert reply.status == 201, reply.body
+    assert reply.json()["verdict"] == "wrong" and reply.json()["score"] == 0.0
+    queue = call(server, f"/api/learn/queue?classifier={LABEL}&limit=1000").json()
+    assert first["key"] not in {q["key"] for q in queue}
+    assert call(server, "/api/learn/classifiers").json()[0]["new_verdicts"] == 1
+    bad = call(server, "/api/examples", token=server.token, body={
+        "key": key, "label": LABEL, "mark": "maybe", "reviewer": "ana"})
+    assert bad.status == 400 and "expected one of positive, negative, unsure" in bad.json()["detail"]
