@@ -69,6 +69,7 @@ DEFERRED = {
     "s3fs": "object storage only (aiobotocore is slow to import)",
     "botocore": "object storage only",
     "sklearn": "learn only",
+    "scipy": "BatDetect2's polyphase resampling only (scipy.signal costs a second to import)",
     "onnxruntime": "the speech detector, in model actors only (docs/privacy.md)",
     "matplotlib": "report thumbnails only",
     "frictionless": "the Camtrap DP export only",

@@ -19,6 +19,7 @@ import fsspec
 import torch
 
 from naturelm_core.backend import BackendError
+from naturelm_core.digest import file_sha256 as file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -79,15 +80,6 @@ def resolve_file(uri: str, cache_dir: Path | None = None, what: str = "file") ->
         partial.replace(dest)
         logger.info("copied %s -> %s", uri, dest)
     return dest
-
-
-def file_digest(path: Path) -> str:
-    """sha256 hex of a file's bytes (streamed)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _mirror(fs: fsspec.AbstractFileSystem, root: str, local: Path) -> None:

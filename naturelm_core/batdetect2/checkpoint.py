@@ -11,7 +11,6 @@ is one `BatDetect2CheckpointError` line naming the keys (BatDetect2 itself loads
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,6 +21,7 @@ from naturelm_core import checkpoint_keys as keys
 from naturelm_core.backend import BackendError
 from naturelm_core.batdetect2.config import BatDetect2Config
 from naturelm_core.batdetect2.model import Net2DFast
+from naturelm_core.digest import file_sha256
 
 DISTRIBUTION = "batdetect2"
 DISTRIBUTION_VERSION = "1.3.1"
@@ -52,14 +52,6 @@ def shipped_checkpoint() -> Path:
             f"BatDetect2 weights not found: {path} is missing from the installed {DISTRIBUTION} "
             f"{dist.version}; {INSTALL_HINT}")
     return path
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:

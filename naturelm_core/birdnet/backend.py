@@ -19,7 +19,6 @@ animal class's score, whatever the floor.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -160,14 +159,6 @@ def _probe_chunk() -> np.ndarray:
     return (chirp + noise).astype(np.float32)[None, :]
 
 
-def _sha256_prefix(path: Path, n_hex: int = 12) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:n_hex]
-
-
 def _existing_file(path: str | None, default_name: str, what: str) -> Path:
     if path is None:
         try:
@@ -269,7 +260,7 @@ class BirdNETBackend(ModelBackend):
         self._human_vocal = human[0] if human else None
         self._model_sha256 = file_sha256(self.model_path)
         self._model_digest = self._model_sha256[:12]
-        self._labels_digest = _sha256_prefix(self.labels_path)
+        self._labels_digest = file_sha256(self.labels_path)[:12]
         self.runtime_name = runtime
         self.cnn_engine = None if runtime == "litert" else (
             cnn_engine or ("openvino" if openvino_available() else "litert"))

@@ -21,7 +21,6 @@ deployment and BirdNET week of each window's local date (see `flows/pipeline/spe
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import date
@@ -31,6 +30,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from naturelm_core.backend import BackendError
+from naturelm_core.digest import file_sha256
 from naturelm_core.labels import BIRDNET_LABELS_FILE, birdnet_asset, birdnet_labels, split_birdnet_label
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,6 @@ def birdnet_week(day: date) -> int:
     """BirdNET's week (1-48) of a date: four weeks per month, the fourth runs to the month's end."""
     week_in_month = min(WEEKS_PER_MONTH, (day.day - 1) // DAYS_PER_WEEK + 1)
     return (day.month - 1) * WEEKS_PER_MONTH + week_in_month
-
-
-def _sha256_prefix(path: Path, n_hex: int = 12) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:n_hex]
 
 
 @dataclass(frozen=True)
@@ -81,7 +73,7 @@ class MetaModel:
         self.path = path
         self.labels = labels
         self.species = [split_birdnet_label(label) for label in labels]
-        self.model_id = f"birdnet-metamodel-v2.4@{_sha256_prefix(path)}"
+        self.model_id = f"birdnet-metamodel-v2.4@{file_sha256(path)[:12]}"
         self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]

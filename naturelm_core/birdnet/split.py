@@ -17,7 +17,6 @@ Engines (`CNN_ENGINES`), each a plain class with ``run(spec) -> (logits, embeddi
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from naturelm_core.birdnet.frontend import CUT_TENSOR
+from naturelm_core.digest import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +42,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "dawnchorus"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cut_cnn(model_path: Path, cache_dir: Path, model_sha256: str, spec_shape: tuple[int, int, int]) -> Path:

@@ -29,6 +29,7 @@ from naturelm_core import checkpoint_keys as keys
 from naturelm_core.backend import BackendError
 from naturelm_core.checkpoint_keys import KeyReport
 from naturelm_core.clap.msclap import MSClap, MSClapConfig
+from naturelm_core.digest import file_sha256 as file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -153,15 +154,6 @@ def save_release(model: MSClap, path: Path, legacy_gpt2_buffers: bool = True) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({STATE_DICT_ENTRY: release_state_dict(model, legacy_gpt2_buffers)}, str(path))
     return path
-
-
-def file_digest(path: Path) -> str:
-    """sha256 hex of a file's bytes, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def folder_digest(folder: Path, exclude_suffixes: tuple[str, ...] = ()) -> str:
