@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import pytest
 
 from connectors.catalog import CatalogReader
 from flows.outputs.exports.raven import read_selection_table
+from tests.support.cli_run import dawnchorus
 from tests.support.synth_audio import audiomoth_name, chirp, fade, noise, place, write_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # a `dawnchorus run` starts Ray
@@ -33,13 +31,6 @@ PLANTED = {START: [0.20, 0.35, 0.50, 1.80, 2.10], START + timedelta(minutes=1): 
 EVENT_OPTIONS = ["events=true", f"sample_rate_hz={BAT_RATE_HZ}", "band_low_hz=10000",
                  "band_high_hz=120000", "min_recording_rate_hz=240000"]
 
-
-def dawnchorus(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"))
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +55,7 @@ def bat_run(source):
     options = [a for o in EVENT_OPTIONS for a in ("--model-option", o)]
     proc = dawnchorus("run", "--source", str(source), "--results", str(results),
                       "--model", "placeholder", *options, "--task", "classify",
-                      "--window-s", "1", tmp_path=source.parent)
+                      "--window-s", "1", home=source.parent)
     return results, proc
 
 
@@ -106,7 +97,7 @@ def test_every_planted_call_is_a_row_with_its_own_box(bat_run):
 def test_query_bat_passes_gives_the_hand_count(bat_run):
     results, _ = bat_run
     proc = dawnchorus("query", "--results", str(results), "bat_passes", "--format", "csv",
-                      tmp_path=results.parent)
+                      home=results.parent)
     assert proc.returncode == 0, proc.stderr
     (row,) = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert (row["site_id"], row["night_date"], row["label"]) == ("cave", "2024-06-01", "call 45 kHz")
@@ -114,7 +105,7 @@ def test_query_bat_passes_gives_the_hand_count(bat_run):
     assert float(row["effort_hours"]) == pytest.approx(6 / 3600)  # the 48 kHz file's are not
     assert (float(row["band_low_hz"]), float(row["band_high_hz"])) == (10_000.0, 120_000.0)
     merged = dawnchorus("query", "--results", str(results), "bat_passes", "--format", "csv",
-                        "--param", "gap_s=2", tmp_path=results.parent)
+                        "--param", "gap_s=2", home=results.parent)
     assert int(next(csv.DictReader(io.StringIO(merged.stdout)))["passes"]) == 2
 
 
@@ -122,7 +113,7 @@ def test_the_raven_export_boxes_the_planted_calls(bat_run):
     results, _ = bat_run
     out = results.parent / "raven"
     proc = dawnchorus("export", "raven", "--results", str(results), "--out", str(out),
-                      tmp_path=results.parent)
+                      home=results.parent)
     assert proc.returncode == 0, proc.stderr
     for start, calls in PLANTED.items():
         (table,) = out.rglob(audiomoth_name(start).rsplit(".", 1)[0] + ".Table.1.selections.txt")
@@ -139,7 +130,7 @@ def test_the_csv_export_gives_each_call_its_own_times_and_box(bat_run):
     results, _ = bat_run
     out = results.parent / "csv"
     proc = dawnchorus("export", "csv", "--results", str(results), "--out", str(out),
-                      tmp_path=results.parent)
+                      home=results.parent)
     assert proc.returncode == 0, proc.stderr
     with open(out / "detections.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -157,7 +148,7 @@ def test_the_csv_export_gives_each_call_its_own_times_and_box(bat_run):
 def test_a_bird_rate_run_over_ultrasound_warns_and_records_its_band(source):
     results = source.parent / "results-birds"
     proc = dawnchorus("run", "--source", str(source), "--results", str(results),
-                      "--model", "placeholder", "--window-s", "1", tmp_path=source.parent)
+                      "--model", "placeholder", "--window-s", "1", home=source.parent)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     warning = "recorded at 384 kHz (band up to 192 kHz), but the placeholder model hears up to 8 kHz"
     assert proc.stdout.count(warning) == 2  # the run header, one line per 384 kHz file

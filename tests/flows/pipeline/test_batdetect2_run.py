@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from connectors.catalog import CatalogReader
+from tests.support.cli_run import dawnchorus
 from tests.support.seed_catalog import analysis
 from tests.support.synth_audio import audiomoth_name, write_wav
 
@@ -34,13 +32,6 @@ PROB_TOLERANCE = 1e-4
 #: detection probability above which the fixture lists BatDetect2's calls one by one
 LISTED_ABOVE = 0.1
 
-
-def dawnchorus(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(PREFECT_HOME=str(home / "prefect-home"))
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=900)
 
 
 def fm_call(rate_hz: int, start_hz: float = 75_000, end_hz: float = 45_000,

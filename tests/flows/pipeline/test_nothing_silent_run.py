@@ -10,11 +10,8 @@ a recording whose AudioMoth comment is three months from its file name.
 from __future__ import annotations
 
 import csv
-import os
 import re
 import shutil
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -22,19 +19,13 @@ import numpy as np
 import pytest
 
 from connectors.catalog import CatalogReader
+from tests.support.cli_run import dawnchorus
 from tests.support.synth_audio import audiomoth_comment, audiomoth_name, write_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # a `dawnchorus run` starts Ray
 
 NAME_TIME = datetime(2018, 5, 4, 5, 0, tzinfo=timezone.utc)
 
-
-def dawnchorus(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"))
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +44,7 @@ def wytham_run(tmp_path_factory, clips_dir):
         writer.writerow(["wytham", "wytham", "51.7736", "-1.3380", "Europe/London"])
     results = tmp_path / "results"
     proc = dawnchorus("run", "--source", str(source), "--results", str(results),
-                      tmp_path=tmp_path)
+                      home=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return results, proc.stdout
 
@@ -94,7 +85,7 @@ def test_a_location_filtered_strong_species_is_named_everywhere(wytham_run):
     with CatalogReader(results) as reader:
         assert reader.query(sql).to_pylist() == [{"best": None}]
     shown = dawnchorus("query", "--results", str(results), "--location-threshold", "0",
-                       "--format", "csv", sql, tmp_path=results.parent)
+                       "--format", "csv", sql, home=results.parent)
     assert shown.returncode == 0, shown.stderr
     assert float(shown.stdout.splitlines()[1]) >= 0.99
 
