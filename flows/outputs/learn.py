@@ -291,18 +291,21 @@ def _rows(table: pa.Table, scores: np.ndarray, c: ClassifierRow, run_id: str
         return pa.array([value] * n, typ)
 
     col = table.column
-    windows = pa.table({
+    # `conform`: columns a later migration adds, and nothing here knows of, stay null rather
+    # than breaking every apply (as the windows' band and the predictions' call box once did)
+    windows = WINDOWS.conform({
         "run_id": same(run_id, pa.string()), "config_fingerprint": same(c.config_fingerprint, pa.string()),
         "recording_id": col("recording_id"), "deployment_id": col("deployment_id"),
         "channel": col("channel"), "window_index": col("window_index"), "offset_s": col("offset_s"),
         "window_s": col("window_s"), "duration_s": col("duration_s"), "start_utc": col("start_utc"),
         "start_local": col("start_local"), "date": col("date"), "status": same("ok", pa.string()),
         "padded": col("padded"), "error": same(None, pa.string()),
-        # the audio's quality (docs/effort.md) is the embedded window's: the same samples
+        # the audio's quality (docs/effort.md) and the band its model analysed are the embedded
+        # window's: the classifier scores the same samples
         **{name: col(name) for name in ("rms_dbfs", "peak_dbfs", "clipped_fraction", "zero_run_s",
-                                        "qc")},
-    }).cast(WINDOWS.schema)
-    predictions = pa.table({
+                                        "qc", "band_low_hz", "band_high_hz")},
+    })
+    predictions = PREDICTIONS.conform({
         "run_id": same(run_id, pa.string()), "model_id": same(c.model_id, pa.string()),
         "config_fingerprint": same(c.config_fingerprint, pa.string()),
         "recording_id": col("recording_id"), "deployment_id": col("deployment_id"),
@@ -312,7 +315,7 @@ def _rows(table: pa.Table, scores: np.ndarray, c: ClassifierRow, run_id: str
         "rank": same(1, pa.int32()), "answer_text": same(c.label, pa.string()),
         "label": same(c.label, pa.string()), "scientific_name": same(None, pa.string()),
         "score": pa.array(scores, pa.float64()),
-    }).cast(PREDICTIONS.schema)
+    })
     return windows, predictions
 
 

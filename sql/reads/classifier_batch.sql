@@ -1,6 +1,6 @@
 -- purpose: the embedded windows of some recordings that a classifier has still to score, with
--- their effort rows (copied under the classifier's fingerprint, with the audio's quality measures:
--- the classifier scores the same audio) and vectors
+-- their effort rows (copied under the classifier's fingerprint, with the audio's quality measures
+-- and the band its model analysed: the classifier scores the same audio) and vectors
 -- grain: one row per window and channel, in no particular order (sorting a batch's vectors would
 -- cost more than reading them)
 -- parameters: $1 embedding fingerprint, $2 classifier fingerprint, $3 recording ids (a list),
@@ -58,6 +58,8 @@ final as (
         w.clipped_fraction,
         w.zero_run_s,
         w.qc,
+        w.band_low_hz,
+        w.band_high_hz,
         e.vector
     from embedded as e
     inner join effort as w
