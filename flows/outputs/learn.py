@@ -45,7 +45,7 @@ import pyarrow as pa
 
 from connectors.catalog import Catalog, CatalogReader, ClassifierTodo, reads
 from connectors.catalog.locks import run_lock
-from connectors.catalog.vectors import as_float32_blocks
+from connectors.catalog.vectors import as_float32
 from connectors.errors import ConfigError
 from connectors.location import ResultsLocation
 from connectors.tables import PREDICTIONS, WINDOWS, ClassifierRow, RunRow, replace
@@ -151,13 +151,9 @@ def probabilities(vectors: np.ndarray, weights: np.ndarray, bias: float) -> np.n
     finite in [0, 1]."""
     # A season's matrix is gigabytes: score it in float32 and divide by the norms after,
     # instead of copying it to unit float64 rows (1e-6 in z, 20 times faster). Stored float16
-    # (schema version 12) is converted a block of rows at a time, never as a whole.
-    if vectors.dtype == np.float16:
-        out = np.empty(len(vectors), np.float64)
-        for start, block in as_float32_blocks(vectors):
-            out[start:start + len(block)] = probabilities(block, weights, bias)
-        return out
-    x = np.asarray(vectors, dtype=np.float32)
+    # (schema version 12) is converted to one float32 matrix first: scoring it block by block
+    # took twice as long (100 k x 1024: 0.96 s against 0.46 s).
+    x = as_float32(vectors) if vectors.dtype == np.float16 else np.asarray(vectors, np.float32)
     # Squared norms without np.linalg.norm's full-size temporary (x * x: another copy of the
     # batch, whose fresh pages cost more than the arithmetic).
     norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))  # (N,)
