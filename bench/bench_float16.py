@@ -11,7 +11,11 @@ compares, against the float32 vectors dawnchorus stores:
 - training (`learn`): for each of the most detected labels, a classifier from the windows where
   the model detected it (positives) and the rest (weak negatives), trained on each; the largest
   change of a probability, and how many windows change side of 0.5;
-- storage: Parquet bytes per vector (zstd) of the float32 lists and of float16 values.
+- storage: Parquet bytes per vector (zstd) of the float32 lists, of float16 values, and of
+  float16 BLOBs (one per vector: what the catalog stores since schema version 12).
+
+On a catalog written since schema version 12 the vectors are float16 already (`stored_float16`
+counts them), so the comparison there is of float16 with itself.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors.catalog import CatalogReader, reads
+from connectors.catalog.vectors import float16_column, vector_matrix
 from flows.outputs.learn import fit_logistic, probabilities
 from flows.outputs.similar import choose_run, embedded_runs, normalise_rows, top_matches
 
@@ -77,8 +82,10 @@ def main(argv: list[str] | None = None) -> dict:
         detected = reader.query(  # what the model detected there: the labels to train on
             "select recording_id, channel, window_index, label from detections "
             "where config_fingerprint = ?", [run.fingerprint]).to_pylist()
-    v32 = np.asarray(table.column("vector").combine_chunks().flatten().to_numpy(), np.float32)
-    v32 = v32.reshape(table.num_rows, run.dim)
+    # The vectors as stored: a catalog written before schema version 12 holds float32 (what this
+    # compares against); a newer one float16 already, so both sides are the same numbers there.
+    stored_f16 = table.num_rows - table.column("vector_f16").null_count
+    v32 = vector_matrix(table, run.dim)  # (N, D)
     v16 = v32.astype(np.float16).astype(np.float32)
     row = {(r, c, w): i for i, (r, c, w) in enumerate(zip(*(table.column(k).to_pylist() for k in
                                                              ("recording_id", "channel", "window_index"))))}
@@ -90,12 +97,15 @@ def main(argv: list[str] | None = None) -> dict:
     names = sorted(by_label, key=lambda k: (-len(by_label[k]), k))[:LABELS]
     result = {
         "fingerprint": run.fingerprint, "model_id": run.model_id, "windows": table.num_rows,
-        "dim": run.dim,
+        "dim": run.dim, "stored_float16": stored_f16,
         "search": search(normalise_rows(v32), normalise_rows(v16)),
         "training": training(v32, v16, [by_label[n] for n in names], names),
         "parquet_bytes_per_vector": {
-            "float32_list": parquet_bytes(table.column("vector").combine_chunks()) / table.num_rows,
+            "float32_list": parquet_bytes(pa.ListArray.from_arrays(
+                pa.array(np.arange(0, v32.size + 1, run.dim, dtype=np.int32)),
+                pa.array(v32.reshape(-1)))) / table.num_rows,
             "float16": parquet_bytes(pa.array(v32.astype(np.float16).reshape(-1))) / table.num_rows,
+            "float16_blob": parquet_bytes(float16_column(v32)) / table.num_rows,
         },
     }
     text = json.dumps(result, indent=2)

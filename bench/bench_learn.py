@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from bench.bench_similar import COMMIT_ROWS, season
 from connectors.catalog import Catalog
+from connectors.catalog.vectors import float16_column
 from connectors.tables import EMBEDDINGS, PREDICTIONS, UTC_TIME, WINDOWS, RecordingRow
 from flows.outputs.learn import apply_classifier, learn
 
@@ -40,7 +41,7 @@ PER_RECORDING = 20  # 3-s windows of 1-minute recordings
 
 def write(results: Path, vectors: np.ndarray) -> float:
     started = time.perf_counter()
-    n, dim = vectors.shape
+    n = len(vectors)
     with Catalog(results) as catalog:
         catalog.register_recordings([RecordingRow(
             recording_id=f"r{k}", deployment_id=f"d{k % 4}", uri=f"/audio/d{k % 4}/r{k}.wav",
@@ -74,13 +75,13 @@ def write(results: Path, vectors: np.ndarray) -> float:
                 "padded": pa.array([False] * m), "error": pa.array([None] * m, pa.string()),
             })
             catalog.commit_tables(windows, PREDICTIONS.schema.empty_table())
-            flat = pa.array(vectors[i].reshape(-1))
             catalog.commit_embeddings_table(pa.table({
                 "run_id": common["run_id"], "model_id": pa.array(["bench@none"] * m),
                 **{k: common[k] for k in ("config_fingerprint", "recording_id", "deployment_id",
                                           "channel", "window_index", "offset_s", "start_utc", "date")},
-                "vector": pa.ListArray.from_arrays(
-                    pa.array(np.arange(0, len(flat) + 1, dim, dtype=np.int32)), flat),
+                # as a run stores them since schema version 12: float16 values in a BLOB
+                "vector": pa.nulls(m, pa.list_(pa.float32())),
+                "vector_f16": float16_column(vectors[i]),
             }, schema=EMBEDDINGS.schema))
     return time.perf_counter() - started
 

@@ -124,8 +124,11 @@ def render(latest: dict) -> str:
                   f"- load into one matrix: {s['load_s']:.2f} s ({s['matrix_gb']:.2f} GB)",
                   f"- in-memory scan, top 20: {s['scan_s_median'] * 1000:.1f} ms median over "
                   f"{s['queries']} queries ({s['scan_s_min'] * 1000:.1f}–{s['scan_s_max'] * 1000:.1f} ms)",
-                  f"- the same search in SQL over the lake: {s['sql_scan_s']:.2f} s "
-                  f"({s['sql_over_scan']:.0f}× the scan; same top 5: {s['sql_agrees_top5']})",
+                  (f"- the same search in SQL over the lake: {s['sql_scan_s']:.2f} s "
+                   f"({s['sql_over_scan']:.0f}× the scan; same top 5: {s['sql_agrees_top5']})"
+                   if s["sql_scan_s"] is not None else
+                   "- the same search in SQL: not run at this size (it decodes every float16 "
+                   "vector in SQL)"),
                   "", "What `dawnchorus similar` does with it: `docs/similar.md`."]
     if "learn" in d:
         le = d["learn"]

@@ -47,6 +47,7 @@ _SQL_TYPES: dict[pa.DataType, str] = {
     pa.int64(): "BIGINT",
     pa.float32(): "FLOAT",
     pa.float64(): "DOUBLE",
+    pa.binary(): "BLOB",
     pa.date32(): "DATE",
     UTC_TIME: "TIMESTAMP WITH TIME ZONE",
     WALL_TIME: "TIMESTAMP",
@@ -274,7 +275,10 @@ class PredictionRow:
 
 @dataclass(frozen=True)
 class EmbeddingRow:
-    """One audio embedding of one analysed window and channel, under one fingerprint."""
+    """One audio embedding of one analysed window and channel, under one fingerprint.
+
+    Stored as float16 since schema version 12 (`connectors.catalog.vectors`): the writer turns a
+    float32 `vector` into `vector_f16`; readers decode both kinds of row."""
 
     run_id: str = column(pa.string(), "", nullable=False)
     model_id: str = column(pa.string(), "the model that embedded it (name + weights digest)",
@@ -288,8 +292,15 @@ class EmbeddingRow:
     offset_s: float = column(pa.float64(), "", nullable=False)
     start_utc: datetime | None = column(UTC_TIME, "")
     date: date | None = column(pa.date32(), "UTC date of start_utc (partition key)")
-    vector: Any = column(pa.list_(pa.float32()), "the embedding: float32, the model's "
-                         "embedding width, finite; compare with cosine", nullable=False)
+    vector: Any = column(pa.list_(pa.float32()), "the embedding as float32, the model's "
+                         "embedding width, finite; compare with cosine. Rows written before "
+                         "schema version 12 (and a vector float16 cannot hold) keep it here; "
+                         "newer rows hold NULL and `vector_f16`. A row given to the writer "
+                         "with `vector` set is stored as float16")
+    vector_f16: bytes | None = column(pa.binary(), "the embedding as little-endian IEEE float16 "
+                                      "values, 2 bytes each (schema version 12; NULL where "
+                                      "`vector` holds it); the `embedding_vectors` view shows "
+                                      "either as a FLOAT[] list", default=None)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from connectors.catalog.maintenance import DEFAULT_DELETE_GRACE, MaintenanceRepo
 from connectors.catalog.schema import _schema_version, put_setting, setting, upgrade
 from connectors.catalog.sql_files import sql_statements, sql_text
 from connectors.catalog.guard import refuse_lost_catalog
+from connectors.catalog.vectors import FLOAT16, check_embedding_table, stored_embeddings
 from connectors.errors import ConfigError, DiskFull, disk_full
 from connectors.location import DATA_DIR, ResultsLocation
 from connectors.tables import (
@@ -90,11 +91,21 @@ class CascadeWindow:
 
 
 def check_embeddings(rows: Sequence[EmbeddingRow]) -> None:
-    """Refuse embeddings that are empty, not finite, or of two lengths under one fingerprint."""
+    """Refuse embeddings that are empty, not finite, or of two lengths under one fingerprint; a
+    row holds its vector in `vector` (float32, as a model gives it) or `vector_f16`, not both."""
     widths: dict[str, int] = {}
     for e in rows:
-        vector = np.asarray(e.vector, dtype=np.float32)
         where = f"recording {e.recording_id} window {e.window_index} channel {e.channel}"
+        if (e.vector is None) == (e.vector_f16 is None):
+            raise ValueError(f"refusing to commit the embedding of {where}: expected a vector "
+                             "in one of vector and vector_f16")
+        if e.vector is not None:
+            vector = np.asarray(e.vector, dtype=np.float32)
+        elif len(e.vector_f16) % 2:
+            raise ValueError(f"refusing to commit the embedding of {where}: vector_f16 holds "
+                             f"{len(e.vector_f16)} bytes, not a whole number of float16 values")
+        else:
+            vector = np.frombuffer(e.vector_f16, FLOAT16)
         if vector.ndim != 1 or vector.size == 0 or not np.all(np.isfinite(vector)):
             raise ValueError(f"refusing to commit the embedding of {where}: expected a non-empty "
                              f"finite vector, got shape {vector.shape}")
@@ -298,7 +309,8 @@ class Catalog:
         finite probability: the inference stage fails windows whose model output is not one, so
         a bad score here is a bug, refused before it can reach a detection. Embeddings are
         refused unless they are finite and of one length per fingerprint (DuckLake stores
-        `FLOAT[]`, so nothing else would catch a short vector).
+        lists and BLOBs of any length, so nothing else would catch a short vector); they are
+        stored as float16 (`connectors.catalog.vectors.stored_embeddings`).
         """
         windows = [w for unit in units for w in unit[0]]
         predictions = [p for unit in units for p in unit[1]]
@@ -313,7 +325,7 @@ class Catalog:
         check_embeddings(embeddings)
         self._run_file("writes/commit_unit", _unit_windows=WINDOWS.to_arrow(windows),
                        _unit_predictions=PREDICTIONS.to_arrow(predictions),
-                       _unit_embeddings=EMBEDDINGS.to_arrow(embeddings),
+                       _unit_embeddings=stored_embeddings(EMBEDDINGS.to_arrow(embeddings)),
                        _unit_speech=SPEECH_MARKS.to_arrow(speech))
 
     def commit_tables(self, windows: pa.Table, predictions: pa.Table) -> None:
@@ -338,21 +350,13 @@ class Catalog:
     def commit_embeddings_table(self, embeddings: pa.Table) -> None:
         """Embeddings already in Arrow (exactly the table's schema), in one transaction: bulk
         loads such as the similarity benchmark's synthetic season. Checked as `commit_unit`
-        checks rows: finite, non-empty, one width per fingerprint."""
+        checks rows (finite, non-empty, one width per fingerprint) and stored as float16."""
         if not embeddings.schema.equals(EMBEDDINGS.schema):
             raise TypeError("embeddings: expected the schema of connectors.tables.embeddings")
-        vectors = embeddings.column("vector").combine_chunks()
-        widths = pa.table({"fp": embeddings.column("config_fingerprint"),
-                           "n": pc.list_value_length(vectors)}).group_by("fp").aggregate(
-                               [("n", "min"), ("n", "max")])
-        values = vectors.flatten()
-        if (embeddings.num_rows and (pc.min(widths["n_min"]).as_py() < 1
-                                     or widths["n_min"] != widths["n_max"]
-                                     or not pc.all(pc.is_finite(values)).as_py())):
-            raise ValueError("refusing to commit embeddings: every vector must be non-empty and "
-                             "finite, of one width per fingerprint")
+        check_embedding_table(embeddings)
         self._run_file("writes/commit_unit", _unit_windows=WINDOWS.to_arrow([]),
-                       _unit_predictions=PREDICTIONS.to_arrow([]), _unit_embeddings=embeddings,
+                       _unit_predictions=PREDICTIONS.to_arrow([]),
+                       _unit_embeddings=stored_embeddings(embeddings),
                        _unit_speech=SPEECH_MARKS.to_arrow([]))
 
     # -- maintenance ---------------------------------------------------------------------------

@@ -45,6 +45,7 @@ import pyarrow as pa
 
 from connectors.catalog import Catalog, CatalogReader, ClassifierTodo, reads
 from connectors.catalog.locks import run_lock
+from connectors.catalog.vectors import as_float32
 from connectors.errors import ConfigError
 from connectors.location import ResultsLocation
 from connectors.tables import PREDICTIONS, WINDOWS, ClassifierRow, RunRow, replace
@@ -148,9 +149,11 @@ def fit_logistic(vectors: np.ndarray, target: np.ndarray, weak: np.ndarray) -> t
 def probabilities(vectors: np.ndarray, weights: np.ndarray, bias: float) -> np.ndarray:
     """P(label) per row: the logistic of weights . (vector / |vector|) + bias, in float64,
     finite in [0, 1]."""
-    # A season's matrix is gigabytes: score it in float32 as stored and divide by the norms
-    # after, instead of copying it to unit float64 rows (1e-6 in z, 20 times faster).
-    x = np.asarray(vectors, dtype=np.float32)
+    # A season's matrix is gigabytes: score it in float32 and divide by the norms after,
+    # instead of copying it to unit float64 rows (1e-6 in z, 20 times faster). Stored float16
+    # (schema version 12) is converted to one float32 matrix first: scoring it block by block
+    # took twice as long (100 k x 1024: 0.96 s against 0.46 s).
+    x = as_float32(vectors) if vectors.dtype == np.float16 else np.asarray(vectors, np.float32)
     # Squared norms without np.linalg.norm's full-size temporary (x * x: another copy of the
     # batch, whose fresh pages cost more than the arithmetic).
     norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))  # (N,)

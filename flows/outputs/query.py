@@ -37,7 +37,7 @@ def run_query(results: str, sql: str, threshold: float | None = None,
 
 
 #: The catalog's tables and views that hold every fingerprint's rows side by side.
-_MIXED = ("detections", "predictions", "windows", "embeddings")
+_MIXED = ("detections", "predictions", "windows", "embeddings", "embedding_vectors")
 
 
 def _say_if_mixed(reader: CatalogReader, sql: str) -> None:

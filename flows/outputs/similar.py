@@ -8,8 +8,9 @@ space; a model without a text tower is refused). The answer is the
 `--export raven --out DIR` writes them as Raven selection tables for review.
 
 Search is a brute-force scan in memory: the run's vectors are read once through the locked-down
-`CatalogReader` into one float32 matrix, normalised, and multiplied by the query. DuckLake stores
-`FLOAT[]` lists and no indexes, and an HNSW index on 100 k vectors takes minutes to build on two
+`CatalogReader` into one float32 matrix (`vector_matrix` decodes the float16 BLOBs stored since
+schema version 12 and the float32 lists before it), normalised, and multiplied by the query.
+DuckLake keeps no indexes, and an HNSW index on 100 k vectors takes minutes to build on two
 cores while the scan takes milliseconds (docs/similar.md; `bench/bench_similar.py` measures 1 M).
 
 The model is rebuilt from the settings stored with the run that wrote the embeddings, and must be
@@ -30,11 +31,11 @@ from typing import Any, Sequence
 import fsspec
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from connectors.audio import WindowSpec, iter_windows, read_header
 from connectors.catalog import CatalogReader
 from connectors.catalog.reads import embedded_fingerprints, embedding_vectors, similar_hits, window_vectors
+from connectors.catalog.vectors import vector_matrix
 from connectors.errors import ConfigError, InputError
 from flows.outputs.exports.raven import write_raven
 from flows.outputs import privacy
@@ -93,22 +94,6 @@ def top_matches(unit_rows: np.ndarray, query: np.ndarray, top: int,
     candidates = np.argpartition(-cosines, k - 1)[:k] if k < len(cosines) else np.arange(len(cosines))
     order = candidates[np.lexsort((candidates, -cosines[candidates]))]
     return order, cosines[order]
-
-
-def vector_matrix(table: pa.Table, dim: int, *, copy: bool = True) -> np.ndarray:
-    """The `vector` column (FLOAT[] lists, all of width `dim`) as one (N, D) float32 matrix:
-    its own copy, or with `copy=False` a read-only view of Arrow's buffer where it can be one
-    (scoring a batch needs no copy: at 100 k x 1024 the copy's fresh pages cost a second)."""
-    column = table.column("vector").combine_chunks()
-    if table.num_rows:
-        widths = pc.min_max(pc.list_value_length(column)).as_py()
-        if widths["min"] != dim or widths["max"] != dim:
-            raise ConfigError(f"embeddings: expected vectors of {dim} values, got "
-                              f"{widths['min']}-{widths['max']} (one fingerprint's vectors mix "
-                              "widths: re-run it with --embeddings into a fresh catalog)")
-    flat = column.flatten().to_numpy(zero_copy_only=False)
-    values = np.array(flat, dtype=np.float32) if copy else np.asarray(flat, dtype=np.float32)
-    return values.reshape(table.num_rows, dim)  # (N, D)
 
 
 # ------------------------------------------------------------------------------- the catalog

@@ -1,6 +1,7 @@
 -- purpose: the embedded windows of some recordings that a classifier has still to score, with
 -- their effort rows (copied under the classifier's fingerprint, with the audio's quality measures
--- and the band its model analysed: the classifier scores the same audio) and vectors
+-- and the band its model analysed: the classifier scores the same audio) and vectors (`vector`
+-- float32 or `vector_f16` float16: connectors.catalog.vectors decodes both)
 -- grain: one row per window and channel, in no particular order (sorting a batch's vectors would
 -- cost more than reading them)
 -- parameters: $1 embedding fingerprint, $2 classifier fingerprint, $3 recording ids (a list),
@@ -60,7 +61,8 @@ final as (
         w.qc,
         w.band_low_hz,
         w.band_high_hz,
-        e.vector
+        e.vector,
+        e.vector_f16
     from embedded as e
     inner join effort as w
         on w.config_fingerprint = e.config_fingerprint

@@ -45,9 +45,9 @@ def build_version_10_catalog(root) -> None:
     con.close()
 
 
-def test_the_migration_is_the_newest_and_version_10_lacked_its_columns():
+def test_the_migration_follows_version_10_which_lacked_its_columns():
     assert MIGRATIONS[VERSION_BEFORE] == "migrations/0011_call_events"
-    assert SCHEMA_VERSION == VERSION_BEFORE + 1
+    assert SCHEMA_VERSION >= VERSION_BEFORE + 1  # later migrations (0012: float16) follow it
 
 
 def test_a_version_10_catalog_gains_the_columns_and_its_rows_say_not_recorded(tmp_path):

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from connectors.catalog import Catalog
-from connectors.tables import EmbeddingRow, WindowRow, replace
+from connectors.tables import EMBEDDINGS, EmbeddingRow, WindowRow, replace
 from tests.support.catalog_rows import DAY, recording
 
 FP = "fp-embed"
@@ -22,11 +22,13 @@ RAVEN_HEADER = ("Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Fre
 
 
 def planted_catalog(root: Any, *, recordings: int = 4, windows: int = 40, seed: int = 0,
-                    noise: float = 0.6, strength: float = 2.5, undated: int = 0
-                    ) -> tuple[list, set[tuple[str, int]]]:
+                    noise: float = 0.6, strength: float = 2.5, undated: int = 0,
+                    float32_recordings: int = 0) -> tuple[list, set[tuple[str, int]]]:
     """Recordings of `windows` 3-s windows with embeddings; every 7th window (from 3) holds the
     'call': its vector is a fixed direction plus noise, the others noise around another mean.
-    The last `undated` recordings have no start time (their windows no time and no date)."""
+    The last `undated` recordings have no start time (their windows no time and no date). The
+    first `float32_recordings` keep their vectors as float32 lists, as a catalog written before
+    schema version 12 holds them (the writer stores float16 since)."""
     rng = np.random.default_rng(seed)
     call = rng.standard_normal(DIM)
     recs, calls = [], set()
@@ -51,8 +53,24 @@ def planted_catalog(root: Any, *, recordings: int = 4, windows: int = 40, seed: 
                     calls.add((rec.recording_id, i))
                 vector = rng.standard_normal(DIM) * noise + (strength * call if has_call else 1.0)
                 vectors.append(EmbeddingRow(**common, model_id="embedder@1", vector=vector.astype(np.float32).tolist()))
-            catalog.commit_unit(rows, [], vectors)
+            if r < float32_recordings:
+                catalog.commit_unit(rows, [])
+                store_as_float32(catalog, vectors)
+            else:
+                catalog.commit_unit(rows, [], vectors)
     return recs, calls
+
+
+def store_as_float32(catalog: Catalog, rows: list[EmbeddingRow]) -> None:
+    """Embeddings as code before schema version 12 wrote them: FLOAT[] in `vector`, NULL
+    `vector_f16` (inserted as they are, past the writer that would store them as float16)."""
+    table = EMBEDDINGS.to_arrow(rows)
+    assert table.column("vector").null_count == 0
+    catalog.con.register("_old_embeddings", table)
+    try:
+        catalog.con.execute("insert into lake.embeddings by name select * from _old_embeddings")
+    finally:
+        catalog.con.unregister("_old_embeddings")
 
 
 def raven_table(path: Path, rows: list[tuple[str, float, float, str]]) -> Path:

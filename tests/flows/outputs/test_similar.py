@@ -110,7 +110,7 @@ def test_similar_finds_the_other_copies_of_a_planted_call_first(tmp_path, capsys
     with CatalogReader(results) as reader:
         ids = {r["uri"]: r["recording_id"] for r in reader.query("from recordings").to_pylist()}
         n_windows = reader.query("select count(*) as n from windows where status = 'ok'").to_pylist()
-        n_vectors = reader.query("select count(*) as n, min(len(vector)) as d from embeddings").to_pylist()
+        n_vectors = reader.query("select count(*) as n, min(len(vector)) as d from embedding_vectors").to_pylist()
     assert n_windows == [{"n": 32}] and n_vectors == [{"n": 32, "d": 1024}]  # 4 x 24 s in 3-s windows
     copies = {(ids[str(second)], 6), (ids[str(third)], 4)}
     capsys.readouterr()

@@ -48,11 +48,12 @@ def test_similar_text_ranks_stored_clap_audio_by_the_runs_own_text_tower(tmp_pat
     ]) == 0
     result = similar(str(results), text="Tawny Owl calling", top=5)
     assert result.query == "the text 'Tawny Owl calling'"
-    # The same order from the model's own text tower against the stored vectors.
+    # The same order from the model's own text tower against the stored vectors (float16: the
+    # embedding_vectors view shows the numbers).
     model = load_msclap(weights, text_dir, MSClapConfig.from_dict(json.loads(config.read_text())))
     text = model.text_embeddings(["Tawny Owl calling"]).float().detach().numpy()[0]
     with CatalogReader(results) as reader:
-        rows = reader.query("select window_index, vector from embeddings").to_pylist()
+        rows = reader.query("select window_index, vector from embedding_vectors").to_pylist()
     vectors = np.array([r["vector"] for r in rows], np.float64)
     cosines = vectors @ text / np.linalg.norm(vectors, axis=1) / np.linalg.norm(text)
     expected = [rows[i]["window_index"] for i in np.argsort(-cosines, kind="stable")]

@@ -80,9 +80,17 @@ def test_one_vector_per_analysed_window_equal_to_the_backends_own(tmp_path):
     with Catalog(tmp_path / "res") as catalog:
         catalog.commit_unit(windows, predictions, vectors)
     with CatalogReader(tmp_path / "res") as reader:
-        stored = reader.query("select window_index, vector from embeddings order by window_index").to_pylist()
+        stored = reader.query("select window_index, v.vector, e.vector_f16, v.stored_as "
+                              "from embedding_vectors as v join embeddings as e using "
+                              "(config_fingerprint, recording_id, channel, window_index) "
+                              "order by window_index").to_pylist()
     assert [r["window_index"] for r in stored] == [0, 1]
-    np.testing.assert_array_equal(np.array(stored[1]["vector"], np.float32), vectors[1].vector)
+    # Stored as float16 (schema version 12): the model's vector rounded to half precision, and
+    # the view shows those numbers.
+    assert [r["stored_as"] for r in stored] == ["float16", "float16"]
+    rounded = vectors[1].vector.astype(np.float16)
+    assert stored[1]["vector_f16"] == rounded.tobytes()
+    np.testing.assert_array_equal(np.array(stored[1]["vector"], np.float32), rounded.astype(np.float32))
 
 
 class BadEmbedder(PlaceholderBackend):
@@ -178,7 +186,8 @@ def test_a_run_with_embeddings_writes_one_row_per_analysed_window_exactly_once(t
         windows = reader.query("select recording_id, window_index, channel, config_fingerprint "
                                "from windows where status = 'ok' order by all").to_pylist()
         vectors = reader.query("select recording_id, window_index, channel, config_fingerprint, "
-                               "model_id, len(vector) as n from embeddings order by all").to_pylist()
+                               "model_id, len(vector) as n, stored_as from embedding_vectors "
+                               "order by all").to_pylist()
         fingerprints = reader.query("select distinct config_fingerprint from runs union "
                                     "select distinct config_fingerprint from windows").to_pylist()
         twice = reader.query("select count(*) as n from (select recording_id, window_index, task, "
@@ -187,8 +196,10 @@ def test_a_run_with_embeddings_writes_one_row_per_analysed_window_exactly_once(t
     assert len(fingerprints) == 1 and twice == [{"n": 0}]
     first_nights = [w for w in windows if w["recording_id"] in {v["recording_id"] for v in vectors}]
     assert len(first_nights) == 6  # the two recordings there when vectors were asked for
-    assert [{k: v for k, v in e.items() if k not in ("model_id", "n")} for e in vectors] == first_nights
-    assert {(e["model_id"], e["n"]) for e in vectors} == {("placeholder-v1@none", 32)}
+    assert [{k: v for k, v in e.items() if k not in ("model_id", "n", "stored_as")}
+            for e in vectors] == first_nights
+    assert {(e["model_id"], e["n"], e["stored_as"]) for e in vectors} == {
+        ("placeholder-v1@none", 32, "float16")}
 
 
 def test_describe_tells_the_embedding_of_the_loaded_model_without_building_it(tmp_path):
