@@ -95,7 +95,7 @@ def unit_tables(rec: RecordingRow, first: int, count: int, rng: np.random.Genera
     score = np.sort(rng.beta(0.3, 3.0, (count, 3)), axis=1)[:, ::-1]
     scores = np.column_stack([score[:, 0], score]).ravel()
     label = np.where(task == "detect", "animal", species)
-    predictions = pa.table({
+    predictions = PREDICTIONS.conform({
         "run_id": [RUN_ID] * (count * k), "model_id": [MODEL_ID] * (count * k),
         "config_fingerprint": [FINGERPRINT] * (count * k),
         "recording_id": [rec.recording_id] * (count * k),
@@ -105,7 +105,7 @@ def unit_tables(rec: RecordingRow, first: int, count: int, rng: np.random.Genera
         "date": day[rep], "task": task, "prompt_id": np.where(task == "detect", "birdnet:max-species", "birdnet:species"),
         "rank": rank, "answer_text": label, "label": label,
         "scientific_name": np.where(task == "detect", None, species), "score": scores,
-    }).cast(PREDICTIONS.schema)
+    })
     return windows, predictions
 
 
