@@ -174,8 +174,10 @@ def one_window_per_generate(model: NatureLM, wave: np.ndarray, prompts, options:
             model.generate(embeds, [prompt.text], options[prompt.task])
 
 
-def measure(methods: dict, model: NatureLM, rounds: int, deadline: float) -> tuple[dict, dict]:
-    """Time each method `rounds` times, interleaved, after one warm-up; keep each one's fastest round.
+def measure(methods: dict, model: NatureLM, rounds: int, deadline: float,
+            warm_up: bool = True) -> tuple[dict, dict]:
+    """Time each method `rounds` times, interleaved, after one warm-up (`warm_up`); keep each
+    one's fastest round.
 
     A method that runs out of GPU memory is recorded as failed and skipped from then on; rounds
     after `deadline` (time.monotonic) are skipped once every method has one timed round, so a
@@ -195,7 +197,7 @@ def measure(methods: dict, model: NatureLM, rounds: int, deadline: float) -> tup
             torch.cuda.empty_cache()
             return False
 
-    for name, (fn, _, _) in methods.items():  # warm-up: allocator, cuBLAS heuristics, caches
+    for name, (fn, _, _) in methods.items() if warm_up else ():  # allocator, cuBLAS heuristics, caches
         attempt(name, fn)
     for round_index in range(rounds):
         if round_index > 0 and time.monotonic() > deadline:
@@ -371,7 +373,9 @@ def run_methods(model: NatureLM, args, n: int, n_loop: int, batch_size, mode: st
         None, n_loop,
     )  # fmt: skip
     with torch.inference_mode():
-        timed, failed = measure(methods, model, args.rounds, deadline)
+        # The CPU rehearsal proves the methods run at full size; a warm-up pass would double its
+        # hours on 2 cores (measured 2026-12-07: the warm-up pass alone took about 75 minutes).
+        timed, failed = measure(methods, model, args.rounds, deadline, warm_up=mode != "rehearsal")
     audio = audio_flops_per_window(model)
     report = {}
     for name, (seconds, stats) in timed.items():
