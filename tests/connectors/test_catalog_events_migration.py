@@ -8,13 +8,12 @@ import dataclasses
 
 import pytest
 
-from connectors.catalog import SCHEMA_VERSION, Catalog, CatalogReader, _attach, connect_duckdb
+from connectors.catalog import SCHEMA_VERSION, Catalog, CatalogReader
 from connectors.catalog.schema import MIGRATIONS
-from connectors.catalog.sql_files import sql_statements
-from connectors.location import ResultsLocation
 from connectors.tables import PREDICTIONS, RECORDINGS, TABLES, WINDOWS
 from tests.connectors.test_catalog_schema import catalog_columns, defined_columns
 from tests.support.catalog_rows import DAY, recording, unit
+from tests.support.old_catalog import build_catalog_at_version
 
 VERSION_BEFORE = 10
 NEW_PREDICTION_COLUMNS = ("call_start_s", "call_end_s", "low_freq_hz", "high_freq_hz",
@@ -25,24 +24,10 @@ NEW_WINDOW_COLUMNS = ("band_low_hz", "band_high_hz")
 def build_version_10_catalog(root) -> None:
     """The catalog version 10 left after one run: its tables, its version, one recording with
     three windows (no views: the upgrade writes today's)."""
-    location = ResultsLocation.resolve(root)
-    (root / "data").mkdir(parents=True)
-    con = connect_duckdb(location)
-    _attach(con, location, read_only=False)
-    for name in MIGRATIONS[:VERSION_BEFORE]:
-        for statement in sql_statements(name):
-            con.execute(statement)
-    con.execute("insert into settings (key, value) values ('schema_version', ?)",
-                [str(VERSION_BEFORE)])
     rec = recording("rec-old", "dep-a", DAY, 30.0)
     windows, predictions = unit(rec, 0, 3)
-    for table, rows in ((RECORDINGS, [rec]), (WINDOWS, windows), (PREDICTIONS, predictions)):
-        had = [d[0] for d in con.execute(f"select * from {table.name} limit 0").description]
-        arrow = table.to_arrow(rows)
-        con.register("_rows", arrow.select([c for c in arrow.column_names if c in had]))
-        con.execute(f"insert into {table.name} by name select * from _rows")
-        con.unregister("_rows")
-    con.close()
+    build_catalog_at_version(root, VERSION_BEFORE,
+                             [(RECORDINGS, [rec]), (WINDOWS, windows), (PREDICTIONS, predictions)])
 
 
 def test_the_migration_follows_version_10_which_lacked_its_columns():

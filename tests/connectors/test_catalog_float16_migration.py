@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from connectors.catalog import SCHEMA_VERSION, Catalog, CatalogReader, _attach, connect_duckdb, reads
+from connectors.catalog import SCHEMA_VERSION, Catalog, CatalogReader, reads
 from connectors.catalog.schema import MIGRATIONS
-from connectors.catalog.sql_files import sql_statements
 from connectors.catalog.vectors import vector_matrix
-from connectors.location import ResultsLocation
 from connectors.tables import EMBEDDINGS, RECORDINGS, TABLES, WINDOWS, EmbeddingRow
 from tests.connectors.test_catalog_schema import catalog_columns, defined_columns
 from tests.support.catalog_rows import DAY, FINGERPRINT, recording, unit
+from tests.support.old_catalog import build_catalog_at_version
 
 VERSION_BEFORE = 11
 DIM = 24
@@ -40,25 +39,11 @@ def old_vectors() -> np.ndarray:
 def build_version_11_catalog(root) -> None:
     """The catalog version 11 left after a run with --embeddings: its tables and version, one
     recording with three windows and their float32 vectors (no views: the upgrade writes them)."""
-    location = ResultsLocation.resolve(root)
-    (root / "data").mkdir(parents=True)
-    con = connect_duckdb(location)
-    _attach(con, location, read_only=False)
-    for name in MIGRATIONS[:VERSION_BEFORE]:
-        for statement in sql_statements(name):
-            con.execute(statement)
-    con.execute("insert into settings (key, value) values ('schema_version', ?)",
-                [str(VERSION_BEFORE)])
     rec = recording("rec-old", "dep-a", DAY, 30.0)
     windows, _ = unit(rec, 0, 3)
     vectors = [embedding(w, v) for w, v in zip(windows, old_vectors())]
-    for table, rows in ((RECORDINGS, [rec]), (WINDOWS, windows), (EMBEDDINGS, vectors)):
-        had = [d[0] for d in con.execute(f"select * from {table.name} limit 0").description]
-        arrow = table.to_arrow(rows)
-        con.register("_rows", arrow.select([c for c in arrow.column_names if c in had]))
-        con.execute(f"insert into {table.name} by name select * from _rows")
-        con.unregister("_rows")
-    con.close()
+    build_catalog_at_version(root, VERSION_BEFORE,
+                             [(RECORDINGS, [rec]), (WINDOWS, windows), (EMBEDDINGS, vectors)])
 
 
 def test_the_migration_follows_version_11_whose_embeddings_were_float32_lists():
