@@ -176,6 +176,16 @@ class ModelBackend(abc.ABC):
         raise BackendError(f"the {self.name} backend has no audio embeddings")
 
 
+def held_by_recording(high_freq_hz: float | None, recording_rate_hz: int | None) -> bool:
+    """Whether a located call can be in the recording: its top (in whole Hz) at most the file's
+    Nyquist frequency. A call above it was found in the band resampling filled with nothing
+    (a 192 kHz file analysed at 256 kHz holds nothing above 96 kHz); BatDetect2 drops such calls
+    as its last step, and so does the pipeline (docs/bat-analyses.md). Window-level answers are always kept."""
+    if high_freq_hz is None or not recording_rate_hz:
+        return True
+    return int(high_freq_hz) <= recording_rate_hz / 2
+
+
 def check_batch(audio: np.ndarray, valid_samples: np.ndarray) -> None:
     """Validate a batch handed to `ModelBackend.predict`; raise ValueError saying what is wrong."""
     if audio.ndim != 2:

@@ -38,7 +38,7 @@ from connectors.tables import EmbeddingRow, PredictionRow, WindowRow
 from connectors.timeparse import zone_from_name
 from flows.pipeline.plan import Unit, UnitItem
 from flows.pipeline.speech import SpeechMarker
-from naturelm_core.backend import ModelBackend, load_backend
+from naturelm_core.backend import ModelBackend, held_by_recording, load_backend
 
 log = logging.getLogger(__name__)
 
@@ -352,16 +352,6 @@ def window_band(band_hz: tuple[float, float] | None, recording_rate_hz: int | No
     if recording_rate_hz:
         high = min(high, recording_rate_hz / 2)
     return low, max(low, high)
-
-
-def held_by_recording(high_freq_hz: float | None, recording_rate_hz: int | None) -> bool:
-    """Whether a located call can be in the recording: its top (in whole Hz) at most the file's
-    Nyquist frequency. A call above it was found in the band resampling filled with nothing
-    (a 192 kHz file analysed at 256 kHz holds nothing above 96 kHz); BatDetect2 drops such calls
-    as its last step, and so do we (docs/bat-analyses.md). Window-level answers are always kept."""
-    if high_freq_hz is None or not recording_rate_hz:
-        return True
-    return int(high_freq_hz) <= recording_rate_hz / 2
 
 
 def unit_rows(unit: Unit, rows: Iterable[dict[str, Any]], ctx: CommitContext

@@ -16,8 +16,8 @@ of 3 s with hop = window therefore gets BatDetect2's answers for the whole file,
   (its highest detection probability, threshold or not), located like a call.
 
 BatDetect2 also drops calls whose top frequency lies above the *recording's* Nyquist frequency,
-which a window at 256 kHz no longer knows: `within_recording_band` is that rule, for the caller
-that knows the recording's rate.
+which a window at 256 kHz no longer knows: the pipeline, which knows the rate, applies that rule
+to every located call (`naturelm_core.backend.held_by_recording`).
 """
 
 from __future__ import annotations
@@ -54,12 +54,6 @@ SPECIES_DIGEST = hashlib.sha256(json.dumps(UK_SPECIES, sort_keys=True).encode())
 def chunk_starts(n_samples: int, chunk_samples: int) -> list[int]:
     """Start samples of the chunks that cover `n_samples` (BatDetect2's ``iterate_over_chunks``)."""
     return list(range(0, n_samples, chunk_samples))
-
-
-def within_recording_band(high_freq_hz: float, recording_rate_hz: float) -> bool:
-    """BatDetect2's last filter: a call is kept when its top frequency (truncated to whole Hz, as
-    BatDetect2 stores it) is at most the recording's Nyquist frequency."""
-    return int(high_freq_hz) <= recording_rate_hz / 2
 
 
 class BatDetect2Backend(ModelBackend):

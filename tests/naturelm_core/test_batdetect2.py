@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from naturelm_core.backend import BackendError, load_backend
+from naturelm_core.backend import BackendError, held_by_recording, load_backend
 from naturelm_core.batdetect2 import checkpoint as weights
-from naturelm_core.batdetect2.backend import BatDetect2Backend, chunk_starts, within_recording_band
+from naturelm_core.batdetect2.backend import BatDetect2Backend, chunk_starts
 from naturelm_core.batdetect2.config import UK_CLASS_NAMES, BatDetect2Config, species_of
 from naturelm_core.batdetect2.frontend import magnitude_stft, network_input, padded_length, pcen
 from naturelm_core.batdetect2.model import Net2DFast, NetOutput
@@ -243,8 +243,8 @@ def test_non_maximum_suppression_keeps_local_maxima_only():
 
 
 def test_the_nyquist_rule_is_batdetect2s():
-    assert within_recording_band(96_000.9, 192_000)  # truncated to whole Hz first
-    assert not within_recording_band(96_001.0, 192_000)
+    assert held_by_recording(96_000.9, 192_000)  # truncated to whole Hz first
+    assert not held_by_recording(96_001.0, 192_000)
 
 
 # --- the backend -------------------------------------------------------------------------------

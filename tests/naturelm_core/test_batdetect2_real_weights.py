@@ -16,7 +16,8 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from naturelm_core.batdetect2.backend import BatDetect2Backend, within_recording_band
+from naturelm_core.backend import held_by_recording
+from naturelm_core.batdetect2.backend import BatDetect2Backend
 from naturelm_core.batdetect2.checkpoint import shipped_checkpoint
 from naturelm_core.batdetect2.config import UK_CLASS_NAMES, BatDetect2Config
 from naturelm_core.batdetect2.checkpoint import read_checkpoint
@@ -112,7 +113,7 @@ def test_real_clips_give_batdetect2s_own_calls(uk, clips_dir, name):
     ours = [(p.item * uk.native_window_s + p.start_s, p) for p in predictions]
 
     assert len(ours) == want["calls_at_default"]
-    kept = [p for _, p in ours if within_recording_band(p.high_freq_hz, want["file_sample_rate_hz"])]
+    kept = [p for _, p in ours if held_by_recording(p.high_freq_hz, want["file_sample_rate_hz"])]
     assert len(kept) == want["annotations_at_default"]
     strong = sorted(((t, p) for t, p in ours if p.detection_score > 0.1), key=lambda tp: (tp[0], tp[1].low_freq_hz))
     assert len(strong) == len(want["calls"])

@@ -20,11 +20,10 @@ from flows.pipeline.stages import (
     Predictor,
     _answer_problem,
     decode_unit,
-    held_by_recording,
     unit_rows,
     window_band,
 )
-from naturelm_core.backend import Prediction, describe_backend, recording_rate_floor
+from naturelm_core.backend import Prediction, describe_backend, held_by_recording, recording_rate_floor
 from tests.flows.pipeline.test_stages import as_batch, as_rows
 from tests.support.synth_audio import audiomoth_name, chirp, fade, noise, place, write_wav
 
