@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.lakes import LAKE_KINDS
 from connectors.catalog import Catalog, CatalogReader, QueryRefused
+from connectors.catalog.shell_script import extension_file
 from connectors.location import ResultsLocation
 from connectors.tables import PredictionRow, RecordingRow, WindowRow
 from tests.support.lakes import LakeFactory
@@ -71,6 +72,7 @@ def outside(tmp_path_factory, lake, results):
     con.commit()
     con.close()
     pq.write_table(pa.table({"x": ["private"]}), folder / "other.parquet")
+    (folder / "evil.duckdb_extension").write_bytes(bytes(range(256)) * 64)
     return folder
 
 
@@ -142,6 +144,10 @@ def escapes(results: ResultsLocation, outside) -> list[str]:
         "pragma enable_profiling",
         "install httpfs",
         "load sqlite",
+        # extension code by path: a real, signed one from its wheel, and an unsigned file (the
+        # catalog's own connections skip re-checking signatures once a file has passed)
+        f"load '{extension_file('postgres')}'",
+        f"load '{outside / 'evil.duckdb_extension'}'",
     ]
 
 
