@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -56,6 +57,8 @@ READ_ONLY_TABLE_FUNCTIONS = frozenset({
 })
 #: Databases a read-only query may name (lake = the catalog; temp holds our analysis views).
 READ_ONLY_DATABASES = frozenset({"", LAKE, "temp", "system"})
+#: Table functions that list views: a query calling one gets every analysis view made first.
+_VIEW_LISTINGS = re.compile(r"\bduckdb_(views|tables|columns)\b", re.IGNORECASE)
 #: How long a reader waits for a run to upgrade an older catalog it holds.
 UPGRADE_WAIT_S = 120.0
 
@@ -157,13 +160,16 @@ class CatalogReader:
         # with several, it stays NULL (the views show nothing) until a query chooses one.
         self._view_defaults: dict[str, Any] = {}
         self._variable_types = {p.name: p.type for a in all_analyses() for p in a.variables}
+        # The analysis views are made on first use (`_make_views`): binding all of them took
+        # most of a reader's open (about 10 ms each), and most readers use one or none.
+        self._lazy_views: dict[str, str] = {}
+        self._views_made: set[str] = set()
         for analysis in all_analyses():
             if any(p.required for p in analysis.parameters):
                 continue
             for p in analysis.variables:
                 self._view_defaults.setdefault(p.name, p.default)
-            # Names are ours (file names checked as identifiers); a view body takes no parameters.
-            con.execute(f"create temp view {analysis.name} as {analysis.sql}")
+            self._lazy_views[analysis.name] = analysis.sql
         self.default_fingerprint = self._default_fingerprint()
         if len(self.fingerprints) == 1:
             self._view_defaults[FINGERPRINT] = self.fingerprints[0]
@@ -171,6 +177,32 @@ class CatalogReader:
             # Stated when a query or an analysis first reads it (`_state_view_default`).
             self._view_defaults[FINGERPRINT] = self.default_fingerprint[0]
         self._set_variables(self._view_defaults)
+
+    def _make_views(self, sql: str) -> None:
+        """Make the analysis views that `sql` names (as a word, so a mention in a comment or a
+        string makes one too: harmless), and the ones their bodies name; every one when `sql`
+        lists views or tables, so a listing shows what it always showed."""
+        if len(self._views_made) == len(self._lazy_views):
+            return
+        if _VIEW_LISTINGS.search(sql):
+            wanted = list(self._lazy_views)
+        else:
+            wanted = [name for name in self._lazy_views if name not in self._views_made
+                      and re.search(rf"\b{name}\b", sql, re.IGNORECASE)]
+        for name in wanted:
+            self._make_view(name, set())
+
+    def _make_view(self, name: str, visiting: set[str]) -> None:
+        if name in self._views_made or name in visiting:
+            return
+        visiting.add(name)
+        body = self._lazy_views[name]
+        for other in self._lazy_views:
+            if other != name and re.search(rf"\b{other}\b", body, re.IGNORECASE):
+                self._make_view(other, visiting)
+        # Names are ours (file names checked as identifiers); a view body takes no parameters.
+        self.con.execute(f"create temp view {name} as {body}")
+        self._views_made.add(name)
 
     def _default_fingerprint(self) -> tuple[str, str] | None:
         """(fingerprint, why) commands read when none is named among several: the pinned one,
@@ -242,6 +274,7 @@ class CatalogReader:
         """Run one read-only SELECT; QueryRefused (one line) for anything else or any failure."""
         def run() -> pa.Table:
             check_read_only(self.con, sql)
+            self._make_views(sql)
             cursor = self.con.execute(sql, params) if params is not None else self.con.execute(sql)
             return cursor.to_arrow_table()
 
@@ -290,6 +323,7 @@ class CatalogReader:
             self._set_threshold(threshold)
         self._set_variables(values)
         try:
+            self._make_views(analysis.sql)
             cursor = self.con.execute(analysis.sql)
             return cursor.to_arrow_table()
         except duckdb.Error as exc:

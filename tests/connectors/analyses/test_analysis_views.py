@@ -47,3 +47,19 @@ def test_run_analyses(root):
     counts = analysis(root, "run_species_counts", run_id="run-1")
     assert {(c["label"], c["detections"]) for c in counts} == {("European Robin", 1), ("Eurasian Wren", 2)}
     assert analysis(root, "run_species_counts", run_id="run-2") == []
+
+
+def test_views_made_on_first_use_are_all_listed_and_read_each_other(root):
+    """The reader makes an analysis view when a query first names it; a query listing views
+    sees every one, as when they were all made at open; a view whose body names another works
+    first, before that other one was used."""
+    from connectors.analyses import all_analyses
+
+    views = {a.name for a in all_analyses() if not any(p.required for p in a.parameters)}
+    with CatalogReader(root) as reader:
+        listed = {r["view_name"] for r in reader.query(
+            "select view_name from duckdb_views() where database_name = 'temp'").to_pylist()}
+        assert listed == views
+    for name in sorted(views):  # each in a fresh reader, before any other view was used
+        with CatalogReader(root) as reader:
+            reader.query(f"select count(*) as n from {name}")  # no error: its views were made
