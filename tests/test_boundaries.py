@@ -20,6 +20,8 @@ SQL_TEXT = re.compile(r"(?i)[\"'][^\"'\n]*\b(select\b[^\"'\n]*\bfrom\b|insert\s+
 def code_lines(*roots: str):
     for root in roots:
         for path in sorted((REPO / root).rglob("*.py")):
+            if any(part.startswith(".") for part in path.relative_to(REPO).parts):
+                continue  # make bench's bench/.venv-incumbents: installed packages, not ours
             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
                 if not line.lstrip().startswith("#"):
                     yield path.relative_to(REPO).as_posix(), number, line
