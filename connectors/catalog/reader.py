@@ -39,7 +39,7 @@ from connectors.catalog.schema import (
     SCHEMA_VERSION,
     _needs_upgrade,
     _refuse_newer,
-    _schema_version,
+    _schema_state,
     setting,
 )
 from connectors.catalog.sql_files import sql_text
@@ -94,9 +94,9 @@ class CatalogReader:
         self.con = connect_duckdb(self.location)
         try:
             _attach(self.con, self.location, read_only=True)
-            version = _schema_version(self.con)
-            _refuse_newer(version, self.location)
-            if _needs_upgrade(self.con):
+            state = _schema_state(self.con)
+            _refuse_newer(state[0], self.location)
+            if _needs_upgrade(self.con, state):
                 self._upgrade_then_reattach()
             self._prepare(threshold, location_threshold)
         except BaseException:
