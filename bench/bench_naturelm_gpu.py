@@ -43,6 +43,7 @@ import contextlib
 import dataclasses
 import json
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -314,10 +315,12 @@ def main(argv: list[str] | None = None) -> dict:
         result["fbank"] = fbank_share(args.fbank_windows, args.fbank_rounds, torch.device("cpu"))
         if mode == "gpu":
             result["fbank_gpu"] = fbank_share(64, args.fbank_rounds, device, model)
-    name = torch.cuda.get_device_name(device) if mode == "gpu" else platform.processor() or platform.machine()
+    name = torch.cuda.get_device_name(device) if mode == "gpu" else cpu_name()
     peak = args.peak_tflops or (bf16_peak(name) if mode == "gpu" else None)
     result["device"] = {"name": name, "cuda": mode == "gpu", "bf16_peak_tflops": peak, "torch": torch.__version__,
-                        "threads": torch.get_num_threads()}
+                        "threads": torch.get_num_threads(),
+                        # what the rehearsal must fit in (24 GB here); on Linux ru_maxrss is in KiB
+                        "peak_resident_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     for stats in result["methods"].values():
         stats["bf16_peak_fraction"] = stats["tflop_per_s"] / peak if peak and stats["tflop_per_s"] else None
     achieved = result["methods"]["detect_classify"]["windows_per_s"]
@@ -330,6 +333,17 @@ def main(argv: list[str] | None = None) -> dict:
     out_path.write_text(json.dumps(result, indent=2), encoding="utf-8")
     _print_table(result, out_path)
     return result
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def run_methods(model: NatureLM, args, n: int, n_loop: int, batch_size, mode: str) -> dict:

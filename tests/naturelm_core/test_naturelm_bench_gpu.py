@@ -28,6 +28,7 @@ def test_tiny_mode_writes_the_documented_json(tmp_path):
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert set(result) >= {"mode", "note", "device", "config", "batch_sizes", "methods", "speedups", "goal", "fbank"}
     assert result["mode"] == "tiny-cpu" and "TINY" in result["note"] and result["device"]["cuda"] is False
+    assert result["device"]["name"] and 0 < result["device"]["peak_resident_gib"] < 24
     assert set(result["methods"]) == set(METHODS)
     for name, m in result["methods"].items():
         assert m["seconds"] > 0 and math.isfinite(m["windows_per_s"]) and m["windows_per_s"] > 0, name
