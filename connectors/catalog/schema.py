@@ -42,30 +42,28 @@ def views_digest() -> str:
 
 
 def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
-    # Every version has a settings table (migration 0001): read it first, and list the catalog's
-    # tables (a scan of all their metadata, 50 ms) only when it is missing.
+    return _schema_state(con)[0]
+
+
+def _schema_state(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None]:
+    """(schema version, views digest) in one read of settings: what every open checks. Reading
+    the settings table costs tens of ms a time on DuckLake (its snapshot and a Parquet file);
+    listing the catalog's tables (a scan of all their metadata, 50 ms) happens only when every
+    version's settings table (migration 0001) is missing."""
+    def read() -> dict[str, str]:
+        return dict(con.execute(sql_text("reads/schema_state"),
+                                {"version_key": SCHEMA_VERSION_KEY, "digest_key": VIEWS_DIGEST_KEY}).fetchall())
+
     try:
-        row = con.execute(sql_text("reads/get_setting"), {"key": SCHEMA_VERSION_KEY}).fetchone()
+        rows = read()
     except duckdb.CatalogException:
         tables = con.execute(
             "select count(*) from duckdb_tables() where database_name = ?", [LAKE]
         ).fetchone()[0]
         if tables == 0:
-            return 0
-        # Made by another process between the two reads (else not a dawnchorus catalog: raises)
-        row = con.execute(sql_text("reads/get_setting"), {"key": SCHEMA_VERSION_KEY}).fetchone()
-    return int(row[0]) if row else 1  # version 1 catalogs recorded no version
-
-
-def _schema_state(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None]:
-    """(schema version, views digest) in one read of settings: what every open checks. Reading
-    the settings table costs tens of ms a time on DuckLake (its snapshot and a Parquet file)."""
-    try:
-        rows = dict(con.execute(sql_text("reads/schema_state"),
-                                {"version_key": SCHEMA_VERSION_KEY, "digest_key": VIEWS_DIGEST_KEY}).fetchall())
-    except duckdb.CatalogException:
-        return _schema_version(con), None  # no settings table: empty (0), else not ours (raises)
-    version = int(rows[SCHEMA_VERSION_KEY]) if SCHEMA_VERSION_KEY in rows else 1
+            return 0, None
+        rows = read()  # made by another process between the two reads (else not ours: raises)
+    version = int(rows[SCHEMA_VERSION_KEY]) if SCHEMA_VERSION_KEY in rows else 1  # version 1 recorded none
     return version, rows.get(VIEWS_DIGEST_KEY)
 
 
